@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing cdcd needs on a fresh Debian machine. Idempotent.
+set -euo pipefail
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+command -v pg_recvlogical >/dev/null || need_apt+=(postgresql-client-15)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "deps: installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
+  echo "deps: installing confluent-kafka (independent Kafka reader for tests)"
+  python3 -m pip install -q confluent-kafka
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs dependencies, starts the servers the tests
+# need (PostgreSQL 15 with wal_level=logical, a second one with wal_level=replica for the error
+# tests), then runs unit and integration tests. Kafka-protocol brokers are started by the tests
+# themselves (cdcd-mock-broker, built from this repo; tansu when installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+STATE=${CDCD_TEST_STATE:-/tmp/cdcd-test}
+mkdir -p "$STATE"
+[ "$(id -u)" = 0 ] && chmod 755 "$STATE"
+export CDCD_TEST_PG_URL=$(scripts/pg.sh start "$STATE/pg" 54329 logical)
+export CDCD_TEST_PG_REPLICA_URL=$(scripts/pg.sh start "$STATE/pg-replica" 54330 replica)
+trap 'scripts/pg.sh stop "$STATE/pg"; scripts/pg.sh stop "$STATE/pg-replica"' EXIT
+echo "test: PostgreSQL at $CDCD_TEST_PG_URL (logical) and $CDCD_TEST_PG_REPLICA_URL (replica)"
+cargo build --bins --quiet
+cargo test --no-fail-fast -- --test-threads=4 "$@"

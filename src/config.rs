@@ -1,0 +1,431 @@
+//! Connector configuration: one TOML file per connector, or a directory of them.
+//! Unknown keys and wrong types are errors that name the key; `${VAR}` is expanded in string
+//! values (never in keys), and an unset variable is an error naming it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid { path: PathBuf, key: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ConfigError {
+    fn invalid(path: &Path, key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Connector name; default for the slot, the publication and the topic prefix.
+    pub name: String,
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// The file this connector came from; set by the loader.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    Postgres(PostgresSourceConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// Read every configured table once before streaming (when there is no checkpoint yet).
+    Initial,
+    /// Stream only changes from now on.
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// `postgres://user:pass@host:port/db` or key=value form; `${ENV}` expanded.
+    pub url: String,
+    /// Include list of `schema.table` patterns; `*` matches any run of characters.
+    pub tables: Vec<String>,
+    #[serde(default = "default_snapshot")]
+    pub snapshot: SnapshotMode,
+    /// Replication slot name; default `cdcd_<name>`.
+    pub slot: Option<String>,
+    /// Publication name; default `cdcd_<name>`.
+    pub publication: Option<String>,
+    /// How often to send a standby status update even when nothing changed, in seconds.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_secs: u64,
+}
+
+fn default_snapshot() -> SnapshotMode {
+    SnapshotMode::Initial
+}
+fn default_status_interval() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    Kafka(KafkaSinkConfig),
+    /// JSON lines on standard output: `{"topic", "key", "value"}` per record.
+    Stdout(StdoutSinkConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    /// Topic = `<topic_prefix>.<schema>.<table>`; default: the connector name.
+    pub topic_prefix: Option<String>,
+    /// Passed through to librdkafka (e.g. `"compression.type" = "lz4"`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, toml::Value>,
+    /// Optional cap on events per second sent to the broker (protects a shared cluster).
+    pub max_events_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    pub topic_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Directory for this connector's checkpoint; default `$STATE_DIRECTORY/<name>` or
+    /// `/var/lib/cdcd/<name>`.
+    pub path: Option<PathBuf>,
+    /// How often confirmed progress is written (and reported to the source), in milliseconds.
+    pub interval_ms: Option<u64>,
+}
+
+impl ConnectorConfig {
+    pub fn topic_prefix(&self) -> &str {
+        let p = match &self.sink {
+            SinkConfig::Kafka(k) => k.topic_prefix.as_deref(),
+            SinkConfig::Stdout(s) => s.topic_prefix.as_deref(),
+        };
+        p.unwrap_or(&self.name)
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        match &self.checkpoint.path {
+            Some(p) => p.clone(),
+            None => {
+                let base =
+                    std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| "/var/lib/cdcd".into());
+                base.join(&self.name)
+            }
+        }
+    }
+
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.checkpoint.interval_ms.unwrap_or(1000))
+    }
+
+    /// Default name for slots and publications: `cdcd_<name>` folded to what PostgreSQL accepts.
+    pub fn default_object_name(&self) -> String {
+        let folded: String =
+            self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        format!("cdcd_{folded}")
+    }
+}
+
+/// Loads one `.toml` file, or every `*.toml` in a directory (sorted by file name).
+pub fn load(path: &Path) -> Result<Vec<ConnectorConfig>, ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let files = if meta.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(ConfigError::Other(format!("{}: no *.toml connector files in this directory", path.display())));
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let configs = files.iter().map(|f| load_file(f)).collect::<Result<Vec<_>, _>>()?;
+    check_unique(&configs)?;
+    Ok(configs)
+}
+
+pub fn load_file(path: &Path) -> Result<ConnectorConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(path, &text)
+}
+
+/// Parses and validates one connector's TOML text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
+    let mut cfg: ConnectorConfig =
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    cfg.file = path.to_path_buf();
+    expand_all(&mut cfg, path)?;
+    validate(&cfg, path)?;
+    Ok(cfg)
+}
+
+fn expand_all(cfg: &mut ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
+    match &mut cfg.source {
+        SourceConfig::Postgres(pg) => {
+            pg.url = expand_env(&pg.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?
+        }
+    }
+    if let SinkConfig::Kafka(k) = &mut cfg.sink {
+        k.brokers = expand_env(&k.brokers).map_err(|m| ConfigError::invalid(path, "sink.brokers", m))?;
+        for (key, value) in k.properties.iter_mut() {
+            if let toml::Value::String(s) = value {
+                *s = expand_env(s).map_err(|m| ConfigError::invalid(path, &format!("sink.properties.{key}"), m))?;
+            }
+        }
+    }
+    if let Some(p) = &cfg.checkpoint.path {
+        let s = p.to_string_lossy();
+        cfg.checkpoint.path =
+            Some(expand_env(&s).map_err(|m| ConfigError::invalid(path, "checkpoint.path", m))?.into());
+    }
+    Ok(())
+}
+
+/// Expands `${VAR}` references. `$$` is a literal `$`.
+pub fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
+            let name = &body[..end];
+            let value = std::env::var(name)
+                .map_err(|_| format!("environment variable `{name}` is not set (referenced as `${{{name}}}`)"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
+    if cfg.name.is_empty() || !cfg.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+        return Err(ConfigError::invalid(
+            path,
+            "name",
+            "must be non-empty and use only letters, digits, `_`, `-`, `.`",
+        ));
+    }
+    match &cfg.source {
+        SourceConfig::Postgres(pg) => {
+            pg.url.parse::<tokio_postgres::Config>().map_err(|e| {
+                ConfigError::invalid(
+                    path,
+                    "source.url",
+                    format!(
+                        "not a PostgreSQL connection string ({e}); expected postgres://user:password@host:5432/dbname"
+                    ),
+                )
+            })?;
+            if pg.tables.is_empty() {
+                return Err(ConfigError::invalid(
+                    path,
+                    "source.tables",
+                    "list at least one `schema.table` pattern, e.g. [\"public.*\"]",
+                ));
+            }
+            for t in &pg.tables {
+                let parts: Vec<&str> = t.split('.').collect();
+                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "source.tables",
+                        format!("`{t}` is not `schema.table` (use `*` as a wildcard, e.g. `public.*`)"),
+                    ));
+                }
+            }
+            for (key, name) in [("source.slot", &pg.slot), ("source.publication", &pg.publication)] {
+                if let Some(n) = name {
+                    if n.is_empty()
+                        || n.len() > 63
+                        || !n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        return Err(ConfigError::invalid(path, key, "use 1-63 lower-case letters, digits and `_`"));
+                    }
+                }
+            }
+            if pg.status_interval_secs == 0 {
+                return Err(ConfigError::invalid(path, "source.status_interval_secs", "must be at least 1"));
+            }
+        }
+    }
+    if let SinkConfig::Kafka(k) = &cfg.sink {
+        if k.brokers.trim().is_empty() {
+            return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));
+        }
+        for (key, value) in &k.properties {
+            if property_string(value).is_none() {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("sink.properties.{key}"),
+                    "must be a string, number or boolean",
+                ));
+            }
+        }
+        if k.max_events_per_second == Some(0) {
+            return Err(ConfigError::invalid(
+                path,
+                "sink.max_events_per_second",
+                "must be at least 1 (leave it out for no limit)",
+            ));
+        }
+    }
+    if cfg.checkpoint.interval_ms == Some(0) {
+        return Err(ConfigError::invalid(path, "checkpoint.interval_ms", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// A librdkafka property value as the string librdkafka expects.
+pub fn property_string(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn check_unique(configs: &[ConnectorConfig]) -> Result<(), ConfigError> {
+    let mut names = BTreeMap::new();
+    let mut dirs = BTreeMap::new();
+    for c in configs {
+        if let Some(other) = names.insert(c.name.clone(), c.file.clone()) {
+            return Err(ConfigError::Other(format!(
+                "connector name `{}` is used by both {} and {}; names must be unique",
+                c.name,
+                other.display(),
+                c.file.display()
+            )));
+        }
+        if let Some(other) = dirs.insert(c.checkpoint_dir(), c.file.clone()) {
+            return Err(ConfigError::Other(format!(
+                "{} and {} share checkpoint directory {}; give each connector its own",
+                other.display(),
+                c.file.display(),
+                c.checkpoint_dir().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "demo"
+[source]
+type = "postgres"
+url = "postgres://u:p@127.0.0.1:5432/app"
+tables = ["public.*"]
+[sink]
+type = "kafka"
+brokers = "127.0.0.1:9092"
+[sink.properties]
+"linger.ms" = 5
+[checkpoint]
+path = "/tmp/x"
+"#;
+
+    fn p(text: &str) -> Result<ConnectorConfig, ConfigError> {
+        parse(Path::new("c.toml"), text)
+    }
+
+    #[test]
+    fn parses_the_documented_shape_with_defaults() {
+        let c = p(GOOD).unwrap();
+        assert_eq!(c.name, "demo");
+        assert_eq!(c.topic_prefix(), "demo");
+        assert_eq!(c.default_object_name(), "cdcd_demo");
+        let SourceConfig::Postgres(pg) = &c.source;
+        assert_eq!(pg.snapshot, SnapshotMode::Initial);
+        let SinkConfig::Kafka(k) = &c.sink else { panic!() };
+        assert_eq!(property_string(&k.properties["linger.ms"]).unwrap(), "5");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = p(&GOOD.replace("brokers =", "brokerz =")).unwrap_err().to_string();
+        assert!(err.contains("brokerz"), "{err}");
+        let err = p(&format!("{GOOD}\nbogus = 1")).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = p(&GOOD.replace(r#"tables = ["public.*"]"#, "tables = 3")).unwrap_err().to_string();
+        assert!(err.contains("tables") || err.contains("sequence"), "{err}");
+        let err = p(&GOOD.replace(r#"type = "postgres""#, r#"type = "oracle""#)).unwrap_err().to_string();
+        assert!(err.contains("oracle"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err =
+            p(&GOOD.replace("postgres://u:p@127.0.0.1:5432/app", "postgres://u:p@127.0.0.1:notaport/app")).unwrap_err();
+        assert!(err.to_string().contains("source.url"), "{err}");
+        let err = p(&GOOD.replace(r#"["public.*"]"#, r#"["nodot"]"#)).unwrap_err();
+        assert!(err.to_string().contains("source.tables"), "{err}");
+    }
+
+    #[test]
+    fn env_expansion() {
+        std::env::set_var("CDCD_TEST_PW", "s3cret");
+        assert_eq!(expand_env("a${CDCD_TEST_PW}b$$c$d").unwrap(), "as3cretb$c$d");
+        let err = expand_env("${CDCD_SURELY_UNSET_VAR}").unwrap_err();
+        assert!(err.contains("CDCD_SURELY_UNSET_VAR"));
+        let c = p(&GOOD.replace("u:p@", "u:${CDCD_TEST_PW}@")).unwrap();
+        let SourceConfig::Postgres(pg) = &c.source;
+        assert!(pg.url.contains("s3cret"));
+    }
+
+    #[test]
+    fn directory_loads_every_toml_and_rejects_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("b.toml"), GOOD.replace("demo", "other").replace("/tmp/x", "/tmp/y")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        assert_eq!(load(dir.path()).unwrap().len(), 2);
+        std::fs::write(dir.path().join("c.toml"), GOOD.replace("/tmp/x", "/tmp/z")).unwrap();
+        assert!(load(dir.path()).unwrap_err().to_string().contains("unique"));
+    }
+}

@@ -1,0 +1,226 @@
+//! Acknowledgement tracking: turns per-event broker deliveries into the highest source position
+//! that is safe to checkpoint.
+//!
+//! Transactions are registered in source order. A position is confirmed only when its
+//! transaction and **every earlier one** are committed and fully delivered. A failed delivery
+//! pins the confirmed position just before its transaction for good: we never let a checkpoint
+//! jump over an event that did not reach the broker.
+
+use crate::core::position::Position;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// Identifies one source transaction (or one snapshot, or one position-only mark) in the tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TxnId(pub u64);
+
+#[derive(Default)]
+struct Slot {
+    outstanding: u64,
+    committed: Option<Position>,
+    failed: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// TxnId of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Slot>,
+    confirmed: Option<Position>,
+    failure: Option<String>,
+    in_flight: u64,
+}
+
+#[derive(Default)]
+pub struct AckTracker {
+    inner: Mutex<Inner>,
+}
+
+impl AckTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens the next transaction.
+    pub fn begin(&self) -> TxnId {
+        let mut g = self.lock();
+        let id = g.base + g.slots.len() as u64;
+        g.slots.push_back(Slot::default());
+        TxnId(id)
+    }
+
+    /// One more event of `txn` is about to be handed to the sink. Call before sending, so a fast
+    /// delivery report can never arrive before its expectation.
+    pub fn expect(&self, txn: TxnId) {
+        let mut g = self.lock();
+        g.in_flight += 1;
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.outstanding += 1;
+        }
+    }
+
+    /// The broker acknowledged one event of `txn`.
+    pub fn delivered(&self, txn: TxnId) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.outstanding = slot.outstanding.saturating_sub(1);
+        }
+        g.advance();
+    }
+
+    /// One event of `txn` definitely failed. Nothing at or after `txn` will ever be confirmed.
+    pub fn failed(&self, txn: TxnId, reason: String) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.failed = true;
+        }
+        g.failure.get_or_insert(reason);
+    }
+
+    /// `txn` has no more events; once they are all delivered, `position` may be checkpointed.
+    pub fn commit(&self, txn: TxnId, position: Position) {
+        let mut g = self.lock();
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.committed = Some(position);
+        }
+        g.advance();
+    }
+
+    /// A position with no events behind it (e.g. a keepalive past quiet WAL): confirmed as soon as
+    /// everything registered before it is.
+    pub fn mark(&self, position: Position) {
+        let txn = self.begin();
+        self.commit(txn, position);
+    }
+
+    /// Forgets transactions that will never be committed (their session died). Only valid when
+    /// nothing is in flight; their changes are re-read from the checkpoint.
+    pub fn abandon_open(&self) {
+        let mut g = self.lock();
+        let n = g.slots.len() as u64;
+        g.slots.clear();
+        g.base += n;
+    }
+
+    /// The highest position whose every preceding event is delivered.
+    pub fn confirmed(&self) -> Option<Position> {
+        self.lock().confirmed
+    }
+
+    /// The first definite delivery failure, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+
+    /// Events handed to the sink and not yet acknowledged or failed.
+    pub fn in_flight(&self) -> u64 {
+        self.lock().in_flight
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the counters half-updated in a way that
+        // would over-confirm, so recovering the guard is safe.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn slot_mut(&mut self, txn: TxnId) -> Option<&mut Slot> {
+        let idx = txn.0.checked_sub(self.base)?;
+        self.slots.get_mut(idx as usize)
+    }
+
+    fn advance(&mut self) {
+        while let Some(front) = self.slots.front() {
+            match front.committed {
+                Some(pos) if front.outstanding == 0 && !front.failed => {
+                    // Positions only move forward, even if a source reports an older mark.
+                    if self.confirmed.is_none_or(|c| pos.partial_cmp(&c) == Some(std::cmp::Ordering::Greater)) {
+                        self.confirmed = Some(pos);
+                    }
+                    self.slots.pop_front();
+                    self.base += 1;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::position::Lsn;
+
+    fn pos(n: u64) -> Position {
+        Position::Postgres { lsn: Lsn(n) }
+    }
+
+    #[test]
+    fn confirms_only_contiguous_delivered_transactions() {
+        let t = AckTracker::new();
+        let a = t.begin();
+        t.expect(a);
+        t.expect(a);
+        let b = t.begin();
+        t.expect(b);
+        t.commit(a, pos(10));
+        t.commit(b, pos(20));
+        // b delivered first: cannot be confirmed while a is outstanding.
+        t.delivered(b);
+        assert_eq!(t.confirmed(), None);
+        t.delivered(a);
+        assert_eq!(t.confirmed(), None);
+        t.delivered(a);
+        assert_eq!(t.confirmed(), Some(pos(20)));
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn open_transaction_blocks_confirmation() {
+        let t = AckTracker::new();
+        let a = t.begin();
+        t.expect(a);
+        t.delivered(a);
+        // Not committed yet (e.g. shutdown mid-transaction): nothing confirmed.
+        assert_eq!(t.confirmed(), None);
+        t.mark(pos(99));
+        assert_eq!(t.confirmed(), None);
+        t.commit(a, pos(50));
+        assert_eq!(t.confirmed(), Some(pos(99)));
+    }
+
+    #[test]
+    fn failure_stops_confirmation_at_the_first_failed_transaction() {
+        let t = AckTracker::new();
+        let a = t.begin();
+        t.expect(a);
+        t.commit(a, pos(10));
+        let b = t.begin();
+        t.expect(b);
+        t.expect(b);
+        t.commit(b, pos(20));
+        let c = t.begin();
+        t.expect(c);
+        t.commit(c, pos(30));
+        t.delivered(a);
+        t.failed(b, "message too large".into());
+        t.delivered(b);
+        t.delivered(c);
+        // Unlike a finalizer that skips failed batches, c must not be confirmed past b.
+        assert_eq!(t.confirmed(), Some(pos(10)));
+        assert_eq!(t.failure().as_deref(), Some("message too large"));
+    }
+
+    #[test]
+    fn empty_transactions_confirm_immediately_in_order() {
+        let t = AckTracker::new();
+        t.mark(pos(5));
+        assert_eq!(t.confirmed(), Some(pos(5)));
+        let a = t.begin();
+        t.commit(a, pos(6));
+        assert_eq!(t.confirmed(), Some(pos(6)));
+    }
+}

@@ -1,0 +1,200 @@
+//! Checkpoints: where a connector resumes after a stop, a crash or `kill -9`.
+//!
+//! The store is a trait so other backends can follow; the default keeps one JSON file per
+//! connector, written atomically (write temp file, fsync, rename, fsync directory). A write whose
+//! position is not newer than the stored one is a no-op, so the store never regresses no matter
+//! who calls it or how often.
+
+use crate::core::position::{Lsn, Position};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What was delivered, and which source it belongs to (so a checkpoint is never applied to a
+/// different database, or to a replication slot that was recreated behind our back).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// File format version.
+    pub version: u32,
+    pub connector: String,
+    pub position: Position,
+    pub source: SourceIdentity,
+}
+
+impl Checkpoint {
+    pub const VERSION: u32 = 1;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceIdentity {
+    Postgres {
+        /// `IDENTIFY_SYSTEM`'s systemid: changes when the database cluster is replaced.
+        system_identifier: String,
+        database: String,
+        slot: String,
+        /// The slot's consistent point when cdcd created it; informational.
+        slot_created_at: Option<Lsn>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("checkpoint {path} is corrupt ({source}); move it away to re-snapshot, or restore a backup")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("cannot write checkpoint {path}: {source} (check that the directory exists and is writable, and the disk is not full)")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error(
+        "checkpoint directory {path} is locked by another running cdcd (pid file {lock}); run one daemon per connector"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("checkpoint {path} belongs to connector `{found}`, not `{expected}`; give each connector its own checkpoint.path")]
+    WrongConnector { path: PathBuf, found: String, expected: String },
+}
+
+/// A place that keeps checkpoints.
+pub trait CheckpointStore: Send {
+    fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError>;
+    /// Persists `cp` unless an equal or newer position is already stored. Returns whether it wrote.
+    fn save(&mut self, cp: &Checkpoint) -> Result<bool, CheckpointError>;
+}
+
+/// The embedded default: `<dir>/checkpoint.json`, plus `<dir>/lock` held with `flock` while the
+/// connector runs so two daemons cannot interleave writes for the same connector.
+pub struct FileCheckpointStore {
+    dir: PathBuf,
+    file: PathBuf,
+    last: Option<Position>,
+    loaded: bool,
+    _lock: fs::File,
+}
+
+impl FileCheckpointStore {
+    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+        fs::create_dir_all(dir).map_err(|source| CheckpointError::Write { path: dir.to_path_buf(), source })?;
+        let lock_path = dir.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| CheckpointError::Write { path: lock_path.clone(), source })?;
+        if !try_lock_exclusive(&lock) {
+            return Err(CheckpointError::Locked { path: dir.to_path_buf(), lock: lock_path });
+        }
+        Ok(Self { dir: dir.to_path_buf(), file: dir.join("checkpoint.json"), last: None, loaded: false, _lock: lock })
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        match fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| CheckpointError::Corrupt { path: self.file.clone(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CheckpointError::Read { path: self.file.clone(), source }),
+        }
+    }
+}
+
+impl CheckpointStore for FileCheckpointStore {
+    fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let cp = self.read()?;
+        self.last = cp.as_ref().map(|c| c.position);
+        self.loaded = true;
+        Ok(cp)
+    }
+
+    fn save(&mut self, cp: &Checkpoint) -> Result<bool, CheckpointError> {
+        if !self.loaded {
+            self.load()?;
+        }
+        if let Some(last) = self.last {
+            if cp.position.partial_cmp(&last).is_none_or(|o| o != std::cmp::Ordering::Greater) {
+                return Ok(false);
+            }
+        }
+        let werr = |source| CheckpointError::Write { path: self.file.clone(), source };
+        let tmp = self.dir.join("checkpoint.json.tmp");
+        let body = serde_json::to_vec_pretty(cp).map_err(|e| werr(std::io::Error::other(e)))?;
+        {
+            let mut f = fs::File::create(&tmp).map_err(werr)?;
+            f.write_all(&body).map_err(werr)?;
+            f.write_all(b"\n").map_err(werr)?;
+            f.sync_all().map_err(werr)?;
+        }
+        fs::rename(&tmp, &self.file).map_err(werr)?;
+        // The rename is only durable once the directory entry is.
+        fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(werr)?;
+        self.last = Some(cp.position);
+        Ok(true)
+    }
+}
+
+fn try_lock_exclusive(f: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is touched.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(lsn: u64) -> Checkpoint {
+        Checkpoint {
+            version: Checkpoint::VERSION,
+            connector: "t".into(),
+            position: Position::Postgres { lsn: Lsn(lsn) },
+            source: SourceIdentity::Postgres {
+                system_identifier: "1".into(),
+                database: "db".into(),
+                slot: "s".into(),
+                slot_created_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn saves_only_forward_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = FileCheckpointStore::open(dir.path()).unwrap();
+            assert_eq!(store.load().unwrap(), None);
+            assert!(store.save(&cp(100)).unwrap());
+            assert!(!store.save(&cp(100)).unwrap(), "same position is a no-op");
+            assert!(!store.save(&cp(50)).unwrap(), "older position is a no-op");
+            assert!(store.save(&cp(200)).unwrap());
+        }
+        let mut store = FileCheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(cp(200)));
+        assert!(!store.save(&cp(150)).unwrap(), "a fresh handle must not regress either");
+        assert_eq!(store.load().unwrap(), Some(cp(200)));
+        assert!(!dir.path().join("checkpoint.json.tmp").exists());
+    }
+
+    #[test]
+    fn second_open_of_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = FileCheckpointStore::open(dir.path()).unwrap();
+        match FileCheckpointStore::open(dir.path()) {
+            Err(CheckpointError::Locked { .. }) => {}
+            other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("checkpoint.json"), b"{not json").unwrap();
+        let mut store = FileCheckpointStore::open(dir.path()).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("corrupt") && err.contains("re-snapshot"), "{err}");
+    }
+}

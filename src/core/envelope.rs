@@ -1,0 +1,170 @@
+//! The one envelope every connector emits (Debezium-compatible field names):
+//! value `{"before", "after", "source", "op", "ts_ms"}`, key = JSON object of the primary key.
+//! Records are written into reusable buffers; connectors provide rows and the `source` block as
+//! [`WriteJson`] implementations.
+
+use crate::core::json;
+
+/// The kind of change, with Debezium's one-letter codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `c`: a row was inserted.
+    Create,
+    /// `u`: a row was updated (primary key unchanged).
+    Update,
+    /// `d`: a row was deleted; followed by a tombstone.
+    Delete,
+    /// `r`: a row read by the initial snapshot.
+    Read,
+    /// `t`: the table was truncated.
+    Truncate,
+}
+
+impl Op {
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// Something that writes itself as one JSON value.
+pub trait WriteJson: Sync {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+/// What a sink receives: topic, key bytes (None = null key) and value bytes (None = tombstone).
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Reusable key and value buffers. One per connector; cleared, never freed, between events.
+#[derive(Default)]
+pub struct RecordBuf {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    has_key: bool,
+}
+
+/// The parts of one change event, borrowed from the connector's decoded row.
+pub struct Change<'a> {
+    pub op: Op,
+    pub key: Option<&'a dyn WriteJson>,
+    pub before: Option<&'a dyn WriteJson>,
+    pub after: Option<&'a dyn WriteJson>,
+    pub source: &'a dyn WriteJson,
+    /// When cdcd processed the event (Debezium's top-level `ts_ms`), milliseconds since the epoch.
+    pub ts_ms: i64,
+}
+
+impl RecordBuf {
+    /// Fills the buffers with `change`'s key and envelope.
+    pub fn set_change(&mut self, change: &Change<'_>) {
+        self.set_key(change.key);
+        let out = &mut self.value;
+        out.clear();
+        out.extend_from_slice(b"{\"before\":");
+        write_opt(out, change.before);
+        out.extend_from_slice(b",\"after\":");
+        write_opt(out, change.after);
+        out.extend_from_slice(b",\"source\":");
+        change.source.write_json(out);
+        out.extend_from_slice(b",\"op\":\"");
+        out.extend_from_slice(change.op.code().as_bytes());
+        out.extend_from_slice(b"\",\"ts_ms\":");
+        json::write_i64(out, change.ts_ms);
+        out.push(b'}');
+    }
+
+    /// Sets only the key; used for the tombstone that follows a delete (the value is null).
+    pub fn set_key(&mut self, key: Option<&dyn WriteJson>) {
+        self.key.clear();
+        self.has_key = key.is_some();
+        if let Some(k) = key {
+            k.write_json(&mut self.key);
+        }
+    }
+
+    /// The record carrying the current key and envelope.
+    pub fn record<'a>(&'a self, topic: &'a str) -> Record<'a> {
+        Record { topic, key: self.key_bytes(), value: Some(&self.value) }
+    }
+
+    /// The tombstone for the current key: same key, null value, so log compaction can drop the row.
+    pub fn tombstone<'a>(&'a self, topic: &'a str) -> Record<'a> {
+        Record { topic, key: self.key_bytes(), value: None }
+    }
+
+    fn key_bytes(&self) -> Option<&[u8]> {
+        self.has_key.then_some(self.key.as_slice())
+    }
+}
+
+fn write_opt(out: &mut Vec<u8>, v: Option<&dyn WriteJson>) {
+    match v {
+        Some(v) => v.write_json(out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Raw(&'static str);
+    impl WriteJson for Raw {
+        fn write_json(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(self.0.as_bytes());
+        }
+    }
+
+    #[test]
+    fn envelope_has_debezium_fields_and_is_valid_json() {
+        let mut buf = RecordBuf::default();
+        let key = Raw(r#"{"id":1}"#);
+        let before = Raw(r#"{"id":1,"v":"a"}"#);
+        let after = Raw(r#"{"id":1,"v":"b"}"#);
+        let source = Raw(r#"{"connector":"postgresql"}"#);
+        buf.set_change(&Change {
+            op: Op::Update,
+            key: Some(&key),
+            before: Some(&before),
+            after: Some(&after),
+            source: &source,
+            ts_ms: 42,
+        });
+        let rec = buf.record("t");
+        let v: serde_json::Value = serde_json::from_slice(rec.value.unwrap()).unwrap();
+        assert_eq!(v["op"], "u");
+        assert_eq!(v["before"]["v"], "a");
+        assert_eq!(v["after"]["v"], "b");
+        assert_eq!(v["source"]["connector"], "postgresql");
+        assert_eq!(v["ts_ms"], 42);
+        assert_eq!(rec.key.unwrap(), br#"{"id":1}"#);
+        let tomb = buf.tombstone("t");
+        assert!(tomb.value.is_none());
+        assert_eq!(tomb.key.unwrap(), br#"{"id":1}"#);
+    }
+
+    #[test]
+    fn missing_key_is_a_null_key_not_an_empty_one() {
+        let mut buf = RecordBuf::default();
+        let src = Raw("{}");
+        buf.set_change(&Change { op: Op::Truncate, key: None, before: None, after: None, source: &src, ts_ms: 1 });
+        assert!(buf.record("t").key.is_none());
+        let v: serde_json::Value = serde_json::from_slice(buf.record("t").value.unwrap()).unwrap();
+        assert!(v["before"].is_null() && v["after"].is_null());
+    }
+}

@@ -1,0 +1,8 @@
+//! Types shared by every connector: positions, the envelope, acknowledgements, checkpoints.
+//! Connectors depend on this module; it depends on no connector.
+
+pub mod acks;
+pub mod checkpoint;
+pub mod envelope;
+pub mod json;
+pub mod position;

@@ -1,0 +1,228 @@
+//! The Kafka sink: an idempotent librdkafka producer (`acks=all`) whose delivery reports feed
+//! the [`AckTracker`]. Records with the same key go to the same partition (Java-compatible
+//! murmur2 partitioner, so keys land where Kafka Connect would put them), in send order.
+//!
+//! Messages never time out inside librdkafka (`message.timeout.ms=0`): while the broker is down
+//! they wait in the producer queue, the queue fills, `send` waits, the source stops reading, and
+//! the replication slot holds its position until the broker is back. Nothing is dropped.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::config::{property_string, KafkaSinkConfig};
+use crate::core::acks::{AckTracker, TxnId};
+use crate::core::envelope::Record;
+use crate::error::SinkError;
+
+/// Producer settings cdcd relies on; a user may not weaken the first two.
+const REQUIRED: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
+const DEFAULTS: &[(&str, &str)] = &[
+    ("message.timeout.ms", "0"),
+    ("partitioner", "murmur2_random"),
+    ("linger.ms", "5"),
+    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.kbytes", "16384"),
+    ("batch.size", "1000000"),
+    ("compression.type", "lz4"),
+    ("reconnect.backoff.ms", "100"),
+    ("reconnect.backoff.max.ms", "5000"),
+];
+
+pub struct AckContext {
+    tracker: Arc<AckTracker>,
+    connector: String,
+    delivery_errors: AtomicU64,
+}
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        let c = &self.connector;
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(connector = %c, facility = fac, "librdkafka: {msg}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(connector = %c, facility = fac, "librdkafka: {msg}"),
+            _ => tracing::debug!(connector = %c, facility = fac, "librdkafka: {msg}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker-down and connection errors are expected during outages; librdkafka retries them.
+        tracing::warn!(connector = %self.connector, "kafka: {error}: {reason} (retrying; events are held, not dropped)");
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let txn = TxnId(opaque as u64);
+        match result {
+            Ok(_) => self.tracker.delivered(txn),
+            Err((err, msg)) => {
+                self.delivery_errors.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("topic {}: {err}", msg.topic());
+                tracing::error!(connector = %self.connector, "kafka delivery failed definitively: {reason}");
+                self.tracker.failed(txn, reason);
+            }
+        }
+    }
+}
+
+pub struct KafkaSink {
+    producer: ThreadedProducer<AckContext>,
+    tracker: Arc<AckTracker>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    connector: String,
+}
+
+impl KafkaSink {
+    pub fn new(connector: &str, cfg: &KafkaSinkConfig, tracker: Arc<AckTracker>) -> Result<Self, SinkError> {
+        let client_config = client_config(connector, cfg)?;
+        let context = AckContext {
+            tracker: tracker.clone(),
+            connector: connector.to_string(),
+            delivery_errors: AtomicU64::new(0),
+        };
+        let producer: ThreadedProducer<AckContext> = client_config
+            .create_with_context(context)
+            .map_err(|e| SinkError::Config(format!("cannot create Kafka producer: {e}")))?;
+        let limiter =
+            cfg.max_events_per_second.and_then(NonZeroU32::new).map(|n| RateLimiter::direct(Quota::per_second(n)));
+        Ok(Self { producer, tracker, limiter, connector: connector.to_string() })
+    }
+
+    pub async fn send(&mut self, record: Record<'_>, txn: TxnId) -> Result<(), SinkError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        self.tracker.expect(txn);
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(record.topic, txn.0 as usize);
+        if let Some(k) = record.key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = record.value {
+            rec = rec.payload(v);
+        }
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    // The local queue is full: the broker is slow or down. Wait; this is the
+                    // back-pressure that stops the source from reading further.
+                    let step = Duration::from_millis(if waited < Duration::from_secs(1) { 2 } else { 50 });
+                    tokio::time::sleep(step).await;
+                    waited += step;
+                    if waited.as_secs() > 0 && waited.as_millis() % 30_000 < step.as_millis() {
+                        tracing::warn!(connector = %self.connector, waited_secs = waited.as_secs(), in_flight = self.tracker.in_flight(), "producer queue full; waiting for the broker");
+                    }
+                    self.health()?;
+                }
+                Err((e, _)) => {
+                    let reason = format!("topic {}: {e}", record.topic);
+                    self.tracker.failed(txn, reason.clone());
+                    return Err(SinkError::Delivery(reason));
+                }
+            }
+        }
+    }
+
+    pub fn health(&self) -> Result<(), SinkError> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return Err(SinkError::Delivery(format!("Kafka producer hit a fatal error ({code:?}): {reason}")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        let _ = self.producer.flush(Duration::from_secs(0));
+    }
+}
+
+fn client_config(connector: &str, cfg: &KafkaSinkConfig) -> Result<ClientConfig, SinkError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    c.set("client.id", format!("cdcd-{connector}"));
+    for (k, v) in DEFAULTS.iter().chain(REQUIRED) {
+        c.set(*k, *v);
+    }
+    for (key, value) in &cfg.properties {
+        let value = property_string(value).unwrap_or_default();
+        if let Some((_, required)) = REQUIRED.iter().find(|(k, _)| k == key) {
+            let ok = value.eq_ignore_ascii_case(required) || (key == "acks" && value == "-1");
+            if !ok {
+                return Err(SinkError::Config(format!(
+                    "sink.properties.{key} = {value:?} would allow lost or reordered events; cdcd requires {key}={required} (remove the setting)"
+                )));
+            }
+        }
+        if matches!(key.as_str(), "message.timeout.ms" | "delivery.timeout.ms") && value != "0" {
+            tracing::warn!(connector, "sink.properties.{key} = {value}: deliveries that time out stop the connector (no data is lost; it resumes from the last checkpoint on restart)");
+        }
+        c.set(key, value);
+    }
+    Ok(c)
+}
+
+/// Asks the brokers for cluster metadata: proves they are reachable. Returns the broker count.
+pub async fn probe(cfg: &KafkaSinkConfig) -> Result<usize, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (key, value) in &cfg.properties {
+        // Security settings matter for reaching the broker; producer tuning does not.
+        if key.starts_with("security.") || key.starts_with("sasl.") || key.starts_with("ssl.") {
+            c.set(key, property_string(value).unwrap_or_default());
+        }
+    }
+    let consumer: rdkafka::consumer::BaseConsumer = c.create().map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        consumer.fetch_metadata(None, Duration::from_secs(5)).map(|m| m.brokers().len()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(props: &[(&str, &str)]) -> KafkaSinkConfig {
+        KafkaSinkConfig {
+            brokers: "127.0.0.1:1".into(),
+            topic_prefix: None,
+            properties: props.iter().map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string()))).collect(),
+            max_events_per_second: None,
+        }
+    }
+
+    #[test]
+    fn weakening_delivery_guarantees_is_refused() {
+        for (k, v) in [("acks", "1"), ("enable.idempotence", "false")] {
+            let err = client_config("c", &cfg(&[(k, v)])).unwrap_err().to_string();
+            assert!(err.contains(k) && err.contains("requires"), "{err}");
+        }
+        assert!(client_config("c", &cfg(&[("acks", "-1"), ("linger.ms", "50")])).is_ok());
+    }
+
+    #[test]
+    fn defaults_are_safe_and_overridable() {
+        let c = client_config("c", &cfg(&[("compression.type", "zstd")])).unwrap();
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("message.timeout.ms"), Some("0"));
+        assert_eq!(c.get("compression.type"), Some("zstd"));
+    }
+}

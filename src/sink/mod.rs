@@ -1,0 +1,68 @@
+//! Sinks: where records go. Each sink reports every record's fate to the [`AckTracker`]; the
+//! pipeline never assumes delivery.
+
+pub mod kafka;
+pub mod stdout;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ConnectorConfig, SinkConfig};
+use crate::core::acks::{AckTracker, TxnId};
+use crate::core::envelope::Record;
+use crate::error::SinkError;
+
+pub enum Sink {
+    Kafka(kafka::KafkaSink),
+    Stdout(stdout::StdoutSink),
+}
+
+impl Sink {
+    pub fn build(cfg: &ConnectorConfig, tracker: Arc<AckTracker>) -> Result<Self, SinkError> {
+        Ok(match &cfg.sink {
+            SinkConfig::Kafka(k) => Sink::Kafka(kafka::KafkaSink::new(&cfg.name, k, tracker)?),
+            SinkConfig::Stdout(_) => Sink::Stdout(stdout::StdoutSink::new(tracker)),
+        })
+    }
+
+    /// Hands one record of `txn` to the sink. Waits (without bound) while the sink is full,
+    /// which is how back-pressure reaches the source.
+    pub async fn send(&mut self, record: Record<'_>, txn: TxnId) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => k.send(record, txn).await,
+            Sink::Stdout(s) => s.send(record, txn),
+        }
+    }
+
+    /// Called once a transaction's last record was sent, before it is committed in the tracker.
+    pub fn end_txn(&mut self) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(_) => Ok(()),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
+
+    /// A definite, unrecoverable sink failure noticed outside a delivery report, if any.
+    pub fn health(&self) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => k.health(),
+            Sink::Stdout(_) => Ok(()),
+        }
+    }
+
+    /// Waits until every record handed over so far is acknowledged, or `timeout` passes.
+    /// Returns the number still in flight.
+    pub async fn drain(&mut self, tracker: &AckTracker, timeout: Duration) -> u64 {
+        if let Sink::Stdout(s) = self {
+            let _ = s.flush();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = tracker.in_flight();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Ordinary SQL against the source database (a `tokio-postgres` connection beside the
+//! replication one): table resolution, key columns, type lookups, slot and publication state.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::conn::SESSION_OPTIONS;
+use super::values::{builtin_kind, ValueKind};
+use crate::core::position::Lsn;
+use crate::error::SourceError;
+
+/// A table selected by the include list.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableRef {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableRef {
+    /// `"schema"."name"`, quoted for SQL.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Column list and key of a table as the catalog sees it now.
+#[derive(Clone, Debug)]
+pub struct TableMeta {
+    pub oid: u32,
+    pub table: TableRef,
+    /// (name, type oid) in attnum order, without dropped or generated columns (as pgoutput sends).
+    pub columns: Vec<(String, u32)>,
+    /// Primary-key column names, else replica-identity-index columns, else empty (null key).
+    pub key: Vec<String>,
+    /// `relreplident`: d, n, f, i.
+    pub replica_identity: char,
+    pub has_primary_key: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SlotInfo {
+    pub plugin: Option<String>,
+    pub database: Option<String>,
+    pub confirmed_flush: Option<Lsn>,
+    pub wal_status: Option<String>,
+    pub active: bool,
+}
+
+pub struct Catalog {
+    client: Client,
+    kinds: HashMap<u32, ValueKind>,
+}
+
+fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let text = format!("{context}: {} (SQLSTATE {code})", db.message());
+        let fatal = ["28", "3D", "42", "0A", "22"].iter().any(|c| code.starts_with(c));
+        return if fatal { SourceError::Fatal(text) } else { SourceError::Transient(text) };
+    }
+    SourceError::Transient(format!("{context}: {e}"))
+}
+
+impl Catalog {
+    pub async fn connect(cfg: &tokio_postgres::Config, application_name: &str) -> Result<Self, SourceError> {
+        let mut cfg = cfg.clone();
+        cfg.options(SESSION_OPTIONS).application_name(application_name);
+        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+            let hint = match e.as_db_error().map(|d| d.code().code().to_string()) {
+                Some(c) if c == "28P01" || c == "28000" => {
+                    " (check the user and password in source.url, and pg_hba.conf)"
+                }
+                Some(c) if c == "3D000" => " (check the database name in source.url)",
+                _ => " (is the server running and reachable at the host and port in source.url?)",
+            };
+            match e.as_db_error() {
+                Some(db) if db.code().code().starts_with("28") || db.code().code() == "3D000" => {
+                    SourceError::Fatal(format!("cannot connect to PostgreSQL: {}{hint}", db.message()))
+                }
+                _ => SourceError::Transient(format!("cannot connect to PostgreSQL: {e}{hint}")),
+            }
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("catalog connection ended: {e}");
+            }
+        });
+        Ok(Self { client, kinds: HashMap::new() })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub async fn setting(&self, name: &str) -> Result<String, SourceError> {
+        let row = self.client.query_one("SELECT current_setting($1)", &[&name]).await.map_err(|e| sql_err(name, e))?;
+        Ok(row.get(0))
+    }
+
+    /// Tables matching the include patterns. A pattern without `*` that matches nothing is an
+    /// error (a typo should not silently capture nothing).
+    pub async fn resolve_tables(&self, patterns: &[String]) -> Result<Vec<TableRef>, SourceError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r','p') AND NOT c.relispartition \
+                 AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+                 ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(|e| sql_err("listing tables", e))?;
+        let all: Vec<TableRef> = rows.iter().map(|r| TableRef { schema: r.get(0), name: r.get(1) }).collect();
+        let mut picked = Vec::new();
+        for pattern in patterns {
+            let (sp, tp) = pattern.split_once('.').unwrap_or(("*", pattern));
+            let matches: Vec<&TableRef> = all.iter().filter(|t| glob(sp, &t.schema) && glob(tp, &t.name)).collect();
+            if matches.is_empty() && !pattern.contains('*') {
+                return Err(SourceError::Fatal(format!(
+                    "table `{pattern}` from source.tables does not exist (or is not visible to this user); create it or fix the name"
+                )));
+            }
+            picked.extend(matches.into_iter().cloned());
+        }
+        picked.sort();
+        picked.dedup();
+        Ok(picked)
+    }
+
+    pub async fn table_meta_by_name(&self, t: &TableRef) -> Result<TableMeta, SourceError> {
+        let row = self
+            .client
+            .query_opt("SELECT to_regclass($1)::oid", &[&t.quoted()])
+            .await
+            .map_err(|e| sql_err("looking up table", e))?;
+        let oid: Option<u32> = row.and_then(|r| r.get(0));
+        let oid = oid.ok_or_else(|| SourceError::Fatal(format!("table {t} does not exist")))?;
+        self.table_meta(oid).await
+    }
+
+    pub async fn table_meta(&self, oid: u32) -> Result<TableMeta, SourceError> {
+        let head = self
+            .client
+            .query_opt(
+                "SELECT n.nspname, c.relname, c.relreplident::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_err("reading table metadata", e))?
+            .ok_or_else(|| SourceError::Fatal(format!("relation {oid} no longer exists")))?;
+        let table = TableRef { schema: head.get(0), name: head.get(1) };
+        let replica_identity = head.get::<_, String>(2).chars().next().unwrap_or('d');
+        let cols = self
+            .client
+            .query(
+                "SELECT attname::text, atttypid FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 \
+                 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_err("reading columns", e))?;
+        let columns = cols.iter().map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1))).collect();
+        let keys = self
+            .client
+            .query(
+                "SELECT i.indisprimary, a.attname::text FROM pg_index i \
+                 JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident) \
+                 ORDER BY i.indisprimary DESC, k.ord",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_err("reading key columns", e))?;
+        let has_primary_key = keys.iter().any(|r| r.get::<_, bool>(0));
+        let key =
+            keys.iter().filter(|r| r.get::<_, bool>(0) == has_primary_key).map(|r| r.get::<_, String>(1)).collect();
+        Ok(TableMeta { oid, table, columns, key, replica_identity, has_primary_key })
+    }
+
+    /// How to render values of type `oid`: built-ins directly, domains as their base type,
+    /// arrays by element, everything else (enums, extension types) as text.
+    pub async fn kind_for(&mut self, oid: u32) -> Result<ValueKind, SourceError> {
+        if let Some(k) = builtin_kind(oid) {
+            return Ok(k);
+        }
+        if let Some(k) = self.kinds.get(&oid) {
+            return Ok(k.clone());
+        }
+        let row = self
+            .client
+            .query_opt(
+                "SELECT typtype::text, typbasetype, typelem, typcategory::text FROM pg_type WHERE oid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_err("reading type", e))?;
+        let kind = match row {
+            Some(r) => {
+                let typtype: String = r.get(0);
+                let base: u32 = r.get(1);
+                let elem: u32 = r.get(2);
+                let category: String = r.get(3);
+                if typtype == "d" && base != 0 {
+                    Box::pin(self.kind_for(base)).await?
+                } else if category == "A" && elem != 0 {
+                    ValueKind::Array(Box::new(Box::pin(self.kind_for(elem)).await?))
+                } else {
+                    ValueKind::Text
+                }
+            }
+            None => ValueKind::Text,
+        };
+        self.kinds.insert(oid, kind.clone());
+        Ok(kind)
+    }
+
+    pub async fn slot(&self, name: &str) -> Result<Option<SlotInfo>, SourceError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, wal_status, active \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| sql_err("reading replication slot", e))?;
+        Ok(row.map(|r| SlotInfo {
+            plugin: r.get(0),
+            database: r.get(1),
+            confirmed_flush: r.get::<_, Option<String>>(2).and_then(|s| s.parse().ok()),
+            wal_status: r.get(3),
+            active: r.get(4),
+        }))
+    }
+
+    /// Creates the publication for `tables`, or adds tables it lacks.
+    pub async fn ensure_publication(&self, name: &str, tables: &[TableRef]) -> Result<(), SourceError> {
+        let existing = self
+            .client
+            .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&name])
+            .await
+            .map_err(|e| sql_err("reading publication", e))?;
+        let exists = self
+            .client
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+            .await
+            .map_err(|e| sql_err("reading publication", e))?
+            .is_some();
+        let list = |ts: &[&TableRef]| ts.iter().map(|t| t.quoted()).collect::<Vec<_>>().join(", ");
+        let hint = " (the source user needs CREATE on the database and ownership of the tables, or create the publication yourself)";
+        if !exists {
+            let all: Vec<&TableRef> = tables.iter().collect();
+            let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(name), list(&all));
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| sql_err(&format!("creating publication {name}{hint}"), e))?;
+            tracing::info!(publication = name, tables = tables.len(), "created publication");
+            return Ok(());
+        }
+        let have: Vec<TableRef> = existing.iter().map(|r| TableRef { schema: r.get(0), name: r.get(1) }).collect();
+        let missing: Vec<&TableRef> = tables.iter().filter(|t| !have.contains(t)).collect();
+        if !missing.is_empty() {
+            let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(name), list(&missing));
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| sql_err(&format!("adding tables to publication {name}{hint}"), e))?;
+            tracing::warn!(publication = name, added = %list(&missing), "added newly matching tables to the publication; their existing rows are not snapshotted, only changes from now on");
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let mut rest = s;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_the_docs_say() {
+        assert!(glob("*", "anything"));
+        assert!(glob("orders", "orders"));
+        assert!(!glob("orders", "orders2"));
+        assert!(glob("ord*", "orders"));
+        assert!(glob("*_log", "audit_log"));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b*c", "aXXcYYb"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,184 @@
+//! `cdcd check` for PostgreSQL sources: every prerequisite as a finding with its fix.
+
+use super::catalog::Catalog;
+use super::conn::{ConnParams, ReplicationConn};
+use super::{identify, names};
+use crate::config::{ConnectorConfig, PostgresSourceConfig};
+use crate::core::checkpoint::Checkpoint;
+use crate::core::position::Position;
+
+/// One checked prerequisite.
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    /// What to do about a failure.
+    pub fix: Option<String>,
+}
+
+fn ok(what: impl Into<String>) -> Finding {
+    Finding { ok: true, what: what.into(), fix: None }
+}
+fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding { ok: false, what: what.into(), fix: Some(fix.into()) }
+}
+
+pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let pgcfg: tokio_postgres::Config = match pg.url.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(fail(format!("source.url parses: {e}"), "use postgres://user:password@host:5432/dbname"));
+            return out;
+        }
+    };
+    let n = names(cfg, pg);
+    let catalog = match Catalog::connect(&pgcfg, &n.application).await {
+        Ok(c) => {
+            out.push(ok("PostgreSQL is reachable and accepts the credentials"));
+            c
+        }
+        Err(e) => {
+            out.push(fail(format!("connect: {e}"), "check host, port, user, password and database in source.url"));
+            return out;
+        }
+    };
+    let c = catalog.client();
+    if let Ok(v) = catalog.setting("server_version_num").await {
+        let num: u32 = v.parse().unwrap_or(0);
+        out.push(if num >= 100000 {
+            ok(format!("server version {num} supports pgoutput"))
+        } else {
+            fail(format!("server version {num}"), "PostgreSQL 10 or newer is required")
+        });
+    }
+    match catalog.setting("wal_level").await {
+        Ok(l) if l == "logical" => out.push(ok("wal_level = logical")),
+        Ok(l) => out.push(fail(
+            format!("wal_level = {l}"),
+            "set wal_level = logical in postgresql.conf and restart PostgreSQL",
+        )),
+        Err(e) => out.push(fail(format!("wal_level: {e}"), "grant the user access to pg_settings")),
+    }
+    match c.query_one("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await {
+        Ok(r) if r.get::<_, bool>(0) => out.push(ok("user has the REPLICATION attribute")),
+        Ok(_) => out.push(fail("user lacks the REPLICATION attribute", "ALTER ROLE <user> REPLICATION")),
+        Err(e) => out.push(fail(format!("reading role: {e}"), "check the user's privileges")),
+    }
+    match catalog.resolve_tables(&pg.tables).await {
+        Ok(tables) if tables.is_empty() => {
+            out.push(fail(format!("no table matches {:?}", pg.tables), "create the tables or fix source.tables"))
+        }
+        Ok(tables) => {
+            out.push(ok(format!("{} table(s) match source.tables", tables.len())));
+            for t in &tables {
+                match catalog.table_meta_by_name(t).await {
+                    Ok(m) if m.has_primary_key => out.push(ok(format!("{t}: primary key ({})", m.key.join(", ")))),
+                    Ok(m) if matches!(m.replica_identity, 'f' | 'i') => out.push(ok(format!(
+                        "{t}: no primary key, REPLICA IDENTITY {} (events get a null key)",
+                        if m.replica_identity == 'f' { "FULL" } else { "USING INDEX" }
+                    ))),
+                    Ok(_) => out.push(fail(
+                        format!("{t}: no primary key or replica identity"),
+                        format!("add a primary key, or ALTER TABLE {} REPLICA IDENTITY FULL", t.quoted()),
+                    )),
+                    Err(e) => out.push(fail(format!("{t}: {e}"), "grant SELECT on the table")),
+                }
+                if let Ok(r) = c.query_one("SELECT has_table_privilege($1, 'SELECT')", &[&t.quoted()]).await {
+                    if !r.get::<_, bool>(0) {
+                        out.push(fail(
+                            format!("{t}: no SELECT privilege (needed for the snapshot)"),
+                            format!("GRANT SELECT ON {} TO <user>", t.quoted()),
+                        ));
+                    }
+                }
+            }
+        }
+        Err(e) => out.push(fail(e.to_string(), "fix source.tables")),
+    }
+    let pub_exists = c
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&n.publication])
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    if pub_exists {
+        out.push(ok(format!("publication {} exists", n.publication)));
+    } else {
+        match c.query_one("SELECT has_database_privilege(current_database(), 'CREATE')", &[]).await {
+            Ok(r) if r.get::<_, bool>(0) => out.push(ok(format!("publication {} will be created", n.publication))),
+            _ => out.push(fail(
+                format!("publication {} is missing and the user may not create it", n.publication),
+                "GRANT CREATE ON DATABASE <db> TO <user>, or create the publication FOR TABLE the configured tables",
+            )),
+        }
+    }
+    let slot = catalog.slot(&n.slot).await.ok().flatten();
+    match &slot {
+        Some(s) if s.wal_status.as_deref() == Some("lost") => out.push(fail(format!("slot {} is invalidated (wal_status = lost)", n.slot), "re-snapshot: move the checkpoint away and drop the slot")),
+        Some(s) if s.plugin.as_deref() != Some("pgoutput") => out.push(fail(format!("slot {} uses plugin {:?}", n.slot, s.plugin), "choose another source.slot")),
+        Some(s) => out.push(ok(format!("slot {} exists at {}", n.slot, s.confirmed_flush.map(|l| l.to_string()).unwrap_or_default()))),
+        None => match c.query_one("SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)::int", &[]).await {
+            Ok(r) if r.get::<_, i32>(0) > 0 => out.push(ok(format!("slot {} will be created ({} free slot(s))", n.slot, r.get::<_, i32>(0)))),
+            Ok(_) => out.push(fail("no free replication slot", "raise max_replication_slots (restart needed) or drop unused slots")),
+            Err(e) => out.push(fail(format!("counting slots: {e}"), "check privileges")),
+        },
+    }
+    match ConnParams::from_config(&pgcfg) {
+        Ok(params) => match ReplicationConn::connect(&params, &n.application).await {
+            Ok(mut repl) => match identify(&mut repl).await {
+                Ok(sys) => {
+                    out.push(ok("replication connection accepted (pg_hba.conf allows it)"));
+                    check_checkpoint(cfg, &sys.system_identifier, slot.as_ref(), &mut out);
+                }
+                Err(e) => out
+                    .push(fail(format!("IDENTIFY_SYSTEM: {e}"), "check max_wal_senders and the REPLICATION attribute")),
+            },
+            Err(e) => out.push(fail(
+                format!("replication connection: {e}"),
+                "allow replication connections for this user in pg_hba.conf; check max_wal_senders",
+            )),
+        },
+        Err(e) => out.push(fail(e.to_string(), "fix source.url")),
+    }
+    out
+}
+
+fn check_checkpoint(
+    cfg: &ConnectorConfig,
+    system: &str,
+    slot: Option<&super::catalog::SlotInfo>,
+    out: &mut Vec<Finding>,
+) {
+    let file = cfg.checkpoint_dir().join("checkpoint.json");
+    let Ok(bytes) = std::fs::read(&file) else {
+        out.push(ok(format!("no checkpoint at {} yet: first run will {}", file.display(), "create the slot")));
+        return;
+    };
+    let cp: Checkpoint = match serde_json::from_slice(&bytes) {
+        Ok(cp) => cp,
+        Err(e) => {
+            out.push(fail(format!("checkpoint {} is corrupt: {e}", file.display()), "move it away to re-snapshot"));
+            return;
+        }
+    };
+    let Position::Postgres { lsn } = cp.position;
+    let crate::core::checkpoint::SourceIdentity::Postgres { system_identifier, .. } = &cp.source;
+    if system_identifier != system {
+        out.push(fail(
+            "checkpoint belongs to another database system",
+            "re-snapshot: move the checkpoint away and drop the slot",
+        ));
+    } else if slot.is_none() {
+        out.push(fail(
+            format!("checkpoint at {lsn} but the slot is gone: changes may be lost"),
+            "re-snapshot: move the checkpoint away",
+        ));
+    } else if slot.and_then(|s| s.confirmed_flush).is_some_and(|f| f > lsn) {
+        out.push(fail(
+            format!("slot is ahead of the checkpoint {lsn}: it was recreated or advanced"),
+            "re-snapshot: move the checkpoint away and drop the slot",
+        ));
+    } else {
+        out.push(ok(format!("checkpoint at {lsn} matches the slot")));
+    }
+}

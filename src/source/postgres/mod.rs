@@ -1,0 +1,275 @@
+//! PostgreSQL source: logical replication with the built-in `pgoutput` plugin.
+//!
+//! One session: check prerequisites, make sure the publication and the slot exist, reconcile
+//! the checkpoint with the slot (rules below), snapshot if needed, then stream.
+//!
+//! Checkpoint vs. slot (`confirmed_flush_lsn`) on start:
+//! - checkpoint present, slot present, `confirmed_flush <= checkpoint`: resume at the checkpoint
+//!   (cdcd writes its checkpoint *before* reporting a flush to the server, so this always holds
+//!   for a slot only cdcd drives).
+//! - checkpoint present, slot missing, invalidated (`wal_status = lost`), ahead of the
+//!   checkpoint, or from another database cluster: changes may be gone. Stop with an error that
+//!   says how to re-snapshot. Never continue silently.
+//! - no checkpoint, slot present: a previous run died before its snapshot was delivered. With
+//!   `snapshot = "initial"` the slot is dropped and recreated and the snapshot restarts; with
+//!   `"never"` streaming starts at the slot's position.
+//! - no checkpoint, no slot: create it (exporting a snapshot when one is wanted).
+
+pub mod catalog;
+pub mod check;
+pub mod conn;
+pub mod pgoutput;
+pub mod protocol;
+pub mod relation;
+pub mod snapshot;
+pub mod stream;
+pub mod values;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{ConnectorConfig, PostgresSourceConfig, SnapshotMode};
+use crate::core::checkpoint::{Checkpoint, SourceIdentity};
+use crate::core::position::{Lsn, Position};
+use crate::error::{SessionError, SourceError};
+use crate::pipeline::Emitter;
+use catalog::{quote_ident, quote_literal, Catalog, TableRef};
+use conn::{ConnParams, ReplicationConn};
+use relation::SourceContext;
+
+/// Names derived from the configuration.
+pub struct Names {
+    pub slot: String,
+    pub publication: String,
+    pub application: String,
+}
+
+pub fn names(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Names {
+    Names {
+        slot: pg.slot.clone().unwrap_or_else(|| cfg.default_object_name()),
+        publication: pg.publication.clone().unwrap_or_else(|| cfg.default_object_name()),
+        application: format!("cdcd-{}", cfg.name),
+    }
+}
+
+/// What the server's `IDENTIFY_SYSTEM` says.
+pub struct SystemId {
+    pub system_identifier: String,
+    pub database: String,
+}
+
+pub async fn identify(repl: &mut ReplicationConn) -> Result<SystemId, SourceError> {
+    let rows = repl.simple_query("IDENTIFY_SYSTEM").await?;
+    let row = rows.first().ok_or_else(|| SourceError::Transient("IDENTIFY_SYSTEM returned no row".into()))?;
+    let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    Ok(SystemId { system_identifier: col(0), database: col(3) })
+}
+
+/// Checks that must pass before anything is created.
+pub async fn preflight(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<Vec<TableRef>, SourceError> {
+    let wal_level = catalog.setting("wal_level").await?;
+    if wal_level != "logical" {
+        return Err(SourceError::Fatal(format!(
+            "wal_level is `{wal_level}`, logical replication needs `logical`: set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+        )));
+    }
+    let tables = catalog.resolve_tables(&pg.tables).await?;
+    if tables.is_empty() {
+        return Err(SourceError::Fatal(format!(
+            "no table matches source.tables {:?}; create the tables or fix the patterns",
+            pg.tables
+        )));
+    }
+    for t in &tables {
+        let meta = catalog.table_meta_by_name(t).await?;
+        if !meta.has_primary_key && !matches!(meta.replica_identity, 'f' | 'i') {
+            return Err(SourceError::Fatal(format!(
+                "table {t} has no primary key and no replica identity, so PostgreSQL cannot publish its updates and deletes: add a primary key, or run ALTER TABLE {} REPLICA IDENTITY FULL",
+                t.quoted()
+            )));
+        }
+    }
+    Ok(tables)
+}
+
+pub async fn run_session(
+    cfg: &ConnectorConfig,
+    pg: &PostgresSourceConfig,
+    checkpoint: Option<Checkpoint>,
+    emitter: &mut Emitter,
+    durable: watch::Receiver<Option<Position>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let pgcfg: tokio_postgres::Config = pg.url.parse().map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
+    let params = ConnParams::from_config(&pgcfg)?;
+    let names = names(cfg, pg);
+    let mut catalog = Catalog::connect(&pgcfg, &names.application).await?;
+    let tables = preflight(&catalog, pg).await?;
+    catalog.ensure_publication(&names.publication, &tables).await?;
+
+    let mut repl = ReplicationConn::connect(&params, &names.application).await?;
+    let system = identify(&mut repl).await?;
+    let slot = catalog.slot(&names.slot).await?;
+    let ctx = SourceContext {
+        connector: cfg.name.clone(),
+        db: system.database.clone(),
+        topic_prefix: cfg.topic_prefix().to_string(),
+    };
+    let identity = |created: Option<Lsn>| SourceIdentity::Postgres {
+        system_identifier: system.system_identifier.clone(),
+        database: system.database.clone(),
+        slot: names.slot.clone(),
+        slot_created_at: created,
+    };
+
+    let start: Lsn = match (&checkpoint, &slot) {
+        (Some(cp), _) => {
+            let Position::Postgres { lsn } = cp.position;
+            let SourceIdentity::Postgres { system_identifier, slot: cp_slot, slot_created_at, .. } = &cp.source;
+            let resnapshot = format!(
+                "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again.",
+                cfg.checkpoint_dir().display(),
+                names.slot
+            );
+            if system_identifier != &system.system_identifier {
+                return Err(SourceError::Fatal(format!(
+                    "the checkpoint was written for database system {system_identifier}, but the server is system {}: it was replaced or restored, and changes may be missing. {resnapshot}",
+                    system.system_identifier
+                ))
+                .into());
+            }
+            if cp_slot != &names.slot {
+                return Err(SourceError::Fatal(format!(
+                    "the checkpoint belongs to slot `{cp_slot}` but the configuration names slot `{}`. Restore source.slot = \"{cp_slot}\", or re-snapshot. {resnapshot}",
+                    names.slot
+                ))
+                .into());
+            }
+            let Some(s) = slot else {
+                return Err(SourceError::Fatal(format!(
+                    "replication slot `{}` no longer exists, but the checkpoint says cdcd had delivered changes up to {lsn}: changes made since then may have been lost with the slot. {resnapshot}",
+                    names.slot
+                ))
+                .into());
+            };
+            if s.wal_status.as_deref() == Some("lost") {
+                return Err(SourceError::Fatal(format!(
+                    "replication slot `{}` was invalidated by the server (wal_status = lost, usually max_slot_wal_keep_size): the WAL cdcd still needs is gone. {resnapshot}",
+                    names.slot
+                ))
+                .into());
+            }
+            if let Some(flush) = s.confirmed_flush {
+                if flush > lsn {
+                    return Err(SourceError::Fatal(format!(
+                        "replication slot `{}` is at {flush}, past cdcd's checkpoint {lsn} (recreated or advanced by someone else{}): the changes between may never be delivered. {resnapshot}",
+                        names.slot,
+                        slot_created_at.map(|c| format!("; cdcd created it at {c}")).unwrap_or_default()
+                    ))
+                    .into());
+                }
+            }
+            check_slot_owner(&s, &names.slot, &system.database)?;
+            emitter.set_identity(identity(*slot_created_at));
+            lsn
+        }
+        (None, Some(s)) if pg.snapshot == SnapshotMode::Initial => {
+            tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier snapshot did not finish; dropping the slot and starting the snapshot again");
+            check_slot_owner(s, &names.slot, &system.database)?;
+            repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
+            create_slot_and_snapshot(&mut repl, &mut catalog, &names, &tables, &ctx, emitter, &identity).await?
+        }
+        (None, Some(s)) => {
+            check_slot_owner(s, &names.slot, &system.database)?;
+            let at = s.confirmed_flush.unwrap_or_default();
+            emitter.set_identity(identity(None));
+            emitter.mark(Position::Postgres { lsn: at });
+            tracing::info!(slot = %names.slot, %at, "no checkpoint; streaming from the existing slot's position (snapshot = \"never\")");
+            at
+        }
+        (None, None) => {
+            if pg.snapshot == SnapshotMode::Initial {
+                create_slot_and_snapshot(&mut repl, &mut catalog, &names, &tables, &ctx, emitter, &identity).await?
+            } else {
+                let (at, _) = create_slot(&mut repl, &names.slot, false).await?;
+                emitter.set_identity(identity(Some(at)));
+                emitter.mark(Position::Postgres { lsn: at });
+                at
+            }
+        }
+    };
+
+    let sql = format!(
+        "START_REPLICATION SLOT {} LOGICAL {start} (\"proto_version\" '1', \"publication_names\" {})",
+        quote_ident(&names.slot),
+        quote_literal(&names.publication)
+    );
+    let (reader, writer) = repl.start_replication(&sql).await?;
+    tracing::info!(connector = %cfg.name, slot = %names.slot, publication = %names.publication, %start, tables = tables.len(), "streaming");
+    let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start);
+    streamer.run(reader, writer, start, durable, Duration::from_secs(pg.status_interval_secs), shutdown).await
+}
+
+fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), SourceError> {
+    if s.plugin.as_deref() != Some("pgoutput") || s.database.as_deref() != Some(db) {
+        return Err(SourceError::Fatal(format!(
+            "replication slot `{name}` exists but is not a pgoutput slot of database `{db}` (plugin {:?}, database {:?}); choose another source.slot",
+            s.plugin, s.database
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the slot; with `export`, also returns the exported snapshot's name.
+async fn create_slot(
+    repl: &mut ReplicationConn,
+    slot: &str,
+    export: bool,
+) -> Result<(Lsn, Option<String>), SourceError> {
+    let mode = if export { "EXPORT_SNAPSHOT" } else { "NOEXPORT_SNAPSHOT" };
+    let rows = repl
+        .simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}", quote_ident(slot)))
+        .await
+        .map_err(|e| match e {
+            SourceError::Fatal(m) | SourceError::Transient(m)
+                if m.contains("53400") || m.contains("all replication slots are in use") =>
+            {
+                SourceError::Fatal(format!(
+                    "{m}: raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots"
+                ))
+            }
+            SourceError::Fatal(m) if m.contains("42501") => SourceError::Fatal(format!(
+                "{m}: the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)"
+            )),
+            other => other,
+        })?;
+    let row = rows.first().ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no row".into()))?;
+    let at: Lsn = row
+        .get(1)
+        .cloned()
+        .flatten()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
+    let snapshot = row.get(2).cloned().flatten();
+    tracing::info!(slot, consistent_point = %at, "created replication slot");
+    Ok((at, snapshot))
+}
+
+async fn create_slot_and_snapshot(
+    repl: &mut ReplicationConn,
+    catalog: &mut Catalog,
+    names: &Names,
+    tables: &[TableRef],
+    ctx: &SourceContext,
+    emitter: &mut Emitter,
+    identity: &(dyn Fn(Option<Lsn>) -> SourceIdentity + Sync),
+) -> Result<Lsn, SessionError> {
+    let (at, snapshot) = create_slot(repl, &names.slot, true).await?;
+    let snapshot = snapshot.ok_or_else(|| SourceError::Transient("the slot exported no snapshot".into()))?;
+    emitter.set_identity(identity(Some(at)));
+    // The exported snapshot stays valid only while `repl` is open and idle, which it is until
+    // START_REPLICATION.
+    snapshot::run(catalog, &snapshot, at, tables, ctx, emitter).await?;
+    Ok(at)
+}

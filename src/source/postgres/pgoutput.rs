@@ -1,0 +1,238 @@
+//! Decoder for the `pgoutput` logical-decoding plugin, protocol version 1.
+//! Tuple cells are ranges into the received buffer, decoded into caller-owned vectors that are
+//! reused for every row, so decoding a change allocates nothing.
+
+use crate::core::position::Lsn;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed pgoutput message: {0}")]
+pub struct DecodeError(pub String);
+
+/// One column value in a tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    /// An unchanged TOASTed value the server did not send.
+    Unchanged,
+    /// Text-format value at `data[start..end]`.
+    Text(u32, u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelColumn {
+    /// Bit 1: part of the replica identity.
+    pub flags: u8,
+    pub name: String,
+    pub type_oid: u32,
+    pub type_mod: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelationMsg {
+    pub id: u32,
+    pub namespace: String,
+    pub name: String,
+    /// `relreplident`: d (default), n (nothing), f (full), i (index).
+    pub replica_identity: u8,
+    pub columns: Vec<RelColumn>,
+}
+
+/// Which old tuple an Update or Delete carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OldTuple {
+    None,
+    /// `K`: only replica-identity columns are set (the key changed, or a delete with DEFAULT identity).
+    Key,
+    /// `O`: the whole old row (REPLICA IDENTITY FULL).
+    Full,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    Begin {
+        final_lsn: Lsn,
+        commit_ts_us: i64,
+        xid: u32,
+    },
+    Commit {
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_ts_us: i64,
+    },
+    Relation(RelationMsg),
+    Type {
+        id: u32,
+        namespace: String,
+        name: String,
+    },
+    /// New tuple in `new`.
+    Insert {
+        rel: u32,
+    },
+    /// Old tuple (if any) in `old`, new tuple in `new`.
+    Update {
+        rel: u32,
+        old: OldTuple,
+    },
+    /// Old tuple in `old`.
+    Delete {
+        rel: u32,
+        old: OldTuple,
+    },
+    Truncate {
+        options: u8,
+        rels: Vec<u32>,
+    },
+    /// Origin and logical-decoding messages: nothing to emit.
+    Ignored(u8),
+}
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
+                DecodeError(format!("needed {n} bytes at offset {} of {}", self.pos, self.data.len()))
+            })?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn i16(&mut self) -> Result<i16, DecodeError> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn lsn(&mut self) -> Result<Lsn, DecodeError> {
+        Ok(Lsn(self.i64()? as u64))
+    }
+    fn cstr(&mut self) -> Result<String, DecodeError> {
+        let rest = &self.data[self.pos..];
+        let end = rest.iter().position(|&b| b == 0).ok_or_else(|| DecodeError("unterminated string".into()))?;
+        let s = String::from_utf8_lossy(&rest[..end]).into_owned();
+        self.pos += end + 1;
+        Ok(s)
+    }
+
+    fn tuple(&mut self, out: &mut Vec<Cell>) -> Result<(), DecodeError> {
+        out.clear();
+        let n = self.i16()?;
+        for _ in 0..n {
+            let cell = match self.u8()? {
+                b'n' => Cell::Null,
+                b'u' => Cell::Unchanged,
+                b't' => {
+                    let len = self.i32()?;
+                    let len = usize::try_from(len).map_err(|_| DecodeError(format!("negative value length {len}")))?;
+                    let start = self.pos;
+                    self.take(len)?;
+                    Cell::Text(start as u32, (start + len) as u32)
+                }
+                other => {
+                    return Err(DecodeError(format!(
+                        "unknown tuple cell kind {:?} (binary mode is not requested)",
+                        other as char
+                    )))
+                }
+            };
+            out.push(cell);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes one pgoutput message. Tuples are written into `old` / `new` as ranges into `data`.
+pub fn decode(data: &[u8], old: &mut Vec<Cell>, new: &mut Vec<Cell>) -> Result<Message, DecodeError> {
+    let mut c = Cursor { data, pos: 0 };
+    let tag = c.u8()?;
+    Ok(match tag {
+        b'B' => Message::Begin { final_lsn: c.lsn()?, commit_ts_us: c.i64()?, xid: c.u32()? },
+        b'C' => {
+            let _flags = c.u8()?;
+            Message::Commit { commit_lsn: c.lsn()?, end_lsn: c.lsn()?, commit_ts_us: c.i64()? }
+        }
+        b'R' => {
+            let id = c.u32()?;
+            let namespace = c.cstr()?;
+            let name = c.cstr()?;
+            let replica_identity = c.u8()?;
+            let n = c.i16()?;
+            let mut columns = Vec::with_capacity(n.max(0) as usize);
+            for _ in 0..n {
+                columns.push(RelColumn { flags: c.u8()?, name: c.cstr()?, type_oid: c.u32()?, type_mod: c.i32()? });
+            }
+            Message::Relation(RelationMsg { id, namespace, name, replica_identity, columns })
+        }
+        b'Y' => Message::Type { id: c.u32()?, namespace: c.cstr()?, name: c.cstr()? },
+        b'I' => {
+            let rel = c.u32()?;
+            expect(c.u8()?, b'N')?;
+            c.tuple(new)?;
+            Message::Insert { rel }
+        }
+        b'U' => {
+            let rel = c.u32()?;
+            let mut kind = c.u8()?;
+            let old_kind = match kind {
+                b'K' | b'O' => {
+                    c.tuple(old)?;
+                    let k = if kind == b'K' { OldTuple::Key } else { OldTuple::Full };
+                    kind = c.u8()?;
+                    k
+                }
+                _ => OldTuple::None,
+            };
+            expect(kind, b'N')?;
+            c.tuple(new)?;
+            Message::Update { rel, old: old_kind }
+        }
+        b'D' => {
+            let rel = c.u32()?;
+            let old_kind = match c.u8()? {
+                b'K' => OldTuple::Key,
+                b'O' => OldTuple::Full,
+                other => return Err(DecodeError(format!("delete without old tuple (got {:?})", other as char))),
+            };
+            c.tuple(old)?;
+            Message::Delete { rel, old: old_kind }
+        }
+        b'T' => {
+            let n = c.u32()?;
+            let options = c.u8()?;
+            let rels = (0..n).map(|_| c.u32()).collect::<Result<_, _>>()?;
+            Message::Truncate { options, rels }
+        }
+        b'O' | b'M' => Message::Ignored(tag),
+        other => return Err(DecodeError(format!("unknown message type {:?}", other as char))),
+    })
+}
+
+fn expect(got: u8, want: u8) -> Result<(), DecodeError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(DecodeError(format!("expected {:?}, got {:?}", want as char, got as char)))
+    }
+}
+
+/// The text of a `Cell::Text`, or `None` for other cells.
+pub fn cell_text(data: &[u8], cell: Cell) -> Option<&[u8]> {
+    match cell {
+        Cell::Text(s, e) => data.get(s as usize..e as usize),
+        _ => None,
+    }
+}

@@ -1,0 +1,289 @@
+//! Streaming: reads pgoutput from the slot, turns each change into an envelope, and keeps the
+//! server informed of durable progress (standby status updates) from a separate task so that a
+//! blocked sink never makes the server time us out.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+
+use super::catalog::{Catalog, TableRef};
+use super::conn::ReplicationReader;
+use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
+use super::protocol::{self, ReplicationMessage};
+use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
+use crate::core::acks::TxnId;
+use crate::core::envelope::{now_ms, Change, Op};
+use crate::core::position::{Lsn, Position};
+use crate::error::{SessionError, SourceError};
+use crate::pipeline::Emitter;
+
+struct Txn {
+    id: TxnId,
+    final_lsn: Lsn,
+    commit_ts_ms: i64,
+    xid: u32,
+    index: u64,
+}
+
+pub struct Streamer<'a> {
+    pub catalog: &'a mut Catalog,
+    pub ctx: SourceContext,
+    pub emitter: &'a mut Emitter,
+    /// Transactions whose commit LSN is before this were already delivered.
+    pub resume_at: Lsn,
+    relations: HashMap<u32, Relation>,
+    txn: Option<Txn>,
+    /// Inside a transaction that is skipped as already delivered.
+    skipping: bool,
+    old: Vec<Cell>,
+    new: Vec<Cell>,
+    merged: Vec<Cell>,
+    last_mark: Lsn,
+}
+
+impl<'a> Streamer<'a> {
+    pub fn new(catalog: &'a mut Catalog, ctx: SourceContext, emitter: &'a mut Emitter, resume_at: Lsn) -> Self {
+        Self {
+            catalog,
+            ctx,
+            emitter,
+            resume_at,
+            relations: HashMap::new(),
+            txn: None,
+            skipping: false,
+            old: Vec::new(),
+            new: Vec::new(),
+            merged: Vec::new(),
+            last_mark: resume_at,
+        }
+    }
+
+    /// Streams until shutdown (Ok) or an error.
+    pub async fn run(
+        mut self,
+        mut reader: ReplicationReader,
+        writer: OwnedWriteHalf,
+        start: Lsn,
+        durable: watch::Receiver<Option<Position>>,
+        status_interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), SessionError> {
+        let (reply_tx, reply_rx) = mpsc::channel(4);
+        let status = tokio::spawn(status_writer(writer, durable, start, reply_rx, status_interval));
+        let result = async {
+            loop {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+                let data = tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return Ok(()),
+                    d = reader.next_copy_data() => d?,
+                };
+                match protocol::parse(data).map_err(|e| SourceError::Transient(e.to_string()))? {
+                    ReplicationMessage::Keepalive { wal_end, reply } => {
+                        if reply {
+                            let _ = reply_tx.try_send(());
+                        }
+                        // Between transactions every commit before wal_end has been sent, so
+                        // the position is safe to confirm once what came before is delivered.
+                        if self.txn.is_none() && !self.skipping && wal_end > self.last_mark {
+                            self.last_mark = wal_end;
+                            self.emitter.mark(Position::Postgres { lsn: wal_end });
+                        }
+                    }
+                    ReplicationMessage::XLogData { wal_start, data } => self.handle(wal_start, &data).await?,
+                }
+            }
+        }
+        .await;
+        status.abort();
+        result
+    }
+
+    async fn handle(&mut self, wal_start: Lsn, data: &[u8]) -> Result<(), SessionError> {
+        let msg = pgoutput::decode(data, &mut self.old, &mut self.new)
+            .map_err(|e| SourceError::Fatal(format!("{e}; please report this with the server version")))?;
+        match msg {
+            Message::Begin { final_lsn, commit_ts_us, xid } => {
+                if final_lsn < self.resume_at {
+                    self.skipping = true;
+                    return Ok(());
+                }
+                let commit_ts_ms = (commit_ts_us + protocol::PG_EPOCH_OFFSET_US) / 1000;
+                self.txn = Some(Txn { id: self.emitter.begin(), final_lsn, commit_ts_ms, xid, index: 0 });
+            }
+            Message::Commit { end_lsn, .. } => {
+                if std::mem::take(&mut self.skipping) {
+                    return Ok(());
+                }
+                if let Some(t) = self.txn.take() {
+                    self.last_mark = self.last_mark.max(end_lsn);
+                    self.emitter.commit(t.id, Position::Postgres { lsn: end_lsn })?;
+                }
+            }
+            Message::Relation(r) => {
+                let rel = self.build_relation(r).await?;
+                self.relations.insert(rel.id, rel);
+            }
+            _ if self.skipping => {}
+            Message::Insert { rel } => self.emit_row(data, rel, wal_start, Op::Create, None, Some(Tuple::New)).await?,
+            Message::Update { rel, old } => self.update(data, rel, wal_start, old).await?,
+            Message::Delete { rel, .. } => {
+                self.emit_row(data, rel, wal_start, Op::Delete, Some(Tuple::Old), None).await?
+            }
+            Message::Truncate { rels, .. } => {
+                for rel in rels {
+                    self.emit_row(data, rel, wal_start, Op::Truncate, None, None).await?;
+                }
+            }
+            Message::Type { .. } | Message::Ignored(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn update(&mut self, data: &[u8], rel_id: u32, lsn: Lsn, old: OldTuple) -> Result<(), SessionError> {
+        self.relation(rel_id)?;
+        // An unchanged TOAST value is not sent in the new tuple; with REPLICA IDENTITY FULL the
+        // old tuple has it, so fill it in rather than emit a placeholder.
+        if old == OldTuple::Full {
+            self.merged.clear();
+            let old_cells = &self.old;
+            self.merged.extend(self.new.iter().enumerate().map(|(i, &c)| match c {
+                Cell::Unchanged => old_cells.get(i).copied().unwrap_or(c),
+                _ => c,
+            }));
+            std::mem::swap(&mut self.new, &mut self.merged);
+        }
+        let rel = self.relation(rel_id)?;
+        let key_changed = old != OldTuple::None
+            && rel.has_key()
+            && rel.key.iter().any(|&i| {
+                let text = |cells: &[Cell]| cells.get(i).and_then(|&c| cell_text(data, c));
+                text(&self.old) != text(&self.new)
+            });
+        if key_changed {
+            // Like Debezium: a primary-key change is a delete of the old key (with tombstone)
+            // followed by a create of the new one, so each key's history stays in one partition.
+            self.emit_row(data, rel_id, lsn, Op::Delete, Some(Tuple::Old), None).await?;
+            self.emit_row(data, rel_id, lsn, Op::Create, None, Some(Tuple::New)).await
+        } else {
+            let before = (old == OldTuple::Full).then_some(Tuple::Old);
+            self.emit_row(data, rel_id, lsn, Op::Update, before, Some(Tuple::New)).await
+        }
+    }
+
+    fn relation(&self, id: u32) -> Result<&Relation, SourceError> {
+        self.relations.get(&id).ok_or_else(|| {
+            SourceError::Transient(format!("change for relation {id} arrived before its Relation message"))
+        })
+    }
+
+    /// Emits one change of `rel_id`; `data` is the message whose bytes the tuple cells point into.
+    async fn emit_row(
+        &mut self,
+        data: &[u8],
+        rel_id: u32,
+        lsn: Lsn,
+        op: Op,
+        before: Option<Tuple>,
+        after: Option<Tuple>,
+    ) -> Result<(), SessionError> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(SourceError::Transient("change outside a transaction".into()).into());
+        };
+        let rel = self
+            .relations
+            .get(&rel_id)
+            .ok_or_else(|| SourceError::Transient(format!("change for unknown relation {rel_id}")))?;
+        let pick = |t: Tuple| match t {
+            Tuple::Old => self.old.as_slice(),
+            Tuple::New => self.new.as_slice(),
+        };
+        let index = txn.index;
+        txn.index += 1;
+        let source = SourceBlock {
+            rel,
+            ts_ms: txn.commit_ts_ms,
+            snapshot: false,
+            tx_id: Some(txn.xid as u64),
+            lsn,
+            commit_lsn: txn.final_lsn,
+            index,
+        };
+        let before_row = before.map(|t| Row { rel, cells: pick(t), data });
+        let after_row = after.map(|t| Row { rel, cells: pick(t), data });
+        let key_tuple = after.or(before);
+        let key = match key_tuple {
+            Some(t) if rel.has_key() => Some(Key(Row { rel, cells: pick(t), data })),
+            _ => None,
+        };
+        let change = Change {
+            op,
+            key: key.as_ref().map(|k| k as _),
+            before: before_row.as_ref().map(|r| r as _),
+            after: after_row.as_ref().map(|r| r as _),
+            source: &source,
+            ts_ms: now_ms(),
+        };
+        self.emitter.emit(txn.id, &rel.topic, &change).await?;
+        Ok(())
+    }
+
+    async fn build_relation(&mut self, r: RelationMsg) -> Result<Relation, SessionError> {
+        let mut columns = Vec::with_capacity(r.columns.len());
+        for c in &r.columns {
+            columns.push((c.name.clone(), self.catalog.kind_for(c.type_oid).await?));
+        }
+        let table = TableRef { schema: r.namespace.clone(), name: r.name.clone() };
+        // The key is the primary key as the catalog has it now; pgoutput only marks the replica
+        // identity, which is every column under REPLICA IDENTITY FULL.
+        let key = match self.catalog.table_meta(r.id).await {
+            Ok(meta) => meta.key,
+            Err(_) => r.columns.iter().filter(|c| c.flags & 1 == 1).map(|c| c.name.clone()).collect(),
+        };
+        if key.is_empty() {
+            tracing::warn!(table = %table, "table has no primary key: its events get a null Kafka key (no per-row ordering guarantee across partitions)");
+        }
+        tracing::debug!(table = %table, columns = r.columns.len(), "relation");
+        Ok(Relation::new(r.id, table, columns, &key, &self.ctx))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Tuple {
+    Old,
+    New,
+}
+
+/// Sends standby status updates: on the interval, on request, and whenever the durable position
+/// moves. The flushed position never goes below `start`.
+async fn status_writer(
+    mut w: OwnedWriteHalf,
+    mut durable: watch::Receiver<Option<Position>>,
+    start: Lsn,
+    mut reply: mpsc::Receiver<()>,
+    interval: Duration,
+) {
+    let mut flushed = start;
+    let mut buf = BytesMut::with_capacity(64);
+    loop {
+        let Position::Postgres { lsn } = durable.borrow_and_update().unwrap_or(Position::Postgres { lsn: start });
+        flushed = flushed.max(lsn);
+        buf.clear();
+        protocol::standby_status(&mut buf, flushed, flushed, now_ms() * 1000, false);
+        if let Err(e) = w.write_all(&buf).await {
+            tracing::debug!("status update not sent: {e}");
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            r = durable.changed() => if r.is_err() { return },
+            r = reply.recv() => if r.is_none() { return },
+        }
+    }
+}
