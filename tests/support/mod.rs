@@ -1,0 +1,267 @@
+//! Shared test harness: databases on the PostgreSQL server started by `scripts/test.sh`, a
+//! Kafka-protocol broker process per test, the `cdcd` binary as a subprocess, and an
+//! independent Kafka reader (Python confluent-kafka).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn pg_url() -> String {
+    std::env::var("CDCD_TEST_PG_URL")
+        .expect("CDCD_TEST_PG_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL")
+}
+
+pub fn pg_replica_url() -> String {
+    std::env::var("CDCD_TEST_PG_REPLICA_URL").expect("CDCD_TEST_PG_REPLICA_URL is not set: run scripts/test.sh")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to test PostgreSQL");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A fresh database (dropped first if a previous run left it), owned by the test user.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create(name: &str) -> TestDb {
+        Self::create_on(&pg_url(), name).await
+    }
+
+    pub async fn create_on(base: &str, name: &str) -> TestDb {
+        let admin = connect(&format!("{base}/postgres")).await;
+        // Slots of an earlier run pin the database; drop them first.
+        admin
+            .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active", &[&name])
+            .await
+            .ok();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.expect("drop db");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create db");
+        TestDb { name: name.to_string(), url: format!("{base}/{name}") }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+}
+
+/// `cdcd-mock-broker` in its own process. `down()`/`up()` simulate an outage.
+pub struct Broker {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cdcd-mock-broker"))
+            .env("CDCD_MOCK_BROKER_EXIT_ON_EOF", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cdcd-mock-broker");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("bootstrap line");
+        let bootstrap = line.trim().strip_prefix("bootstrap=").expect("bootstrap= line").to_string();
+        Broker { child, stdin, out, bootstrap }
+    }
+
+    fn command(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").expect("broker command");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("broker reply");
+        assert_eq!(line.trim(), format!("ok {cmd}"), "broker did not accept {cmd}");
+    }
+
+    pub fn down(&mut self) {
+        self.command("down");
+    }
+
+    pub fn up(&mut self) {
+        self.command("up");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a connector file into `dir` and returns its path.
+pub fn write_config(dir: &Path, name: &str, url: &str, tables: &str, sink: &str, extra_source: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\n[source]\ntype = \"postgres\"\nurl = \"{url}\"\ntables = {tables}\n{extra_source}\n{sink}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
+        dir.join(format!("{name}-state")).display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+pub fn kafka_sink(bootstrap: &str) -> String {
+    format!("[sink]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\n")
+}
+
+/// A running `cdcd run`.
+pub struct Daemon {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let log = config.with_extension(format!("log.{}", rand_u64()));
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("start cdcd");
+        Daemon { child, log }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
+    /// SIGTERM, then wait; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::mem::forget(self);
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                panic!("cdcd did not stop within 60 s of SIGTERM; log: {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cdcd ARGS` to completion: (exit code, stdout, stderr).
+pub fn cdcd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdcd")).args(args).output().expect("run cdcd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct Rec {
+    pub topic: String,
+    pub partition: i64,
+    pub key: Option<Value>,
+    /// None for a tombstone.
+    pub value: Option<Value>,
+}
+
+impl Rec {
+    pub fn op(&self) -> Option<&str> {
+        self.value.as_ref().and_then(|v| v["op"].as_str())
+    }
+}
+
+/// Reads `topics` from the beginning with the independent Python client.
+pub fn read_topics(bootstrap: &str, topics: &[&str], min: usize, timeout_secs: u64) -> Vec<Rec> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/read_topics.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(["--bootstrap", bootstrap, "--min", &min.to_string(), "--timeout", &timeout_secs.to_string()]);
+    for t in topics {
+        cmd.args(["--topic", t]);
+    }
+    let out = cmd.output().expect("run read_topics.py (is confluent-kafka installed? scripts/deps.sh installs it)");
+    assert!(out.status.success(), "reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("reader line");
+            let parse = |f: &Value| f.as_str().map(|s| serde_json::from_str(s).expect("record is JSON"));
+            Rec {
+                topic: v["topic"].as_str().unwrap_or_default().to_string(),
+                partition: v["partition"].as_i64().unwrap_or(-1),
+                key: parse(&v["key"]),
+                value: parse(&v["value"]),
+            }
+        })
+        .collect()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// A small xorshift generator seeded from the clock; tests print the seed so runs can be repeated.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn from_env_or_clock() -> Rng {
+        let seed = std::env::var("CDCD_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand_u64);
+        eprintln!("random seed: {seed} (set CDCD_TEST_SEED to repeat)");
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+}
+
+fn rand_u64() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        ^ (std::process::id() as u64) << 32
+}
