@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: drain a backlog of N row changes (default 1,000,000) from a logical slot.
+#   floor : pg_recvlogical decoding the same backlog (pgoutput) to /dev/null
+#   cdcd  : the daemon (release build) draining it into a Kafka-protocol broker
+#           (cdcd-mock-broker, librdkafka's mock cluster, on this machine)
+# Both slots see identical WAL. Prints rows/s, the ratio, and cdcd's peak RSS (VmHWM).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${ROWS:-1000000}
+TXN_ROWS=${TXN_ROWS:-1000}
+STATE=${STATE:-/tmp/cdcd-bench}
+PORT=${PORT:-54332}
+scripts/deps.sh
+cargo build --release --bins --quiet
+rm -rf "$STATE/state" && mkdir -p "$STATE/state"
+BASE=$(scripts/pg.sh start "$STATE/pg" "$PORT" logical)
+export PGPASSWORD=cdcd
+psql() { command psql -h 127.0.0.1 -p "$PORT" -U cdcd -qtA "$@"; }
+psql -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database='bench'" >/dev/null
+psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
+psql -d bench -c "CREATE TABLE bench (id bigint PRIMARY KEY, qty int, note text, at timestamptz, price numeric(12,2))"
+
+./target/release/cdcd-mock-broker > "$STATE/broker.out" &
+BROKER_PID=$!
+trap 'kill $BROKER_PID 2>/dev/null || true; kill $CDCD_PID 2>/dev/null || true' EXIT
+CDCD_PID=
+for _ in $(seq 50); do grep -q bootstrap= "$STATE/broker.out" && break; sleep 0.1; done
+BOOT=$(sed -n 's/^bootstrap=//p' "$STATE/broker.out")
+cat > "$STATE/bench.toml" <<TOML
+name = "bench"
+[source]
+type = "postgres"
+url = "$BASE/bench"
+tables = ["public.bench"]
+snapshot = "never"
+[sink]
+type = "kafka"
+brokers = "$BOOT"
+[checkpoint]
+path = "$STATE/state"
+interval_ms = 100
+TOML
+# First start creates publication, slot and checkpoint; then stop so the backlog accumulates.
+./target/release/cdcd run --config "$STATE/bench.toml" 2> "$STATE/cdcd-setup.log" &
+CDCD_PID=$!
+for _ in $(seq 100); do [ -s "$STATE/state/checkpoint.json" ] && break; sleep 0.1; done
+kill -TERM $CDCD_PID; wait $CDCD_PID || true
+pg_recvlogical -h 127.0.0.1 -p "$PORT" -U cdcd -d bench -S bench_floor --create-slot -P pgoutput
+
+echo "bench: writing $ROWS row changes in transactions of $TXN_ROWS rows..."
+psql -d bench -c "DO \$\$ BEGIN FOR i IN 0..($ROWS/$TXN_ROWS - 1) LOOP
+  INSERT INTO bench SELECT g, g % 1000, 'note ' || g, now(), g / 100.0 FROM generate_series(i*$TXN_ROWS + 1, (i+1)*$TXN_ROWS) g;
+  COMMIT; END LOOP; END \$\$;"
+END_LSN=$(psql -d bench -c "SELECT pg_current_wal_insert_lsn()")
+echo "bench: backlog ends at $END_LSN"
+
+t0=$(date +%s.%N)
+pg_recvlogical -h 127.0.0.1 -p "$PORT" -U cdcd -d bench -S bench_floor --start -o proto_version=1 \
+  -o publication_names=cdcd_bench --endpos="$END_LSN" -f /dev/null --no-loop
+t1=$(date +%s.%N)
+floor_secs=$(echo "$t1 - $t0" | bc -l)
+
+t0=$(date +%s.%N)
+./target/release/cdcd run --config "$STATE/bench.toml" 2> "$STATE/cdcd.log" &
+CDCD_PID=$!
+peak=0
+while true; do
+  cur=$(psql -d postgres -c "SELECT confirmed_flush_lsn >= '$END_LSN'::pg_lsn FROM pg_replication_slots WHERE slot_name='cdcd_bench'")
+  hwm=$(awk '/VmHWM/ {print $2}' /proc/$CDCD_PID/status 2>/dev/null || echo 0)
+  [ "${hwm:-0}" -gt "$peak" ] && peak=$hwm
+  [ "$cur" = t ] && break
+  kill -0 $CDCD_PID 2>/dev/null || { echo "cdcd exited early:"; cat "$STATE/cdcd.log"; exit 1; }
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+hwm=$(awk '/VmHWM/ {print $2}' /proc/$CDCD_PID/status); [ "$hwm" -gt "$peak" ] && peak=$hwm
+kill -TERM $CDCD_PID; wait $CDCD_PID || true; CDCD_PID=
+cdcd_secs=$(echo "$t1 - $t0" | bc -l)
+
+python3 - "$ROWS" "$floor_secs" "$cdcd_secs" "$peak" <<'PY'
+import sys
+rows, floor, cdcd, peak_kb = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+fr, cr = rows / floor, rows / cdcd
+print()
+print("| backlog of %d row changes | seconds | rows/s | vs floor |" % rows)
+print("|---|---:|---:|---:|")
+print("| floor: pg_recvlogical -> /dev/null | %.2f | %.0f | 1.00x |" % (floor, fr))
+print("| cdcd -> Kafka (mock cluster, acks=all, idempotent) | %.2f | %.0f | %.2fx |" % (cdcd, cr, cr / fr))
+print()
+print("cdcd peak RSS (VmHWM): %.1f MB" % (peak_kb / 1024))
+print("targets: >= 50,000 rows/s: %s; >= 0.5x floor: %s; peak RSS < 64 MB: %s" % (
+    "PASS" if cr >= 50000 else "FAIL", "PASS" if cr / fr >= 0.5 else "FAIL", "PASS" if peak_kb < 64 * 1024 else "FAIL"))
+PY
+psql -d postgres -c "SELECT pg_drop_replication_slot('bench_floor')" >/dev/null
