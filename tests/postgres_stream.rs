@@ -210,7 +210,7 @@ async fn primary_key_change_is_delete_then_create_and_types_are_lossless() {
     assert_eq!(ops.len(), 4, "{}", daemon.logs());
     // Keys 1 and 2 may land in different partitions; order holds per key.
     let mut recs = recs;
-    recs.sort_by_key(|r| r.key.as_ref().map(|k| k["id"].as_i64()).flatten());
+    recs.sort_by_key(|r| r.key.as_ref().and_then(|k| k["id"].as_i64()));
     let ops: Vec<Option<&str>> = recs.iter().map(|r| r.op()).collect();
     assert_eq!(ops, [Some("c"), Some("d"), None, Some("c")]);
     let after = recs[0].value.as_ref().unwrap()["after"].clone();
