@@ -60,8 +60,9 @@ pub struct Change<'a> {
     pub before: Option<&'a dyn WriteJson>,
     pub after: Option<&'a dyn WriteJson>,
     pub source: &'a dyn WriteJson,
-    /// When cdcd processed the event (Debezium's top-level `ts_ms`), milliseconds since the epoch.
-    pub ts_ms: i64,
+    /// When cdcd processed the event, microseconds since the epoch (Debezium's top-level
+    /// `ts_ms` / `ts_us` / `ts_ns`).
+    pub ts_us: i64,
 }
 
 impl RecordBuf {
@@ -78,8 +79,9 @@ impl RecordBuf {
         change.source.write_json(out);
         out.extend_from_slice(b",\"op\":\"");
         out.extend_from_slice(change.op.code().as_bytes());
-        out.extend_from_slice(b"\",\"ts_ms\":");
-        json::write_i64(out, change.ts_ms);
+        // Debezium's envelope carries `transaction` (null unless transaction metadata is on).
+        out.extend_from_slice(b"\",\"transaction\":null");
+        write_times(out, change.ts_us);
         out.push(b'}');
     }
 
@@ -116,7 +118,22 @@ fn write_opt(out: &mut Vec<u8>, v: Option<&dyn WriteJson>) {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Writes `,"ts_ms":..,"ts_us":..,"ts_ns":..` for a time in microseconds since the epoch.
+pub fn write_times(out: &mut Vec<u8>, ts_us: i64) {
+    out.extend_from_slice(b",\"ts_ms\":");
+    json::write_i64(out, ts_us.div_euclid(1000));
+    out.extend_from_slice(b",\"ts_us\":");
+    json::write_i64(out, ts_us);
+    out.extend_from_slice(b",\"ts_ns\":");
+    json::write_i64(out, ts_us.saturating_mul(1000));
 }
 
 #[cfg(test)]
@@ -143,7 +160,7 @@ mod tests {
             before: Some(&before),
             after: Some(&after),
             source: &source,
-            ts_ms: 42,
+            ts_us: 42_001,
         });
         let rec = buf.record("t");
         let v: serde_json::Value = serde_json::from_slice(rec.value.unwrap()).unwrap();
@@ -151,7 +168,11 @@ mod tests {
         assert_eq!(v["before"]["v"], "a");
         assert_eq!(v["after"]["v"], "b");
         assert_eq!(v["source"]["connector"], "postgresql");
-        assert_eq!(v["ts_ms"], 42);
+        assert_eq!(
+            (v["ts_ms"].as_i64(), v["ts_us"].as_i64(), v["ts_ns"].as_i64()),
+            (Some(42), Some(42_001), Some(42_001_000))
+        );
+        assert!(v["transaction"].is_null());
         assert_eq!(rec.key.unwrap(), br#"{"id":1}"#);
         let tomb = buf.tombstone("t");
         assert!(tomb.value.is_none());
@@ -162,7 +183,7 @@ mod tests {
     fn missing_key_is_a_null_key_not_an_empty_one() {
         let mut buf = RecordBuf::default();
         let src = Raw("{}");
-        buf.set_change(&Change { op: Op::Truncate, key: None, before: None, after: None, source: &src, ts_ms: 1 });
+        buf.set_change(&Change { op: Op::Truncate, key: None, before: None, after: None, source: &src, ts_us: 1 });
         assert!(buf.record("t").key.is_none());
         let v: serde_json::Value = serde_json::from_slice(buf.record("t").value.unwrap()).unwrap();
         assert!(v["before"].is_null() && v["after"].is_null());

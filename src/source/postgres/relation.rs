@@ -5,7 +5,7 @@
 use super::catalog::TableRef;
 use super::pgoutput::{cell_text, Cell};
 use super::values::{write_value, ValueKind};
-use crate::core::envelope::WriteJson;
+use crate::core::envelope::{write_times, WriteJson};
 use crate::core::json;
 use crate::core::position::{event_position, Lsn};
 
@@ -131,8 +131,8 @@ fn write_cell(out: &mut Vec<u8>, col: &Column, cell: Cell, data: &[u8]) {
 /// The `source` block of one event.
 pub struct SourceBlock<'a> {
     pub rel: &'a Relation,
-    /// Commit time (snapshot: snapshot start), ms since the epoch.
-    pub ts_ms: i64,
+    /// Commit time (snapshot: snapshot start), microseconds since the epoch.
+    pub ts_us: i64,
     pub snapshot: bool,
     pub tx_id: Option<u64>,
     /// The change's own LSN (snapshot: the slot's consistent point).
@@ -146,8 +146,7 @@ pub struct SourceBlock<'a> {
 impl WriteJson for SourceBlock<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.rel.source_prefix);
-        out.extend_from_slice(b",\"ts_ms\":");
-        json::write_i64(out, self.ts_ms);
+        write_times(out, self.ts_us);
         out.extend_from_slice(if self.snapshot { b",\"snapshot\":\"true\"" } else { b",\"snapshot\":\"false\"" });
         out.extend_from_slice(b",\"txId\":");
         match self.tx_id {

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use super::catalog::{quote_ident, quote_literal, Catalog, TableRef};
 use super::pgoutput::Cell;
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
-use crate::core::envelope::{now_ms, Change, Op};
+use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
 use crate::error::{SessionError, SourceError};
 use crate::pipeline::Emitter;
@@ -28,7 +28,7 @@ pub async fn run(
     emitter: &mut Emitter,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
-    let ts_ms = now_ms();
+    let ts_us = now_us();
     catalog
         .client()
         .batch_execute(&format!(
@@ -69,7 +69,7 @@ pub async fn run(
             while let Some(nl) = pending[consumed..].iter().position(|&b| b == b'\n') {
                 let line = &pending[consumed..consumed + nl];
                 parse_copy_line(line, &mut scratch, &mut cells);
-                emit_read(emitter, txn, &rel, &cells, &scratch, ts_ms, xmin, consistent_point, index).await?;
+                emit_read(emitter, txn, &rel, &cells, &scratch, ts_us, xmin, consistent_point, index).await?;
                 index += 1;
                 consumed += nl + 1;
             }
@@ -95,7 +95,7 @@ async fn emit_read(
     rel: &Relation,
     cells: &[Cell],
     data: &[u8],
-    ts_ms: i64,
+    ts_us: i64,
     xmin: Option<i64>,
     consistent_point: Lsn,
     index: u64,
@@ -104,7 +104,7 @@ async fn emit_read(
     let key = rel.has_key().then_some(Key(Row { rel, cells, data }));
     let source = SourceBlock {
         rel,
-        ts_ms,
+        ts_us,
         snapshot: true,
         tx_id: xmin.map(|x| x as u64),
         lsn: consistent_point,
@@ -117,7 +117,7 @@ async fn emit_read(
         before: None,
         after: Some(&row),
         source: &source,
-        ts_ms: now_ms(),
+        ts_us: now_us(),
     };
     emitter.emit(txn, &rel.topic, &change).await?;
     Ok(())

@@ -16,7 +16,7 @@ use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
 use crate::core::acks::TxnId;
-use crate::core::envelope::{now_ms, Change, Op};
+use crate::core::envelope::{now_ms, now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
 use crate::error::{SessionError, SourceError};
 use crate::pipeline::Emitter;
@@ -24,7 +24,7 @@ use crate::pipeline::Emitter;
 struct Txn {
     id: TxnId,
     final_lsn: Lsn,
-    commit_ts_ms: i64,
+    commit_ts_us: i64,
     xid: u32,
     index: u64,
 }
@@ -114,8 +114,8 @@ impl<'a> Streamer<'a> {
                     self.skipping = true;
                     return Ok(());
                 }
-                let commit_ts_ms = (commit_ts_us + protocol::PG_EPOCH_OFFSET_US) / 1000;
-                self.txn = Some(Txn { id: self.emitter.begin(), final_lsn, commit_ts_ms, xid, index: 0 });
+                let commit_ts_us = commit_ts_us + protocol::PG_EPOCH_OFFSET_US;
+                self.txn = Some(Txn { id: self.emitter.begin(), final_lsn, commit_ts_us, xid, index: 0 });
             }
             Message::Commit { end_lsn, .. } => {
                 if std::mem::take(&mut self.skipping) {
@@ -208,7 +208,7 @@ impl<'a> Streamer<'a> {
         txn.index += 1;
         let source = SourceBlock {
             rel,
-            ts_ms: txn.commit_ts_ms,
+            ts_us: txn.commit_ts_us,
             snapshot: false,
             tx_id: Some(txn.xid as u64),
             lsn,
@@ -228,7 +228,7 @@ impl<'a> Streamer<'a> {
             before: before_row.as_ref().map(|r| r as _),
             after: after_row.as_ref().map(|r| r as _),
             source: &source,
-            ts_ms: now_ms(),
+            ts_us: now_us(),
         };
         self.emitter.emit(txn.id, &rel.topic, &change).await?;
         Ok(())

@@ -145,12 +145,29 @@ fn write_datetime(out: &mut Vec<u8>, text: &[u8], with_tz: bool) {
     if with_tz {
         if iso.ends_with("+00") {
             iso.truncate(iso.len() - 3);
+            pad_fraction(&mut iso);
             iso.push('Z');
         } else {
             normalize_offset(&mut iso);
         }
     }
     json::write_str(out, &iso);
+}
+
+/// Debezium renders zoned timestamps with exactly six fractional digits (`...05.000000Z`);
+/// PostgreSQL drops trailing zeros. Pads in place (the offset was already removed).
+fn pad_fraction(iso: &mut String) {
+    let Some(t) = iso.find('T') else { return };
+    let frac_len = match iso[t..].find('.') {
+        Some(dot) => iso.len() - (t + dot + 1),
+        None => {
+            iso.push('.');
+            0
+        }
+    };
+    for _ in frac_len..6 {
+        iso.push('0');
+    }
 }
 
 /// `+05` -> `+05:00`, `+0530`-style text from PostgreSQL (`+05:30`) is already fine.
@@ -294,7 +311,9 @@ mod tests {
     fn dates_and_times_are_iso_8601() {
         use ValueKind::*;
         assert_eq!(render(&Timestamp, "2024-02-29 13:14:15.123456"), json!("2024-02-29T13:14:15.123456"));
-        assert_eq!(render(&TimestampTz, "2024-02-29 13:14:15+00"), json!("2024-02-29T13:14:15Z"));
+        assert_eq!(render(&TimestampTz, "2024-02-29 13:14:15+00"), json!("2024-02-29T13:14:15.000000Z"));
+        assert_eq!(render(&TimestampTz, "2024-02-29 13:14:15.5+00"), json!("2024-02-29T13:14:15.500000Z"));
+        assert_eq!(render(&TimestampTz, "2024-02-29 13:14:15.123456+00"), json!("2024-02-29T13:14:15.123456Z"));
         assert_eq!(render(&TimestampTz, "infinity"), json!("infinity"));
         assert_eq!(render(&Date, "2024-02-29"), json!("2024-02-29"));
         assert_eq!(render(&Date, "0044-03-15 BC"), json!("-0043-03-15"));
