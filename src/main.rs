@@ -61,8 +61,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("cdcd: {e}");
+            // One line, through the logger, so JSON-lines logs stay machine-readable.
+            tracing::error!(exit_code = e.exit_code(), "{e}");
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -92,5 +92,24 @@ async fn same_keys_fields_and_values_as_debezium() {
             }
         }
     }
+    // Every envelope matches the published JSON Schema's field lists.
+    let schema: Value = serde_json::from_str(include_str!("../schemas/envelope.schema.json")).unwrap();
+    for r in ours.iter().filter_map(|r| r.value.as_ref()) {
+        assert_eq!(keys(r), keys(&schema["properties"]), "envelope fields vs schemas/envelope.schema.json");
+        let src = &schema["properties"]["source"];
+        let required: BTreeSet<String> =
+            src["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert!(
+            required.is_subset(&keys(&r["source"])),
+            "source lacks a required field: {:?}",
+            required.difference(&keys(&r["source"]))
+        );
+        assert!(
+            keys(&r["source"]).is_subset(&keys(&src["properties"])),
+            "source has a field the schema does not describe"
+        );
+        let pattern_ok = r["source"]["position"].as_str().is_some_and(|p| p.len() == 29 && p.as_bytes()[16] == b'-');
+        assert!(pattern_ok, "position format: {}", r["source"]["position"]);
+    }
     assert_eq!(daemon.stop(), Some(0));
 }

@@ -188,6 +188,19 @@ async fn missing_table_bad_url_and_bad_toml_are_clear_errors() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = stdout_config(dir.path(), "jsonlogs", "postgres://cdcd:cdcd@127.0.0.1:notaport/x", r#"["public.t"]"#);
+    let (code, _, err) = cdcd(&["--log-format", "json", "run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let lines: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let last = lines.last().expect("an error line");
+    assert_eq!(last["level"], "ERROR");
+    assert!(last["message"].as_str().unwrap().contains("source.url"), "{last}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn slot_dropped_behind_our_back_stops_with_resnapshot_advice() {
     let db = TestDb::create("slotgone").await;
