@@ -36,17 +36,15 @@ async fn same_keys_fields_and_values_as_debezium() {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let cfg = write_config(dir.path(), "dbz", &db.url, r#"["public.items"]"#, &kafka_sink(&broker.bootstrap), "");
-    let daemon = Daemon::start(&cfg);
-    assert_eq!(read_topics(&broker.bootstrap, &["dbz.public.items"], 1, 60).len(), 1, "{}", daemon.logs());
+    let rig = Rig::new(&db.url, "dbz", r#"["public.items"]"#, "");
+    let daemon = Daemon::start(&rig.cfg);
+    assert_eq!(read_topics(&rig.broker.bootstrap, &["dbz.public.items"], 1, 60).len(), 1, "{}", daemon.logs());
     c.batch_execute(
         "INSERT INTO items VALUES (2,'two',NULL,NULL,NULL,NULL); UPDATE items SET name='ONE' WHERE id=1; DELETE FROM items WHERE id=2;",
     )
     .await
     .unwrap();
-    let mut ours = read_topics(&broker.bootstrap, &["dbz.public.items"], dbz.len(), 60);
+    let mut ours = read_topics(&rig.broker.bootstrap, &["dbz.public.items"], dbz.len(), 60);
     ours.sort_by_key(|r| {
         r.value
             .as_ref()

@@ -49,9 +49,7 @@ async fn kill_9_at_random_moments_loses_nothing() {
         .batch_execute("CREATE TABLE seq (id bigint PRIMARY KEY, v text); INSERT INTO seq VALUES (0, 'before start');")
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let cfg = write_config(dir.path(), "crash", &db.url, r#"["public.seq"]"#, &kafka_sink(&broker.bootstrap), "");
+    let rig = Rig::new(&db.url, "crash", r#"["public.seq"]"#, "");
 
     let stop = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(AtomicI64::new(0));
@@ -59,7 +57,7 @@ async fn kill_9_at_random_moments_loses_nothing() {
     let mut rng = Rng::from_env_or_clock();
     let kills = 6;
     for i in 0..kills {
-        let daemon = Daemon::start(&cfg);
+        let daemon = Daemon::start(&rig.cfg);
         // Random lifetimes, some shorter than start-up (mid-snapshot / mid-setup kills).
         let ms = if i == 0 { rng.range(50, 400) } else { rng.range(300, 3000) };
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -71,9 +69,9 @@ async fn kill_9_at_random_moments_loses_nothing() {
     let last = committed.load(Ordering::SeqCst);
 
     // A final run catches up; then stop gracefully.
-    let daemon = Daemon::start(&cfg);
+    let daemon = Daemon::start(&rig.cfg);
     let expected = (last + 1) as usize;
-    let (seen, total) = ids_in_topic(&broker.bootstrap, "crash.public.seq", expected);
+    let (seen, total) = ids_in_topic(&rig.broker.bootstrap, "crash.public.seq", expected);
     let missing: Vec<i64> = (0..=last).filter(|id| !seen.contains_key(id)).collect();
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
@@ -94,28 +92,26 @@ async fn kill_9_at_random_moments_loses_nothing() {
 async fn broker_outage_mid_stream_loses_nothing() {
     let db = TestDb::create("outage").await;
     db.client().await.batch_execute("CREATE TABLE seq (id bigint PRIMARY KEY, v text)").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start();
-    let cfg = write_config(dir.path(), "outage", &db.url, r#"["public.seq"]"#, &kafka_sink(&broker.bootstrap), "");
-    let mut daemon = Daemon::start(&cfg);
+    let mut rig = Rig::new(&db.url, "outage", r#"["public.seq"]"#, "");
+    let mut daemon = Daemon::start(&rig.cfg);
     assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming")), "{}", daemon.logs());
 
     let stop = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(AtomicI64::new(0));
     let writer = spawn_writer(db.url.clone(), stop.clone(), committed.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    broker.down();
+    rig.broker.down();
     let during_outage_from = committed.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(daemon.is_running(), "the daemon must wait for the broker, not exit:\n{}", daemon.logs());
-    broker.up();
+    rig.broker.up();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let last = committed.load(Ordering::SeqCst);
     assert!(last > during_outage_from + 10, "the writer should have committed rows during the outage");
 
-    let (seen, total) = ids_in_topic(&broker.bootstrap, "outage.public.seq", last as usize);
+    let (seen, total) = ids_in_topic(&rig.broker.bootstrap, "outage.public.seq", last as usize);
     let missing: Vec<i64> = (1..=last).filter(|id| !seen.contains_key(id)).collect();
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!("outage test: {last} rows, {total} records read, {duplicates} duplicates, {} missing", missing.len());

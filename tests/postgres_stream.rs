@@ -24,20 +24,11 @@ async fn snapshot_then_every_change_kind_arrives_in_the_envelope() {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let cfg = write_config(
-        dir.path(),
-        "envelope",
-        &db.url,
-        r#"["public.items", "public.aud*"]"#,
-        &kafka_sink(&broker.bootstrap),
-        "",
-    );
-    let daemon = Daemon::start(&cfg);
+    let rig = Rig::new(&db.url, "envelope", r#"["public.items", "public.aud*"]"#, "");
+    let daemon = Daemon::start(&rig.cfg);
 
     // The snapshot must be read before these changes; wait for its rows first.
-    let snap = read_topics(&broker.bootstrap, &["envelope.public.items", "envelope.public.audit"], 4, 60);
+    let snap = read_topics(&rig.broker.bootstrap, &["envelope.public.items", "envelope.public.audit"], 4, 60);
     assert_eq!(snap.len(), 4, "snapshot rows; log:\n{}", daemon.logs());
     c.batch_execute(
         "INSERT INTO items VALUES (3, 'three', 3);
@@ -52,7 +43,7 @@ async fn snapshot_then_every_change_kind_arrives_in_the_envelope() {
     .await
     .unwrap();
     // items: r r c u d tomb c t = 8; audit: r r u d tomb = 5.
-    let recs = read_topics(&broker.bootstrap, &["envelope.public.items", "envelope.public.audit"], 13, 60);
+    let recs = read_topics(&rig.broker.bootstrap, &["envelope.public.items", "envelope.public.audit"], 13, 60);
     let items: Vec<&Rec> = recs.iter().filter(|r| r.topic == "envelope.public.items").collect();
     let audit: Vec<&Rec> = recs.iter().filter(|r| r.topic == "envelope.public.audit").collect();
     assert_eq!(items.len(), 8, "items records: {items:#?}\nlog:\n{}", daemon.logs());
@@ -185,17 +176,8 @@ async fn primary_key_change_is_delete_then_create_and_types_are_lossless() {
     )
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let cfg = write_config(
-        dir.path(),
-        "types",
-        &db.url,
-        r#"["public.*"]"#,
-        &kafka_sink(&broker.bootstrap),
-        "snapshot = \"never\"",
-    );
-    let daemon = Daemon::start(&cfg);
+    let rig = Rig::new(&db.url, "types", r#"["public.*"]"#, "snapshot = \"never\"");
+    let daemon = Daemon::start(&rig.cfg);
     assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming")), "{}", daemon.logs());
     c.batch_execute(
         "INSERT INTO t VALUES (1, 12345678901234567890.000000001, 'NaN', true, '2024-02-29 13:14:15.123456',
@@ -205,7 +187,7 @@ async fn primary_key_change_is_delete_then_create_and_types_are_lossless() {
     )
     .await
     .unwrap();
-    let recs = read_topics(&broker.bootstrap, &["types.public.t"], 4, 60);
+    let recs = read_topics(&rig.broker.bootstrap, &["types.public.t"], 4, 60);
     let ops: Vec<Option<&str>> = recs.iter().map(|r| r.op()).collect();
     assert_eq!(ops.len(), 4, "{}", daemon.logs());
     // Keys 1 and 2 may land in different partitions; order holds per key.

@@ -167,6 +167,23 @@ pub fn write_config(dir: &Path, name: &str, url: &str, tables: &str, sink: &str,
     path
 }
 
+/// A scratch directory, a mock-cluster broker, and a connector file streaming `tables` of `db_url`
+/// into it: the setup most end-to-end tests share.
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub broker: Broker,
+    pub cfg: PathBuf,
+}
+
+impl Rig {
+    pub fn new(db_url: &str, name: &str, tables: &str, extra_source: &str) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::start();
+        let cfg = write_config(dir.path(), name, db_url, tables, &kafka_sink(&broker.bootstrap), extra_source);
+        Rig { dir, broker, cfg }
+    }
+}
+
 pub fn kafka_sink(bootstrap: &str) -> String {
     format!("[sink]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\n")
 }
