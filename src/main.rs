@@ -32,12 +32,14 @@ struct Cli {
 enum Command {
     /// Run the connector(s): a .toml file, or a directory where every *.toml is one connector.
     Run {
-        #[arg(long, short)]
+        /// Connector file (.toml), or a directory of them (one connector per *.toml)
+        #[arg(long, short, value_name = "PATH")]
         config: PathBuf,
     },
     /// Check configuration and source prerequisites; print each finding with its fix.
     Check {
-        #[arg(long, short)]
+        /// Connector file (.toml), or a directory of them (one connector per *.toml)
+        #[arg(long, short, value_name = "PATH")]
         config: PathBuf,
     },
 }
