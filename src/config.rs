@@ -43,6 +43,37 @@ pub struct ConnectorConfig {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
+    Mysql(MysqlSourceConfig),
+}
+
+/// How a MySQL / MariaDB source records and resumes its binlog position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionMode {
+    /// GTID when the server has GTIDs on (MariaDB always does), file + offset otherwise.
+    Auto,
+    Gtid,
+    /// Binlog file name and offset only.
+    File,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSourceConfig {
+    /// `mysql://user:pass@host:3306`; `${ENV}` expanded.
+    pub url: String,
+    /// Include list of `database.table` patterns; `*` matches any run of characters.
+    pub tables: Vec<String>,
+    /// Replica id cdcd uses on the binlog connection; unique among the server's replicas.
+    pub server_id: u32,
+    #[serde(default = "default_snapshot")]
+    pub snapshot: SnapshotMode,
+    #[serde(default = "default_position_mode")]
+    pub position: PositionMode,
+}
+
+fn default_position_mode() -> PositionMode {
+    PositionMode::Auto
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -191,6 +222,9 @@ fn expand_all(cfg: &mut ConnectorConfig, path: &Path) -> Result<(), ConfigError>
         SourceConfig::Postgres(pg) => {
             pg.url = expand_env(&pg.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?
         }
+        SourceConfig::Mysql(my) => {
+            my.url = expand_env(&my.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?
+        }
     }
     if let SinkConfig::Kafka(k) = &mut cfg.sink {
         k.brokers = expand_env(&k.brokers).map_err(|m| ConfigError::invalid(path, "sink.brokers", m))?;
@@ -253,23 +287,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
                     ),
                 )
             })?;
-            if pg.tables.is_empty() {
-                return Err(ConfigError::invalid(
-                    path,
-                    "source.tables",
-                    "list at least one `schema.table` pattern, e.g. [\"public.*\"]",
-                ));
-            }
-            for t in &pg.tables {
-                let parts: Vec<&str> = t.split('.').collect();
-                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
-                    return Err(ConfigError::invalid(
-                        path,
-                        "source.tables",
-                        format!("`{t}` is not `schema.table` (use `*` as a wildcard, e.g. `public.*`)"),
-                    ));
-                }
-            }
+            check_table_patterns(path, &pg.tables, "schema.table", "public.*")?;
             for (key, name) in [("source.slot", &pg.slot), ("source.publication", &pg.publication)] {
                 if let Some(n) = name {
                     if n.is_empty()
@@ -282,6 +300,23 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             }
             if pg.status_interval_secs == 0 {
                 return Err(ConfigError::invalid(path, "source.status_interval_secs", "must be at least 1"));
+            }
+        }
+        SourceConfig::Mysql(my) => {
+            mysql_async::Opts::from_url(&my.url).map_err(|e| {
+                ConfigError::invalid(
+                    path,
+                    "source.url",
+                    format!("not a MySQL URL ({e}); expected mysql://user:password@host:3306"),
+                )
+            })?;
+            check_table_patterns(path, &my.tables, "database.table", "shop.*")?;
+            if my.server_id == 0 {
+                return Err(ConfigError::invalid(
+                    path,
+                    "source.server_id",
+                    "must be a non-zero replica id, unique among the server's replicas",
+                ));
             }
         }
     }
@@ -308,6 +343,27 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
     }
     if cfg.checkpoint.interval_ms == Some(0) {
         return Err(ConfigError::invalid(path, "checkpoint.interval_ms", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn check_table_patterns(path: &Path, tables: &[String], shape: &str, example: &str) -> Result<(), ConfigError> {
+    if tables.is_empty() {
+        return Err(ConfigError::invalid(
+            path,
+            "source.tables",
+            format!("list at least one `{shape}` pattern, e.g. [\"{example}\"]"),
+        ));
+    }
+    for t in tables {
+        let parts: Vec<&str> = t.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::invalid(
+                path,
+                "source.tables",
+                format!("`{t}` is not `{shape}` (use `*` as a wildcard, e.g. `{example}`)"),
+            ));
+        }
     }
     Ok(())
 }
@@ -376,7 +432,7 @@ path = "/tmp/x"
         assert_eq!(c.name, "demo");
         assert_eq!(c.topic_prefix(), "demo");
         assert_eq!(c.default_object_name(), "cdcd_demo");
-        let SourceConfig::Postgres(pg) = &c.source;
+        let SourceConfig::Postgres(pg) = &c.source else { panic!() };
         assert_eq!(pg.snapshot, SnapshotMode::Initial);
         let SinkConfig::Kafka(k) = &c.sink else { panic!() };
         assert_eq!(property_string(&k.properties["linger.ms"]).unwrap(), "5");
@@ -408,13 +464,33 @@ path = "/tmp/x"
     }
 
     #[test]
+    fn mysql_source_shape() {
+        let text = r#"
+name = "shop"
+[source]
+type = "mysql"
+url = "mysql://u:p@127.0.0.1:3306"
+tables = ["shop.*"]
+server_id = 4242
+[sink]
+type = "stdout"
+"#;
+        let c = p(text).unwrap();
+        let SourceConfig::Mysql(my) = &c.source else { panic!() };
+        assert_eq!((my.server_id, my.position, my.snapshot), (4242, PositionMode::Auto, SnapshotMode::Initial));
+        assert!(p(&text.replace("4242", "0")).unwrap_err().to_string().contains("source.server_id"));
+        assert!(p(&text.replace("server_id = 4242", "")).unwrap_err().to_string().contains("server_id"));
+        assert!(p(&text.replace("shop.*", "shop")).unwrap_err().to_string().contains("database.table"));
+    }
+
+    #[test]
     fn env_expansion() {
         std::env::set_var("CDCD_TEST_PW", "s3cret");
         assert_eq!(expand_env("a${CDCD_TEST_PW}b$$c$d").unwrap(), "as3cretb$c$d");
         let err = expand_env("${CDCD_SURELY_UNSET_VAR}").unwrap_err();
         assert!(err.contains("CDCD_SURELY_UNSET_VAR"));
         let c = p(&GOOD.replace("u:p@", "u:${CDCD_TEST_PW}@")).unwrap();
-        let SourceConfig::Postgres(pg) = &c.source;
+        let SourceConfig::Postgres(pg) = &c.source else { panic!() };
         assert!(pg.url.contains("s3cret"));
     }
 

@@ -84,6 +84,7 @@ async fn check(path: PathBuf) -> Result<(), Error> {
         println!("\n[{}] ({})", cfg.name, cfg.file.display());
         let findings = match &cfg.source {
             SourceConfig::Postgres(pg) => cdcd::source::postgres::check::check(cfg, pg).await,
+            SourceConfig::Mysql(my) => cdcd::source::mysql::check::check(my).await,
         };
         for f in findings {
             if f.ok {

@@ -87,7 +87,12 @@ impl Checkpointer {
     fn save(&mut self) -> Result<(), Error> {
         let Some(position) = self.tracker.confirmed() else { return Ok(()) };
         let Some(source) = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
-        let cp = Checkpoint { version: Checkpoint::VERSION, connector: self.connector.clone(), position, source };
+        let cp = Checkpoint {
+            version: Checkpoint::VERSION,
+            connector: self.connector.clone(),
+            position: position.clone(),
+            source,
+        };
         let wrote = tokio::task::block_in_place(|| self.store.save(&cp))?;
         if wrote {
             tracing::debug!(connector = %self.connector, %position, "checkpoint written");
@@ -116,7 +121,7 @@ pub async fn run_connector(cfg: ConnectorConfig, shutdown: watch::Receiver<bool>
     let tracker = Arc::new(AckTracker::new());
     let sink = Sink::build(&cfg, tracker.clone()).map_err(|source| Error::Sink { connector: name.clone(), source })?;
     let identity = Arc::new(Mutex::new(initial.as_ref().map(|c| c.source.clone())));
-    let (durable_tx, durable_rx) = watch::channel(initial.as_ref().map(|c| c.position));
+    let (durable_tx, durable_rx) = watch::channel(initial.as_ref().map(|c| c.position.clone()));
     let mut ck = Checkpointer {
         store,
         connector: name.clone(),
@@ -196,5 +201,6 @@ async fn run_source_session(
         SourceConfig::Postgres(pg) => {
             crate::source::postgres::run_session(cfg, pg, checkpoint, emitter, durable, shutdown).await
         }
+        SourceConfig::Mysql(my) => crate::source::mysql::run_session(cfg, my, checkpoint, emitter, shutdown).await,
     }
 }

@@ -106,7 +106,7 @@ impl AckTracker {
 
     /// The highest position whose every preceding event is delivered.
     pub fn confirmed(&self) -> Option<Position> {
-        self.lock().confirmed
+        self.lock().confirmed.clone()
     }
 
     /// The first definite delivery failure, if any.
@@ -134,11 +134,11 @@ impl Inner {
 
     fn advance(&mut self) {
         while let Some(front) = self.slots.front() {
-            match front.committed {
+            match &front.committed {
                 Some(pos) if front.outstanding == 0 && !front.failed => {
                     // Positions only move forward, even if a source reports an older mark.
-                    if self.confirmed.is_none_or(|c| pos.partial_cmp(&c) == Some(std::cmp::Ordering::Greater)) {
-                        self.confirmed = Some(pos);
+                    if self.confirmed.as_ref().is_none_or(|c| pos.partial_cmp(c) == Some(std::cmp::Ordering::Greater)) {
+                        self.confirmed = Some(pos.clone());
                     }
                     self.slots.pop_front();
                     self.base += 1;

@@ -37,6 +37,12 @@ pub enum SourceIdentity {
         /// The slot's consistent point when cdcd created it; informational.
         slot_created_at: Option<Lsn>,
     },
+    Mysql {
+        /// "mysql" or "mariadb".
+        flavor: String,
+        /// `@@server_uuid` (MySQL) or `@@server_id` (MariaDB): changes when the server is replaced.
+        server: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +112,7 @@ impl FileCheckpointStore {
 impl CheckpointStore for FileCheckpointStore {
     fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
         let cp = self.read()?;
-        self.last = cp.as_ref().map(|c| c.position);
+        self.last = cp.as_ref().map(|c| c.position.clone());
         self.loaded = true;
         Ok(cp)
     }
@@ -115,8 +121,8 @@ impl CheckpointStore for FileCheckpointStore {
         if !self.loaded {
             self.load()?;
         }
-        if let Some(last) = self.last {
-            if cp.position.partial_cmp(&last).is_none_or(|o| o != std::cmp::Ordering::Greater) {
+        if let Some(last) = &self.last {
+            if cp.position.partial_cmp(last).is_none_or(|o| o != std::cmp::Ordering::Greater) {
                 return Ok(false);
             }
         }
@@ -132,7 +138,7 @@ impl CheckpointStore for FileCheckpointStore {
         fs::rename(&tmp, &self.file).map_err(werr)?;
         // The rename is only durable once the directory entry is.
         fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(werr)?;
-        self.last = Some(cp.position);
+        self.last = Some(cp.position.clone());
         Ok(true)
     }
 }

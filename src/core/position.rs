@@ -47,19 +47,57 @@ impl<'de> Deserialize<'de> for Lsn {
     }
 }
 
+/// A place in a MySQL / MariaDB binary log: file and byte offset, plus the server's GTID state
+/// after everything before that point (when GTIDs are on). Ordered by (file sequence, offset);
+/// GTID sets alone are only partially ordered, the file coordinates of one server are total.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogPosition {
+    pub file: String,
+    pub pos: u64,
+    /// `0-1-42,1-2-7` (MariaDB) or `uuid:1-100,uuid2:1-5` (MySQL); absent without GTIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
+}
+
+impl BinlogPosition {
+    /// The numeric suffix of `binlog.000042`: binlog files are numbered in order.
+    pub fn file_seq(&self) -> u64 {
+        file_seq(&self.file)
+    }
+
+    /// One 64-bit, totally ordered number: file sequence in the high half, offset in the low
+    /// half (binlog offsets are 32-bit). Used in the dedupe position.
+    pub fn as_u64(&self) -> u64 {
+        (self.file_seq() << 32) | (self.pos & 0xFFFF_FFFF)
+    }
+}
+
+pub fn file_seq(file: &str) -> u64 {
+    file.rsplit('.').next().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+impl PartialOrd for BinlogPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some((self.file_seq(), self.pos).cmp(&(other.file_seq(), other.pos)))
+    }
+}
+
 /// Where a source may resume: the point up to which every change has been delivered.
 /// One variant per source kind; comparing positions of different kinds is meaningless and
 /// yields `None`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Position {
     Postgres { lsn: Lsn },
+    Mysql(BinlogPosition),
 }
 
 impl PartialOrd for Position {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         match (self, other) {
             (Position::Postgres { lsn: a }, Position::Postgres { lsn: b }) => Some(a.cmp(b)),
+            (Position::Mysql(a), Position::Mysql(b)) => a.partial_cmp(b),
+            _ => None,
         }
     }
 }
@@ -68,6 +106,10 @@ impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Position::Postgres { lsn } => write!(f, "lsn {lsn}"),
+            Position::Mysql(b) => match &b.gtid {
+                Some(g) => write!(f, "{}:{} (gtid {g})", b.file, b.pos),
+                None => write!(f, "{}:{}", b.file, b.pos),
+            },
         }
     }
 }
@@ -75,6 +117,7 @@ impl fmt::Display for Position {
 /// The per-event dedupe position documented in the README: a fixed-width string that sorts
 /// (as a plain string) in source order. `<16 hex digits of the transaction's commit LSN>-<phase>-<10-digit index>`;
 /// phase 0 is the initial snapshot (LSN = the slot's consistent point), phase 1 streamed changes.
+/// MySQL sources pass [`BinlogPosition::as_u64`] of the transaction's start as the "LSN".
 pub fn event_position(out: &mut Vec<u8>, lsn: Lsn, snapshot: bool, index: u64) {
     use std::io::Write;
     let _ = write!(out, "{:016X}-{}-{:010}", lsn.0, if snapshot { 0 } else { 1 }, index);
@@ -97,6 +140,22 @@ mod tests {
         for bad in ["", "16", "x/1", "1/", "1/2/3", "100000000/0"] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn binlog_positions_order_by_file_then_offset() {
+        let p = |f: &str, pos| BinlogPosition { file: f.into(), pos, gtid: None };
+        assert!(p("binlog.000002", 4) > p("binlog.000001", 99_999));
+        assert!(p("binlog.000002", 5) > p("binlog.000002", 4));
+        assert!(p("binlog.000010", 4).as_u64() > p("binlog.000009", 0xFFFF_FFFF).as_u64());
+        let json = serde_json::to_string(&Position::Mysql(BinlogPosition {
+            gtid: Some("0-1-5".into()),
+            ..p("binlog.000003", 77)
+        }))
+        .unwrap();
+        assert_eq!(json, r#"{"type":"mysql","file":"binlog.000003","pos":77,"gtid":"0-1-5"}"#);
+        let back: Position = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.to_string(), "binlog.000003:77 (gtid 0-1-5)");
     }
 
     #[test]

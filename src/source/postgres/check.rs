@@ -7,19 +7,13 @@ use crate::config::{ConnectorConfig, PostgresSourceConfig};
 use crate::core::checkpoint::Checkpoint;
 use crate::core::position::Position;
 
-/// One checked prerequisite.
-pub struct Finding {
-    pub ok: bool,
-    pub what: String,
-    /// What to do about a failure.
-    pub fix: Option<String>,
-}
+use crate::source::Finding;
 
 fn ok(what: impl Into<String>) -> Finding {
-    Finding { ok: true, what: what.into(), fix: None }
+    Finding::ok(what)
 }
 fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
-    Finding { ok: false, what: what.into(), fix: Some(fix.into()) }
+    Finding::fail(what, fix)
 }
 
 pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Finding> {
@@ -161,8 +155,17 @@ fn check_checkpoint(
             return;
         }
     };
-    let Position::Postgres { lsn } = cp.position;
-    let crate::core::checkpoint::SourceIdentity::Postgres { system_identifier, .. } = &cp.source;
+    let Position::Postgres { lsn } = cp.position else {
+        out.push(fail(
+            format!("checkpoint {} is not a PostgreSQL checkpoint", file.display()),
+            "give each connector its own checkpoint.path",
+        ));
+        return;
+    };
+    let crate::core::checkpoint::SourceIdentity::Postgres { system_identifier, .. } = &cp.source else {
+        out.push(fail("checkpoint is not a PostgreSQL checkpoint", "give each connector its own checkpoint.path"));
+        return;
+    };
     if system_identifier != system {
         out.push(fail(
             "checkpoint belongs to another database system",

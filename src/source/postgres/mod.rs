@@ -125,8 +125,16 @@ pub async fn run_session(
 
     let start: Lsn = match (&checkpoint, &slot) {
         (Some(cp), _) => {
-            let Position::Postgres { lsn } = cp.position;
-            let SourceIdentity::Postgres { system_identifier, slot: cp_slot, slot_created_at, .. } = &cp.source;
+            let Position::Postgres { lsn } = cp.position else {
+                return Err(SourceError::Fatal(format!(
+                    "the checkpoint in {} is for a MySQL source, not PostgreSQL; give each connector its own checkpoint.path",
+                    cfg.checkpoint_dir().display()
+                ))
+                .into());
+            };
+            let SourceIdentity::Postgres { system_identifier, slot: cp_slot, slot_created_at, .. } = &cp.source else {
+                return Err(SourceError::Fatal("the checkpoint is not a PostgreSQL checkpoint".into()).into());
+            };
             let resnapshot = format!(
                 "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again.",
                 cfg.checkpoint_dir().display(),

@@ -272,8 +272,9 @@ async fn status_writer(
     let mut flushed = start;
     let mut buf = BytesMut::with_capacity(64);
     loop {
-        let Position::Postgres { lsn } = durable.borrow_and_update().unwrap_or(Position::Postgres { lsn: start });
-        flushed = flushed.max(lsn);
+        if let Some(Position::Postgres { lsn }) = *durable.borrow_and_update() {
+            flushed = flushed.max(lsn);
+        }
         buf.clear();
         protocol::standby_status(&mut buf, flushed, flushed, now_ms() * 1000, false);
         if let Err(e) = w.write_all(&buf).await {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Starts a throwaway MariaDB for tests and demos, as a binlog source:
+#   scripts/mariadb.sh start DIR PORT [SERVER_ID]  -> install (first time) and start
+#   scripts/mariadb.sh stop DIR
+# Binlog on, ROW format, FULL row image and FULL row metadata, GTIDs (MariaDB always has them).
+# Users: root (socket only) and cdcd/cdcd over TCP with replication privileges.
+set -euo pipefail
+cmd=$1; dir=$2
+case "$cmd" in
+start)
+  port=$3; server_id=${4:-1}
+  mkdir -p "$dir"
+  cat > "$dir/my.cnf" <<CNF
+[mariadbd]
+datadir = $dir/data
+socket = $dir/mysql.sock
+pid-file = $dir/mariadbd.pid
+port = $port
+bind-address = 127.0.0.1
+server-id = $server_id
+log-bin = $dir/data/binlog
+binlog_format = ROW
+binlog_row_image = FULL
+binlog_row_metadata = FULL
+max_binlog_size = 64M
+innodb_buffer_pool_size = 256M
+innodb_flush_log_at_trx_commit = 2
+sync_binlog = 0
+skip-name-resolve
+log-error = $dir/error.log
+CNF
+  run_as=(); [ "$(id -u)" = 0 ] && run_as=(--user=root)
+  if [ ! -d "$dir/data/mysql" ]; then
+    mariadb-install-db --defaults-file="$dir/my.cnf" "${run_as[@]}" --auth-root-authentication-method=socket >/dev/null
+  fi
+  if ! mariadb-admin --socket="$dir/mysql.sock" -uroot ping >/dev/null 2>&1; then
+    (mariadbd --defaults-file="$dir/my.cnf" "${run_as[@]}" >/dev/null 2>&1 &)
+    for _ in $(seq 100); do mariadb-admin --socket="$dir/mysql.sock" -uroot ping >/dev/null 2>&1 && break; sleep 0.2; done
+  fi
+  mariadb --socket="$dir/mysql.sock" -uroot -e "
+    CREATE USER IF NOT EXISTS 'cdcd'@'%' IDENTIFIED BY 'cdcd';
+    GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, CREATE, DROP, INSERT, UPDATE, DELETE, ALTER, INDEX ON *.* TO 'cdcd'@'%';"
+  echo "mysql://cdcd:cdcd@127.0.0.1:$port"
+  ;;
+stop)
+  mariadb-admin --socket="$dir/mysql.sock" -uroot shutdown >/dev/null 2>&1 || true
+  ;;
+*) echo "usage: $0 start DIR PORT [SERVER_ID] | stop DIR" >&2; exit 2 ;;
+esac

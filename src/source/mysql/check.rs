@@ -1,0 +1,100 @@
+//! `cdcd check` for MySQL / MariaDB sources: every prerequisite as a finding with its fix.
+
+use mysql_async::prelude::*;
+
+use super::{connect, problems, resolve_tables, server_info};
+use crate::config::MysqlSourceConfig;
+use crate::source::Finding;
+
+pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut conn = match connect(&my.url).await {
+        Ok(c) => {
+            out.push(Finding::ok("server is reachable and accepts the credentials"));
+            c
+        }
+        Err(e) => {
+            out.push(Finding::fail(format!("connect: {e}"), "check host, port, user and password in source.url"));
+            return out;
+        }
+    };
+    let info = match server_info(&mut conn).await {
+        Ok(i) => i,
+        Err(e) => {
+            out.push(Finding::fail(
+                format!("reading server settings: {e}"),
+                "grant the user access to system variables",
+            ));
+            return out;
+        }
+    };
+    out.push(Finding::ok(format!("{} {} (server_id {})", info.flavor(), info.version, info.server_id)));
+    let bad = problems(&info);
+    for (what, fix) in &bad {
+        out.push(Finding::fail(what.clone(), fix.clone()));
+    }
+    if !bad.iter().any(|(w, _)| w.contains("log_bin")) {
+        out.push(Finding::ok(format!(
+            "binary log on, binlog_format = {}, binlog_row_image = {}",
+            info.binlog_format, info.row_image
+        )));
+    }
+    if info.row_metadata.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("FULL")) {
+        out.push(Finding::ok(
+            "binlog_row_metadata = FULL: column names, signedness, charsets, enum/set values and the primary key travel with every row event, so schema changes need no DDL parsing",
+        ));
+    }
+    out.push(Finding::ok(if info.mariadb {
+        "GTIDs: MariaDB domain-server-sequence; cdcd resumes by GTID (source.position = \"file\" to use file and offset)".to_string()
+    } else if info.gtid_on {
+        "GTIDs on; cdcd records them and resumes by binlog file and offset".to_string()
+    } else {
+        "GTIDs off: cdcd resumes by binlog file and offset".to_string()
+    }));
+    match conn.query::<String, _>("SHOW GRANTS").await {
+        Ok(grants) => {
+            let all = grants.join(" ").to_ascii_uppercase();
+            let has = |p: &str| all.contains("ALL PRIVILEGES") || all.contains(p);
+            for p in ["REPLICATION SLAVE", "SELECT"] {
+                if has(p) {
+                    out.push(Finding::ok(format!("privilege {p}")));
+                } else {
+                    out.push(Finding::fail(format!("missing privilege {p}"), format!("GRANT {p} ON *.* TO <user>")));
+                }
+            }
+            if has("REPLICATION CLIENT") || has("BINLOG MONITOR") {
+                out.push(Finding::ok("privilege REPLICATION CLIENT / BINLOG MONITOR"));
+            } else {
+                out.push(Finding::fail(
+                    "missing REPLICATION CLIENT (MariaDB: BINLOG MONITOR)",
+                    "GRANT REPLICATION CLIENT ON *.* TO <user>",
+                ));
+            }
+        }
+        Err(e) => out.push(Finding::fail(format!("SHOW GRANTS: {e}"), "check the user's privileges")),
+    }
+    if my.server_id == info.server_id {
+        out.push(Finding::fail(
+            format!("source.server_id {} equals the server's own server_id", my.server_id),
+            "choose a server_id no server or replica in the topology uses",
+        ));
+    } else {
+        let replicas: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await.unwrap_or_default();
+        let clash = replicas.iter().any(|r| r.get::<u32, _>(0) == Some(my.server_id));
+        if clash {
+            out.push(Finding::fail(
+                format!("another replica is connected with server_id {}", my.server_id),
+                "choose a server_id unique among the server's replicas (two replicas with one id disconnect each other)",
+            ));
+        } else {
+            out.push(Finding::ok(format!("server_id {} is not used by a connected replica", my.server_id)));
+        }
+    }
+    match resolve_tables(&mut conn, &my.tables).await {
+        Ok(t) if t.is_empty() => out
+            .push(Finding::fail(format!("no table matches {:?}", my.tables), "create the tables or fix source.tables")),
+        Ok(t) => out.push(Finding::ok(format!("{} table(s) match source.tables", t.len()))),
+        Err(e) => out.push(Finding::fail(e.to_string(), "fix source.tables")),
+    }
+    out
+}

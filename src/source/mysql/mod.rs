@@ -1,0 +1,285 @@
+//! MySQL / MariaDB source: row events from the binary log, read as a replica with
+//! `mysql_async`'s binlog stream.
+//!
+//! One session: read the server's settings and refuse unusable ones (binlog off, not ROW, not
+//! FULL row image / metadata), resolve the include list, reconcile the checkpoint with the
+//! server's binlogs (rules below), snapshot if needed, then stream.
+//!
+//! Checkpoint vs. server on start:
+//! - checkpoint present, same server, its binlog file still on the server: resume there (by
+//!   GTID on MariaDB unless `position = "file"`, by file and offset otherwise);
+//! - checkpoint present but its binlog file (or GTID) was purged, or the server was replaced:
+//!   stop with an error that says changes may be lost and how to re-snapshot;
+//! - no checkpoint: snapshot (`snapshot = "initial"`) or start at the current binlog end.
+
+pub mod check;
+pub mod mariadb_events;
+pub mod snapshot;
+pub mod stream;
+pub mod table;
+pub mod values;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use tokio::sync::watch;
+
+use crate::config::{ConnectorConfig, MysqlSourceConfig, PositionMode, SnapshotMode};
+use crate::core::checkpoint::{Checkpoint, SourceIdentity};
+use crate::core::position::{BinlogPosition, Position};
+use crate::error::{SessionError, SourceError};
+use crate::pipeline::Emitter;
+use crate::source::postgres::catalog::glob;
+
+/// What the server says about itself.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub mariadb: bool,
+    pub version: String,
+    pub server_id: u32,
+    pub server_uuid: Option<String>,
+    pub log_bin: bool,
+    pub binlog_format: String,
+    pub row_image: String,
+    pub row_metadata: Option<String>,
+    pub gtid_on: bool,
+}
+
+impl ServerInfo {
+    pub fn flavor(&self) -> &'static str {
+        if self.mariadb {
+            "mariadb"
+        } else {
+            "mysql"
+        }
+    }
+
+    pub fn identity(&self) -> SourceIdentity {
+        let server = self.server_uuid.clone().unwrap_or_else(|| self.server_id.to_string());
+        SourceIdentity::Mysql { flavor: self.flavor().to_string(), server }
+    }
+}
+
+/// Maps a driver error: access and purged-binlog errors are definite, the rest transient.
+pub fn my_err(context: &str, e: mysql_async::Error) -> SourceError {
+    if let mysql_async::Error::Server(s) = &e {
+        let text = format!("{context}: {} (MySQL error {})", s.message, s.code);
+        return match s.code {
+            1236 => SourceError::Fatal(format!(
+                "{text}: the binlog position or GTID cdcd needs was purged from the server, so changes may be lost. Re-snapshot: stop cdcd, move the checkpoint directory away, start again; keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)"
+            )),
+            1045 | 1044 | 1142 | 1227 | 1370 => SourceError::Fatal(format!(
+                "{text}: the source user needs SELECT, RELOAD, REPLICATION SLAVE and REPLICATION CLIENT (MariaDB: BINLOG MONITOR)"
+            )),
+            1049 | 1146 => SourceError::Fatal(text),
+            _ => SourceError::Transient(text),
+        };
+    }
+    SourceError::Transient(format!("{context}: {e} (is the server running and reachable at source.url?)"))
+}
+
+pub async fn connect(url: &str) -> Result<Conn, SourceError> {
+    let opts = Opts::from_url(url).map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
+    let mut conn = Conn::new(opts).await.map_err(|e| my_err("connecting", e))?;
+    conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").await.map_err(|e| my_err("session setup", e))?;
+    Ok(conn)
+}
+
+async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError> {
+    // Unknown variables (older servers) are an error from the server; treat as absent.
+    match conn.query_first::<Option<String>, _>(format!("SELECT @@{name}")).await {
+        Ok(v) => Ok(v.flatten()),
+        Err(mysql_async::Error::Server(s)) if s.code == 1193 => Ok(None),
+        Err(e) => Err(my_err(name, e)),
+    }
+}
+
+pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
+    let version = var(conn, "version").await?.unwrap_or_default();
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let server_id = var(conn, "server_id").await?.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let gtid_on = if mariadb { true } else { var(conn, "gtid_mode").await?.as_deref() == Some("ON") };
+    Ok(ServerInfo {
+        server_uuid: if mariadb { None } else { var(conn, "server_uuid").await? },
+        log_bin: matches!(var(conn, "log_bin").await?.as_deref(), Some("1") | Some("ON")),
+        binlog_format: var(conn, "binlog_format").await?.unwrap_or_default(),
+        row_image: var(conn, "binlog_row_image").await?.unwrap_or_default(),
+        row_metadata: var(conn, "binlog_row_metadata").await?,
+        mariadb,
+        version,
+        server_id,
+        gtid_on,
+    })
+}
+
+/// Settings without which rows cannot be captured correctly, with the fix for each.
+pub fn problems(info: &ServerInfo) -> Vec<(String, String)> {
+    let mut p = Vec::new();
+    if !info.log_bin {
+        p.push((
+            "the binary log is off (log_bin)".into(),
+            "start the server with log_bin (log-bin = <basename>) and restart".into(),
+        ));
+    }
+    if !info.binlog_format.eq_ignore_ascii_case("ROW") {
+        p.push((
+            format!("binlog_format is {}, cdcd needs ROW", info.binlog_format),
+            "SET GLOBAL binlog_format = 'ROW' (and in the server configuration)".into(),
+        ));
+    }
+    if !info.row_image.eq_ignore_ascii_case("FULL") {
+        p.push((
+            format!("binlog_row_image is {}: before images would lack columns", info.row_image),
+            "SET GLOBAL binlog_row_image = 'FULL'".into(),
+        ));
+    }
+    if !info.row_metadata.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("FULL")) {
+        p.push((
+            format!(
+                "binlog_row_metadata is {}: without FULL the binlog has no column names, so a column added, dropped or renamed would be mis-mapped",
+                info.row_metadata.as_deref().unwrap_or("unsupported by this server")
+            ),
+            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0.1+, MariaDB 10.5+)".into(),
+        ));
+    }
+    p
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableName {
+    pub db: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.db, self.name)
+    }
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
+}
+
+/// Whether `db.table` matches the include list.
+pub fn included(patterns: &[String], db: &str, table: &str) -> bool {
+    patterns.iter().any(|p| {
+        let (dp, tp) = p.split_once('.').unwrap_or(("*", p));
+        glob(dp, db) && glob(tp, table)
+    })
+}
+
+pub async fn resolve_tables(conn: &mut Conn, patterns: &[String]) -> Result<Vec<TableName>, SourceError> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' \
+             AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
+        )
+        .await
+        .map_err(|e| my_err("listing tables", e))?;
+    for p in patterns.iter().filter(|p| !p.contains('*')) {
+        if !rows.iter().any(|(d, t)| included(std::slice::from_ref(p), d, t)) {
+            return Err(SourceError::Fatal(format!(
+                "table `{p}` from source.tables does not exist (or is not visible to this user); create it or fix the name"
+            )));
+        }
+    }
+    Ok(rows.into_iter().filter(|(d, t)| included(patterns, d, t)).map(|(db, name)| TableName { db, name }).collect())
+}
+
+/// The server's current binlog end (file, offset, GTID state).
+pub async fn current_position(conn: &mut Conn, info: &ServerInfo) -> Result<BinlogPosition, SourceError> {
+    // MySQL 8.4 renamed SHOW MASTER STATUS.
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(|e| my_err("reading binlog status", e))?,
+    };
+    let row = row.ok_or_else(|| SourceError::Fatal("the server reports no binary log; enable log_bin".into()))?;
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or(4);
+    let gtid = if info.mariadb { var(conn, "gtid_binlog_pos").await? } else { var(conn, "gtid_executed").await? };
+    Ok(BinlogPosition { file, pos, gtid: gtid.filter(|g| !g.is_empty()) })
+}
+
+pub async fn run_session(
+    cfg: &ConnectorConfig,
+    my: &MysqlSourceConfig,
+    checkpoint: Option<Checkpoint>,
+    emitter: &mut Emitter,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let mut conn = connect(&my.url).await?;
+    let info = server_info(&mut conn).await?;
+    if let Some((what, fix)) = problems(&info).into_iter().next() {
+        return Err(SourceError::Fatal(format!("{what}; fix: {fix}")).into());
+    }
+    let tables = resolve_tables(&mut conn, &my.tables).await?;
+    if tables.is_empty() {
+        return Err(SourceError::Fatal(format!("no table matches source.tables {:?}", my.tables)).into());
+    }
+    let ctx = table::Context {
+        connector: cfg.name.clone(),
+        topic_prefix: cfg.topic_prefix().to_string(),
+        flavor: info.flavor(),
+    };
+    let identity = info.identity();
+    let use_gtid = match my.position {
+        PositionMode::File => false,
+        PositionMode::Gtid if !info.gtid_on => {
+            return Err(SourceError::Fatal(
+                "source.position = \"gtid\" but the server has GTIDs off (gtid_mode)".into(),
+            )
+            .into())
+        }
+        // cdcd tracks MariaDB GTID positions itself; for MySQL it resumes by file and offset.
+        _ => info.gtid_on && info.mariadb,
+    };
+
+    let start = match checkpoint {
+        Some(cp) => {
+            let Position::Mysql(pos) = cp.position else {
+                return Err(SourceError::Fatal(
+                    "the checkpoint is not a MySQL checkpoint; give each connector its own checkpoint.path".into(),
+                )
+                .into());
+            };
+            let resnapshot = format!(
+                "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, and start again.",
+                cfg.checkpoint_dir().display()
+            );
+            if cp.source != identity {
+                return Err(SourceError::Fatal(format!(
+                    "the checkpoint was written for another server ({:?}), this is {:?}: it was replaced, and changes may be missing. {resnapshot}",
+                    cp.source, identity
+                ))
+                .into());
+            }
+            let logs: Vec<mysql_async::Row> =
+                conn.query("SHOW BINARY LOGS").await.map_err(|e| my_err("listing binary logs", e))?;
+            let files: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
+            if !files.contains(&pos.file) {
+                return Err(SourceError::Fatal(format!(
+                    "binlog file {} that cdcd needs to resume from offset {} was purged from the server (oldest is {}): changes since then may be lost. {resnapshot} Keep binlogs longer than cdcd can be down (binlog_expire_logs_seconds / expire_logs_days).",
+                    pos.file,
+                    pos.pos,
+                    files.first().map(String::as_str).unwrap_or("none")
+                ))
+                .into());
+            }
+            emitter.set_identity(identity);
+            tracing::info!(connector = %cfg.name, position = %Position::Mysql(pos.clone()), by = if use_gtid { "gtid" } else { "file" }, "resuming binlog");
+            pos
+        }
+        None if my.snapshot == SnapshotMode::Initial => {
+            emitter.set_identity(identity);
+            snapshot::run(&my.url, &info, &tables, &ctx, emitter).await?
+        }
+        None => {
+            let at = current_position(&mut conn, &info).await?;
+            emitter.set_identity(identity);
+            emitter.mark(Position::Mysql(at.clone()));
+            at
+        }
+    };
+    drop(conn);
+    stream::run(&my.url, my, &info, ctx, start, use_gtid, emitter, shutdown).await
+}

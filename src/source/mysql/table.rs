@@ -1,0 +1,377 @@
+//! A captured MySQL / MariaDB table as cdcd renders it: topic, columns with their value kinds,
+//! key columns, and the constant part of the `source` block. Built from TABLE_MAP events with
+//! `binlog_row_metadata=FULL` (names, signedness, charsets, enum/set values, primary key) so no
+//! DDL parsing is needed; built from `information_schema` for the snapshot.
+
+use mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
+use mysql_async::consts::ColumnType;
+
+use crate::core::json;
+
+/// How a column's values are rendered (see the README's value table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int {
+        unsigned: bool,
+        bits: u32,
+    },
+    Year,
+    Float,
+    Decimal,
+    /// BIT(n): a string of n '0'/'1' characters, like PostgreSQL's bit text.
+    Bit {
+        bits: u32,
+    },
+    Date,
+    DateTime,
+    Timestamp,
+    Time,
+    Text {
+        latin1: bool,
+    },
+    Binary,
+    Enum(Vec<String>),
+    Set(Vec<String>),
+    Json,
+    Geometry,
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub json_key: Vec<u8>,
+    pub kind: Kind,
+}
+
+impl Column {
+    pub fn new(name: String, kind: Kind) -> Self {
+        let mut json_key = Vec::with_capacity(name.len() + 3);
+        json::write_str(&mut json_key, &name);
+        json_key.push(b':');
+        Column { name, json_key, kind }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub db: String,
+    pub name: String,
+    pub topic: String,
+    pub columns: Vec<Column>,
+    pub key: Vec<usize>,
+    /// `{"version":..,"connector":..,"name":..,"db":..,"table":..`, pre-rendered.
+    pub source_prefix: Vec<u8>,
+}
+
+impl Table {
+    pub fn new(db: &str, name: &str, columns: Vec<Column>, key: Vec<usize>, ctx: &Context) -> Self {
+        let mut p = Vec::new();
+        p.extend_from_slice(b"{\"version\":");
+        json::write_str(&mut p, env!("CARGO_PKG_VERSION"));
+        p.extend_from_slice(b",\"connector\":");
+        json::write_str(&mut p, ctx.flavor);
+        p.extend_from_slice(b",\"name\":");
+        json::write_str(&mut p, &ctx.connector);
+        p.extend_from_slice(b",\"db\":");
+        json::write_str(&mut p, db);
+        p.extend_from_slice(b",\"table\":");
+        json::write_str(&mut p, name);
+        Table {
+            db: db.to_string(),
+            name: name.to_string(),
+            topic: format!("{}.{}.{}", ctx.topic_prefix, db, name),
+            columns,
+            key,
+            source_prefix: p,
+        }
+    }
+
+    pub fn has_key(&self) -> bool {
+        !self.key.is_empty()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub connector: String,
+    pub topic_prefix: String,
+    /// "mysql" or "mariadb".
+    pub flavor: &'static str,
+}
+
+const LATIN1: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
+const BINARY_CHARSET: u16 = 63;
+
+fn is_numeric(t: ColumnType) -> bool {
+    use ColumnType::*;
+    matches!(
+        t,
+        MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_FLOAT
+            | MYSQL_TYPE_DOUBLE
+            | MYSQL_TYPE_DECIMAL
+            | MYSQL_TYPE_NEWDECIMAL
+            | MYSQL_TYPE_YEAR
+    )
+}
+
+fn is_character(t: ColumnType) -> bool {
+    use ColumnType::*;
+    matches!(
+        t,
+        MYSQL_TYPE_STRING
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_BLOB
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
+    )
+}
+
+/// Why a TABLE_MAP event cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum TableMapError {
+    #[error("table {0}: the binlog carries no column names (binlog_row_metadata is MINIMAL); set binlog_row_metadata = FULL on the server")]
+    NoColumnNames(String),
+    #[error("table {table}: column {index} has a type cdcd does not know ({detail}); please report it")]
+    UnknownType { table: String, index: usize, detail: String },
+    #[error("table {table}: malformed table-map metadata: {detail}")]
+    Malformed { table: String, detail: String },
+}
+
+/// Builds a [`Table`] from a TABLE_MAP event with FULL row metadata.
+pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, TableMapError> {
+    let db = tme.database_name().into_owned();
+    let name = tme.table_name().into_owned();
+    let full = format!("{db}.{name}");
+    let malformed = |e: std::io::Error| TableMapError::Malformed { table: full.clone(), detail: e.to_string() };
+    let n = tme.columns_count() as usize;
+    let mut types = Vec::with_capacity(n);
+    for i in 0..n {
+        match tme.get_column_type(i) {
+            Ok(Some(t)) => types.push(t),
+            Ok(None) => return Err(TableMapError::UnknownType { table: full, index: i, detail: "missing".into() }),
+            Err(e) => return Err(TableMapError::UnknownType { table: full, index: i, detail: e.to_string() }),
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut unsigned: Vec<bool> = Vec::new();
+    let mut charsets: Vec<u16> = Vec::new();
+    let mut default_charset: Option<(u16, Vec<(usize, u16)>)> = None;
+    let mut enums: Vec<Vec<String>> = Vec::new();
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    let mut pk: Vec<usize> = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field.map_err(malformed)? {
+            OptionalMetadataField::ColumnName(cn) => {
+                for c in cn.iter_names() {
+                    names.push(c.map_err(malformed)?.name().into_owned());
+                }
+            }
+            OptionalMetadataField::Signedness(bits) => unsigned = bits.iter().map(|b| *b).collect(),
+            OptionalMetadataField::ColumnCharset(cs) => {
+                for c in cs.iter_charsets() {
+                    charsets.push(c.map_err(malformed)?);
+                }
+            }
+            OptionalMetadataField::DefaultCharset(dc) => {
+                let mut non_default = Vec::new();
+                for nd in dc.iter_non_default() {
+                    let nd = nd.map_err(malformed)?;
+                    non_default.push((nd.column_index() as usize, nd.charset()));
+                }
+                default_charset = Some((dc.default_charset(), non_default));
+            }
+            OptionalMetadataField::EnumStrValue(ev) => {
+                for e in ev.iter_values() {
+                    enums.push(e.map_err(malformed)?.values().iter().map(|v| v.value().into_owned()).collect());
+                }
+            }
+            OptionalMetadataField::SetStrValue(sv) => {
+                for s in sv.iter_values() {
+                    sets.push(s.map_err(malformed)?.values().iter().map(|v| v.value().into_owned()).collect());
+                }
+            }
+            OptionalMetadataField::SimplePrimaryKey(k) => {
+                for i in k.iter_indexes() {
+                    pk.push(i.map_err(malformed)? as usize);
+                }
+            }
+            OptionalMetadataField::PrimaryKeyWithPrefix(k) => {
+                for key in k.iter_keys() {
+                    pk.push(key.map_err(malformed)?.column_index() as usize);
+                }
+            }
+            _ => {}
+        }
+    }
+    if names.len() != n {
+        return Err(TableMapError::NoColumnNames(full));
+    }
+    let (mut numeric_i, mut char_i, mut enum_i, mut set_i) = (0, 0, 0, 0);
+    let mut columns = Vec::with_capacity(n);
+    for (i, (t, name)) in types.iter().zip(names).enumerate() {
+        let mut is_unsigned = false;
+        if is_numeric(*t) {
+            is_unsigned = unsigned.get(numeric_i).copied().unwrap_or(false);
+            numeric_i += 1;
+        }
+        let mut charset = None;
+        if is_character(*t) {
+            charset = charsets.get(char_i).copied().or_else(|| {
+                default_charset
+                    .as_ref()
+                    .map(|(d, nd)| nd.iter().find(|(ci, _)| *ci == char_i).map(|(_, c)| *c).unwrap_or(*d))
+            });
+            char_i += 1;
+        }
+        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+        let kind = kind_for(
+            *t,
+            is_unsigned,
+            charset,
+            meta,
+            &mut || {
+                let v = enums.get(enum_i).cloned().unwrap_or_default();
+                enum_i += 1;
+                v
+            },
+            &mut || {
+                let v = sets.get(set_i).cloned().unwrap_or_default();
+                set_i += 1;
+                v
+            },
+        )
+        .ok_or_else(|| TableMapError::UnknownType {
+            table: full.clone(),
+            index: i,
+            detail: format!("{t:?}"),
+        })?;
+        columns.push(Column::new(name, kind));
+    }
+    Ok(Table::new(&db, &name, columns, pk, ctx))
+}
+
+fn kind_for(
+    t: ColumnType,
+    unsigned: bool,
+    charset: Option<u16>,
+    meta: &[u8],
+    next_enum: &mut dyn FnMut() -> Vec<String>,
+    next_set: &mut dyn FnMut() -> Vec<String>,
+) -> Option<Kind> {
+    use ColumnType::*;
+    let text_or_binary = |cs: Option<u16>| match cs {
+        Some(BINARY_CHARSET) => Kind::Binary,
+        Some(c) => Kind::Text { latin1: LATIN1.contains(&c) },
+        None => Kind::Text { latin1: false },
+    };
+    Some(match t {
+        MYSQL_TYPE_TINY => Kind::Int { unsigned, bits: 8 },
+        MYSQL_TYPE_SHORT => Kind::Int { unsigned, bits: 16 },
+        MYSQL_TYPE_INT24 => Kind::Int { unsigned, bits: 24 },
+        MYSQL_TYPE_LONG => Kind::Int { unsigned, bits: 32 },
+        MYSQL_TYPE_LONGLONG => Kind::Int { unsigned, bits: 64 },
+        MYSQL_TYPE_YEAR => Kind::Year,
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => Kind::Float,
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Kind::Decimal,
+        MYSQL_TYPE_BIT => {
+            // Metadata: bits in the last byte, then whole bytes.
+            let bits = meta.first().copied().unwrap_or(0) as u32 + 8 * meta.get(1).copied().unwrap_or(0) as u32;
+            Kind::Bit { bits }
+        }
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Kind::Date,
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => Kind::DateTime,
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => Kind::Timestamp,
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Kind::Time,
+        MYSQL_TYPE_ENUM => Kind::Enum(next_enum()),
+        MYSQL_TYPE_SET => Kind::Set(next_set()),
+        MYSQL_TYPE_JSON => Kind::Json,
+        MYSQL_TYPE_GEOMETRY => Kind::Geometry,
+        MYSQL_TYPE_STRING | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_VARCHAR => text_or_binary(charset),
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            text_or_binary(charset)
+        }
+        _ => return None,
+    })
+}
+
+/// The kind for a column described by `information_schema.columns` (used by the snapshot).
+pub fn kind_from_information_schema(data_type: &str, column_type: &str, charset: Option<&str>) -> Kind {
+    let unsigned = column_type.contains("unsigned");
+    let list = |ct: &str| -> Vec<String> {
+        let inner = ct.find('(').and_then(|a| ct.rfind(')').map(|b| &ct[a + 1..b])).unwrap_or("");
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut in_quote = false;
+        let mut chars = inner.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if in_quote && chars.peek() == Some(&'\'') => {
+                    cur.push('\'');
+                    chars.next();
+                }
+                '\'' => in_quote = !in_quote,
+                ',' if !in_quote => out.push(std::mem::take(&mut cur)),
+                c if in_quote => cur.push(c),
+                _ => {}
+            }
+        }
+        if !inner.is_empty() {
+            out.push(cur);
+        }
+        out
+    };
+    let text = || match charset {
+        None | Some("binary") => Kind::Binary,
+        Some(c) => Kind::Text { latin1: c.starts_with("latin1") },
+    };
+    match data_type {
+        "tinyint" => Kind::Int { unsigned, bits: 8 },
+        "smallint" => Kind::Int { unsigned, bits: 16 },
+        "mediumint" => Kind::Int { unsigned, bits: 24 },
+        "int" | "integer" => Kind::Int { unsigned, bits: 32 },
+        "bigint" => Kind::Int { unsigned, bits: 64 },
+        "year" => Kind::Year,
+        "float" | "double" | "real" => Kind::Float,
+        "decimal" | "numeric" => Kind::Decimal,
+        "bit" => Kind::Bit { bits: column_type.trim_start_matches("bit(").trim_end_matches(')').parse().unwrap_or(1) },
+        "date" => Kind::Date,
+        "datetime" => Kind::DateTime,
+        "timestamp" => Kind::Timestamp,
+        "time" => Kind::Time,
+        "enum" => Kind::Enum(list(column_type)),
+        "set" => Kind::Set(list(column_type)),
+        "json" => Kind::Json,
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        | "geometrycollection" => Kind::Geometry,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => text(),
+        _ => Kind::Binary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn information_schema_types() {
+        assert_eq!(
+            kind_from_information_schema("int", "int(10) unsigned", None),
+            Kind::Int { unsigned: true, bits: 32 }
+        );
+        assert_eq!(
+            kind_from_information_schema("enum", "enum('a','it''s','c,d')", Some("utf8mb4")),
+            Kind::Enum(vec!["a".into(), "it's".into(), "c,d".into()])
+        );
+        assert_eq!(kind_from_information_schema("varchar", "varchar(10)", Some("latin1")), Kind::Text { latin1: true });
+        assert_eq!(kind_from_information_schema("varbinary", "varbinary(10)", None), Kind::Binary);
+        assert_eq!(kind_from_information_schema("bit", "bit(5)", None), Kind::Bit { bits: 5 });
+        assert_eq!(kind_from_information_schema("longtext", "longtext", Some("utf8mb4")), Kind::Text { latin1: false });
+    }
+}

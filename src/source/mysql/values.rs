@@ -1,0 +1,393 @@
+//! MySQL / MariaDB values to JSON, losslessly, in the same representation PostgreSQL values get
+//! for the same logical value (README value table). Binlog values (from `mysql_common`) and
+//! snapshot values (text protocol) go through the same per-kind rules.
+
+use base64::Engine;
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::Value;
+
+use super::table::{Kind, Table};
+use crate::core::envelope::WriteJson;
+use crate::core::json;
+
+/// One row's values, wherever they came from.
+pub trait Cells: Sync {
+    fn write_cell(&self, index: usize, kind: &Kind, out: &mut Vec<u8>);
+    /// The value as text, for comparing keys.
+    fn text(&self, index: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_cell(index, &Kind::Text { latin1: false }, &mut out);
+        Some(out)
+    }
+}
+
+impl Cells for BinlogRow {
+    fn write_cell(&self, index: usize, kind: &Kind, out: &mut Vec<u8>) {
+        match self.as_ref(index) {
+            None | Some(BinlogValue::Value(Value::NULL)) => out.extend_from_slice(b"null"),
+            Some(BinlogValue::Value(v)) => write_value(out, kind, v),
+            Some(BinlogValue::Jsonb(j)) => match serde_json::Value::try_from(j.clone()) {
+                Ok(doc) => {
+                    let mut text = Vec::new();
+                    write_json_doc(&mut text, &doc);
+                    json::write_str_bytes(out, &text);
+                }
+                Err(e) => json::write_str(out, &format!("__cdcd_unreadable_json: {e}")),
+            },
+            // Partial JSON updates (MySQL binlog_row_value_options=PARTIAL_JSON) carry only the
+            // change; cdcd asks users to keep the option off (`cdcd check` says so).
+            Some(BinlogValue::JsonDiff(_)) => json::write_str(out, "__cdcd_partial_json_update"),
+        }
+    }
+}
+
+/// Snapshot rows from the text protocol: every value is text or NULL.
+pub struct TextCells(pub Vec<Option<Vec<u8>>>);
+
+impl Cells for TextCells {
+    fn write_cell(&self, index: usize, kind: &Kind, out: &mut Vec<u8>) {
+        // The snapshot connection runs with utf8mb4: the server already converted latin1 text.
+        let kind = match kind {
+            Kind::Text { latin1: true } => &Kind::Text { latin1: false },
+            k => k,
+        };
+        match self.0.get(index) {
+            Some(Some(text)) => write_text(out, kind, text),
+            _ => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+/// A whole row as a JSON object.
+pub struct Row<'a, C: Cells> {
+    pub table: &'a Table,
+    pub cells: &'a C,
+}
+
+impl<C: Cells> WriteJson for Row<'_, C> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, col) in self.table.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&col.json_key);
+            self.cells.write_cell(i, &col.kind, out);
+        }
+        out.push(b'}');
+    }
+}
+
+/// The message key: the primary-key columns.
+pub struct Key<'a, C: Cells>(pub Row<'a, C>);
+
+impl<C: Cells> WriteJson for Key<'_, C> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (n, &i) in self.0.table.key.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let col = &self.0.table.columns[i];
+            out.extend_from_slice(&col.json_key);
+            self.0.cells.write_cell(i, &col.kind, out);
+        }
+        out.push(b'}');
+    }
+}
+
+/// Renders the key of `cells` alone, for comparing old and new keys of an update.
+pub fn key_bytes<C: Cells>(table: &Table, cells: &C) -> Vec<u8> {
+    let mut out = Vec::new();
+    Key(Row { table, cells }).write_json(&mut out);
+    out
+}
+
+fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
+    match (kind, v) {
+        (_, Value::NULL) => out.extend_from_slice(b"null"),
+        (Kind::Int { unsigned: true, bits }, Value::Int(i)) if *i < 0 && *bits < 64 => {
+            json::write_u64(out, (*i as u64) & ((1u64 << bits) - 1))
+        }
+        (Kind::Int { unsigned: true, bits: 64 }, Value::Int(i)) => json::write_u64(out, *i as u64),
+        (Kind::Enum(values), Value::Int(i)) => write_enum(out, values, *i as u64),
+        (Kind::Enum(values), Value::UInt(i)) => write_enum(out, values, *i),
+        (Kind::Set(values), Value::Int(i)) => write_set(out, values, *i as u64),
+        (Kind::Set(values), Value::UInt(i)) => write_set(out, values, *i),
+        (Kind::Set(values), Value::Bytes(b)) => {
+            let mut mask = 0u64;
+            for (n, byte) in b.iter().take(8).enumerate() {
+                mask |= (*byte as u64) << (8 * n);
+            }
+            write_set(out, values, mask)
+        }
+        (_, Value::Int(i)) => json::write_i64(out, *i),
+        (_, Value::UInt(u)) => json::write_u64(out, *u),
+        (_, Value::Float(f)) => write_float(out, &f.to_string()),
+        (_, Value::Double(d)) => write_float(out, &d.to_string()),
+        (Kind::Date, Value::Date(y, m, d, ..)) => json::write_str(out, &format!("{y:04}-{m:02}-{d:02}")),
+        (Kind::Timestamp, Value::Date(y, mo, d, h, mi, s, us)) => {
+            json::write_str(out, &format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z"))
+        }
+        (_, Value::Date(y, mo, d, h, mi, s, us)) => {
+            json::write_str(out, &format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}", fraction(*us)))
+        }
+        (_, Value::Time(neg, days, h, m, s, us)) => {
+            let hours = *days * 24 + *h as u32;
+            json::write_str(out, &format!("{}{hours:02}:{m:02}:{s:02}{}", if *neg { "-" } else { "" }, fraction(*us)))
+        }
+        (Kind::Timestamp, Value::Bytes(b)) => write_epoch_timestamp(out, b),
+        (_, Value::Bytes(b)) => write_text(out, kind, b),
+    }
+}
+
+/// Renders text-protocol (or text-like binlog) bytes for `kind`.
+fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
+    match kind {
+        Kind::Int { .. } | Kind::Year => {
+            if !text.is_empty() && text.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
+                out.extend_from_slice(text)
+            } else {
+                json::write_str_bytes(out, text)
+            }
+        }
+        Kind::Float => write_float(out, &String::from_utf8_lossy(text)),
+        Kind::Decimal | Kind::Date | Kind::Enum(_) | Kind::Set(_) => json::write_str_bytes(out, text),
+        Kind::Text { latin1: true } => json::write_str(out, &text.iter().map(|&b| b as char).collect::<String>()),
+        Kind::Text { latin1: false } => json::write_str_bytes(out, text),
+        Kind::Binary => write_base64(out, text),
+        Kind::Bit { bits } => {
+            let mut s = String::with_capacity(*bits as usize);
+            let total = text.len() * 8;
+            for i in (total.saturating_sub(*bits as usize))..total {
+                let byte = text[i / 8];
+                s.push(if byte & (0x80 >> (i % 8)) != 0 { '1' } else { '0' });
+            }
+            json::write_str(out, &s)
+        }
+        Kind::DateTime => json::write_str(out, &trim_fraction(&String::from_utf8_lossy(text).replacen(' ', "T", 1))),
+        Kind::Timestamp => {
+            // The snapshot session runs with time_zone = '+00:00'.
+            let mut s = String::from_utf8_lossy(text).replacen(' ', "T", 1);
+            if !s.contains('.') {
+                s.push('.');
+            }
+            let frac = s.len() - s.find('.').map(|d| d + 1).unwrap_or(s.len());
+            for _ in frac..6 {
+                s.push('0');
+            }
+            s.push('Z');
+            json::write_str(out, &s)
+        }
+        Kind::Time => json::write_str(out, &trim_fraction(&String::from_utf8_lossy(text))),
+        Kind::Json => match serde_json::from_slice::<serde_json::Value>(text) {
+            Ok(doc) => {
+                let mut norm = Vec::new();
+                write_json_doc(&mut norm, &doc);
+                json::write_str_bytes(out, &norm)
+            }
+            Err(_) => json::write_str_bytes(out, text),
+        },
+        Kind::Geometry => {
+            // Internal format: 4-byte little-endian SRID, then WKB (Debezium's {"wkb","srid"}).
+            if text.len() >= 4 {
+                let srid = u32::from_le_bytes([text[0], text[1], text[2], text[3]]);
+                out.extend_from_slice(b"{\"wkb\":");
+                write_base64(out, &text[4..]);
+                out.extend_from_slice(b",\"srid\":");
+                json::write_u64(out, srid as u64);
+                out.push(b'}');
+            } else {
+                write_base64(out, text)
+            }
+        }
+    }
+}
+
+/// TIMESTAMP in the binlog: seconds since the epoch (UTC), with the fraction as text.
+fn write_epoch_timestamp(out: &mut Vec<u8>, b: &[u8]) {
+    let s = String::from_utf8_lossy(b);
+    let (secs, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let Ok(secs) = secs.parse::<i64>() else { return json::write_str(out, &s) };
+    if secs == 0 && frac.trim_matches('0').is_empty() {
+        return json::write_str(out, "0000-00-00T00:00:00.000000Z");
+    }
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else { return json::write_str(out, &s) };
+    let mut us: String = frac.chars().take(6).collect();
+    while us.len() < 6 {
+        us.push('0');
+    }
+    json::write_str(
+        out,
+        &format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{us}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+    )
+}
+
+fn fraction(us: u32) -> String {
+    if us == 0 {
+        return String::new();
+    }
+    let s = format!(".{us:06}");
+    s.trim_end_matches('0').to_string()
+}
+
+/// `12:00:01.500000` -> `12:00:01.5`, `12:00:01.000` -> `12:00:01` (PostgreSQL's style).
+fn trim_fraction(s: &str) -> String {
+    match s.find('.') {
+        Some(dot) => {
+            let t = s.trim_end_matches('0');
+            if t.len() == dot + 1 {
+                t[..dot].to_string()
+            } else {
+                t.to_string()
+            }
+        }
+        None => s.to_string(),
+    }
+}
+
+fn write_float(out: &mut Vec<u8>, s: &str) {
+    match s {
+        "NaN" | "nan" => json::write_str(out, "NaN"),
+        "inf" | "Infinity" => json::write_str(out, "Infinity"),
+        "-inf" | "-Infinity" => json::write_str(out, "-Infinity"),
+        _ => out.extend_from_slice(s.as_bytes()),
+    }
+}
+
+fn write_enum(out: &mut Vec<u8>, values: &[String], index: u64) {
+    // Index 0 is MySQL's "invalid value" empty string.
+    match index.checked_sub(1).and_then(|i| values.get(i as usize)) {
+        Some(v) => json::write_str(out, v),
+        None => json::write_str(out, ""),
+    }
+}
+
+fn write_set(out: &mut Vec<u8>, values: &[String], mask: u64) {
+    let members: Vec<&str> =
+        values.iter().enumerate().filter(|(i, _)| *i < 64 && mask & (1 << i) != 0).map(|(_, v)| v.as_str()).collect();
+    json::write_str(out, &members.join(","))
+}
+
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
+    out.push(b'"');
+}
+
+/// JSON documents are rendered the way PostgreSQL's jsonb and MySQL print them: `": "` and
+/// `", "` separators, object keys ordered by length then bytes. So equal documents give equal
+/// text whichever database they came from.
+pub fn write_json_doc(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value as J;
+    match v {
+        J::Null => out.extend_from_slice(b"null"),
+        J::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        J::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        J::String(s) => json::write_str(out, s),
+        J::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                write_json_doc(out, x);
+            }
+            out.push(b']');
+        }
+        J::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
+            out.push(b'{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                json::write_str(out, k);
+                out.extend_from_slice(b": ");
+                write_json_doc(out, &o[k.as_str()]);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bin(kind: Kind, v: Value) -> serde_json::Value {
+        let mut out = Vec::new();
+        write_value(&mut out, &kind, &v);
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&out)))
+    }
+
+    fn text(kind: Kind, t: &[u8]) -> serde_json::Value {
+        let mut out = Vec::new();
+        write_text(&mut out, &kind, t);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn integers_of_every_width_and_sign() {
+        assert_eq!(bin(Kind::Int { unsigned: true, bits: 8 }, Value::Int(-1)), json!(255));
+        assert_eq!(bin(Kind::Int { unsigned: true, bits: 32 }, Value::Int(4294967295)), json!(4294967295u64));
+        assert_eq!(bin(Kind::Int { unsigned: true, bits: 24 }, Value::Int(-1)), json!(16777215));
+        assert_eq!(bin(Kind::Int { unsigned: true, bits: 64 }, Value::Int(-1)), json!(u64::MAX));
+        assert_eq!(bin(Kind::Int { unsigned: false, bits: 64 }, Value::Int(i64::MIN)), json!(i64::MIN));
+    }
+
+    #[test]
+    fn temporal_values_match_postgres_text() {
+        assert_eq!(bin(Kind::DateTime, Value::Date(2024, 2, 29, 13, 14, 15, 500_000)), json!("2024-02-29T13:14:15.5"));
+        assert_eq!(bin(Kind::DateTime, Value::Date(2024, 2, 29, 13, 14, 15, 0)), json!("2024-02-29T13:14:15"));
+        assert_eq!(bin(Kind::Date, Value::Date(2024, 2, 29, 0, 0, 0, 0)), json!("2024-02-29"));
+        assert_eq!(bin(Kind::Date, Value::Date(0, 0, 0, 0, 0, 0, 0)), json!("0000-00-00"));
+        assert_eq!(bin(Kind::Time, Value::Time(true, 34, 22, 59, 59, 0)), json!("-838:59:59"));
+        assert_eq!(bin(Kind::Time, Value::Time(false, 0, 1, 2, 3, 10_000)), json!("01:02:03.01"));
+        assert_eq!(
+            bin(Kind::Timestamp, Value::Bytes(b"1704164645.123".to_vec())),
+            json!("2024-01-02T03:04:05.123000Z")
+        );
+        assert_eq!(bin(Kind::Timestamp, Value::Bytes(b"1704164645".to_vec())), json!("2024-01-02T03:04:05.000000Z"));
+        assert_eq!(text(Kind::Timestamp, b"2024-01-02 03:04:05.1"), json!("2024-01-02T03:04:05.100000Z"));
+        assert_eq!(text(Kind::DateTime, b"2024-01-02 03:04:05.000000"), json!("2024-01-02T03:04:05"));
+    }
+
+    #[test]
+    fn strings_enums_sets_bits_json() {
+        assert_eq!(bin(Kind::Text { latin1: true }, Value::Bytes(b"h\xe9llo".to_vec())), json!("héllo"));
+        assert_eq!(bin(Kind::Text { latin1: false }, Value::Bytes("héllo".as_bytes().to_vec())), json!("héllo"));
+        assert_eq!(bin(Kind::Binary, Value::Bytes(vec![0, 255])), json!("AP8="));
+        let e = Kind::Enum(vec!["a".into(), "b".into()]);
+        assert_eq!(bin(e.clone(), Value::Int(2)), json!("b"));
+        assert_eq!(bin(e, Value::Int(0)), json!(""));
+        let s = Kind::Set(vec!["x".into(), "y".into(), "z".into()]);
+        assert_eq!(bin(s.clone(), Value::Bytes(vec![5])), json!("x,z"));
+        assert_eq!(bin(s, Value::Int(0)), json!(""));
+        assert_eq!(bin(Kind::Bit { bits: 5 }, Value::Bytes(vec![0x15])), json!("10101"));
+        assert_eq!(bin(Kind::Bit { bits: 10 }, Value::Bytes(vec![0x02, 0x01])), json!("1000000001"));
+        assert_eq!(bin(Kind::Year, Value::Bytes(b"2024".to_vec())), json!(2024));
+        assert_eq!(bin(Kind::Decimal, Value::Bytes(b"-12.34".to_vec())), json!("-12.34"));
+        // Same document text as PostgreSQL's jsonb output for '{"b": [1, 2], "aa": null}'.
+        assert_eq!(
+            bin(Kind::Json, Value::Bytes(br#"{"aa":null,"b":[1,2]}"#.to_vec())),
+            json!(r#"{"b": [1, 2], "aa": null}"#)
+        );
+        let geo = [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 240, 63, 0, 0, 0, 0, 0, 0, 0, 64];
+        assert_eq!(
+            bin(Kind::Geometry, Value::Bytes(geo.to_vec())),
+            json!({"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0})
+        );
+    }
+}
