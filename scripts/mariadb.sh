@@ -22,6 +22,8 @@ log-bin = $dir/data/binlog
 binlog_format = ROW
 binlog_row_image = FULL
 binlog_row_metadata = FULL
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
 max_binlog_size = 64M
 innodb_buffer_pool_size = 256M
 innodb_flush_log_at_trx_commit = 2
@@ -39,7 +41,7 @@ CNF
   fi
   mariadb --socket="$dir/mysql.sock" -uroot -e "
     CREATE USER IF NOT EXISTS 'cdcd'@'%' IDENTIFIED BY 'cdcd';
-    GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, CREATE, DROP, INSERT, UPDATE, DELETE, ALTER, INDEX ON *.* TO 'cdcd'@'%';"
+    GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, BINLOG ADMIN, CREATE, DROP, INSERT, UPDATE, DELETE, ALTER, INDEX ON *.* TO 'cdcd'@'%';"
   echo "mysql://cdcd:cdcd@127.0.0.1:$port"
   ;;
 stop)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs dependencies, starts the servers the tests
 # need (PostgreSQL 15 with wal_level=logical, a second one with wal_level=replica for the error
-# tests), then runs unit and integration tests. Kafka-protocol brokers are started by the tests
+# tests, MariaDB 10.11 with binlog/ROW/GTID), then runs unit and integration tests. Kafka-protocol brokers are started by the tests
 # themselves (cdcd-mock-broker, built from this repo; tansu when installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,8 @@ mkdir -p "$STATE"
 [ "$(id -u)" = 0 ] && chmod 755 "$STATE"
 export CDCD_TEST_PG_URL=$(scripts/pg.sh start "$STATE/pg" 54329 logical)
 export CDCD_TEST_PG_REPLICA_URL=$(scripts/pg.sh start "$STATE/pg-replica" 54330 replica)
-trap 'scripts/pg.sh stop "$STATE/pg"; scripts/pg.sh stop "$STATE/pg-replica"' EXIT
-echo "test: PostgreSQL at $CDCD_TEST_PG_URL (logical) and $CDCD_TEST_PG_REPLICA_URL (replica)"
+export CDCD_TEST_MYSQL_URL=$(scripts/mariadb.sh start "$STATE/mariadb" 33061)
+trap 'scripts/pg.sh stop "$STATE/pg"; scripts/pg.sh stop "$STATE/pg-replica"; scripts/mariadb.sh stop "$STATE/mariadb"' EXIT
+echo "test: PostgreSQL at $CDCD_TEST_PG_URL (logical) and $CDCD_TEST_PG_REPLICA_URL (replica); MariaDB at $CDCD_TEST_MYSQL_URL"
 cargo build --bins --quiet
 cargo test --no-fail-fast -- --test-threads=4 "$@"

@@ -27,6 +27,43 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+pub fn mysql_url() -> String {
+    std::env::var("CDCD_TEST_MYSQL_URL")
+        .expect("CDCD_TEST_MYSQL_URL is not set: run the suite with scripts/test.sh, which starts MariaDB")
+}
+
+/// A fresh MariaDB database and a connection to it.
+pub async fn mysql_db(name: &str) -> mysql_async::Conn {
+    use mysql_async::prelude::*;
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap())
+        .await
+        .expect("connect to test MariaDB");
+    c.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    c.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")).await.unwrap();
+    c.query_drop(format!("USE {name}")).await.unwrap();
+    c.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.unwrap();
+    c
+}
+
+/// A connector file for a MySQL source streaming `tables` into `bootstrap`.
+pub fn write_mysql_config(
+    dir: &Path,
+    name: &str,
+    tables: &str,
+    server_id: u32,
+    sink: &str,
+    extra_source: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\n[source]\ntype = \"mysql\"\nurl = \"{}\"\ntables = {tables}\nserver_id = {server_id}\n{extra_source}\n{sink}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
+        mysql_url(),
+        dir.join(format!("{name}-state")).display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 /// A fresh database (dropped first if a previous run left it), owned by the test user.
 pub struct TestDb {
     pub name: String,
