@@ -100,10 +100,11 @@ pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, SourceError> {
     let gtid_on = if mariadb { true } else { var(conn, "gtid_mode").await?.as_deref() == Some("ON") };
     Ok(ServerInfo {
         server_uuid: if mariadb { None } else { var(conn, "server_uuid").await? },
-        log_bin: matches!(var(conn, "log_bin").await?.as_deref(), Some("1") | Some("ON")),
-        binlog_format: var(conn, "binlog_format").await?.unwrap_or_default(),
-        row_image: var(conn, "binlog_row_image").await?.unwrap_or_default(),
-        row_metadata: var(conn, "binlog_row_metadata").await?,
+        // Server-wide values: a session may override these, the binlog follows the global ones.
+        log_bin: matches!(var(conn, "global.log_bin").await?.as_deref(), Some("1") | Some("ON")),
+        binlog_format: var(conn, "global.binlog_format").await?.unwrap_or_default(),
+        row_image: var(conn, "global.binlog_row_image").await?.unwrap_or_default(),
+        row_metadata: var(conn, "global.binlog_row_metadata").await?,
         mariadb,
         version,
         server_id,

@@ -86,6 +86,8 @@ pub async fn run(
     let mut conn = connect(url).await?;
     let q = |e| my_err("binlog stream", e);
     conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum").await.map_err(q)?;
+    let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(q)?;
+    let checksummed = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
     let mut gtid_pos = MariaGtidPos::parse(start.gtid.as_deref().unwrap_or("")).unwrap_or_default();
     let request = if info.mariadb {
         conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(q)?;
@@ -146,7 +148,7 @@ pub async fn run(
         };
         match data {
             EventData::RotateEvent(r) => {
-                file = binlog_file_name(&r.name());
+                file = binlog_file_name(r.name_raw(), checksummed && log_pos == 0);
             }
             EventData::GtidEvent(g) if kind == MYSQL_GTID_EVENT || kind == MYSQL_ANONYMOUS_GTID_EVENT => {
                 let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
@@ -360,10 +362,11 @@ fn ident(s: &str) -> Option<(String, &str)> {
     }
 }
 
-/// The fake ROTATE event that opens a stream carries the checksum after the name; binlog file
-/// names are plain ASCII, so keep the leading printable run.
-pub fn binlog_file_name(raw: &str) -> String {
-    raw.chars().take_while(|c| c.is_ascii_graphic()).collect()
+/// The fake ROTATE event that opens a stream (log position 0) arrives before the format
+/// description, so its 4-byte CRC32 is still attached to the file name: strip it.
+pub fn binlog_file_name(raw: &[u8], strip_checksum: bool) -> String {
+    let name = if strip_checksum && raw.len() > 4 { &raw[..raw.len() - 4] } else { raw };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 fn uuid_text(sid: &[u8; 16]) -> String {
@@ -388,8 +391,11 @@ mod tests {
     #[test]
     fn rotate_names_lose_trailing_checksum_bytes() {
         // As received from MariaDB 10.11 in the stream's first (fake) ROTATE event.
-        let raw = String::from_utf8_lossy(b"binlog.000001\xe9\xd2\xcan");
-        assert_eq!(binlog_file_name(&raw), "binlog.000001");
-        assert_eq!(binlog_file_name("mysql-bin.000042"), "mysql-bin.000042");
+        // As received from MariaDB 10.11 (name + CRC32).
+        assert_eq!(binlog_file_name(b"binlog.000001\xe9\xd2\xca\x6e", true), "binlog.000001");
+        // Constructed: a CRC32 whose first byte is printable ('S'), which a real stream produced
+        // and a "keep the printable prefix" rule got wrong.
+        assert_eq!(binlog_file_name(b"binlog.000002S\x01\x9c\x8a", true), "binlog.000002");
+        assert_eq!(binlog_file_name(b"mysql-bin.000042", false), "mysql-bin.000042");
     }
 }

@@ -1,0 +1,74 @@
+//! Server-level failures against the real MariaDB from scripts/test.sh. These change global
+//! server state (binlog format, row metadata, purged binlogs), so they run as one sequential
+//! test in a binary of their own: cargo runs test binaries one at a time.
+
+mod support;
+
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_server_settings_and_purged_binlogs_are_clear_errors() {
+    let mut c = mysql_db("my_settings").await;
+    c.query_drop("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        write_mysql_config(dir.path(), "settings", r#"["my_settings.t"]"#, 5201, "[sink]\ntype = \"stdout\"\n", "");
+
+    // binlog_format not ROW.
+    c.query_drop("SET GLOBAL binlog_format = 'STATEMENT'").await.unwrap();
+    let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    let (check_code, check_out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    c.query_drop("SET GLOBAL binlog_format = 'ROW'").await.unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("binlog_format is STATEMENT") && err.contains("ROW"), "{err}");
+    assert_eq!(check_code, 1);
+    assert!(check_out.contains("FAIL  binlog_format is STATEMENT"), "{check_out}");
+
+    // MINIMAL row metadata: check says which mode and why FULL is safer.
+    c.query_drop("SET GLOBAL binlog_row_metadata = 'MINIMAL'").await.unwrap();
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    c.query_drop("SET GLOBAL binlog_row_metadata = 'FULL'").await.unwrap();
+    assert_eq!(code, 1);
+    assert!(out.contains("binlog_row_metadata is MINIMAL") && out.contains("renamed") && out.contains("fix:"), "{out}");
+
+    // Healthy: check passes and a run writes a checkpoint.
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let daemon = Daemon::start(&cfg);
+    let ck = dir.path().join("settings-state/checkpoint.json");
+    assert!(wait_until(Duration::from_secs(30), || ck.exists()), "{}", daemon.logs());
+    c.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(daemon.stop(), Some(0));
+
+    // Purge the binlog the checkpoint points into: resuming must stop, not skip.
+    c.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let current: String =
+        c.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await.unwrap().unwrap().get(0).unwrap();
+    // MariaDB keeps a binlog while a dump thread still reads it (the stopped daemon's may linger)
+    // and until its binlog checkpoint says InnoDB no longer needs it for recovery: retry.
+    let mut logs: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        c.query_drop(format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
+        logs = c
+            .query("SHOW BINARY LOGS")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r: mysql_async::Row| r.get(0).unwrap())
+            .collect();
+        if logs.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(logs, [current.clone()], "the purge must really remove the older binlogs");
+    let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was purged") && err.contains("may be lost") && err.contains("fresh snapshot"), "{err}");
+    assert!(!err.contains("panicked"));
+}
