@@ -66,7 +66,7 @@ async fn bad_server_settings_and_purged_binlogs_are_clear_errors() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(logs, [current.clone()], "the purge must really remove the older binlogs");
+    assert_eq!(logs, [current.as_str()], "the purge must really remove the older binlogs");
     let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("was purged") && err.contains("may be lost") && err.contains("fresh snapshot"), "{err}");
