@@ -69,6 +69,32 @@ struct Txn {
     index: u64,
 }
 
+/// Where in the binlog an event sits: the parts of its `source` block that are not the table's.
+struct At<'a> {
+    file: &'a str,
+    pos: u64,
+    ts_us: i64,
+    server_id: u32,
+}
+
+impl Txn {
+    /// The `source` block for this transaction's next event (row `row` of its rows event).
+    fn source<'a>(&'a self, table: &'a Table, at: &At<'a>, row: u64) -> SourceBlock<'a> {
+        SourceBlock {
+            table,
+            ts_us: at.ts_us,
+            snapshot: false,
+            server_id: at.server_id,
+            gtid: self.gtid.as_deref(),
+            file: at.file,
+            pos: at.pos,
+            row,
+            txn_start: self.start,
+            index: self.index,
+        }
+    }
+}
+
 const MYSQL_GTID_EVENT: u8 = 33;
 const MYSQL_ANONYMOUS_GTID_EVENT: u8 = 34;
 
@@ -194,18 +220,8 @@ pub async fn run(
                             table.db, table.name
                         ))
                     })?;
-                    let mut source = SourceBlock {
-                        table,
-                        ts_us,
-                        snapshot: false,
-                        server_id: header.server_id(),
-                        gtid: t.gtid.as_deref(),
-                        file: &file,
-                        pos: event_start,
-                        row: row_no as u64,
-                        txn_start: t.start,
-                        index: t.index,
-                    };
+                    let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
+                    let mut source = t.source(table, &at, row_no as u64);
                     let key_changed = matches!((&before, &after), (Some(b), Some(a)) if table.has_key() && key_bytes(table, b) != key_bytes(table, a));
                     if key_changed {
                         // Like Debezium: a primary-key change is a delete of the old key (with its
@@ -213,13 +229,13 @@ pub async fn run(
                         let b = before.as_ref().expect("checked");
                         let a = after.as_ref().expect("checked");
                         emit(emitter, t.id, table, Op::Delete, Some(b), None, &source).await?;
-                        t.index += 1;
-                        source.index = t.index;
+                        source.index += 1;
                         emit(emitter, t.id, table, Op::Create, None, Some(a), &source).await?;
                     } else {
                         emit(emitter, t.id, table, op, before.as_ref(), after.as_ref(), &source).await?;
                     }
-                    t.index += 1;
+                    let next = source.index + 1;
+                    t.index = next;
                 }
             }
             EventData::XidEvent(_) => {
@@ -252,18 +268,8 @@ pub async fn run(
                 if let Some((db, name)) = truncated_table(trimmed, &default_db) {
                     if included(&my.tables, &db, &name) {
                         let table = Table::new(&db, &name, Vec::new(), Vec::new(), &ctx);
-                        let source = SourceBlock {
-                            table: &table,
-                            ts_us,
-                            snapshot: false,
-                            server_id: header.server_id(),
-                            gtid: t.gtid.as_deref(),
-                            file: &file,
-                            pos: event_start,
-                            row: 0,
-                            txn_start: t.start,
-                            index: t.index,
-                        };
+                        let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
+                        let source = t.source(&table, &at, 0);
                         emit(
                             emitter,
                             t.id,
