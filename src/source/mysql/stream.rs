@@ -97,6 +97,7 @@ impl Txn {
 
 const MYSQL_GTID_EVENT: u8 = 33;
 const MYSQL_ANONYMOUS_GTID_EVENT: u8 = 34;
+const MYSQL_GTID_TAGGED_EVENT: u8 = 42;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -176,9 +177,11 @@ pub async fn run(
             EventData::RotateEvent(r) => {
                 file = binlog_file_name(r.name_raw(), checksummed && log_pos == 0);
             }
-            EventData::GtidEvent(g) if kind == MYSQL_GTID_EVENT || kind == MYSQL_ANONYMOUS_GTID_EVENT => {
+            EventData::GtidEvent(g)
+                if matches!(kind, MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT | MYSQL_ANONYMOUS_GTID_EVENT) =>
+            {
                 let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
-                let text = (kind == MYSQL_GTID_EVENT).then(|| format!("{}:{}", uuid_text(&g.sid()), g.gno()));
+                let text = (kind != MYSQL_ANONYMOUS_GTID_EVENT).then(|| mysql_gtid_text(&g));
                 txn = Some(Txn { id: emitter.begin(), start, gtid: text, index: 0 });
             }
             EventData::TableMapEvent(tme) => {
@@ -375,6 +378,14 @@ pub fn binlog_file_name(raw: &[u8], strip_checksum: bool) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
+/// `uuid:gno`, or `uuid:tag:gno` for MySQL 8.4 tagged GTIDs.
+pub fn mysql_gtid_text(g: &mysql_async::binlog::events::GtidEvent) -> String {
+    match g.tag() {
+        Some(tag) => format!("{}:{tag}:{}", uuid_text(&g.sid()), g.gno()),
+        None => format!("{}:{}", uuid_text(&g.sid()), g.gno()),
+    }
+}
+
 fn uuid_text(sid: &[u8; 16]) -> String {
     let h: String = sid.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
@@ -392,6 +403,20 @@ mod tests {
         assert_eq!(truncated_table("TRUNCATE shop.t;", "x"), Some(("shop".into(), "t".into())));
         assert_eq!(truncated_table("TRUNCATE TABLE `a.b`", "d"), Some(("d".into(), "a.b".into())));
         assert_eq!(truncated_table("TRUNCATEX t", "d"), None);
+    }
+
+    #[test]
+    fn mysql_gtid_text_untagged_and_tagged() {
+        use mysql_async::binlog::events::GtidEvent;
+        // Server UUID b5cd1624-5f30-11e4-b4e9-1051721bd241, from a MySQL PREVIOUS_GTIDS payload
+        // published in MySqlCdc's parser tests.
+        let sid = [0xb5, 0xcd, 0x16, 0x24, 0x5f, 0x30, 0x11, 0xe4, 0xb4, 0xe9, 0x10, 0x51, 0x72, 0x1b, 0xd2, 0x41];
+        assert_eq!(mysql_gtid_text(&GtidEvent::new(sid, 42)), "b5cd1624-5f30-11e4-b4e9-1051721bd241:42");
+        let tag = mysql_common::packets::Tag::new("orders").expect("valid tag");
+        assert_eq!(
+            mysql_gtid_text(&GtidEvent::new_tagged(sid, tag, 7)),
+            "b5cd1624-5f30-11e4-b4e9-1051721bd241:orders:7"
+        );
     }
 
     #[test]
