@@ -49,12 +49,16 @@ read -r START_FILE START_POS < <(my -e "SHOW MASTER STATUS" | awk '{print $1, $2
 
 echo "bench: writing $ROWS row changes in $TXNS transactions..."
 PER=$((ROWS / TXNS))
-my bench -e "BEGIN NOT ATOMIC
+my bench <<SQL
+DELIMITER //
+BEGIN NOT ATOMIC
   FOR i IN 0 .. $((TXNS - 1)) DO
     INSERT INTO bench SELECT seq, seq % 1000, CONCAT('note ', seq), NOW(6), seq / 100
       FROM seq_1_to_${ROWS} WHERE seq BETWEEN i * $PER + 1 AND (i + 1) * $PER;
   END FOR;
-END"
+END //
+DELIMITER ;
+SQL
 read -r END_FILE END_POS < <(my -e "SHOW MASTER STATUS" | awk '{print $1, $2}')
 echo "bench: backlog from $START_FILE:$START_POS to $END_FILE:$END_POS"
 
