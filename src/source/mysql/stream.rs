@@ -132,6 +132,7 @@ pub async fn run(
     let mut file = start.file.clone();
     let mut tables: HashMap<u64, Option<Table>> = HashMap::new();
     let mut txn: Option<Txn> = None;
+    let mut payload: Option<(u64, u64)> = None;
     loop {
         let ev = tokio::select! {
             biased;
@@ -147,10 +148,18 @@ pub async fn run(
             None => return Err(SourceError::Transient("the server ended the binlog stream".into()).into()),
         };
         let header = ev.header();
-        let log_pos = header.log_pos() as u64;
-        let event_start = log_pos.saturating_sub(header.event_size() as u64);
-        let ts_us = header.timestamp() as i64 * 1_000_000;
+        let raw_pos = header.log_pos() as u64;
         let kind = header.event_type_raw();
+        // Events unpacked from a compressed TRANSACTION_PAYLOAD (MySQL 8) carry no position of
+        // their own: they sit at the payload event's place in the binlog.
+        let (log_pos, event_start) = match payload {
+            Some((start, end)) if raw_pos == 0 => (end, start),
+            _ => {
+                payload = None;
+                (raw_pos, raw_pos.saturating_sub(header.event_size() as u64))
+            }
+        };
+        let ts_us = header.timestamp() as i64 * 1_000_000;
         match kind {
             mariadb_events::GTID => {
                 let g = mariadb_events::parse_gtid(ev.data()).map_err(|e| SourceError::Fatal(e.to_string()))?;
@@ -175,7 +184,7 @@ pub async fn run(
         };
         match data {
             EventData::RotateEvent(r) => {
-                file = binlog_file_name(r.name_raw(), checksummed && log_pos == 0);
+                file = binlog_file_name(r.name_raw(), checksummed && raw_pos == 0);
             }
             EventData::GtidEvent(g)
                 if matches!(kind, MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT | MYSQL_ANONYMOUS_GTID_EVENT) =>
@@ -293,10 +302,8 @@ pub async fn run(
                 emitter.commit(t.id, Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid }))?;
             }
             EventData::TransactionPayloadEvent(_) => {
-                return Err(SourceError::Fatal(
-                    "the server writes compressed transaction payloads (binlog_transaction_compression=ON), which cdcd does not read yet; turn it off for this server".into(),
-                )
-                .into());
+                // The driver decompresses the payload and yields its events next.
+                payload = Some((event_start, log_pos));
             }
             _ => {}
         }
