@@ -13,6 +13,7 @@
 //! - no checkpoint: snapshot (`snapshot = "initial"`) or start at the current binlog end.
 
 pub mod check;
+pub mod json_diff;
 pub mod mariadb_events;
 pub mod snapshot;
 pub mod stream;

@@ -10,6 +10,7 @@ use mysql_async::prelude::*;
 use mysql_async::BinlogStreamRequest;
 use tokio::sync::watch;
 
+use super::json_diff;
 use super::mariadb_events::{self, MariaGtidPos};
 use super::table::{self, Context, Table};
 use super::values::{key_bytes, Key, Row};
@@ -226,12 +227,17 @@ pub async fn run(
                     _ => Op::Delete,
                 };
                 for (row_no, row) in rows.rows(tme).enumerate() {
-                    let (before, after) = row.map_err(|e| {
+                    let (before, mut after) = row.map_err(|e| {
                         SourceError::Fatal(format!(
                             "cannot decode a row of {}.{} at {file}:{event_start}: {e}",
                             table.db, table.name
                         ))
                     })?;
+                    if let (Some(b), Some(a)) = (&before, &mut after) {
+                        json_diff::resolve(b, a).map_err(|e| {
+                            SourceError::Fatal(format!("{}.{} at {file}:{event_start}: {e}", table.db, table.name))
+                        })?;
+                    }
                     let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
                     let mut source = t.source(table, &at, row_no as u64);
                     let key_changed = matches!((&before, &after), (Some(b), Some(a)) if table.has_key() && key_bytes(table, b) != key_bytes(table, a));

@@ -28,9 +28,9 @@ impl Cells for BinlogRow {
             None | Some(BinlogValue::Value(Value::NULL)) => out.extend_from_slice(b"null"),
             Some(BinlogValue::Value(v)) => write_value(out, kind, v),
             Some(BinlogValue::Jsonb(j)) => write_jsonb(out, j),
-            // Partial JSON updates (MySQL binlog_row_value_options=PARTIAL_JSON) carry only the
-            // change; cdcd asks users to keep the option off (`cdcd check` says so).
-            Some(BinlogValue::JsonDiff(_)) => json::write_str(out, "__cdcd_partial_json_update"),
+            // The stream rebuilds partial JSON updates from the before image before rendering
+            // (json_diff::resolve); a diff reaching this point is a bug, made visible.
+            Some(BinlogValue::JsonDiff(_)) => json::write_str(out, "__cdcd_unresolved_partial_json_update"),
         }
     }
 }
