@@ -39,11 +39,7 @@ pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
             info.binlog_format, info.row_image
         )));
     }
-    if info.row_metadata.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("FULL")) {
-        out.push(Finding::ok(
-            "binlog_row_metadata = FULL: column names, signedness, charsets, enum/set values and the primary key travel with every row event, so schema changes need no DDL parsing",
-        ));
-    }
+    out.push(Finding::ok(info.metadata_mode()));
     out.push(Finding::ok(if info.mariadb {
         "GTIDs: MariaDB domain-server-sequence; cdcd resumes by GTID (source.position = \"file\" to use file and offset)".to_string()
     } else if info.gtid_on {

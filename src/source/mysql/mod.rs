@@ -134,19 +134,28 @@ pub fn problems(info: &ServerInfo) -> Vec<(String, String)> {
             "SET GLOBAL binlog_row_image = 'FULL'".into(),
         ));
     }
-    if !info.row_metadata.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("FULL")) {
-        p.push((
-            format!(
-                "binlog_row_metadata is {}: without FULL the binlog has no column names, so a column added, dropped or renamed would be mis-mapped",
-                info.row_metadata.as_deref().unwrap_or("unsupported by this server")
-            ),
-            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0.1+, MariaDB 10.5+)".into(),
-        ));
-    }
     p
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+impl ServerInfo {
+    pub fn full_metadata(&self) -> bool {
+        self.row_metadata.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("FULL"))
+    }
+
+    /// Which column-metadata mode cdcd will use, and why FULL is the safer one.
+    pub fn metadata_mode(&self) -> String {
+        if self.full_metadata() {
+            "binlog_row_metadata = FULL: column names, signedness, charsets, enum/set values and the primary key travel with every row event, so schema changes need no DDL parsing".into()
+        } else {
+            format!(
+                "binlog_row_metadata = {}: cdcd reads column names and types from information_schema and re-reads them after DDL. FULL is safer: information_schema shows the schema as it is now, not as it was when a lagging event was written, so a column change made while cdcd is behind can be mis-mapped (SET GLOBAL binlog_row_metadata = 'FULL', MySQL 8.0.1+ / MariaDB 10.5+)",
+                self.row_metadata.as_deref().unwrap_or("unsupported by this server")
+            )
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableName {
     pub db: String,
     pub name: String,
@@ -213,6 +222,9 @@ pub async fn run_session(
     let info = server_info(&mut conn).await?;
     if let Some((what, fix)) = problems(&info).into_iter().next() {
         return Err(SourceError::Fatal(format!("{what}; fix: {fix}")).into());
+    }
+    if !info.full_metadata() {
+        tracing::warn!(connector = %cfg.name, "{}", info.metadata_mode());
     }
     let tables = resolve_tables(&mut conn, &my.tables).await?;
     if tables.is_empty() {

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 
 use super::json_diff;
 use super::mariadb_events::{self, MariaGtidPos};
+use super::snapshot::table_from_information_schema;
 use super::table::{self, Context, Table};
 use super::values::{key_bytes, Key, Row};
-use super::{connect, included, my_err, ServerInfo};
+use super::{connect, included, my_err, ServerInfo, TableName};
 use crate::config::MysqlSourceConfig;
 use crate::core::acks::TxnId;
 use crate::core::envelope::{now_us, write_times, Change, Op, WriteJson};
@@ -134,6 +135,9 @@ pub async fn run(
     let mut tables: HashMap<u64, Option<Table>> = HashMap::new();
     let mut txn: Option<Txn> = None;
     let mut payload: Option<(u64, u64)> = None;
+    // MINIMAL row metadata only: columns from information_schema, per table, until the next DDL.
+    let mut schemas: HashMap<TableName, Table> = HashMap::new();
+    let mut schema_conn: Option<mysql_async::Conn> = None;
     loop {
         let ev = tokio::select! {
             biased;
@@ -197,10 +201,22 @@ pub async fn run(
             EventData::TableMapEvent(tme) => {
                 let db = tme.database_name();
                 let name = tme.table_name();
-                let t = if included(&my.tables, &db, &name) {
+                let t = if !included(&my.tables, &db, &name) {
+                    None
+                } else if info.full_metadata() {
                     Some(table::from_table_map(&tme, &ctx).map_err(|e| SourceError::Fatal(e.to_string()))?)
                 } else {
-                    None
+                    let key = TableName { db: db.to_string(), name: name.to_string() };
+                    if !schemas.contains_key(&key) {
+                        let conn = match &mut schema_conn {
+                            Some(c) => c,
+                            None => schema_conn.insert(connect(url).await?),
+                        };
+                        let t = table_from_information_schema(conn, &key, &ctx).await?;
+                        schemas.insert(key.clone(), t);
+                    }
+                    let schema = &schemas[&key];
+                    Some(table::from_table_map_minimal(&tme, schema).map_err(|e| SourceError::Fatal(e.to_string()))?)
                 };
                 tables.insert(tme.table_id(), t);
             }
@@ -277,6 +293,8 @@ pub async fn run(
                     continue;
                 }
                 let default_db = qe.schema();
+                // DDL may change any table's columns: with MINIMAL metadata, read them again.
+                schemas.clear();
                 let t = txn.get_or_insert_with(|| Txn {
                     id: emitter.begin(),
                     start: BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64(),

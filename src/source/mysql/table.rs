@@ -257,6 +257,22 @@ pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, T
     Ok(Table::new(&db, &name, columns, pk, ctx))
 }
 
+/// With MINIMAL row metadata: `schema` (from information_schema) names the columns. Its
+/// column count must match the event's, or the table changed in a way cdcd cannot map.
+pub fn from_table_map_minimal(tme: &TableMapEvent<'_>, schema: &Table) -> Result<Table, TableMapError> {
+    let n = tme.columns_count() as usize;
+    if schema.columns.len() != n {
+        return Err(TableMapError::Malformed {
+            table: format!("{}.{}", schema.db, schema.name),
+            detail: format!(
+                "the row event has {n} columns but information_schema lists {} (the table changed after this event was written); set binlog_row_metadata = FULL, or re-snapshot",
+                schema.columns.len()
+            ),
+        });
+    }
+    Ok(schema.clone())
+}
+
 fn kind_for(
     t: ColumnType,
     unsigned: bool,
