@@ -135,7 +135,7 @@ mod tests {
     use mysql_common::io::ParseBuf;
     use serde_json::json;
 
-    include!("testdata/mysql8_events.rs");
+    use crate::source::mysql::mysql8_events::*;
 
     #[test]
     fn paths() {

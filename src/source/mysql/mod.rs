@@ -15,6 +15,8 @@
 pub mod check;
 pub mod json_diff;
 pub mod mariadb_events;
+#[cfg(test)]
+mod mysql8_events;
 pub mod snapshot;
 pub mod stream;
 pub mod table;

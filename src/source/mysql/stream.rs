@@ -471,7 +471,7 @@ mod mysql8_bytes {
     use mysql_common::binlog::events::{BinlogEventFooter, FormatDescriptionEvent};
     use mysql_common::binlog::EventStreamReader;
 
-    include!("testdata/mysql8_events.rs");
+    use crate::source::mysql::mysql8_events::*;
 
     #[test]
     fn real_mysql_gtid_event_gives_uuid_gno_text() {
