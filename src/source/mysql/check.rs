@@ -43,7 +43,7 @@ pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
     out.push(Finding::ok(if info.mariadb {
         "GTIDs: MariaDB domain-server-sequence; cdcd resumes by GTID (source.position = \"file\" to use file and offset)".to_string()
     } else if info.gtid_on {
-        "GTIDs on; cdcd records them and resumes by binlog file and offset".to_string()
+        "GTIDs on: cdcd records the GTID set it has delivered and resumes by GTID set (source.position = \"file\" to use file and offset)".to_string()
     } else {
         "GTIDs off: cdcd resumes by binlog file and offset".to_string()
     }));

@@ -13,6 +13,7 @@
 //! - no checkpoint: snapshot (`snapshot = "initial"`) or start at the current binlog end.
 
 pub mod check;
+pub mod gtid_set;
 pub mod json_diff;
 pub mod mariadb_events;
 #[cfg(test)]
@@ -246,8 +247,7 @@ pub async fn run_session(
             )
             .into())
         }
-        // cdcd tracks MariaDB GTID positions itself; for MySQL it resumes by file and offset.
-        _ => info.gtid_on && info.mariadb,
+        _ => info.gtid_on,
     };
 
     let start = match checkpoint {

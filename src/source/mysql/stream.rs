@@ -10,6 +10,7 @@ use mysql_async::prelude::*;
 use mysql_async::BinlogStreamRequest;
 use tokio::sync::watch;
 
+use super::gtid_set::MysqlGtidSet;
 use super::json_diff;
 use super::mariadb_events::{self, MariaGtidPos};
 use super::snapshot::table_from_information_schema;
@@ -61,6 +62,22 @@ impl WriteJson for SourceBlock<'_> {
         out.extend_from_slice(b",\"thread\":null,\"query\":null,\"position\":\"");
         event_position(out, Lsn(self.txn_start), self.snapshot, self.index);
         out.extend_from_slice(b"\"}");
+    }
+}
+
+/// The server's GTID state after everything delivered so far.
+enum GtidState {
+    Maria(MariaGtidPos),
+    Mysql(MysqlGtidSet),
+}
+
+impl GtidState {
+    fn text(&self) -> Option<String> {
+        let s = match self {
+            GtidState::Maria(p) => p.to_string(),
+            GtidState::Mysql(s) => s.to_string(),
+        };
+        (!s.is_empty()).then_some(s)
     }
 }
 
@@ -117,17 +134,32 @@ pub async fn run(
     conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum").await.map_err(q)?;
     let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(q)?;
     let checksummed = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
-    let mut gtid_pos = MariaGtidPos::parse(start.gtid.as_deref().unwrap_or("")).unwrap_or_default();
-    let request = if info.mariadb {
-        conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(q)?;
-        if use_gtid {
-            conn.query_drop(format!("SET @slave_connect_state = '{}'", gtid_pos)).await.map_err(q)?;
-        }
-        BinlogStreamRequest::new(my.server_id)
+    // The GTID state after everything delivered: MariaDB positions or a MySQL GTID set.
+    let start_gtid = start.gtid.as_deref().unwrap_or("");
+    let mut gtid = if info.mariadb {
+        GtidState::Maria(MariaGtidPos::parse(start_gtid).map_err(SourceError::Fatal)?)
     } else {
-        BinlogStreamRequest::new(my.server_id)
+        GtidState::Mysql(MysqlGtidSet::parse(start_gtid).map_err(SourceError::Fatal)?)
     };
-    let request = if use_gtid { request } else { request.with_filename(start.file.as_bytes()).with_pos(start.pos) };
+    let mut request = BinlogStreamRequest::new(my.server_id);
+    if info.mariadb {
+        conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(q)?;
+    }
+    match (&gtid, use_gtid) {
+        (GtidState::Maria(pos), true) => {
+            conn.query_drop(format!("SET @slave_connect_state = '{pos}'")).await.map_err(q)?;
+        }
+        (GtidState::Mysql(set), true) => {
+            let sids = set
+                .sid_strings()
+                .iter()
+                .map(|s| s.parse::<mysql_async::Sid<'static>>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SourceError::Fatal(format!("checkpoint GTID set: {e}")))?;
+            request = request.with_gtid().with_gtid_set(sids);
+        }
+        (_, false) => request = request.with_filename(start.file.as_bytes()).with_pos(start.pos),
+    }
     let mut stream = conn.get_binlog_stream(request).await.map_err(q)?;
     tracing::info!(position = %Position::Mysql(start.clone()), by = if use_gtid { "gtid" } else { "file" }, "streaming binlog");
 
@@ -168,7 +200,9 @@ pub async fn run(
         match kind {
             mariadb_events::GTID => {
                 let g = mariadb_events::parse_gtid(ev.data()).map_err(|e| SourceError::Fatal(e.to_string()))?;
-                gtid_pos.update(g.domain_id, header.server_id(), g.seq_no);
+                if let GtidState::Maria(pos) = &mut gtid {
+                    pos.update(g.domain_id, header.server_id(), g.seq_no);
+                }
                 let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
                 let text = format!("{}-{}-{}", g.domain_id, header.server_id(), g.seq_no);
                 txn = Some(Txn { id: emitter.begin(), start, gtid: Some(text), index: 0 });
@@ -196,6 +230,10 @@ pub async fn run(
             {
                 let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
                 let text = (kind != MYSQL_ANONYMOUS_GTID_EVENT).then(|| mysql_gtid_text(&g));
+                if let (GtidState::Mysql(set), true) = (&mut gtid, kind != MYSQL_ANONYMOUS_GTID_EVENT) {
+                    let tag = g.tag().map(|t| t.to_string()).unwrap_or_default();
+                    set.add(&uuid_text(&g.sid()), &tag, g.gno());
+                }
                 txn = Some(Txn { id: emitter.begin(), start, gtid: text, index: 0 });
             }
             EventData::TableMapEvent(tme) => {
@@ -274,12 +312,10 @@ pub async fn run(
             }
             EventData::XidEvent(_) => {
                 if let Some(t) = txn.take() {
-                    let gtid = if use_gtid || info.mariadb {
-                        Some(gtid_pos.to_string()).filter(|g| !g.is_empty())
-                    } else {
-                        None
-                    };
-                    emitter.commit(t.id, Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid }))?;
+                    emitter.commit(
+                        t.id,
+                        Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() }),
+                    )?;
                 }
             }
             EventData::QueryEvent(qe) => {
@@ -322,8 +358,10 @@ pub async fn run(
                 }
                 // DDL commits implicitly; COMMIT ends a non-transactional (MyISAM) group.
                 let t = txn.take().expect("inserted above");
-                let gtid = Some(gtid_pos.to_string()).filter(|g| !g.is_empty());
-                emitter.commit(t.id, Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid }))?;
+                emitter.commit(
+                    t.id,
+                    Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() }),
+                )?;
             }
             EventData::TransactionPayloadEvent(_) => {
                 // The driver decompresses the payload and yields its events next.
