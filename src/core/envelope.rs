@@ -116,11 +116,6 @@ fn write_opt(out: &mut Vec<u8>, v: Option<&dyn WriteJson>) {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    now_us() / 1000
-}
-
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)

@@ -68,8 +68,13 @@ impl BinlogPosition {
     /// One 64-bit, totally ordered number: file sequence in the high half, offset in the low
     /// half (binlog offsets are 32-bit). Used in the dedupe position.
     pub fn as_u64(&self) -> u64 {
-        (self.file_seq() << 32) | (self.pos & 0xFFFF_FFFF)
+        binlog_u64(&self.file, self.pos)
     }
+}
+
+/// [`BinlogPosition::as_u64`] without building a position.
+pub fn binlog_u64(file: &str, pos: u64) -> u64 {
+    (file_seq(file) << 32) | (pos & 0xFFFF_FFFF)
 }
 
 pub fn file_seq(file: &str) -> u64 {

@@ -21,7 +21,7 @@ use crate::config::MysqlSourceConfig;
 use crate::core::acks::TxnId;
 use crate::core::envelope::{now_us, write_times, Change, Op, WriteJson};
 use crate::core::json;
-use crate::core::position::{event_position, BinlogPosition, Lsn, Position};
+use crate::core::position::{binlog_u64, event_position, BinlogPosition, Lsn, Position};
 use crate::error::{SessionError, SourceError};
 use crate::pipeline::Emitter;
 
@@ -97,6 +97,11 @@ struct At<'a> {
 }
 
 impl Txn {
+    /// Opens the transaction whose first event starts at `file`:`pos`.
+    fn open(emitter: &Emitter, file: &str, pos: u64, gtid: Option<String>) -> Txn {
+        Txn { id: emitter.begin(), start: binlog_u64(file, pos), gtid, index: 0 }
+    }
+
     /// The `source` block for this transaction's next event (row `row` of its rows event).
     fn source<'a>(&'a self, table: &'a Table, at: &At<'a>, row: u64) -> SourceBlock<'a> {
         SourceBlock {
@@ -203,9 +208,8 @@ pub async fn run(
                 if let GtidState::Maria(pos) = &mut gtid {
                     pos.update(g.domain_id, header.server_id(), g.seq_no);
                 }
-                let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
                 let text = format!("{}-{}-{}", g.domain_id, header.server_id(), g.seq_no);
-                txn = Some(Txn { id: emitter.begin(), start, gtid: Some(text), index: 0 });
+                txn = Some(Txn::open(emitter, &file, event_start, Some(text)));
                 continue;
             }
             mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT | mariadb_events::ANNOTATE_ROWS => continue,
@@ -228,13 +232,12 @@ pub async fn run(
             EventData::GtidEvent(g)
                 if matches!(kind, MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT | MYSQL_ANONYMOUS_GTID_EVENT) =>
             {
-                let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
                 let text = (kind != MYSQL_ANONYMOUS_GTID_EVENT).then(|| mysql_gtid_text(&g));
                 if let (GtidState::Mysql(set), true) = (&mut gtid, kind != MYSQL_ANONYMOUS_GTID_EVENT) {
                     let tag = g.tag().map(|t| t.to_string()).unwrap_or_default();
                     set.add(&uuid_text(&g.sid()), &tag, g.gno());
                 }
-                txn = Some(Txn { id: emitter.begin(), start, gtid: text, index: 0 });
+                txn = Some(Txn::open(emitter, &file, event_start, text));
             }
             EventData::TableMapEvent(tme) => {
                 let db = tme.database_name();
@@ -267,12 +270,7 @@ pub async fn run(
                     ))
                     .into());
                 };
-                let t = txn.get_or_insert_with(|| Txn {
-                    id: emitter.begin(),
-                    start: BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64(),
-                    gtid: None,
-                    index: 0,
-                });
+                let t = txn.get_or_insert_with(|| Txn::open(emitter, &file, event_start, None));
                 let op = match &rows {
                     RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
                     RowsEventData::UpdateRowsEventV1(_)
@@ -323,20 +321,14 @@ pub async fn run(
                 let trimmed = sql.trim();
                 if trimmed.eq_ignore_ascii_case("BEGIN") {
                     if txn.is_none() {
-                        let start = BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64();
-                        txn = Some(Txn { id: emitter.begin(), start, gtid: None, index: 0 });
+                        txn = Some(Txn::open(emitter, &file, event_start, None));
                     }
                     continue;
                 }
                 let default_db = qe.schema();
                 // DDL may change any table's columns: with MINIMAL metadata, read them again.
                 schemas.clear();
-                let t = txn.get_or_insert_with(|| Txn {
-                    id: emitter.begin(),
-                    start: BinlogPosition { file: file.clone(), pos: event_start, gtid: None }.as_u64(),
-                    gtid: None,
-                    index: 0,
-                });
+                let t = txn.get_or_insert_with(|| Txn::open(emitter, &file, event_start, None));
                 if let Some((db, name)) = truncated_table(trimmed, &default_db) {
                     if included(&my.tables, &db, &name) {
                         let table = Table::new(&db, &name, Vec::new(), Vec::new(), &ctx);

@@ -14,12 +14,6 @@ use crate::core::json;
 /// One row's values, wherever they came from.
 pub trait Cells: Sync {
     fn write_cell(&self, index: usize, kind: &Kind, out: &mut Vec<u8>);
-    /// The value as text, for comparing keys.
-    fn text(&self, index: usize) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        self.write_cell(index, &Kind::Text { latin1: false }, &mut out);
-        Some(out)
-    }
 }
 
 impl Cells for BinlogRow {

@@ -16,7 +16,7 @@ use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
 use crate::core::acks::TxnId;
-use crate::core::envelope::{now_ms, now_us, Change, Op};
+use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
 use crate::error::{SessionError, SourceError};
 use crate::pipeline::Emitter;
@@ -276,7 +276,7 @@ async fn status_writer(
             flushed = flushed.max(lsn);
         }
         buf.clear();
-        protocol::standby_status(&mut buf, flushed, flushed, now_ms() * 1000, false);
+        protocol::standby_status(&mut buf, flushed, flushed, now_us(), false);
         if let Err(e) = w.write_all(&buf).await {
             tracing::debug!("status update not sent: {e}");
             return;
