@@ -7,6 +7,7 @@
 # Prints rows/s, the ratio to each floor, and cdcd's peak RSS (VmHWM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 ROWS=${ROWS:-1000000}
 TXNS=${TXNS:-1000}
 STATE=${STATE:-/tmp/cdcd-bench-mysql}
@@ -19,12 +20,7 @@ my() { mariadb -h127.0.0.1 -P"$PORT" -ucdcd -pcdcd -N -B "$@"; }
 my -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench;
        CREATE TABLE bench.bench (id bigint PRIMARY KEY, qty int, note varchar(64), at datetime(6), price decimal(12,2))"
 
-./target/release/cdcd-mock-broker > "$STATE/broker.out" &
-BROKER_PID=$!
-CDCD_PID=
-trap 'kill $BROKER_PID 2>/dev/null || true; [ -n "$CDCD_PID" ] && kill $CDCD_PID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do grep -q bootstrap= "$STATE/broker.out" && break; sleep 0.1; done
-BOOT=$(sed -n 's/^bootstrap=//p' "$STATE/broker.out")
+start_broker
 cat > "$STATE/bench.toml" <<TOML
 name = "mybench"
 [source]
@@ -41,10 +37,7 @@ path = "$STATE/state"
 interval_ms = 100
 TOML
 # First start records the current binlog end as the checkpoint; then the backlog accumulates.
-./target/release/cdcd run --config "$STATE/bench.toml" 2> "$STATE/cdcd-setup.log" &
-CDCD_PID=$!
-for _ in $(seq 100); do [ -s "$STATE/state/checkpoint.json" ] && break; sleep 0.1; done
-kill -TERM $CDCD_PID; wait $CDCD_PID || true; CDCD_PID=
+prime_checkpoint
 read -r START_FILE START_POS < <(my -e "SHOW MASTER STATUS" | awk '{print $1, $2}')
 
 echo "bench: writing $ROWS row changes in $TXNS transactions..."
@@ -62,8 +55,6 @@ SQL
 read -r END_FILE END_POS < <(my -e "SHOW MASTER STATUS" | awk '{print $1, $2}')
 echo "bench: backlog from $START_FILE:$START_POS to $END_FILE:$END_POS"
 
-now() { date +%s.%N; }
-secs() { python3 -c "print($2 - $1)"; }
 
 t0=$(now)
 mariadb-binlog --read-from-remote-server -h127.0.0.1 -P"$PORT" -ucdcd -pcdcd --verbose \
@@ -72,15 +63,9 @@ decode_secs=$(secs "$t0" "$(now)")
 
 produce_secs=$(./target/release/examples/kafka_floor "$BOOT" floor.bench "$ROWS")
 
-t0=$(now)
-./target/release/cdcd run --config "$STATE/bench.toml" 2> "$STATE/cdcd.log" &
-CDCD_PID=$!
-peak=0
 end_seq=$((10#${END_FILE##*.}))
-while true; do
-  hwm=$(awk '/VmHWM/ {print $2}' /proc/$CDCD_PID/status 2>/dev/null || echo 0)
-  [ "${hwm:-0}" -gt "$peak" ] && peak=$hwm
-  done_yet=$(python3 - "$STATE/state/checkpoint.json" "$end_seq" "$END_POS" <<'PY'
+drained() {
+  [ "$(python3 - "$STATE/state/checkpoint.json" "$end_seq" "$END_POS" <<'PY'
 import json, sys
 try:
     p = json.load(open(sys.argv[1]))["position"]
@@ -89,17 +74,9 @@ try:
 except Exception:
     print("f")
 PY
-)
-  [ "$done_yet" = t ] && break
-  kill -0 $CDCD_PID 2>/dev/null || { echo "cdcd exited early:"; cat "$STATE/cdcd.log"; exit 1; }
-  sleep 0.05
-done
-t1=$(now)
-hwm=$(awk '/VmHWM/ {print $2}' /proc/$CDCD_PID/status); [ "$hwm" -gt "$peak" ] && peak=$hwm
-kill -TERM $CDCD_PID; wait $CDCD_PID || true; CDCD_PID=
-cdcd_secs=$(secs "$t0" "$t1")
-delivered=$(sed -n 's/.*stopped cleanly.*events=\([0-9]*\).*/\1/p' "$STATE/cdcd.log")
-[ "${delivered:-0}" = "$ROWS" ] || { echo "bench: cdcd delivered ${delivered:-?} events, expected $ROWS"; exit 1; }
+)" = t ]
+}
+drain drained
 
 python3 - "$ROWS" "$decode_secs" "$produce_secs" "$cdcd_secs" "$peak" <<'PY'
 import sys
