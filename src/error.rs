@@ -4,6 +4,7 @@
 
 use crate::config::ConfigError;
 use crate::core::checkpoint::CheckpointError;
+use crate::core::txn::FramingError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,11 +38,78 @@ pub enum SourceError {
     /// Retrying cannot help; the message says what is wrong and how to fix it.
     #[error("{0}")]
     Fatal(String),
+    /// The database server refused something; its error code is kept so callers match on the
+    /// code, never on message text.
+    #[error("{0}")]
+    Server(Box<ServerFailure>),
+    /// The source misread its log's transaction structure (or the log is damaged). Stopping is
+    /// the only safe move: continuing could checkpoint past undelivered changes.
+    #[error("transaction framing: {0}; cdcd stopped rather than risk a checkpoint inside a transaction, please report this with the server version")]
+    Framing(Box<FramingError>),
 }
 
 impl SourceError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::Transient(_))
+        match self {
+            SourceError::Transient(_) => true,
+            SourceError::Server(s) => s.transient,
+            SourceError::Fatal(_) | SourceError::Framing(_) => false,
+        }
+    }
+
+    /// The server's error code (SQLSTATE for PostgreSQL, error number for MySQL), if the server
+    /// reported this error.
+    pub fn server_code(&self) -> Option<&str> {
+        match self {
+            SourceError::Server(s) => Some(&s.code),
+            _ => None,
+        }
+    }
+}
+
+/// An error reported by a source database server.
+#[derive(Debug, Clone)]
+pub struct ServerFailure {
+    /// What cdcd was doing.
+    pub context: String,
+    /// `SQLSTATE` or `MySQL error`.
+    pub code_label: &'static str,
+    pub code: String,
+    /// The server's message, with its detail and hint when it sent them.
+    pub message: String,
+    /// What the user can do about it.
+    pub fix: Option<String>,
+    pub transient: bool,
+}
+
+impl ServerFailure {
+    /// Marks the failure definite and says how to fix it.
+    pub fn definite(mut self, fix: impl Into<String>) -> SourceError {
+        self.transient = false;
+        self.fix = Some(fix.into());
+        self.into()
+    }
+}
+
+impl From<FramingError> for SourceError {
+    fn from(e: FramingError) -> Self {
+        SourceError::Framing(Box::new(e))
+    }
+}
+
+impl From<ServerFailure> for SourceError {
+    fn from(f: ServerFailure) -> Self {
+        SourceError::Server(Box::new(f))
+    }
+}
+
+impl std::fmt::Display for ServerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({} {})", self.context, self.message, self.code_label, self.code)?;
+        if let Some(fix) = &self.fix {
+            write!(f, ": {fix}")?;
+        }
+        Ok(())
     }
 }
 

@@ -1,11 +1,13 @@
-//! cdcd: change-data-capture from PostgreSQL (and later MySQL/MariaDB) into Kafka.
+//! cdcd: change-data-capture from PostgreSQL and MySQL/MariaDB into Kafka.
 //!
-//! The data path is one straight line: a source decodes changes, the shared [`core::envelope`]
-//! turns them into Debezium-compatible records, a sink delivers them, and deliveries flow back
-//! through the [`core::acks::AckTracker`] to the checkpoint, which only ever moves forward.
+//! The data path is one straight line: a [`source::Source`] frames its log into transactions and
+//! writes them into the [`emit::Emitter`], which renders the shared [`core::envelope`] and hands
+//! records to a [`sink`]; deliveries flow back through the [`core::acks::AckTracker`] to the
+//! checkpoint, which only ever moves forward. [`pipeline`] wires one connector together.
 
 pub mod config;
 pub mod core;
+pub mod emit;
 pub mod error;
 pub mod logging;
 pub mod pipeline;

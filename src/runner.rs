@@ -19,7 +19,8 @@ pub async fn run(configs: Vec<ConnectorConfig>) -> Result<(), Error> {
         let stop = stop_rx.clone();
         tasks.spawn(async move {
             let name = cfg.name.clone();
-            (name, run_connector(cfg, stop).await)
+            let source = crate::source::for_config(&cfg);
+            (name, run_connector(cfg, source, stop).await)
         });
     }
     let mut first_error = None;

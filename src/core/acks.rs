@@ -88,11 +88,20 @@ impl AckTracker {
         g.advance();
     }
 
-    /// A position with no events behind it (e.g. a keepalive past quiet WAL): confirmed as soon as
-    /// everything registered before it is.
+    /// A position with no events behind it (e.g. a keepalive past quiet WAL, a transaction on
+    /// tables that are not captured): confirmed as soon as everything registered before it is.
+    /// Consecutive marks share one slot, so a flood of them costs no memory while the sink is slow.
     pub fn mark(&self, position: Position) {
-        let txn = self.begin();
-        self.commit(txn, position);
+        let mut g = self.lock();
+        match g.slots.back_mut() {
+            // The last slot is closed and has nothing left to deliver: nothing lies between it
+            // and this position, so confirming it can simply confirm the later position.
+            Some(last) if last.committed.is_some() && last.outstanding == 0 && !last.failed => {
+                last.committed = Some(position);
+            }
+            _ => g.slots.push_back(Slot { committed: Some(position), ..Slot::default() }),
+        }
+        g.advance();
     }
 
     /// Forgets transactions that will never be committed (their session died). Only valid when
@@ -117,6 +126,11 @@ impl AckTracker {
     /// Events handed to the sink and not yet acknowledged or failed.
     pub fn in_flight(&self) -> u64 {
         self.lock().in_flight
+    }
+
+    /// Transactions (and marks) registered and not yet confirmed: what the tracker holds in memory.
+    pub fn pending_slots(&self) -> usize {
+        self.lock().slots.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -6,3 +6,4 @@ pub mod checkpoint;
 pub mod envelope;
 pub mod json;
 pub mod position;
+pub mod txn;

@@ -1,8 +1,46 @@
-//! Source connectors. Each lives in its own folder and depends only on `crate::core` and the
-//! pipeline's [`crate::pipeline::Emitter`].
+//! Source connectors, one folder each, behind the [`Source`] trait. A source depends on `core`
+//! and writes into an [`Emitter`]; it knows nothing of the pipeline that drives it.
 
 pub mod mysql;
 pub mod postgres;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::config::{ConnectorConfig, SourceConfig};
+use crate::core::checkpoint::Checkpoint;
+use crate::core::position::Position;
+use crate::emit::Emitter;
+use crate::error::SessionError;
+
+/// What one source session gets from the pipeline.
+pub struct Session<'a> {
+    /// Where to resume: everything up to it was delivered. `None` on the very first run.
+    pub checkpoint: Option<Checkpoint>,
+    /// Where changes go, framed into transactions.
+    pub emitter: &'a mut Emitter,
+    /// The position most recently made durable by the checkpoint (for sources that report
+    /// progress to the server, like PostgreSQL's flush LSN).
+    pub durable: watch::Receiver<Option<Position>>,
+    /// Becomes true when the daemon is asked to stop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A database whose log cdcd reads.
+pub trait Source: Send + Sync {
+    /// One session: connect, reconcile the checkpoint with the server, snapshot if needed, then
+    /// stream until shutdown (Ok) or an error. Transient errors make the pipeline start a new
+    /// session from the last checkpoint; definite ones stop the connector.
+    fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>>;
+}
+
+/// The source a connector's configuration describes.
+pub fn for_config(cfg: &ConnectorConfig) -> Box<dyn Source> {
+    match &cfg.source {
+        SourceConfig::Postgres(pg) => Box::new(postgres::PostgresSource::new(cfg.clone(), pg.clone())),
+        SourceConfig::Mysql(my) => Box::new(mysql::MysqlSource::new(cfg.clone(), my.clone())),
+    }
+}
 
 /// One checked prerequisite, as `cdcd check` prints it.
 pub struct Finding {

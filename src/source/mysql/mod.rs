@@ -23,16 +23,16 @@ pub mod stream;
 pub mod table;
 pub mod values;
 
+use futures_util::future::BoxFuture;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
-use tokio::sync::watch;
 
 use crate::config::{ConnectorConfig, MysqlSourceConfig, PositionMode, SnapshotMode};
-use crate::core::checkpoint::{Checkpoint, SourceIdentity};
+use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{BinlogPosition, Position};
-use crate::error::{SessionError, SourceError};
-use crate::pipeline::Emitter;
+use crate::error::{ServerFailure, SessionError, SourceError};
 use crate::source::postgres::catalog::glob;
+use crate::source::{Session, Source};
 
 /// What the server says about itself.
 #[derive(Debug, Clone)]
@@ -66,16 +66,23 @@ impl ServerInfo {
 /// Maps a driver error: access and purged-binlog errors are definite, the rest transient.
 pub fn my_err(context: &str, e: mysql_async::Error) -> SourceError {
     if let mysql_async::Error::Server(s) = &e {
-        let text = format!("{context}: {} (MySQL error {})", s.message, s.code);
+        let failure = ServerFailure {
+            context: context.to_string(),
+            code_label: "MySQL error",
+            code: s.code.to_string(),
+            message: s.message.clone(),
+            fix: None,
+            transient: true,
+        };
         return match s.code {
-            1236 => SourceError::Fatal(format!(
-                "{text}: the binlog position or GTID cdcd needs was purged from the server, so changes may be lost. Re-snapshot: stop cdcd, move the checkpoint directory away, start again; keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)"
-            )),
-            1045 | 1044 | 1142 | 1227 | 1370 => SourceError::Fatal(format!(
-                "{text}: the source user needs SELECT, RELOAD, REPLICATION SLAVE and REPLICATION CLIENT (MariaDB: BINLOG MONITOR)"
-            )),
-            1049 | 1146 => SourceError::Fatal(text),
-            _ => SourceError::Transient(text),
+            1236 => failure.definite(
+                "the binlog position or GTID cdcd needs was purged from the server, so changes may be lost. Re-snapshot: stop cdcd, move the checkpoint directory away, start again; keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
+            ),
+            1045 | 1044 | 1142 | 1227 | 1370 => failure.definite(
+                "the source user needs SELECT, RELOAD, REPLICATION SLAVE and REPLICATION CLIENT (MariaDB: BINLOG MONITOR)",
+            ),
+            1049 | 1146 => failure.definite("check the database and table names"),
+            _ => failure.into(),
         };
     }
     SourceError::Transient(format!("{context}: {e} (is the server running and reachable at source.url?)"))
@@ -214,13 +221,26 @@ pub async fn current_position(conn: &mut Conn, info: &ServerInfo) -> Result<Binl
     Ok(BinlogPosition { file, pos, gtid: gtid.filter(|g| !g.is_empty()) })
 }
 
-pub async fn run_session(
-    cfg: &ConnectorConfig,
-    my: &MysqlSourceConfig,
-    checkpoint: Option<Checkpoint>,
-    emitter: &mut Emitter,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), SessionError> {
+/// A MySQL or MariaDB server read as a replica of its binary log.
+pub struct MysqlSource {
+    cfg: ConnectorConfig,
+    my: MysqlSourceConfig,
+}
+
+impl MysqlSource {
+    pub fn new(cfg: ConnectorConfig, my: MysqlSourceConfig) -> Self {
+        MysqlSource { cfg, my }
+    }
+}
+
+impl Source for MysqlSource {
+    fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>> {
+        Box::pin(run_session(&self.cfg, &self.my, session))
+    }
+}
+
+async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Session<'_>) -> Result<(), SessionError> {
+    let Session { checkpoint, emitter, shutdown, .. } = session;
     let mut conn = connect(&my.url).await?;
     let info = server_info(&mut conn).await?;
     if let Some((what, fix)) = problems(&info).into_iter().next() {
@@ -292,7 +312,7 @@ pub async fn run_session(
         None => {
             let at = current_position(&mut conn, &info).await?;
             emitter.set_identity(identity);
-            emitter.mark(Position::Mysql(at.clone()));
+            emitter.mark(Position::Mysql(at.clone()))?;
             at
         }
     };

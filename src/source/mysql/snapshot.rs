@@ -14,8 +14,8 @@ use super::values::{Key, Row, TextCells};
 use super::{connect, current_position, my_err, quote, ServerInfo, TableName};
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{BinlogPosition, Position};
+use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
-use crate::pipeline::Emitter;
 
 pub async fn run(
     url: &str,
@@ -48,7 +48,7 @@ pub async fn run(
     tracing::info!(position = %Position::Mysql(at.clone()), tables = tables.len(), "snapshot transaction open");
 
     let ts_us = now_us();
-    let txn = emitter.begin();
+    emitter.begin(format_args!("snapshot at {}", Position::Mysql(at.clone())))?;
     let mut index = 0u64;
     let mut last_report = std::time::Instant::now();
     for t in tables {
@@ -96,7 +96,7 @@ pub async fn run(
                 source: &source,
                 ts_us: now_us(),
             };
-            emitter.emit(txn, &table.topic, &change).await?;
+            emitter.emit(&table.topic, &change).await?;
             index += 1;
             if last_report.elapsed().as_secs() >= 5 {
                 last_report = std::time::Instant::now();
@@ -108,7 +108,7 @@ pub async fn run(
         tracing::info!(table = %t, rows = index - table_start, "snapshot of table done");
     }
     conn.query_drop("COMMIT").await.map_err(q)?;
-    emitter.commit(txn, Position::Mysql(at.clone()))?;
+    emitter.commit(Position::Mysql(at.clone()))?;
     tracing::info!(
         rows = index,
         secs = started.elapsed().as_secs(),

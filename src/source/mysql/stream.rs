@@ -1,6 +1,8 @@
-//! Streaming the binary log: transactions (GTID or BEGIN .. XID/COMMIT), table maps, row
-//! events and DDL become envelopes; each transaction's end position is committed to the
-//! tracker, so the checkpoint covers every transaction in the binlog, captured or not.
+//! Streaming the binary log: event groups (GTID, BEGIN .. XID / COMMIT / ROLLBACK / XA PREPARE,
+//! or one standalone statement), table maps, row events and DDL become envelopes. Each group's
+//! end position is committed through the emitter, so the checkpoint covers every transaction in
+//! the binlog, captured or not, and never lands inside one: statements within a transaction
+//! (SAVEPOINT, ROLLBACK TO SAVEPOINT) do not end it.
 
 use std::collections::HashMap;
 
@@ -18,12 +20,11 @@ use super::table::{self, Context, Table};
 use super::values::{key_bytes, Key, Row};
 use super::{connect, included, my_err, ServerInfo, TableName};
 use crate::config::MysqlSourceConfig;
-use crate::core::acks::TxnId;
 use crate::core::envelope::{now_us, write_times, Change, Op, WriteJson};
 use crate::core::json;
 use crate::core::position::{binlog_u64, event_position, BinlogPosition, Lsn, Position};
+use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
-use crate::pipeline::Emitter;
 
 /// The `source` block of a MySQL / MariaDB event (Debezium's MySQL field names).
 pub struct SourceBlock<'a> {
@@ -81,11 +82,16 @@ impl GtidState {
     }
 }
 
-struct Txn {
-    id: TxnId,
+/// The binlog event group (transaction) being read. Its framing lives in the emitter; this is
+/// what the `source` blocks of its events need, and how the group ends.
+struct Group {
+    /// The group's first event as one number ([`BinlogPosition::as_u64`]), for `position`.
     start: u64,
     gtid: Option<String>,
-    index: u64,
+    /// A BEGIN (or a GTID that promises one) was seen: only XID, COMMIT, ROLLBACK or XA
+    /// PREPARE ends the group. Statements inside it (SAVEPOINT, ROLLBACK TO SAVEPOINT, the
+    /// CREATE of a CREATE ... SELECT) do not.
+    explicit: bool,
 }
 
 /// Where in the binlog an event sits: the parts of its `source` block that are not the table's.
@@ -96,14 +102,24 @@ struct At<'a> {
     server_id: u32,
 }
 
-impl Txn {
-    /// Opens the transaction whose first event starts at `file`:`pos`.
-    fn open(emitter: &Emitter, file: &str, pos: u64, gtid: Option<String>) -> Txn {
-        Txn { id: emitter.begin(), start: binlog_u64(file, pos), gtid, index: 0 }
+impl Group {
+    /// Opens the group whose first event starts at `file`:`pos`.
+    fn open(
+        emitter: &mut Emitter,
+        file: &str,
+        pos: u64,
+        gtid: Option<String>,
+        explicit: bool,
+    ) -> Result<Group, SourceError> {
+        match &gtid {
+            Some(g) => emitter.begin(format_args!("{file}:{pos} (gtid {g})"))?,
+            None => emitter.begin(format_args!("{file}:{pos}"))?,
+        }
+        Ok(Group { start: binlog_u64(file, pos), gtid, explicit })
     }
 
-    /// The `source` block for this transaction's next event (row `row` of its rows event).
-    fn source<'a>(&'a self, table: &'a Table, at: &At<'a>, row: u64) -> SourceBlock<'a> {
+    /// The `source` block for the group's next event (row `row` of its rows event).
+    fn source<'a>(&'a self, table: &'a Table, at: &At<'a>, row: u64, index: u64) -> SourceBlock<'a> {
         SourceBlock {
             table,
             ts_us: at.ts_us,
@@ -114,8 +130,38 @@ impl Txn {
             pos: at.pos,
             row,
             txn_start: self.start,
-            index: self.index,
+            index,
         }
+    }
+}
+
+/// What a QUERY event means for the transaction framing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueryKind {
+    /// `BEGIN`, `XA START`, or MySQL 8's atomic `CREATE TABLE ... START TRANSACTION`.
+    Begin,
+    Commit,
+    /// `ROLLBACK` of a transaction that touched non-transactional tables (their changes stay).
+    Rollback,
+    /// `SAVEPOINT`, `RELEASE SAVEPOINT`, `XA END`: inside a transaction, no data.
+    InTransaction,
+    /// `ROLLBACK TO [SAVEPOINT]`: only written when non-transactional tables were changed.
+    RollbackToSavepoint,
+    /// DDL and any other statement.
+    Other,
+}
+
+pub fn classify_query(sql: &str) -> QueryKind {
+    let words: Vec<String> = sql.split_whitespace().take(3).map(|w| w.to_ascii_uppercase()).collect();
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match (w(0), w(1)) {
+        ("BEGIN", _) | ("XA", "START") | ("XA", "BEGIN") => QueryKind::Begin,
+        ("COMMIT", _) => QueryKind::Commit,
+        ("ROLLBACK", "TO") => QueryKind::RollbackToSavepoint,
+        ("ROLLBACK", _) => QueryKind::Rollback,
+        ("SAVEPOINT", _) | ("RELEASE", "SAVEPOINT") | ("XA", "END") => QueryKind::InTransaction,
+        _ if sql.trim_end().to_ascii_uppercase().ends_with("START TRANSACTION") => QueryKind::Begin,
+        _ => QueryKind::Other,
     }
 }
 
@@ -170,7 +216,7 @@ pub async fn run(
 
     let mut file = start.file.clone();
     let mut tables: HashMap<u64, Option<Table>> = HashMap::new();
-    let mut txn: Option<Txn> = None;
+    let mut group: Option<Group> = None;
     let mut payload: Option<(u64, u64)> = None;
     // MINIMAL row metadata only: columns from information_schema, per table, until the next DDL.
     let mut schemas: HashMap<TableName, Table> = HashMap::new();
@@ -202,6 +248,9 @@ pub async fn run(
             }
         };
         let ts_us = header.timestamp() as i64 * 1_000_000;
+        // The end of the current group, checkpointable once it is delivered.
+        let end =
+            |gtid: &GtidState| Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() });
         match kind {
             mariadb_events::GTID => {
                 let g = mariadb_events::parse_gtid(ev.data()).map_err(|e| SourceError::Fatal(e.to_string()))?;
@@ -209,7 +258,8 @@ pub async fn run(
                     pos.update(g.domain_id, header.server_id(), g.seq_no);
                 }
                 let text = format!("{}-{}-{}", g.domain_id, header.server_id(), g.seq_no);
-                txn = Some(Txn::open(emitter, &file, event_start, Some(text)));
+                // A standalone GTID (DDL) has no BEGIN/COMMIT: its one statement ends it.
+                group = Some(Group::open(emitter, &file, event_start, Some(text), !g.standalone())?);
                 continue;
             }
             mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT | mariadb_events::ANNOTATE_ROWS => continue,
@@ -237,7 +287,8 @@ pub async fn run(
                     let tag = g.tag().map(|t| t.to_string()).unwrap_or_default();
                     set.add(&uuid_text(&g.sid()), &tag, g.gno());
                 }
-                txn = Some(Txn::open(emitter, &file, event_start, text));
+                // MySQL does not say whether a BEGIN follows; the next QUERY event tells.
+                group = Some(Group::open(emitter, &file, event_start, text, false)?);
             }
             EventData::TableMapEvent(tme) => {
                 let db = tme.database_name();
@@ -270,7 +321,11 @@ pub async fn run(
                     ))
                     .into());
                 };
-                let t = txn.get_or_insert_with(|| Txn::open(emitter, &file, event_start, None));
+                if group.is_none() {
+                    // Row events always follow a BEGIN; tolerate a server that omits it.
+                    group = Some(Group::open(emitter, &file, event_start, None, true)?);
+                }
+                let Some(g) = group.as_ref() else { continue };
                 let op = match &rows {
                     RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
                     RowsEventData::UpdateRowsEventV1(_)
@@ -291,52 +346,73 @@ pub async fn run(
                         })?;
                     }
                     let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
-                    let mut source = t.source(table, &at, row_no as u64);
-                    let key_changed = matches!((&before, &after), (Some(b), Some(a)) if table.has_key() && key_bytes(table, b) != key_bytes(table, a));
-                    if key_changed {
-                        // Like Debezium: a primary-key change is a delete of the old key (with its
-                        // tombstone) and a create of the new one.
-                        let b = before.as_ref().expect("checked");
-                        let a = after.as_ref().expect("checked");
-                        emit(emitter, t.id, table, Op::Delete, Some(b), None, &source).await?;
-                        source.index += 1;
-                        emit(emitter, t.id, table, Op::Create, None, Some(a), &source).await?;
-                    } else {
-                        emit(emitter, t.id, table, op, before.as_ref(), after.as_ref(), &source).await?;
+                    match (&before, &after) {
+                        (Some(b), Some(a)) if table.has_key() && key_bytes(table, b) != key_bytes(table, a) => {
+                            // Like Debezium: a primary-key change is a delete of the old key (with
+                            // its tombstone) and a create of the new one.
+                            let source = g.source(table, &at, row_no as u64, emitter.next_index());
+                            emit(emitter, table, Op::Delete, Some(b), None, &source).await?;
+                            let source = g.source(table, &at, row_no as u64, emitter.next_index());
+                            emit(emitter, table, Op::Create, None, Some(a), &source).await?;
+                        }
+                        _ => {
+                            let source = g.source(table, &at, row_no as u64, emitter.next_index());
+                            emit(emitter, table, op, before.as_ref(), after.as_ref(), &source).await?;
+                        }
                     }
-                    let next = source.index + 1;
-                    t.index = next;
                 }
             }
-            EventData::XidEvent(_) => {
-                if let Some(t) = txn.take() {
-                    emitter.commit(
-                        t.id,
-                        Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() }),
-                    )?;
+            EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => match group.take() {
+                // An XA transaction's changes are emitted at its PREPARE, as a replica applies them.
+                Some(_) => emitter.commit(end(&gtid))?,
+                None => {
+                    tracing::warn!(at = %format_args!("{file}:{event_start}"), "transaction end without a transaction start in the binlog; ignored")
                 }
-            }
+            },
             EventData::QueryEvent(qe) => {
                 let sql = qe.query();
                 let trimmed = sql.trim();
-                if trimmed.eq_ignore_ascii_case("BEGIN") {
-                    if txn.is_none() {
-                        txn = Some(Txn::open(emitter, &file, event_start, None));
+                let kind = classify_query(trimmed);
+                match kind {
+                    QueryKind::Begin => {
+                        match &mut group {
+                            Some(g) => g.explicit = true,
+                            None => group = Some(Group::open(emitter, &file, event_start, None, true)?),
+                        }
+                        continue;
                     }
-                    continue;
+                    QueryKind::Commit | QueryKind::Rollback => {
+                        if kind == QueryKind::Rollback && emitter.next_index() > 0 {
+                            tracing::warn!(at = %format_args!("{file}:{event_start}"), "a ROLLBACK in the binlog after row changes: the transaction mixed non-transactional tables (their changes stay and are emitted) with transactional ones (whose row events, if any, were emitted too)");
+                        }
+                        if group.take().is_some() {
+                            emitter.commit(end(&gtid))?;
+                        }
+                        continue;
+                    }
+                    QueryKind::RollbackToSavepoint | QueryKind::InTransaction
+                        if group.as_ref().is_some_and(|g| g.explicit) =>
+                    {
+                        if kind == QueryKind::RollbackToSavepoint {
+                            tracing::warn!(at = %format_args!("{file}:{event_start}"), "ROLLBACK TO SAVEPOINT in the binlog: the transaction changed non-transactional tables; row events of transactional tables rolled back to the savepoint were already emitted");
+                        }
+                        continue;
+                    }
+                    _ => {}
                 }
-                let default_db = qe.schema();
                 // DDL may change any table's columns: with MINIMAL metadata, read them again.
                 schemas.clear();
-                let t = txn.get_or_insert_with(|| Txn::open(emitter, &file, event_start, None));
-                if let Some((db, name)) = truncated_table(trimmed, &default_db) {
+                if group.is_none() {
+                    group = Some(Group::open(emitter, &file, event_start, None, false)?);
+                }
+                let Some(g) = group.as_ref() else { continue };
+                if let Some((db, name)) = truncated_table(trimmed, &qe.schema()) {
                     if included(&my.tables, &db, &name) {
                         let table = Table::new(&db, &name, Vec::new(), Vec::new(), &ctx);
                         let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
-                        let source = t.source(&table, &at, 0);
+                        let source = g.source(&table, &at, 0, emitter.next_index());
                         emit(
                             emitter,
-                            t.id,
                             &table,
                             Op::Truncate,
                             None::<&mysql_async::binlog::row::BinlogRow>,
@@ -345,15 +421,21 @@ pub async fn run(
                         )
                         .await?;
                     }
-                } else if !trimmed.eq_ignore_ascii_case("COMMIT") {
+                } else {
                     tracing::debug!(query = %trimmed.chars().take(200).collect::<String>(), "DDL or statement in the binlog");
                 }
-                // DDL commits implicitly; COMMIT ends a non-transactional (MyISAM) group.
-                let t = txn.take().expect("inserted above");
-                emitter.commit(
-                    t.id,
-                    Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() }),
-                )?;
+                // A statement on its own (DDL) is a whole group; inside BEGIN .. COMMIT it is not.
+                if !g.explicit {
+                    group = None;
+                    emitter.commit(end(&gtid))?;
+                }
+            }
+            EventData::IncidentEvent(ie) => {
+                return Err(SourceError::Fatal(format!(
+                    "the server wrote an INCIDENT event at {file}:{event_start} ({}): changes around it may be missing from the binlog, as a replica would also report. Check the source server's error log, then re-snapshot: stop cdcd, move the checkpoint directory away, start again",
+                    ie.message()
+                ))
+                .into());
             }
             EventData::TransactionPayloadEvent(_) => {
                 // The driver decompresses the payload and yields its events next.
@@ -366,7 +448,6 @@ pub async fn run(
 
 async fn emit<C: super::values::Cells>(
     emitter: &mut Emitter,
-    txn: TxnId,
     table: &Table,
     op: Op,
     before: Option<&C>,
@@ -387,8 +468,7 @@ async fn emit<C: super::values::Cells>(
         source,
         ts_us: now_us(),
     };
-    emitter.emit(txn, &table.topic, &change).await?;
-    Ok(())
+    emitter.emit(&table.topic, &change).await
 }
 
 /// `TRUNCATE [TABLE] [db.]name` -> (db, name); backquoted names may hold spaces and dots.
@@ -464,6 +544,28 @@ mod tests {
         assert_eq!(truncated_table("TRUNCATE shop.t;", "x"), Some(("shop".into(), "t".into())));
         assert_eq!(truncated_table("TRUNCATE TABLE `a.b`", "d"), Some(("d".into(), "a.b".into())));
         assert_eq!(truncated_table("TRUNCATEX t", "d"), None);
+    }
+
+    #[test]
+    fn queries_inside_a_transaction_do_not_end_it() {
+        // As MariaDB 10.11 and MySQL 8 write them in the binlog.
+        for (sql, kind) in [
+            ("BEGIN", QueryKind::Begin),
+            ("XA START X'31',X'',1", QueryKind::Begin),
+            ("COMMIT", QueryKind::Commit),
+            ("ROLLBACK", QueryKind::Rollback),
+            ("SAVEPOINT `a`", QueryKind::InTransaction),
+            ("savepoint s1", QueryKind::InTransaction),
+            ("RELEASE SAVEPOINT `a`", QueryKind::InTransaction),
+            ("XA END X'31',X'',1", QueryKind::InTransaction),
+            ("ROLLBACK TO `a`", QueryKind::RollbackToSavepoint),
+            ("ROLLBACK TO SAVEPOINT a", QueryKind::RollbackToSavepoint),
+            ("CREATE TABLE t2 (id int) START TRANSACTION", QueryKind::Begin),
+            ("ALTER TABLE t ADD c int", QueryKind::Other),
+            ("TRUNCATE t", QueryKind::Other),
+        ] {
+            assert_eq!(classify_query(sql), kind, "{sql}");
+        }
     }
 
     #[test]

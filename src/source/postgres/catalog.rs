@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::conn::SESSION_OPTIONS;
+use super::conn::{sqlstate_is_definite, SESSION_OPTIONS};
 use super::values::{builtin_kind, ValueKind};
 use crate::core::position::Lsn;
-use crate::error::SourceError;
+use crate::error::{ServerFailure, SourceError};
 
 /// A table selected by the include list.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,12 +66,17 @@ pub struct Catalog {
     kinds: HashMap<u32, ValueKind>,
 }
 
-fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
+pub fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
-        let text = format!("{context}: {} (SQLSTATE {code})", db.message());
-        let fatal = ["28", "3D", "42", "0A", "22"].iter().any(|c| code.starts_with(c));
-        return if fatal { SourceError::Fatal(text) } else { SourceError::Transient(text) };
+        return SourceError::from(ServerFailure {
+            context: context.to_string(),
+            code_label: "SQLSTATE",
+            code: code.to_string(),
+            message: db.message().to_string(),
+            fix: None,
+            transient: !sqlstate_is_definite(code),
+        });
     }
     SourceError::Transient(format!("{context}: {e}"))
 }

@@ -9,7 +9,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::SourceError;
+use crate::error::{ServerFailure, SourceError};
 
 /// Session settings that make the server's text output what our value mapping expects.
 pub const SESSION_OPTIONS: &str =
@@ -101,15 +101,30 @@ impl ServerError {
 
     /// Maps a server error to our split: definite problems a retry cannot fix vs. the rest.
     pub fn into_source_error(self, context: &str) -> SourceError {
-        let fatal_class = ["28", "3D", "42", "0A", "22"];
-        let fatal = fatal_class.iter().any(|c| self.code.starts_with(c)) || self.code == "55000";
-        let text = format!("{context}: {self}");
-        if fatal {
-            SourceError::Fatal(text)
-        } else {
-            SourceError::Transient(text)
+        let mut message = self.message;
+        if let Some(d) = &self.detail {
+            message.push_str("; ");
+            message.push_str(d);
         }
+        if let Some(h) = &self.hint {
+            message.push_str("; hint: ");
+            message.push_str(h);
+        }
+        SourceError::from(ServerFailure {
+            context: context.to_string(),
+            code_label: "SQLSTATE",
+            transient: !sqlstate_is_definite(&self.code),
+            code: self.code,
+            message,
+            fix: None,
+        })
     }
+}
+
+/// SQLSTATEs a retry cannot fix: authentication, unknown database, syntax and access errors,
+/// unsupported features, bad data, and object-not-in-prerequisite-state (e.g. `wal_level`).
+pub fn sqlstate_is_definite(code: &str) -> bool {
+    ["28", "3D", "42", "0A", "22"].iter().any(|c| code.starts_with(c)) || code == "55000"
 }
 
 pub struct ReplicationConn {

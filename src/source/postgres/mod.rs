@@ -27,13 +27,14 @@ pub mod values;
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use futures_util::future::BoxFuture;
 
 use crate::config::{ConnectorConfig, PostgresSourceConfig, SnapshotMode};
-use crate::core::checkpoint::{Checkpoint, SourceIdentity};
+use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{Lsn, Position};
+use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
-use crate::pipeline::Emitter;
+use crate::source::{Session, Source};
 use catalog::{quote_ident, quote_literal, Catalog, TableRef};
 use conn::{ConnParams, ReplicationConn};
 use relation::SourceContext;
@@ -93,14 +94,30 @@ pub async fn preflight(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<V
     Ok(tables)
 }
 
-pub async fn run_session(
+/// A PostgreSQL database read through a logical replication slot.
+pub struct PostgresSource {
+    cfg: ConnectorConfig,
+    pg: PostgresSourceConfig,
+}
+
+impl PostgresSource {
+    pub fn new(cfg: ConnectorConfig, pg: PostgresSourceConfig) -> Self {
+        PostgresSource { cfg, pg }
+    }
+}
+
+impl Source for PostgresSource {
+    fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>> {
+        Box::pin(run_session(&self.cfg, &self.pg, session))
+    }
+}
+
+async fn run_session(
     cfg: &ConnectorConfig,
     pg: &PostgresSourceConfig,
-    checkpoint: Option<Checkpoint>,
-    emitter: &mut Emitter,
-    durable: watch::Receiver<Option<Position>>,
-    shutdown: watch::Receiver<bool>,
+    session: Session<'_>,
 ) -> Result<(), SessionError> {
+    let Session { checkpoint, emitter, durable, shutdown } = session;
     let pgcfg: tokio_postgres::Config = pg.url.parse().map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
     let params = ConnParams::from_config(&pgcfg)?;
     let names = names(cfg, pg);
@@ -192,7 +209,7 @@ pub async fn run_session(
             check_slot_owner(s, &names.slot, &system.database)?;
             let at = s.confirmed_flush.unwrap_or_default();
             emitter.set_identity(identity(None));
-            emitter.mark(Position::Postgres { lsn: at });
+            emitter.mark(Position::Postgres { lsn: at })?;
             tracing::info!(slot = %names.slot, %at, "no checkpoint; streaming from the existing slot's position (snapshot = \"never\")");
             at
         }
@@ -202,7 +219,7 @@ pub async fn run_session(
             } else {
                 let (at, _) = create_slot(&mut repl, &names.slot, false).await?;
                 emitter.set_identity(identity(Some(at)));
-                emitter.mark(Position::Postgres { lsn: at });
+                emitter.mark(Position::Postgres { lsn: at })?;
                 at
             }
         }
@@ -236,22 +253,18 @@ async fn create_slot(
     export: bool,
 ) -> Result<(Lsn, Option<String>), SourceError> {
     let mode = if export { "EXPORT_SNAPSHOT" } else { "NOEXPORT_SNAPSHOT" };
-    let rows = repl
-        .simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}", quote_ident(slot)))
-        .await
-        .map_err(|e| match e {
-            SourceError::Fatal(m) | SourceError::Transient(m)
-                if m.contains("53400") || m.contains("all replication slots are in use") =>
-            {
-                SourceError::Fatal(format!(
-                    "{m}: raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots"
-                ))
-            }
-            SourceError::Fatal(m) if m.contains("42501") => SourceError::Fatal(format!(
-                "{m}: the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)"
-            )),
-            other => other,
-        })?;
+    let rows =
+        repl.simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}", quote_ident(slot)))
+            .await
+            .map_err(|e| match e {
+                // configuration_limit_exceeded: every slot is taken.
+                SourceError::Server(s) if s.code == "53400" => (*s)
+                    .definite("raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots"),
+                SourceError::Server(s) if s.code == "42501" => {
+                    (*s).definite("the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)")
+                }
+                other => other,
+            })?;
     let row = rows.first().ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no row".into()))?;
     let at: Lsn = row
         .get(1)

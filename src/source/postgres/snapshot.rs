@@ -7,17 +7,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::catalog::{quote_ident, quote_literal, Catalog, TableRef};
+use super::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
 use super::pgoutput::Cell;
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
-use crate::error::{SessionError, SourceError};
-use crate::pipeline::Emitter;
-
-fn sql_err(ctx: &str, e: tokio_postgres::Error) -> SourceError {
-    SourceError::Transient(format!("snapshot: {ctx}: {e}"))
-}
+use crate::emit::Emitter;
+use crate::error::SessionError;
 
 pub async fn run(
     catalog: &mut Catalog,
@@ -36,14 +32,14 @@ pub async fn run(
             quote_literal(snapshot_name)
         ))
         .await
-        .map_err(|e| sql_err("importing the exported snapshot", e))?;
+        .map_err(|e| sql_err("snapshot: importing the exported snapshot", e))?;
     let xmin: Option<i64> = catalog
         .client()
         .query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())", &[])
         .await
-        .map_err(|e| sql_err("reading snapshot xmin", e))?
+        .map_err(|e| sql_err("snapshot: reading snapshot xmin", e))?
         .get(0);
-    let txn = emitter.begin();
+    emitter.begin(format_args!("snapshot at lsn {consistent_point}"))?;
     let mut index = 0u64;
     let mut last_report = Instant::now();
     for table in tables {
@@ -55,21 +51,24 @@ pub async fn run(
         let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx);
         let col_list = rel.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
         let sql = format!("COPY (SELECT {col_list} FROM {}) TO STDOUT", table.quoted());
-        let stream =
-            catalog.client().copy_out(sql.as_str()).await.map_err(|e| sql_err(&format!("reading {table}"), e))?;
+        let stream = catalog
+            .client()
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| sql_err(&format!("snapshot: reading {table}"), e))?;
         futures_util::pin_mut!(stream);
         let mut pending: Vec<u8> = Vec::new();
         let mut scratch = Vec::new();
         let mut cells = Vec::new();
         let table_start = index;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| sql_err(&format!("reading {table}"), e))?;
+            let chunk = chunk.map_err(|e| sql_err(&format!("snapshot: reading {table}"), e))?;
             pending.extend_from_slice(&chunk);
             let mut consumed = 0;
             while let Some(nl) = pending[consumed..].iter().position(|&b| b == b'\n') {
                 let line = &pending[consumed..consumed + nl];
                 parse_copy_line(line, &mut scratch, &mut cells);
-                emit_read(emitter, txn, &rel, &cells, &scratch, ts_us, xmin, consistent_point, index).await?;
+                emit_read(emitter, &rel, &cells, &scratch, ts_us, xmin, consistent_point, index).await?;
                 index += 1;
                 consumed += nl + 1;
             }
@@ -82,8 +81,8 @@ pub async fn run(
         }
         tracing::info!(table = %table, rows = index - table_start, "snapshot of table done");
     }
-    catalog.client().batch_execute("COMMIT").await.map_err(|e| sql_err("commit", e))?;
-    emitter.commit(txn, Position::Postgres { lsn: consistent_point })?;
+    catalog.client().batch_execute("COMMIT").await.map_err(|e| sql_err("snapshot: commit", e))?;
+    emitter.commit(Position::Postgres { lsn: consistent_point })?;
     tracing::info!(rows = index, tables = tables.len(), secs = started.elapsed().as_secs(), at = %consistent_point, "snapshot read; streaming from its consistent point");
     Ok(())
 }
@@ -91,7 +90,6 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn emit_read(
     emitter: &mut Emitter,
-    txn: crate::core::acks::TxnId,
     rel: &Relation,
     cells: &[Cell],
     data: &[u8],
@@ -119,8 +117,7 @@ async fn emit_read(
         source: &source,
         ts_us: now_us(),
     };
-    emitter.emit(txn, &rel.topic, &change).await?;
-    Ok(())
+    emitter.emit(&rel.topic, &change).await
 }
 
 /// Splits one line of COPY text format into cells over `scratch` (unescaped values).

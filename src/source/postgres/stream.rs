@@ -15,18 +15,16 @@ use super::conn::ReplicationReader;
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
-use crate::core::acks::TxnId;
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
+use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
-use crate::pipeline::Emitter;
 
+/// The transaction being streamed (its framing lives in the emitter).
 struct Txn {
-    id: TxnId,
     final_lsn: Lsn,
     commit_ts_us: i64,
     xid: u32,
-    index: u64,
 }
 
 pub struct Streamer<'a> {
@@ -73,7 +71,7 @@ impl<'a> Streamer<'a> {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), SessionError> {
         let (reply_tx, reply_rx) = mpsc::channel(4);
-        let status = tokio::spawn(status_writer(writer, durable, start, reply_rx, status_interval));
+        let mut status = tokio::spawn(status_writer(writer, durable, start, reply_rx, status_interval));
         let result = async {
             loop {
                 if *shutdown.borrow() {
@@ -82,6 +80,15 @@ impl<'a> Streamer<'a> {
                 let data = tokio::select! {
                     biased;
                     _ = shutdown.changed() => return Ok(()),
+                    // The status writer only ends when it cannot write: the connection is gone.
+                    ended = &mut status => {
+                        let why = match ended {
+                            Ok(Err(e)) => e,
+                            Ok(Ok(())) => "the status writer stopped".to_string(),
+                            Err(e) => format!("the status writer failed: {e}"),
+                        };
+                        return Err(SourceError::Transient(format!("replication connection: {why}")).into());
+                    }
                     d = reader.next_copy_data() => d?,
                 };
                 match protocol::parse(data).map_err(|e| SourceError::Transient(e.to_string()))? {
@@ -91,9 +98,9 @@ impl<'a> Streamer<'a> {
                         }
                         // Between transactions every commit before wal_end has been sent, so
                         // the position is safe to confirm once what came before is delivered.
-                        if self.txn.is_none() && !self.skipping && wal_end > self.last_mark {
+                        if !self.emitter.in_transaction() && !self.skipping && wal_end > self.last_mark {
                             self.last_mark = wal_end;
-                            self.emitter.mark(Position::Postgres { lsn: wal_end });
+                            self.emitter.mark(Position::Postgres { lsn: wal_end })?;
                         }
                     }
                     ReplicationMessage::XLogData { wal_start, data } => self.handle(wal_start, &data).await?,
@@ -115,16 +122,16 @@ impl<'a> Streamer<'a> {
                     return Ok(());
                 }
                 let commit_ts_us = commit_ts_us + protocol::PG_EPOCH_OFFSET_US;
-                self.txn = Some(Txn { id: self.emitter.begin(), final_lsn, commit_ts_us, xid, index: 0 });
+                self.emitter.begin(format_args!("lsn {final_lsn} (xid {xid})"))?;
+                self.txn = Some(Txn { final_lsn, commit_ts_us, xid });
             }
             Message::Commit { end_lsn, .. } => {
                 if std::mem::take(&mut self.skipping) {
                     return Ok(());
                 }
-                if let Some(t) = self.txn.take() {
-                    self.last_mark = self.last_mark.max(end_lsn);
-                    self.emitter.commit(t.id, Position::Postgres { lsn: end_lsn })?;
-                }
+                self.txn = None;
+                self.last_mark = self.last_mark.max(end_lsn);
+                self.emitter.commit(Position::Postgres { lsn: end_lsn })?;
             }
             Message::Relation(r) => {
                 let rel = self.build_relation(r).await?;
@@ -193,8 +200,8 @@ impl<'a> Streamer<'a> {
         before: Option<Tuple>,
         after: Option<Tuple>,
     ) -> Result<(), SessionError> {
-        let Some(txn) = self.txn.as_mut() else {
-            return Err(SourceError::Transient("change outside a transaction".into()).into());
+        let Some(txn) = self.txn.as_ref() else {
+            return Err(SourceError::from(crate::core::txn::FramingError::EventOutsideTransaction).into());
         };
         let rel = self
             .relations
@@ -204,8 +211,7 @@ impl<'a> Streamer<'a> {
             Tuple::Old => self.old.as_slice(),
             Tuple::New => self.new.as_slice(),
         };
-        let index = txn.index;
-        txn.index += 1;
+        let index = self.emitter.next_index();
         let source = SourceBlock {
             rel,
             ts_us: txn.commit_ts_us,
@@ -230,8 +236,7 @@ impl<'a> Streamer<'a> {
             source: &source,
             ts_us: now_us(),
         };
-        self.emitter.emit(txn.id, &rel.topic, &change).await?;
-        Ok(())
+        self.emitter.emit(&rel.topic, &change).await
     }
 
     async fn build_relation(&mut self, r: RelationMsg) -> Result<Relation, SessionError> {
@@ -262,13 +267,14 @@ enum Tuple {
 
 /// Sends standby status updates: on the interval, on request, and whenever the durable position
 /// moves. The flushed position never goes below `start`.
+/// Returns only when a write fails (the error) or the session is over.
 async fn status_writer(
     mut w: OwnedWriteHalf,
     mut durable: watch::Receiver<Option<Position>>,
     start: Lsn,
     mut reply: mpsc::Receiver<()>,
     interval: Duration,
-) {
+) -> Result<(), String> {
     let mut flushed = start;
     let mut buf = BytesMut::with_capacity(64);
     loop {
@@ -277,14 +283,11 @@ async fn status_writer(
         }
         buf.clear();
         protocol::standby_status(&mut buf, flushed, flushed, now_us(), false);
-        if let Err(e) = w.write_all(&buf).await {
-            tracing::debug!("status update not sent: {e}");
-            return;
-        }
+        w.write_all(&buf).await.map_err(|e| format!("sending a status update failed: {e}"))?;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            r = durable.changed() => if r.is_err() { return },
-            r = reply.recv() => if r.is_none() { return },
+            r = durable.changed() => if r.is_err() { return Ok(()) },
+            r = reply.recv() => if r.is_none() { return Ok(()) },
         }
     }
 }

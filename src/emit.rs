@@ -1,0 +1,131 @@
+//! The port a source writes into. A source frames its log into transactions (`begin`, `emit`,
+//! `commit`) and this turns each change into an envelope, hands it to the sink, and registers
+//! it with the acknowledgement tracker, through the one transaction state machine
+//! ([`TxnFrame`]) that decides what may become a checkpoint.
+//!
+//! Sources depend on this module and on `core`; the pipeline creates the emitter and owns the
+//! other end (tracker, checkpoint). Nothing here knows which source is writing.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::core::acks::AckTracker;
+use crate::core::checkpoint::SourceIdentity;
+use crate::core::envelope::{Change, Op, RecordBuf};
+use crate::core::position::Position;
+use crate::core::txn::TxnFrame;
+use crate::error::{SessionError, SinkError, SourceError};
+use crate::sink::Sink;
+
+/// Transactions the tracker may hold unconfirmed before the source is made to wait. Each holds
+/// its end position (for MySQL a GTID set, which can be long), so this bounds memory while the
+/// broker is slow or down; the producer queue bounds the events themselves.
+pub const MAX_PENDING_TRANSACTIONS: usize = 10_000;
+
+pub struct Emitter {
+    sink: Sink,
+    tracker: Arc<AckTracker>,
+    buf: RecordBuf,
+    identity: Arc<Mutex<Option<SourceIdentity>>>,
+    frame: TxnFrame,
+    events: u64,
+}
+
+impl Emitter {
+    pub fn new(sink: Sink, tracker: Arc<AckTracker>, identity: Arc<Mutex<Option<SourceIdentity>>>) -> Self {
+        Emitter { sink, tracker, buf: RecordBuf::default(), identity, frame: TxnFrame::new(), events: 0 }
+    }
+
+    /// Records which source the positions belong to; required before anything is checkpointed.
+    pub fn set_identity(&self, id: SourceIdentity) {
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    }
+
+    /// Opens a transaction; `label` says where it starts (shown if the framing goes wrong).
+    pub fn begin(&mut self, label: impl fmt::Display) -> Result<(), SourceError> {
+        Ok(self.frame.begin(label)?)
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.frame.is_open()
+    }
+
+    /// The index within the open transaction that the next emitted change gets (for the
+    /// `source.position` of its envelope).
+    pub fn next_index(&self) -> u64 {
+        self.frame.next_index()
+    }
+
+    /// Sends one change of the open transaction (and, for a delete with a key, its tombstone).
+    /// Waits while the sink or the tracker is full: that wait is the back-pressure that stops
+    /// the source from reading further.
+    pub async fn emit(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
+        if self.frame.next_index() == 0 {
+            self.wait_for_room().await?;
+        }
+        let (txn, _) = self.frame.event(&self.tracker).map_err(SourceError::from)?;
+        self.buf.set_change(change);
+        self.sink.send(self.buf.record(topic), txn).await?;
+        if change.op == Op::Delete && change.key.is_some() {
+            self.sink.send(self.buf.tombstone(topic), txn).await?;
+        }
+        self.events += 1;
+        Ok(())
+    }
+
+    /// Closes the open transaction at `position`, its end in the source's log. It becomes
+    /// checkpointable once its events and every earlier one are delivered.
+    pub fn commit(&mut self, position: Position) -> Result<(), SessionError> {
+        self.sink.end_txn()?;
+        self.frame.commit(&self.tracker, position).map_err(SourceError::from)?;
+        Ok(self.health()?)
+    }
+
+    /// A position between transactions with nothing to deliver (keepalive, new slot, snapshot
+    /// skipped): checkpointable once everything before it is delivered.
+    pub fn mark(&mut self, position: Position) -> Result<(), SourceError> {
+        Ok(self.frame.mark(&self.tracker, position)?)
+    }
+
+    /// Fails once any delivery has failed definitively or the sink is broken.
+    pub fn health(&self) -> Result<(), SinkError> {
+        if let Some(reason) = self.tracker.failure() {
+            return Err(SinkError::Delivery(reason));
+        }
+        self.sink.health()
+    }
+
+    /// Changes emitted since start.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The session ended: any open transaction is forgotten (re-read by the next session).
+    pub(crate) fn end_session(&mut self) {
+        self.frame.reset();
+    }
+
+    pub(crate) fn sink_mut(&mut self) -> &mut Sink {
+        &mut self.sink
+    }
+
+    async fn wait_for_room(&self) -> Result<(), SinkError> {
+        let mut waited = Duration::ZERO;
+        while self.tracker.pending_slots() >= MAX_PENDING_TRANSACTIONS {
+            self.health()?;
+            let step = Duration::from_millis(10);
+            tokio::time::sleep(step).await;
+            waited += step;
+            if waited.as_millis() % 30_000 < step.as_millis() {
+                tracing::warn!(
+                    pending_transactions = self.tracker.pending_slots(),
+                    in_flight = self.tracker.in_flight(),
+                    waited_secs = waited.as_secs(),
+                    "{MAX_PENDING_TRANSACTIONS} transactions await the broker's acknowledgement; reading is paused"
+                );
+            }
+        }
+        Ok(())
+    }
+}
