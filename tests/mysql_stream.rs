@@ -1,11 +1,10 @@
 //! End-to-end against the real MariaDB 10.11 started by scripts/test.sh (binlog on, ROW, FULL
 //! row metadata, GTIDs) and a real Kafka-protocol broker: snapshot, every op, every type,
-//! DDL mid-stream, TRUNCATE, a transaction over several tables, kill -9, and resume by GTID and
-//! by file/offset.
+//! DDL mid-stream, TRUNCATE, a transaction over several tables, and resume by GTID and by
+//! file/offset. (The kill -9 loop with savepoints is in crash_loops.rs.)
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
@@ -134,59 +133,6 @@ async fn snapshot_types_ops_ddl_truncate_and_multi_table_transactions() {
         (json!(null), json!(null), json!("other"))
     );
     assert_eq!(daemon.stop(), Some(0));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_at_random_moments_loses_nothing() {
-    let mut c = mysql_db("my_crash").await;
-    c.query_drop("CREATE TABLE seq (id bigint PRIMARY KEY, v varchar(20))").await.unwrap();
-    c.query_drop("INSERT INTO seq VALUES (0, 'before start')").await.unwrap();
-    let (_dir, broker, cfg) = rig("mycrash", r#"["my_crash.seq"]"#, 5102, "");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_w = stop.clone();
-    let writer = tokio::spawn(async move {
-        let mut c = mysql_db_conn("my_crash").await;
-        let (mut next, mut rng) = (1i64, Rng(0x2545_F491_4F6C_DD1D));
-        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
-            let n = rng.range(1, 20) as i64;
-            let values: Vec<String> = (next..next + n).map(|i| format!("({i}, 'row {i}')")).collect();
-            c.query_drop(format!("INSERT INTO seq VALUES {}", values.join(","))).await.unwrap();
-            next += n;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        next - 1
-    });
-    let mut rng = Rng::from_env_or_clock();
-    let kills = 6;
-    for i in 0..kills {
-        let d = Daemon::start(&cfg);
-        tokio::time::sleep(Duration::from_millis(if i == 0 { rng.range(50, 400) } else { rng.range(300, 3000) })).await;
-        d.kill9();
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let last = writer.await.unwrap();
-    let daemon = Daemon::start(&cfg);
-    let recs = read_topics(&broker.bootstrap, &["mycrash.my_crash.seq"], (last + 1) as usize, 120);
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    for r in recs.iter().filter_map(|r| r.value.as_ref()) {
-        *seen.entry(r["after"]["id"].as_i64().unwrap()).or_default() += 1;
-    }
-    let missing: Vec<i64> = (0..=last).filter(|i| !seen.contains_key(i)).collect();
-    let dups: usize = seen.values().map(|n| n - 1).sum();
-    eprintln!(
-        "mariadb crash test: {} rows, {kills} kill -9s, {} records, {dups} duplicates, {} missing",
-        last + 1,
-        recs.len(),
-        missing.len()
-    );
-    assert!(missing.is_empty(), "lost rows: {:?}\n{}", &missing[..missing.len().min(20)], daemon.logs());
-    assert_eq!(daemon.stop(), Some(0));
-}
-
-async fn mysql_db_conn(db: &str) -> mysql_async::Conn {
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
-    c.query_drop(format!("USE {db}")).await.unwrap();
-    c
 }
 
 #[tokio::test(flavor = "multi_thread")]

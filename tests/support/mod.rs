@@ -3,6 +3,8 @@
 //! independent Kafka reader (Python confluent-kafka).
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -350,6 +352,22 @@ pub fn read_topics(bootstrap: &str, topics: &[&str], min: usize, timeout_secs: u
             }
         })
         .collect()
+}
+
+/// The checkpoint a connector named `name` configured by [`write_config`] / [`write_mysql_config`]
+/// in `dir` has written, if any.
+pub fn checkpoint(dir: &Path, name: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join(format!("{name}-state/checkpoint.json"))).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Runs the daemon `kills` times, each for a random 150 ms to `max_ms`, and SIGKILLs it.
+pub async fn kill_loop(config: &Path, kills: usize, max_ms: u64, rng: &mut Rng) {
+    for _ in 0..kills {
+        let daemon = Daemon::start(config);
+        tokio::time::sleep(Duration::from_millis(rng.range(150, max_ms))).await;
+        daemon.kill9();
+    }
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
