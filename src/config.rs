@@ -70,6 +70,10 @@ pub struct MysqlSourceConfig {
     pub snapshot: SnapshotMode,
     #[serde(default = "default_position_mode")]
     pub position: PositionMode,
+    /// Message-key columns per table pattern, for tables without a primary key or to override
+    /// it (Debezium's `message.key.columns`), e.g. `"shop.audit_log" = ["event_id"]`.
+    #[serde(default)]
+    pub key_columns: BTreeMap<String, Vec<String>>,
 }
 
 fn default_position_mode() -> PositionMode {
@@ -101,6 +105,10 @@ pub struct PostgresSourceConfig {
     /// How often to send a standby status update even when nothing changed, in seconds.
     #[serde(default = "default_status_interval")]
     pub status_interval_secs: u64,
+    /// Message-key columns per table pattern, for tables without a primary key or to override
+    /// it (Debezium's `message.key.columns`), e.g. `"public.pgbench_history" = ["tid", "aid"]`.
+    #[serde(default)]
+    pub key_columns: BTreeMap<String, Vec<String>>,
 }
 
 fn default_snapshot() -> SnapshotMode {
@@ -288,6 +296,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
                 )
             })?;
             check_table_patterns(path, &pg.tables, "schema.table", "public.*")?;
+            check_key_columns(path, &pg.key_columns, "schema.table")?;
             for (key, name) in [("source.slot", &pg.slot), ("source.publication", &pg.publication)] {
                 if let Some(n) = name {
                     if n.is_empty()
@@ -311,6 +320,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
                 )
             })?;
             check_table_patterns(path, &my.tables, "database.table", "shop.*")?;
+            check_key_columns(path, &my.key_columns, "database.table")?;
             if my.server_id == 0 {
                 return Err(ConfigError::invalid(
                     path,
@@ -363,6 +373,18 @@ fn check_table_patterns(path: &Path, tables: &[String], shape: &str, example: &s
                 "source.tables",
                 format!("`{t}` is not `{shape}` (use `*` as a wildcard, e.g. `{example}`)"),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_key_columns(path: &Path, keys: &BTreeMap<String, Vec<String>>, shape: &str) -> Result<(), ConfigError> {
+    for (table, columns) in keys {
+        let key = format!("source.key_columns.\"{table}\"");
+        check_table_patterns(path, std::slice::from_ref(table), shape, "public.audit_log")
+            .map_err(|_| ConfigError::invalid(path, &key, format!("`{table}` is not a `{shape}` pattern")))?;
+        if columns.is_empty() || columns.iter().any(|c| c.is_empty()) {
+            return Err(ConfigError::invalid(path, &key, "list one or more column names, e.g. [\"id\"]"));
         }
     }
     Ok(())
@@ -481,6 +503,14 @@ type = "stdout"
         assert!(p(&text.replace("4242", "0")).unwrap_err().to_string().contains("source.server_id"));
         assert!(p(&text.replace("server_id = 4242", "")).unwrap_err().to_string().contains("server_id"));
         assert!(p(&text.replace("shop.*", "shop")).unwrap_err().to_string().contains("database.table"));
+        let keyed = format!("{text}\n[source.key_columns]\n\"shop.log\" = [\"a\", \"b\"]\n")
+            .replace("[sink]\ntype = \"stdout\"\n", "")
+            + "[sink]\ntype = \"stdout\"\n";
+        let c = p(&keyed).unwrap();
+        let SourceConfig::Mysql(my) = &c.source else { panic!() };
+        assert_eq!(my.key_columns["shop.log"], ["a", "b"]);
+        let err = p(&keyed.replace("[\"a\", \"b\"]", "[]")).unwrap_err().to_string();
+        assert!(err.contains("source.key_columns") && err.contains("shop.log"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use cdcd::config::{self, SinkConfig, SourceConfig};
 use cdcd::error::Error;
 use cdcd::logging::{self, LogFormat};
+use cdcd::source::Level;
 
 #[derive(Parser)]
 #[command(
@@ -87,14 +88,17 @@ async fn check(path: PathBuf) -> Result<(), Error> {
             SourceConfig::Mysql(my) => cdcd::source::mysql::check::check(my).await,
         };
         for f in findings {
-            if f.ok {
-                println!("  ok    {}", f.what);
-            } else {
-                failed += 1;
-                println!("  FAIL  {}", f.what);
-                if let Some(fix) = f.fix {
-                    println!("        fix: {fix}");
+            let (label, fix_label) = match f.level {
+                Level::Ok => ("ok  ", "fix"),
+                Level::Note => ("note", "to change"),
+                Level::Fail => {
+                    failed += 1;
+                    ("FAIL", "fix")
                 }
+            };
+            println!("  {label}  {}", f.what);
+            if let (Some(fix), false) = (f.fix, f.level == Level::Ok) {
+                println!("        {fix_label}: {fix}");
             }
         }
         match &cfg.sink {

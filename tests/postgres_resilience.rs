@@ -112,10 +112,18 @@ async fn missing_table_bad_url_and_bad_toml_are_clear_errors() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("table `public.absent`") && err.contains("does not exist"), "{err}");
 
-    let cfg = stdout_config(dir.path(), "nokey", &db.url, r#"["public.nokey"]"#);
+    // A configured key column the table lacks stops the connector with the column named.
+    let cfg = write_config(
+        dir.path(),
+        "badkey",
+        &db.url,
+        r#"["public.nokey"]"#,
+        "[sink]\ntype = \"stdout\"\n",
+        "[source.key_columns]\n\"public.nokey\" = [\"missing\"]\n",
+    );
     let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no primary key") && err.contains("REPLICA IDENTITY FULL"), "{err}");
+    assert!(err.contains("column `missing`") && err.contains("public.nokey") && err.contains("key_columns"), "{err}");
 
     let cfg = stdout_config(dir.path(), "badurl", "postgres://cdcd:cdcd@127.0.0.1:notaport/x", r#"["public.present"]"#);
     let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);

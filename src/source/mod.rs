@@ -3,6 +3,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod tables;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
@@ -42,20 +43,33 @@ pub fn for_config(cfg: &ConnectorConfig) -> Box<dyn Source> {
     }
 }
 
+/// How `cdcd check` rates one finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    /// Works, with a limit the user should know about (e.g. a table captured inserts-only).
+    Note,
+    Fail,
+}
+
 /// One checked prerequisite, as `cdcd check` prints it.
 pub struct Finding {
-    pub ok: bool,
+    pub level: Level,
     pub what: String,
-    /// What to do about a failure.
+    /// What to do about a failure, or how to lift a noted limit.
     pub fix: Option<String>,
 }
 
 impl Finding {
     pub fn ok(what: impl Into<String>) -> Finding {
-        Finding { ok: true, what: what.into(), fix: None }
+        Finding { level: Level::Ok, what: what.into(), fix: None }
+    }
+
+    pub fn note(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { level: Level::Note, what: what.into(), fix: Some(fix.into()) }
     }
 
     pub fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { ok: false, what: what.into(), fix: Some(fix.into()) }
+        Finding { level: Level::Fail, what: what.into(), fix: Some(fix.into()) }
     }
 }

@@ -4,6 +4,7 @@ use mysql_async::prelude::*;
 
 use super::{connect, problems, resolve_tables, server_info};
 use crate::config::MysqlSourceConfig;
+use crate::source::tables::KeyColumns;
 use crate::source::Finding;
 
 pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
@@ -89,7 +90,26 @@ pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
     match resolve_tables(&mut conn, &my.tables).await {
         Ok(t) if t.is_empty() => out
             .push(Finding::fail(format!("no table matches {:?}", my.tables), "create the tables or fix source.tables")),
-        Ok(t) => out.push(Finding::ok(format!("{} table(s) match source.tables", t.len()))),
+        Ok(t) => {
+            out.push(Finding::ok(format!("{} table(s) match source.tables", t.len())));
+            let with_pk: Vec<(String, String)> = conn
+                .query("SELECT DISTINCT table_schema, table_name FROM information_schema.key_column_usage WHERE constraint_name = 'PRIMARY'")
+                .await
+                .unwrap_or_default();
+            let keys = KeyColumns::new(&my.key_columns);
+            for table in t.iter().filter(|t| !with_pk.iter().any(|(d, n)| d == &t.db && n == &t.name)) {
+                match keys.configured(&table.db, &table.name) {
+                    Some(cols) => out.push(Finding::ok(format!(
+                        "{table}: no primary key; every change captured, key ({}) from key_columns",
+                        cols.join(", ")
+                    ))),
+                    None => out.push(Finding::note(
+                        format!("{table}: no primary key; every change captured (full row images) with a null Kafka key, so its events spread over partitions without per-row order"),
+                        format!("add a primary key, or name key columns: [source.key_columns] \"{table}\" = [\"col\"]"),
+                    )),
+                }
+            }
+        }
         Err(e) => out.push(Finding::fail(e.to_string(), "fix source.tables")),
     }
     out

@@ -31,7 +31,6 @@ use crate::config::{ConnectorConfig, MysqlSourceConfig, PositionMode, SnapshotMo
 use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{BinlogPosition, Position};
 use crate::error::{ServerFailure, SessionError, SourceError};
-use crate::source::postgres::catalog::glob;
 use crate::source::{Session, Source};
 
 /// What the server says about itself.
@@ -181,13 +180,7 @@ pub fn quote(ident: &str) -> String {
     format!("`{}`", ident.replace('`', "``"))
 }
 
-/// Whether `db.table` matches the include list.
-pub fn included(patterns: &[String], db: &str, table: &str) -> bool {
-    patterns.iter().any(|p| {
-        let (dp, tp) = p.split_once('.').unwrap_or(("*", p));
-        glob(dp, db) && glob(tp, table)
-    })
-}
+pub use crate::source::tables::included;
 
 pub async fn resolve_tables(conn: &mut Conn, patterns: &[String]) -> Result<Vec<TableName>, SourceError> {
     let rows: Vec<(String, String)> = conn
@@ -257,6 +250,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         connector: cfg.name.clone(),
         topic_prefix: cfg.topic_prefix().to_string(),
         flavor: info.flavor(),
+        keys: crate::source::tables::KeyColumns::new(&my.key_columns),
     };
     let identity = info.identity();
     let use_gtid = match my.position {

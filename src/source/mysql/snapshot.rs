@@ -150,6 +150,7 @@ pub async fn table_from_information_schema(
         )
         .await
         .map_err(q)?;
-    let key = pk.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let pk = pk.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let key = ctx.key_indexes(&t.db, &t.name, &columns, pk).map_err(SourceError::Fatal)?;
     Ok(Table::new(&t.db, &t.name, columns, key, ctx))
 }

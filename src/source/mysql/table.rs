@@ -7,6 +7,7 @@ use mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
 use mysql_async::consts::ColumnType;
 
 use crate::core::json;
+use crate::source::tables::KeyColumns;
 
 /// How a column's values are rendered (see the README's value table).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +98,16 @@ pub struct Context {
     pub topic_prefix: String,
     /// "mysql" or "mariadb".
     pub flavor: &'static str,
+    /// Key columns the user configured per table, replacing the primary key.
+    pub keys: KeyColumns,
+}
+
+impl Context {
+    /// The message-key column indexes of `db.name`: configured ones, else its primary key.
+    pub fn key_indexes(&self, db: &str, name: &str, columns: &[Column], pk: Vec<usize>) -> Result<Vec<usize>, String> {
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        self.keys.resolve(db, name, &names, pk)
+    }
 }
 
 const LATIN1: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
@@ -142,6 +153,8 @@ pub enum TableMapError {
     UnknownType { table: String, index: usize, detail: String },
     #[error("table {table}: malformed table-map metadata: {detail}")]
     Malformed { table: String, detail: String },
+    #[error("{0}")]
+    KeyColumns(String),
 }
 
 /// Builds a [`Table`] from a TABLE_MAP event with FULL row metadata.
@@ -254,7 +267,8 @@ pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, T
         })?;
         columns.push(Column::new(name, kind));
     }
-    Ok(Table::new(&db, &name, columns, pk, ctx))
+    let key = ctx.key_indexes(&db, &name, &columns, pk).map_err(TableMapError::KeyColumns)?;
+    Ok(Table::new(&db, &name, columns, key, ctx))
 }
 
 /// With MINIMAL row metadata: `schema` (from information_schema) names the columns. Its

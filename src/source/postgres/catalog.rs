@@ -9,6 +9,7 @@ use super::conn::{sqlstate_is_definite, SESSION_OPTIONS};
 use super::values::{builtin_kind, ValueKind};
 use crate::core::position::Lsn;
 use crate::error::{ServerFailure, SourceError};
+use crate::source::tables::glob;
 
 /// A table selected by the include list.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +51,20 @@ pub struct TableMeta {
     /// `relreplident`: d, n, f, i.
     pub replica_identity: char,
     pub has_primary_key: bool,
+}
+
+impl TableMeta {
+    /// Whether PostgreSQL can publish this table's updates and deletes: it has a replica
+    /// identity (a primary key under DEFAULT, an index, or FULL). Without one, publishing
+    /// updates makes every UPDATE and DELETE on the table fail, so cdcd captures only its
+    /// inserts and truncates.
+    pub fn publishes_updates(&self) -> bool {
+        match self.replica_identity {
+            'f' | 'i' => true,
+            'd' => self.has_primary_key,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -256,32 +271,61 @@ impl Catalog {
         }))
     }
 
-    /// Creates the publication for `tables`, or adds tables it lacks.
-    pub async fn ensure_publication(&self, name: &str, tables: &[TableRef]) -> Result<(), SourceError> {
-        let existing = self
-            .client
-            .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&name])
-            .await
-            .map_err(|e| sql_err("reading publication", e))?;
+    /// The tables in publication `name`, or `None` if it does not exist.
+    pub async fn publication_tables(&self, name: &str) -> Result<Option<Vec<TableRef>>, SourceError> {
         let exists = self
             .client
             .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
             .await
             .map_err(|e| sql_err("reading publication", e))?
             .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let rows = self
+            .client
+            .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&name])
+            .await
+            .map_err(|e| sql_err("reading publication", e))?;
+        Ok(Some(rows.iter().map(|r| TableRef { schema: r.get(0), name: r.get(1) }).collect()))
+    }
+
+    /// Makes publication `name` hold `tables` (creating it, or adding the ones it lacks);
+    /// `publish` restricts what it publishes (e.g. `insert, truncate`). A publication that does
+    /// not exist and would be empty is only created when `create_empty`. Returns whether it exists.
+    pub async fn ensure_publication(
+        &self,
+        name: &str,
+        tables: &[TableRef],
+        publish: Option<&str>,
+        create_empty: bool,
+    ) -> Result<bool, SourceError> {
         let list = |ts: &[&TableRef]| ts.iter().map(|t| t.quoted()).collect::<Vec<_>>().join(", ");
         let hint = " (the source user needs CREATE on the database and ownership of the tables, or create the publication yourself)";
-        if !exists {
+        let Some(have) = self.publication_tables(name).await? else {
+            if tables.is_empty() && !create_empty {
+                return Ok(false);
+            }
             let all: Vec<&TableRef> = tables.iter().collect();
-            let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(name), list(&all));
+            let mut sql = format!("CREATE PUBLICATION {}", quote_ident(name));
+            if !all.is_empty() {
+                sql.push_str(&format!(" FOR TABLE {}", list(&all)));
+            }
+            if let Some(p) = publish {
+                sql.push_str(&format!(" WITH (publish = {})", quote_literal(p)));
+            }
             self.client
                 .batch_execute(&sql)
                 .await
                 .map_err(|e| sql_err(&format!("creating publication {name}{hint}"), e))?;
-            tracing::info!(publication = name, tables = tables.len(), "created publication");
-            return Ok(());
-        }
-        let have: Vec<TableRef> = existing.iter().map(|r| TableRef { schema: r.get(0), name: r.get(1) }).collect();
+            tracing::info!(
+                publication = name,
+                tables = tables.len(),
+                publish = publish.unwrap_or("all"),
+                "created publication"
+            );
+            return Ok(true);
+        };
         let missing: Vec<&TableRef> = tables.iter().filter(|t| !have.contains(t)).collect();
         if !missing.is_empty() {
             let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(name), list(&missing));
@@ -291,49 +335,35 @@ impl Catalog {
                 .map_err(|e| sql_err(&format!("adding tables to publication {name}{hint}"), e))?;
             tracing::warn!(publication = name, added = %list(&missing), "added newly matching tables to the publication; their existing rows are not snapshotted, only changes from now on");
         }
-        Ok(())
+        Ok(true)
     }
-}
 
-/// `*` matches any run of characters; everything else literally.
-pub fn glob(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == s;
-    }
-    let mut rest = s;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            match rest.strip_prefix(part) {
-                Some(r) => rest = r,
-                None => return false,
+    /// Removes those of `tables` that publication `name` holds. Used to move a table that lost
+    /// its replica identity out of a publication that publishes updates, where it would make the
+    /// application's own UPDATEs fail. Failure is only a warning: cdcd does not own every
+    /// publication it reads (e.g. one made `FOR ALL TABLES`).
+    pub async fn remove_from_publication(&self, name: &str, tables: &[TableRef]) -> Result<(), SourceError> {
+        let Some(have) = self.publication_tables(name).await? else { return Ok(()) };
+        let present: Vec<String> = tables.iter().filter(|t| have.contains(t)).map(|t| t.quoted()).collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("ALTER PUBLICATION {} DROP TABLE {}", quote_ident(name), present.join(", "));
+        match self.client.batch_execute(&sql).await {
+            Ok(()) => {
+                tracing::warn!(publication = name, tables = %present.join(", "), "moved tables out of the publication (their replica identity changed)")
             }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
+            Err(e) => {
+                tracing::warn!(publication = name, tables = %present.join(", "), "could not move tables out of the publication: {e}")
             }
         }
+        Ok(())
     }
-    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_matches_like_the_docs_say() {
-        assert!(glob("*", "anything"));
-        assert!(glob("orders", "orders"));
-        assert!(!glob("orders", "orders2"));
-        assert!(glob("ord*", "orders"));
-        assert!(glob("*_log", "audit_log"));
-        assert!(glob("a*b*c", "aXXbYYc"));
-        assert!(!glob("a*b*c", "aXXcYYb"));
-    }
 
     #[test]
     fn quoting() {

@@ -1,12 +1,13 @@
 //! `cdcd check` for PostgreSQL sources: every prerequisite as a finding with its fix.
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, TableMeta, TableRef};
 use super::conn::{ConnParams, ReplicationConn};
 use super::{identify, names};
 use crate::config::{ConnectorConfig, PostgresSourceConfig};
 use crate::core::checkpoint::Checkpoint;
 use crate::core::position::Position;
 
+use crate::source::tables::KeyColumns;
 use crate::source::Finding;
 
 fn ok(what: impl Into<String>) -> Finding {
@@ -64,17 +65,10 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         }
         Ok(tables) => {
             out.push(ok(format!("{} table(s) match source.tables", tables.len())));
+            let keys = KeyColumns::new(&pg.key_columns);
             for t in &tables {
                 match catalog.table_meta_by_name(t).await {
-                    Ok(m) if m.has_primary_key => out.push(ok(format!("{t}: primary key ({})", m.key.join(", ")))),
-                    Ok(m) if matches!(m.replica_identity, 'f' | 'i') => out.push(ok(format!(
-                        "{t}: no primary key, REPLICA IDENTITY {} (events get a null key)",
-                        if m.replica_identity == 'f' { "FULL" } else { "USING INDEX" }
-                    ))),
-                    Ok(_) => out.push(fail(
-                        format!("{t}: no primary key or replica identity"),
-                        format!("add a primary key, or ALTER TABLE {} REPLICA IDENTITY FULL", t.quoted()),
-                    )),
+                    Ok(m) => out.push(table_finding(t, &m, &keys)),
                     Err(e) => out.push(fail(format!("{t}: {e}"), "grant SELECT on the table")),
                 }
                 if let Ok(r) = c.query_one("SELECT has_table_privilege($1, 'SELECT')", &[&t.quoted()]).await {
@@ -135,6 +129,28 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         Err(e) => out.push(fail(e.to_string(), "fix source.url")),
     }
     out
+}
+
+/// What will be captured of one table, and why.
+fn table_finding(t: &TableRef, m: &TableMeta, keys: &KeyColumns) -> Finding {
+    let columns: Vec<&str> = m.columns.iter().map(|(n, _)| n.as_str()).collect();
+    let own: Vec<usize> = m.key.iter().filter_map(|k| columns.iter().position(|c| c == k)).collect();
+    let key = match keys.resolve(&t.schema, &t.name, &columns, own) {
+        Ok(k) if k.is_empty() => "null Kafka key".to_string(),
+        Ok(k) => {
+            let names: Vec<&str> = k.iter().map(|&i| columns[i]).collect();
+            let whose = if keys.configured(&t.schema, &t.name).is_some() { "configured" } else { "primary" };
+            format!("key ({}) from the {whose} key", names.join(", "))
+        }
+        Err(e) => return fail(format!("{t}: {e}"), "fix source.key_columns"),
+    };
+    if m.publishes_updates() {
+        return ok(format!("{t}: every change captured, {key}"));
+    }
+    Finding::note(
+        format!("{t}: inserts and truncates only, {key}: no primary key or replica identity, so PostgreSQL cannot publish its updates and deletes without making them fail (cdcd puts it in the insert-only publication)"),
+        format!("add a primary key, or ALTER TABLE {} REPLICA IDENTITY FULL, to capture updates and deletes too", t.quoted()),
+    )
 }
 
 fn check_checkpoint(

@@ -34,6 +34,7 @@ use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{Lsn, Position};
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
+use crate::source::tables::KeyColumns;
 use crate::source::{Session, Source};
 use catalog::{quote_ident, quote_literal, Catalog, TableRef};
 use conn::{ConnParams, ReplicationConn};
@@ -42,16 +43,34 @@ use relation::SourceContext;
 /// Names derived from the configuration.
 pub struct Names {
     pub slot: String,
+    /// Publishes everything, for tables with a replica identity.
     pub publication: String,
+    /// Publishes inserts and truncates only, for tables without a replica identity.
+    pub insert_publication: String,
     pub application: String,
 }
 
 pub fn names(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Names {
+    let publication = pg.publication.clone().unwrap_or_else(|| cfg.default_object_name());
+    // Identifiers are at most 63 bytes; the configured name is ASCII (checked on load).
+    let mut insert_publication = publication.clone();
+    insert_publication.truncate(63 - "_inserts".len());
+    insert_publication.push_str("_inserts");
     Names {
         slot: pg.slot.clone().unwrap_or_else(|| cfg.default_object_name()),
-        publication: pg.publication.clone().unwrap_or_else(|| cfg.default_object_name()),
+        publication,
+        insert_publication,
         application: format!("cdcd-{}", cfg.name),
     }
+}
+
+/// The tables a connector captures, split by what PostgreSQL can publish for them.
+pub struct Selection {
+    /// Tables with a replica identity: every change.
+    pub full: Vec<TableRef>,
+    /// Tables without one: inserts and truncates only (updates and deletes cannot be published
+    /// without breaking the application's own UPDATE and DELETE statements).
+    pub insert_only: Vec<TableRef>,
 }
 
 /// What the server's `IDENTIFY_SYSTEM` says.
@@ -68,7 +87,7 @@ pub async fn identify(repl: &mut ReplicationConn) -> Result<SystemId, SourceErro
 }
 
 /// Checks that must pass before anything is created.
-pub async fn preflight(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<Vec<TableRef>, SourceError> {
+pub async fn preflight(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<Selection, SourceError> {
     let wal_level = catalog.setting("wal_level").await?;
     if wal_level != "logical" {
         return Err(SourceError::Fatal(format!(
@@ -82,16 +101,38 @@ pub async fn preflight(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<V
             pg.tables
         )));
     }
-    for t in &tables {
-        let meta = catalog.table_meta_by_name(t).await?;
-        if !meta.has_primary_key && !matches!(meta.replica_identity, 'f' | 'i') {
-            return Err(SourceError::Fatal(format!(
-                "table {t} has no primary key and no replica identity, so PostgreSQL cannot publish its updates and deletes: add a primary key, or run ALTER TABLE {} REPLICA IDENTITY FULL",
-                t.quoted()
-            )));
+    let mut selection = Selection { full: Vec::new(), insert_only: Vec::new() };
+    for t in tables {
+        let meta = catalog.table_meta_by_name(&t).await?;
+        if meta.publishes_updates() {
+            selection.full.push(t);
+        } else {
+            tracing::warn!(table = %t, "no primary key or replica identity: capturing inserts and truncates only (PostgreSQL cannot publish its updates and deletes without breaking them); add a primary key or REPLICA IDENTITY FULL to capture them");
+            selection.insert_only.push(t);
         }
     }
-    Ok(tables)
+    Ok(selection)
+}
+
+/// Brings the two publications in line with `selection`; returns the publications to stream.
+async fn reconcile_publications(
+    catalog: &Catalog,
+    names: &Names,
+    selection: &Selection,
+) -> Result<Vec<String>, SourceError> {
+    // Out of the publication that publishes updates first, so the application never sees an
+    // UPDATE fail because of us; then into the insert-only one.
+    catalog.remove_from_publication(&names.publication, &selection.insert_only).await?;
+    catalog.ensure_publication(&names.publication, &selection.full, None, true).await?;
+    let mut streamed = vec![names.publication.clone()];
+    if catalog
+        .ensure_publication(&names.insert_publication, &selection.insert_only, Some("insert, truncate"), false)
+        .await?
+    {
+        catalog.remove_from_publication(&names.insert_publication, &selection.full).await?;
+        streamed.push(names.insert_publication.clone());
+    }
+    Ok(streamed)
 }
 
 /// A PostgreSQL database read through a logical replication slot.
@@ -122,8 +163,9 @@ async fn run_session(
     let params = ConnParams::from_config(&pgcfg)?;
     let names = names(cfg, pg);
     let mut catalog = Catalog::connect(&pgcfg, &names.application).await?;
-    let tables = preflight(&catalog, pg).await?;
-    catalog.ensure_publication(&names.publication, &tables).await?;
+    let selection = preflight(&catalog, pg).await?;
+    let publications = reconcile_publications(&catalog, &names, &selection).await?;
+    let tables: Vec<TableRef> = selection.full.iter().chain(&selection.insert_only).cloned().collect();
 
     let mut repl = ReplicationConn::connect(&params, &names.application).await?;
     let system = identify(&mut repl).await?;
@@ -132,6 +174,7 @@ async fn run_session(
         connector: cfg.name.clone(),
         db: system.database.clone(),
         topic_prefix: cfg.topic_prefix().to_string(),
+        keys: KeyColumns::new(&pg.key_columns),
     };
     let identity = |created: Option<Lsn>| SourceIdentity::Postgres {
         system_identifier: system.system_identifier.clone(),
@@ -228,10 +271,10 @@ async fn run_session(
     let sql = format!(
         "START_REPLICATION SLOT {} LOGICAL {start} (\"proto_version\" '1', \"publication_names\" {})",
         quote_ident(&names.slot),
-        quote_literal(&names.publication)
+        quote_literal(&publications.join(","))
     );
     let (reader, writer) = repl.start_replication(&sql).await?;
-    tracing::info!(connector = %cfg.name, slot = %names.slot, publication = %names.publication, %start, tables = tables.len(), "streaming");
+    tracing::info!(connector = %cfg.name, slot = %names.slot, publications = %publications.join(","), %start, tables = tables.len(), "streaming");
     let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start);
     streamer.run(reader, writer, start, durable, Duration::from_secs(pg.status_interval_secs), shutdown).await
 }

@@ -8,6 +8,8 @@ use super::values::{write_value, ValueKind};
 use crate::core::envelope::{write_times, WriteJson};
 use crate::core::json;
 use crate::core::position::{event_position, Lsn};
+use crate::error::SourceError;
+use crate::source::tables::KeyColumns;
 
 /// What Debezium writes for an unchanged TOASTed column the server did not send.
 pub const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
@@ -18,6 +20,8 @@ pub struct SourceContext {
     pub connector: String,
     pub db: String,
     pub topic_prefix: String,
+    /// Key columns the user configured per table, replacing the primary key.
+    pub keys: KeyColumns,
 }
 
 #[derive(Debug)]
@@ -40,13 +44,15 @@ pub struct Relation {
 }
 
 impl Relation {
+    /// `key_names` is the table's own key (primary key or replica-identity index); a key the
+    /// user configured for the table replaces it.
     pub fn new(
         id: u32,
         table: TableRef,
         columns: Vec<(String, ValueKind)>,
         key_names: &[String],
         ctx: &SourceContext,
-    ) -> Self {
+    ) -> Result<Self, SourceError> {
         let columns: Vec<Column> = columns
             .into_iter()
             .map(|(name, kind)| {
@@ -56,7 +62,9 @@ impl Relation {
                 Column { name, json_key, kind }
             })
             .collect();
-        let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+        let own_key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let key = ctx.keys.resolve(&table.schema, &table.name, &names, own_key).map_err(SourceError::Fatal)?;
         let mut p = Vec::new();
         p.extend_from_slice(b"{\"version\":");
         json::write_str(&mut p, env!("CARGO_PKG_VERSION"));
@@ -69,7 +77,7 @@ impl Relation {
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, &table.name);
         let topic = format!("{}.{}.{}", ctx.topic_prefix, table.schema, table.name);
-        Relation { id, table, topic, columns, key, source_prefix: p }
+        Ok(Relation { id, table, topic, columns, key, source_prefix: p })
     }
 
     pub fn has_key(&self) -> bool {

@@ -48,7 +48,7 @@ pub async fn run(
         for (name, oid) in &meta.columns {
             columns.push((name.clone(), catalog.kind_for(*oid).await?));
         }
-        let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx);
+        let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
         let col_list = rel.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
         let sql = format!("COPY (SELECT {col_list} FROM {}) TO STDOUT", table.quoted());
         let stream = catalog

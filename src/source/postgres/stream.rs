@@ -251,11 +251,12 @@ impl<'a> Streamer<'a> {
             Ok(meta) => meta.key,
             Err(_) => r.columns.iter().filter(|c| c.flags & 1 == 1).map(|c| c.name.clone()).collect(),
         };
-        if key.is_empty() {
-            tracing::warn!(table = %table, "table has no primary key: its events get a null Kafka key (no per-row ordering guarantee across partitions)");
+        let rel = Relation::new(r.id, table, columns, &key, &self.ctx)?;
+        if !rel.has_key() {
+            tracing::warn!(table = %rel.table, "table has no primary key and no key_columns: its events get a null Kafka key (no per-row ordering across partitions)");
         }
-        tracing::debug!(table = %table, columns = r.columns.len(), "relation");
-        Ok(Relation::new(r.id, table, columns, &key, &self.ctx))
+        tracing::debug!(table = %rel.table, columns = r.columns.len(), "relation");
+        Ok(rel)
     }
 }
 

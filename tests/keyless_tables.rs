@@ -1,0 +1,142 @@
+//! Tables without a primary key, on both sources: captured with a null Kafka key (or the key
+//! columns the user names), never stopping the connector. On PostgreSQL such a table goes into
+//! an insert-only publication, so the application's own UPDATE and DELETE on it keep working;
+//! on MariaDB full row images give its updates and deletes too.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use serde_json::json;
+use support::*;
+
+fn topic_recs<'a>(recs: &'a [Rec], topic: &str) -> Vec<&'a Rec> {
+    recs.iter().filter(|r| r.topic == topic).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_wildcard_over_a_pgbench_schema_captures_the_keyless_history_table() {
+    let db = TestDb::create("keyless_pg").await;
+    let url = url::Url::parse(&db.url).unwrap();
+    let pgbench = |args: &[&str]| {
+        let out = Command::new("/usr/lib/postgresql/15/bin/pgbench")
+            .args(["-h", url.host_str().unwrap(), "-p", &url.port().unwrap().to_string(), "-U", "cdcd"])
+            .args(args)
+            .arg(&db.name)
+            .env("PGPASSWORD", "cdcd")
+            .output()
+            .expect("run pgbench (postgresql-15 ships it)");
+        assert!(out.status.success(), "pgbench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    pgbench(&["-i", "-s", "1", "-q"]);
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE events_k (code text, v int); INSERT INTO events_k VALUES ('pre', 0);
+         CREATE TABLE audit (what text); INSERT INTO audit VALUES ('pre-existing');",
+    )
+    .await
+    .unwrap();
+    let rig = Rig::new(&db.url, "kl", r#"["public.*"]"#, "[source.key_columns]\n\"public.events_k\" = [\"code\"]\n");
+
+    let (code, out, _) = cdcd(&["check", "--config", rig.cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "a keyless table is a note, not a failure:\n{out}");
+    assert!(out.contains("note  public.pgbench_history: inserts and truncates only, null Kafka key"), "{out}");
+    assert!(out.contains("REPLICA IDENTITY FULL, to capture updates and deletes too"), "{out}");
+    assert!(out.contains("public.pgbench_accounts: every change captured, key (aid) from the primary key"), "{out}");
+    assert!(out.contains("public.events_k: inserts and truncates only, key (code) from the configured key"), "{out}");
+
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming")), "{}", daemon.logs());
+    pgbench(&["-t", "40", "-c", "1", "-n"]);
+    // The application's own UPDATE and DELETE on the keyless table must keep working.
+    c.batch_execute("UPDATE pgbench_history SET delta = 0 WHERE tid = 1; DELETE FROM pgbench_history WHERE tid = 2")
+        .await
+        .expect("UPDATE/DELETE on a keyless captured table must not fail");
+    c.batch_execute("INSERT INTO events_k VALUES ('live', 1); INSERT INTO audit VALUES ('live')").await.unwrap();
+
+    let topics = ["kl.public.pgbench_history", "kl.public.pgbench_tellers", "kl.public.events_k", "kl.public.audit"];
+    let recs = read_topics(&rig.broker.bootstrap, &topics, 40 + 10 + 40 + 2 + 2, 90);
+    let history = topic_recs(&recs, "kl.public.pgbench_history");
+    assert_eq!(history.len(), 40, "one insert per pgbench transaction, updates/deletes not published: {history:#?}");
+    assert!(history.iter().all(|r| r.key.is_none() && r.op() == Some("c")), "{history:#?}");
+    let tellers = topic_recs(&recs, "kl.public.pgbench_tellers");
+    assert_eq!(tellers.iter().filter(|r| r.op() == Some("r")).count(), 10);
+    assert_eq!(tellers.iter().filter(|r| r.op() == Some("u")).count(), 40);
+    let events = topic_recs(&recs, "kl.public.events_k");
+    let keys: Vec<_> = events.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(keys, [Some(json!({"code": "pre"})), Some(json!({"code": "live"}))], "configured key columns");
+    let mut audit: Vec<_> =
+        topic_recs(&recs, "kl.public.audit").iter().map(|r| (r.op().unwrap_or("?"), r.key.is_none())).collect();
+    audit.sort();
+    assert_eq!(audit, [("c", true), ("r", true)], "null keys, in any partition order");
+
+    let pubs = c
+        .query("SELECT pubname::text, tablename::text FROM pg_publication_tables WHERE pubname LIKE 'cdcd_kl%' ORDER BY 1, 2", &[])
+        .await
+        .unwrap();
+    let in_pub = |p: &str, t: &str| pubs.iter().any(|r| r.get::<_, String>(0) == p && r.get::<_, String>(1) == t);
+    assert!(in_pub("cdcd_kl_inserts", "pgbench_history") && !in_pub("cdcd_kl", "pgbench_history"));
+    assert!(in_pub("cdcd_kl", "pgbench_accounts") && !in_pub("cdcd_kl_inserts", "pgbench_accounts"));
+    assert_eq!(daemon.stop(), Some(0));
+
+    // A table that gains a primary key moves to the publication that publishes everything.
+    c.batch_execute("ALTER TABLE audit ADD COLUMN id serial PRIMARY KEY").await.unwrap();
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming")), "{}", daemon.logs());
+    c.batch_execute("UPDATE audit SET what = 'now updatable' WHERE what = 'live'").await.unwrap();
+    let recs = read_topics(&rig.broker.bootstrap, &["kl.public.audit"], 3, 60);
+    let u =
+        recs.iter().find(|r| r.op() == Some("u")).unwrap_or_else(|| panic!("no update: {recs:#?}\n{}", daemon.logs()));
+    assert_eq!(u.value.as_ref().unwrap()["after"]["what"], "now updatable");
+    assert!(u.key.as_ref().is_some_and(|k| k["id"].is_number()));
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_keyless_tables_get_null_keys_or_configured_ones() {
+    let mut c = mysql_db("keyless_my").await;
+    c.query_drop("CREATE TABLE log (a int, b varchar(10))").await.unwrap();
+    c.query_drop("CREATE TABLE logk (code varchar(10), v int)").await.unwrap();
+    c.query_drop("INSERT INTO log VALUES (1, 'pre'); INSERT INTO logk VALUES ('pre', 0)").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let cfg = write_mysql_config(
+        dir.path(),
+        "klm",
+        r#"["keyless_my.*"]"#,
+        5301,
+        &kafka_sink(&broker.bootstrap),
+        "[source.key_columns]\n\"keyless_my.logk\" = [\"code\"]\n",
+    );
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("note  keyless_my.log: no primary key; every change captured"), "{out}");
+    assert!(
+        out.contains("keyless_my.logk: no primary key; every change captured, key (code) from key_columns"),
+        "{out}"
+    );
+
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+    c.query_drop(
+        "INSERT INTO log VALUES (2, 'live'); UPDATE log SET b = 'upd' WHERE a = 2; DELETE FROM log WHERE a = 1",
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO logk VALUES ('live', 1); UPDATE logk SET v = 2 WHERE code = 'live'").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &["klm.keyless_my.log", "klm.keyless_my.logk"], 7, 60);
+    // Null keys spread over partitions, so there is no order to check across them.
+    let mut log: Vec<(&str, bool)> = topic_recs(&recs, "klm.keyless_my.log")
+        .iter()
+        .map(|r| (r.op().unwrap_or("tombstone"), r.key.is_none()))
+        .collect();
+    log.sort();
+    assert_eq!(log, [("c", true), ("d", true), ("r", true), ("u", true)], "no tombstone without a key: {recs:#?}");
+    let u = recs.iter().find(|r| r.topic == "klm.keyless_my.log" && r.op() == Some("u")).unwrap();
+    assert_eq!(u.value.as_ref().unwrap()["before"], json!({"a": 2, "b": "live"}), "full row image as before");
+    let logk: Vec<_> = topic_recs(&recs, "klm.keyless_my.logk").iter().map(|r| r.key.clone()).collect();
+    assert_eq!(logk, [Some(json!({"code": "pre"})), Some(json!({"code": "live"})), Some(json!({"code": "live"}))]);
+    assert_eq!(daemon.stop(), Some(0));
+}
