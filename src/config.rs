@@ -74,6 +74,10 @@ pub struct MysqlSourceConfig {
     /// it (Debezium's `message.key.columns`), e.g. `"shop.audit_log" = ["event_id"]`.
     #[serde(default)]
     pub key_columns: BTreeMap<String, Vec<String>>,
+    /// How long the server may stay silent before the connection counts as dead and the session
+    /// restarts from the checkpoint (a replication heartbeat keeps a healthy idle link talking).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
 }
 
 fn default_position_mode() -> PositionMode {
@@ -109,6 +113,11 @@ pub struct PostgresSourceConfig {
     /// it (Debezium's `message.key.columns`), e.g. `"public.pgbench_history" = ["tid", "aid"]`.
     #[serde(default)]
     pub key_columns: BTreeMap<String, Vec<String>>,
+    /// How long the server may stay silent before the connection counts as dead and the session
+    /// restarts from the checkpoint (status updates ask the server for a reply, so a healthy
+    /// idle link still talks).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
 }
 
 fn default_snapshot() -> SnapshotMode {
@@ -116,6 +125,9 @@ fn default_snapshot() -> SnapshotMode {
 }
 fn default_status_interval() -> u64 {
     10
+}
+fn default_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -310,6 +322,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             if pg.status_interval_secs == 0 {
                 return Err(ConfigError::invalid(path, "source.status_interval_secs", "must be at least 1"));
             }
+            check_timeout(path, pg.timeout_secs)?;
         }
         SourceConfig::Mysql(my) => {
             mysql_async::Opts::from_url(&my.url).map_err(|e| {
@@ -321,6 +334,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             })?;
             check_table_patterns(path, &my.tables, "database.table", "shop.*")?;
             check_key_columns(path, &my.key_columns, "database.table")?;
+            check_timeout(path, my.timeout_secs)?;
             if my.server_id == 0 {
                 return Err(ConfigError::invalid(
                     path,
@@ -374,6 +388,13 @@ fn check_table_patterns(path: &Path, tables: &[String], shape: &str, example: &s
                 format!("`{t}` is not `{shape}` (use `*` as a wildcard, e.g. `{example}`)"),
             ));
         }
+    }
+    Ok(())
+}
+
+fn check_timeout(path: &Path, secs: u64) -> Result<(), ConfigError> {
+    if !(3..=3600).contains(&secs) {
+        return Err(ConfigError::invalid(path, "source.timeout_secs", "must be between 3 and 3600 seconds"));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! independent Kafka reader (Python confluent-kafka).
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod workload;
 
 use std::io::{BufRead, BufReader, Write};

@@ -9,7 +9,7 @@ use crate::source::Finding;
 
 pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut conn = match connect(&my.url).await {
+    let mut conn = match connect(my).await {
         Ok(c) => {
             out.push(Finding::ok("server is reachable and accepts the credentials"));
             c

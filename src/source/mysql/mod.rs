@@ -87,11 +87,23 @@ pub fn my_err(context: &str, e: mysql_async::Error) -> SourceError {
     SourceError::Transient(format!("{context}: {e} (is the server running and reachable at source.url?)"))
 }
 
-pub async fn connect(url: &str) -> Result<Conn, SourceError> {
-    let opts = Opts::from_url(url).map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
-    let mut conn = Conn::new(opts).await.map_err(|e| my_err("connecting", e))?;
-    conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").await.map_err(|e| my_err("session setup", e))?;
-    Ok(conn)
+/// Connects with TCP keepalive; the handshake is bounded by `source.timeout_secs`.
+pub async fn connect(my: &MysqlSourceConfig) -> Result<Conn, SourceError> {
+    let timeout = std::time::Duration::from_secs(my.timeout_secs);
+    let opts = Opts::from_url(&my.url).map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
+    let opts = mysql_async::OptsBuilder::from_opts(opts)
+        .tcp_keepalive(Some((timeout / 6).max(std::time::Duration::from_secs(1))));
+    let connecting = async {
+        let mut conn = Conn::new(opts).await.map_err(|e| my_err("connecting", e))?;
+        conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").await.map_err(|e| my_err("session setup", e))?;
+        Ok(conn)
+    };
+    tokio::time::timeout(timeout, connecting).await.unwrap_or_else(|_| {
+        Err(SourceError::Transient(format!(
+            "the server did not complete the connection handshake within {} s",
+            timeout.as_secs()
+        )))
+    })
 }
 
 async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError> {
@@ -234,7 +246,7 @@ impl Source for MysqlSource {
 
 async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Session<'_>) -> Result<(), SessionError> {
     let Session { checkpoint, emitter, shutdown, .. } = session;
-    let mut conn = connect(&my.url).await?;
+    let mut conn = connect(my).await?;
     let info = server_info(&mut conn).await?;
     if let Some((what, fix)) = problems(&info).into_iter().next() {
         return Err(SourceError::Fatal(format!("{what}; fix: {fix}")).into());
@@ -301,7 +313,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         }
         None if my.snapshot == SnapshotMode::Initial => {
             emitter.set_identity(identity);
-            snapshot::run(&my.url, &info, &tables, &ctx, emitter).await?
+            snapshot::run(my, &info, &tables, &ctx, emitter).await?
         }
         None => {
             let at = current_position(&mut conn, &info).await?;
@@ -311,5 +323,5 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         }
     };
     drop(conn);
-    stream::run(&my.url, my, &info, ctx, start, use_gtid, emitter, shutdown).await
+    stream::run(my, &info, ctx, start, use_gtid, emitter, shutdown).await
 }

@@ -12,20 +12,21 @@ use mysql_async::prelude::*;
 use super::table::{kind_from_information_schema, Column, Context, Table};
 use super::values::{Key, Row, TextCells};
 use super::{connect, current_position, my_err, quote, ServerInfo, TableName};
+use crate::config::MysqlSourceConfig;
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{BinlogPosition, Position};
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
 
 pub async fn run(
-    url: &str,
+    my: &MysqlSourceConfig,
     info: &ServerInfo,
     tables: &[TableName],
     ctx: &Context,
     emitter: &mut Emitter,
 ) -> Result<BinlogPosition, SessionError> {
     let started = std::time::Instant::now();
-    let mut conn = connect(url).await?;
+    let mut conn = connect(my).await?;
     let q = |e| my_err("snapshot", e);
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q)?;
     let at = if info.mariadb {

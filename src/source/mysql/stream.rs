@@ -171,7 +171,6 @@ const MYSQL_GTID_TAGGED_EVENT: u8 = 42;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    url: &str,
     my: &MysqlSourceConfig,
     info: &ServerInfo,
     ctx: Context,
@@ -180,8 +179,13 @@ pub async fn run(
     emitter: &mut Emitter,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
-    let mut conn = connect(url).await?;
+    let mut conn = connect(my).await?;
     let q = |e| my_err("binlog stream", e);
+    // The server sends a heartbeat when it has nothing else to send, so silence longer than the
+    // timeout means the connection or the server is gone, not that the tables are idle.
+    let timeout = std::time::Duration::from_secs(my.timeout_secs);
+    let heartbeat_ns = (timeout / 3).as_nanos();
+    conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}")).await.map_err(q)?;
     conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum").await.map_err(q)?;
     let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(q)?;
     let checksummed = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
@@ -225,7 +229,10 @@ pub async fn run(
         let ev = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
-            ev = stream.next() => ev,
+            ev = tokio::time::timeout(timeout, stream.next()) => ev.map_err(|_| SourceError::Transient(format!(
+                "the server sent nothing for {} s, not even a replication heartbeat: the connection or the server is unresponsive (source.timeout_secs); reconnecting",
+                timeout.as_secs()
+            )))?,
         };
         if *shutdown.borrow() {
             return Ok(());
@@ -302,7 +309,7 @@ pub async fn run(
                     if !schemas.contains_key(&key) {
                         let conn = match &mut schema_conn {
                             Some(c) => c,
-                            None => schema_conn.insert(connect(url).await?),
+                            None => schema_conn.insert(connect(my).await?),
                         };
                         let t = table_from_information_schema(conn, &key, &ctx).await?;
                         schemas.insert(key.clone(), t);

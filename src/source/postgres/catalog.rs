@@ -74,6 +74,8 @@ pub struct SlotInfo {
     pub confirmed_flush: Option<Lsn>,
     pub wal_status: Option<String>,
     pub active: bool,
+    /// The walsender process holding the slot, if it is active.
+    pub active_pid: Option<i32>,
 }
 
 pub struct Catalog {
@@ -97,9 +99,21 @@ pub fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
 }
 
 impl Catalog {
-    pub async fn connect(cfg: &tokio_postgres::Config, application_name: &str) -> Result<Self, SourceError> {
+    /// Connects; a server silent for `timeout` (connect, or unacknowledged writes) breaks it.
+    pub async fn connect(
+        cfg: &tokio_postgres::Config,
+        application_name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, SourceError> {
         let mut cfg = cfg.clone();
-        cfg.options(SESSION_OPTIONS).application_name(application_name);
+        cfg.options(SESSION_OPTIONS)
+            .application_name(application_name)
+            .connect_timeout(timeout)
+            .tcp_user_timeout(timeout)
+            .keepalives(true)
+            .keepalives_idle((timeout / 6).max(std::time::Duration::from_secs(1)))
+            .keepalives_interval((timeout / 6).max(std::time::Duration::from_secs(1)))
+            .keepalives_retries(3);
         let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
             let hint = match e.as_db_error().map(|d| d.code().code().to_string()) {
                 Some(c) if c == "28P01" || c == "28000" => {
@@ -256,7 +270,7 @@ impl Catalog {
         let row = self
             .client
             .query_opt(
-                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, wal_status, active \
+                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, wal_status, active, active_pid \
                  FROM pg_replication_slots WHERE slot_name = $1",
                 &[&name],
             )
@@ -268,6 +282,7 @@ impl Catalog {
             confirmed_flush: r.get::<_, Option<String>>(2).and_then(|s| s.parse().ok()),
             wal_status: r.get(3),
             active: r.get(4),
+            active_pid: r.get(5),
         }))
     }
 

@@ -27,7 +27,8 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         }
     };
     let n = names(cfg, pg);
-    let catalog = match Catalog::connect(&pgcfg, &n.application).await {
+    let timeout = std::time::Duration::from_secs(pg.timeout_secs);
+    let catalog = match Catalog::connect(&pgcfg, &n.application, timeout).await {
         Ok(c) => {
             out.push(ok("PostgreSQL is reachable and accepts the credentials"));
             c
@@ -111,7 +112,7 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
             Err(e) => out.push(fail(format!("counting slots: {e}"), "check privileges")),
         },
     }
-    match ConnParams::from_config(&pgcfg) {
+    match ConnParams::from_config(&pgcfg, timeout) {
         Ok(params) => match ReplicationConn::connect(&params, &n.application).await {
             Ok(mut repl) => match identify(&mut repl).await {
                 Ok(sys) => {

@@ -23,10 +23,13 @@ pub struct ConnParams {
     pub user: String,
     pub password: Option<Vec<u8>>,
     pub dbname: String,
+    /// How long the server may stay silent (connect, authenticate, stream) before the
+    /// connection counts as dead.
+    pub timeout: std::time::Duration,
 }
 
 impl ConnParams {
-    pub fn from_config(cfg: &tokio_postgres::Config) -> Result<Self, SourceError> {
+    pub fn from_config(cfg: &tokio_postgres::Config, timeout: std::time::Duration) -> Result<Self, SourceError> {
         use tokio_postgres::config::Host;
         let host = match cfg.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
@@ -52,6 +55,7 @@ impl ConnParams {
             dbname: cfg.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone()),
             user,
             password: cfg.get_password().map(<[u8]>::to_vec),
+            timeout,
         })
     }
 }
@@ -131,6 +135,8 @@ pub struct ReplicationConn {
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// The server process serving this connection (from BackendKeyData).
+    backend_pid: Option<i32>,
 }
 
 /// One backend message: its tag and body (without the length word).
@@ -143,16 +149,52 @@ fn io_err(context: &str, e: std::io::Error) -> SourceError {
     SourceError::Transient(format!("{context}: {e}"))
 }
 
+/// Keepalive probes and a bound on unacknowledged writes, so a peer that vanishes without a FIN
+/// or RST (a dead host, a dropped route) breaks the connection within about `timeout` even
+/// while cdcd is only writing status updates.
+pub fn bound_dead_peer(stream: &TcpStream, timeout: std::time::Duration) {
+    let sock = socket2::SockRef::from(stream);
+    let probe = (timeout / 6).max(std::time::Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new().with_time(probe).with_interval(probe).with_retries(3);
+    if let Err(e) = sock.set_tcp_keepalive(&keepalive) {
+        tracing::warn!("cannot enable TCP keepalive on the replication connection: {e}");
+    }
+    if let Err(e) = sock.set_tcp_user_timeout(Some(timeout)) {
+        tracing::warn!("cannot set TCP_USER_TIMEOUT on the replication connection: {e}");
+    }
+}
+
 impl ReplicationConn {
+    /// Opens a replication connection; the whole handshake is bounded by `p.timeout`.
     pub async fn connect(p: &ConnParams, application_name: &str) -> Result<Self, SourceError> {
         let addr = format!("{}:{}", p.host, p.port);
-        let stream = TcpStream::connect(&addr).await.map_err(|e| {
+        tokio::time::timeout(p.timeout, Self::handshake(p, &addr, application_name)).await.unwrap_or_else(|_| {
+            Err(SourceError::Transient(format!(
+                "PostgreSQL at {addr} did not complete the connection handshake within {} s",
+                p.timeout.as_secs()
+            )))
+        })
+    }
+
+    /// The PostgreSQL process serving this connection.
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.backend_pid
+    }
+
+    async fn handshake(p: &ConnParams, addr: &str, application_name: &str) -> Result<Self, SourceError> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| {
             SourceError::Transient(format!(
                 "cannot connect to PostgreSQL at {addr}: {e} (is the server running and listening on that address?)"
             ))
         })?;
         let _ = stream.set_nodelay(true);
-        let mut conn = Self { stream, rbuf: BytesMut::with_capacity(1 << 16), wbuf: BytesMut::with_capacity(1024) };
+        bound_dead_peer(&stream, p.timeout);
+        let mut conn = Self {
+            stream,
+            rbuf: BytesMut::with_capacity(1 << 16),
+            wbuf: BytesMut::with_capacity(1024),
+            backend_pid: None,
+        };
         let params = [
             ("user", p.user.as_str()),
             ("database", p.dbname.as_str()),
@@ -169,6 +211,9 @@ impl ReplicationConn {
             let m = conn.read_message().await?;
             match m.tag {
                 b'Z' => break,
+                b'K' if m.body.len() >= 4 => {
+                    conn.backend_pid = Some(i32::from_be_bytes([m.body[0], m.body[1], m.body[2], m.body[3]]))
+                }
                 b'E' => return Err(ServerError::parse(&m.body).into_source_error("replication connection")),
                 _ => {}
             }

@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod stream;
 pub mod values;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -139,30 +140,62 @@ async fn reconcile_publications(
 pub struct PostgresSource {
     cfg: ConnectorConfig,
     pg: PostgresSourceConfig,
+    /// The walsender process of this connector's last replication session, so a session that
+    /// died without the server noticing can be ended instead of blocking the slot.
+    last_walsender: Mutex<Option<i32>>,
 }
 
 impl PostgresSource {
     pub fn new(cfg: ConnectorConfig, pg: PostgresSourceConfig) -> Self {
-        PostgresSource { cfg, pg }
+        PostgresSource { cfg, pg, last_walsender: Mutex::new(None) }
     }
 }
 
 impl Source for PostgresSource {
     fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>> {
-        Box::pin(run_session(&self.cfg, &self.pg, session))
+        Box::pin(run_session(self, session))
     }
 }
 
-async fn run_session(
-    cfg: &ConnectorConfig,
-    pg: &PostgresSourceConfig,
-    session: Session<'_>,
-) -> Result<(), SessionError> {
+/// A previous session of this connector whose connection went silent (no FIN, no RST) may still
+/// hold the slot on the server until `wal_sender_timeout`. End that server process rather than
+/// wait; only ever the one this process started.
+async fn release_stale_walsender(
+    catalog: &Catalog,
+    slot: &str,
+    previous: Option<i32>,
+    timeout: Duration,
+) -> Result<(), SourceError> {
+    let Some(pid) = previous else { return Ok(()) };
+    match catalog.slot(slot).await? {
+        Some(s) if s.active && s.active_pid == Some(pid) => {}
+        _ => return Ok(()),
+    }
+    tracing::warn!(
+        pid,
+        slot,
+        "the slot is still held by this connector's previous, silent session; ending that server process"
+    );
+    catalog
+        .client()
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .map_err(|e| catalog::sql_err("ending the previous walsender", e))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while catalog.slot(slot).await?.is_some_and(|s| s.active) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), SessionError> {
+    let (cfg, pg) = (&src.cfg, &src.pg);
     let Session { checkpoint, emitter, durable, shutdown } = session;
+    let timeout = Duration::from_secs(pg.timeout_secs);
     let pgcfg: tokio_postgres::Config = pg.url.parse().map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
-    let params = ConnParams::from_config(&pgcfg)?;
+    let params = ConnParams::from_config(&pgcfg, timeout)?;
     let names = names(cfg, pg);
-    let mut catalog = Catalog::connect(&pgcfg, &names.application).await?;
+    let mut catalog = Catalog::connect(&pgcfg, &names.application, timeout).await?;
     let selection = preflight(&catalog, pg).await?;
     let publications = reconcile_publications(&catalog, &names, &selection).await?;
     let tables: Vec<TableRef> = selection.full.iter().chain(&selection.insert_only).cloned().collect();
@@ -273,10 +306,15 @@ async fn run_session(
         quote_ident(&names.slot),
         quote_literal(&publications.join(","))
     );
+    let previous = *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner());
+    release_stale_walsender(&catalog, &names.slot, previous, timeout).await?;
+    let walsender = repl.backend_pid();
     let (reader, writer) = repl.start_replication(&sql).await?;
+    *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner()) = walsender;
     tracing::info!(connector = %cfg.name, slot = %names.slot, publications = %publications.join(","), %start, tables = tables.len(), "streaming");
     let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start);
-    streamer.run(reader, writer, start, durable, Duration::from_secs(pg.status_interval_secs), shutdown).await
+    let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
+    streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await
 }
 
 fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), SourceError> {

@@ -41,6 +41,8 @@ pub struct Streamer<'a> {
     new: Vec<Cell>,
     merged: Vec<Cell>,
     last_mark: Lsn,
+    /// Bound on catalog lookups made while streaming (same as the connection's).
+    timeout: Duration,
 }
 
 impl<'a> Streamer<'a> {
@@ -57,10 +59,13 @@ impl<'a> Streamer<'a> {
             new: Vec::new(),
             merged: Vec::new(),
             last_mark: resume_at,
+            timeout: Duration::from_secs(30),
         }
     }
 
-    /// Streams until shutdown (Ok) or an error.
+    /// Streams until shutdown (Ok) or an error. Every status update asks the server to reply,
+    /// so silence longer than `timeout` means the connection or the server is gone.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         mut self,
         mut reader: ReplicationReader,
@@ -68,8 +73,10 @@ impl<'a> Streamer<'a> {
         start: Lsn,
         durable: watch::Receiver<Option<Position>>,
         status_interval: Duration,
+        timeout: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), SessionError> {
+        self.timeout = timeout;
         let (reply_tx, reply_rx) = mpsc::channel(4);
         let mut status = tokio::spawn(status_writer(writer, durable, start, reply_rx, status_interval));
         let result = async {
@@ -89,7 +96,10 @@ impl<'a> Streamer<'a> {
                         };
                         return Err(SourceError::Transient(format!("replication connection: {why}")).into());
                     }
-                    d = reader.next_copy_data() => d?,
+                    d = tokio::time::timeout(timeout, reader.next_copy_data()) => d.map_err(|_| SourceError::Transient(format!(
+                        "PostgreSQL sent nothing for {} s although status updates asked it to reply: the connection or the server is unresponsive (source.timeout_secs); reconnecting",
+                        timeout.as_secs()
+                    )))??,
                 };
                 match protocol::parse(data).map_err(|e| SourceError::Transient(e.to_string()))? {
                     ReplicationMessage::Keepalive { wal_end, reply } => {
@@ -134,7 +144,10 @@ impl<'a> Streamer<'a> {
                 self.emitter.commit(Position::Postgres { lsn: end_lsn })?;
             }
             Message::Relation(r) => {
-                let rel = self.build_relation(r).await?;
+                let limit = self.timeout;
+                let rel = tokio::time::timeout(limit, self.build_relation(r)).await.map_err(|_| {
+                    SourceError::Transient(format!("catalog lookup took over {} s; reconnecting", limit.as_secs()))
+                })??;
                 self.relations.insert(rel.id, rel);
             }
             _ if self.skipping => {}
@@ -283,7 +296,8 @@ async fn status_writer(
             flushed = flushed.max(lsn);
         }
         buf.clear();
-        protocol::standby_status(&mut buf, flushed, flushed, now_us(), false);
+        // Asking for a reply turns every status update into a liveness probe.
+        protocol::standby_status(&mut buf, flushed, flushed, now_us(), true);
         w.write_all(&buf).await.map_err(|e| format!("sending a status update failed: {e}"))?;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
