@@ -149,6 +149,9 @@ pub struct KafkaSinkConfig {
     pub properties: BTreeMap<String, toml::Value>,
     /// Optional cap on events per second sent to the broker (protects a shared cluster).
     pub max_events_per_second: Option<u32>,
+    /// Where records the broker refuses for good (too large, invalid) go instead of stopping the
+    /// connector; unset (default): such a record stops the connector with an error naming it.
+    pub dead_letter_topic: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -356,6 +359,13 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
                     "must be a string, number or boolean",
                 ));
             }
+        }
+        if k.dead_letter_topic.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                path,
+                "sink.dead_letter_topic",
+                "must be a topic name (leave it out to stop on refused records)",
+            ));
         }
         if k.max_events_per_second == Some(0) {
             return Err(ConfigError::invalid(

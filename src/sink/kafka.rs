@@ -4,7 +4,8 @@
 //!
 //! Messages never time out inside librdkafka (`message.timeout.ms=0`): while the broker is down
 //! they wait in the producer queue, the queue fills, `send` waits, the source stops reading, and
-//! the replication slot holds its position until the broker is back. Nothing is dropped.
+//! the replication slot holds its position until the broker is back. Nothing is dropped. A record
+//! the broker refuses for good is handled by [`super::dead_letter`].
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use super::dead_letter::{describe, refusal_fix, refuses_record, DeadLetterContext, DeadLetters};
 use crate::config::{property_string, KafkaSinkConfig};
 use crate::core::acks::{AckTracker, TxnId};
 use crate::core::envelope::Record;
@@ -41,6 +43,35 @@ pub struct AckContext {
     tracker: Arc<AckTracker>,
     connector: String,
     delivery_errors: AtomicU64,
+    dead_letters: Option<Arc<DeadLetters>>,
+}
+
+impl AckContext {
+    /// A record of `txn` was refused for good (`error`): divert it, or fail the transaction with
+    /// a message that says which record and what to do.
+    fn refused(
+        &self,
+        txn: TxnId,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        error: &KafkaError,
+    ) -> Result<(), String> {
+        let code = error.rdkafka_error_code();
+        if let (Some(dlq), Some(true)) = (&self.dead_letters, code.map(refuses_record)) {
+            return dlq
+                .divert(txn, topic, key, value, &error.to_string())
+                .inspect_err(|reason| self.tracker.failed(txn, reason.clone()));
+        }
+        self.delivery_errors.fetch_add(1, Ordering::Relaxed);
+        let mut reason = format!("the broker refused a record ({error}): {}", describe(topic, key, value));
+        if code.is_some_and(refuses_record) {
+            reason.push_str("; fix: ");
+            reason.push_str(refusal_fix());
+        }
+        self.tracker.failed(txn, reason.clone());
+        Err(reason)
+    }
 }
 
 impl ClientContext for AckContext {
@@ -69,10 +100,9 @@ impl ProducerContext for AckContext {
         match result {
             Ok(_) => self.tracker.delivered(txn),
             Err((err, msg)) => {
-                self.delivery_errors.fetch_add(1, Ordering::Relaxed);
-                let reason = format!("topic {}: {err}", msg.topic());
-                tracing::error!(connector = %self.connector, "kafka delivery failed definitively: {reason}");
-                self.tracker.failed(txn, reason);
+                if let Err(reason) = self.refused(txn, msg.topic(), msg.key(), msg.payload(), err) {
+                    tracing::error!(connector = %self.connector, "kafka delivery failed definitively: {reason}");
+                }
             }
         }
     }
@@ -88,10 +118,25 @@ pub struct KafkaSink {
 impl KafkaSink {
     pub fn new(connector: &str, cfg: &KafkaSinkConfig, tracker: Arc<AckTracker>) -> Result<Self, SinkError> {
         let client_config = client_config(connector, cfg)?;
+        let dead_letters = match &cfg.dead_letter_topic {
+            Some(topic) => {
+                let mut dlq_config = client_config.clone();
+                dlq_config.set("client.id", format!("cdcd-{connector}-dead-letters"));
+                let producer = dlq_config
+                    .create_with_context(DeadLetterContext {
+                        tracker: tracker.clone(),
+                        connector: connector.to_string(),
+                    })
+                    .map_err(|e| SinkError::Config(format!("cannot create the dead-letter producer: {e}")))?;
+                Some(Arc::new(DeadLetters { topic: topic.clone(), producer }))
+            }
+            None => None,
+        };
         let context = AckContext {
             tracker: tracker.clone(),
             connector: connector.to_string(),
             delivery_errors: AtomicU64::new(0),
+            dead_letters,
         };
         let producer: ThreadedProducer<AckContext> = client_config
             .create_with_context(context)
@@ -130,9 +175,12 @@ impl KafkaSink {
                     self.health()?;
                 }
                 Err((e, _)) => {
-                    let reason = format!("topic {}: {e}", record.topic);
-                    self.tracker.failed(txn, reason.clone());
-                    return Err(SinkError::Delivery(reason));
+                    // Refused before it left: too large for message.max.bytes, or otherwise unsendable.
+                    return self
+                        .producer
+                        .context()
+                        .refused(txn, record.topic, record.key, record.value, &e)
+                        .map_err(SinkError::Delivery);
                 }
             }
         }
@@ -149,6 +197,9 @@ impl KafkaSink {
 impl Drop for KafkaSink {
     fn drop(&mut self) {
         let _ = self.producer.flush(Duration::from_secs(0));
+        if let Some(dlq) = &self.producer.context().dead_letters {
+            dlq.flush();
+        }
     }
 }
 
@@ -206,6 +257,7 @@ mod tests {
             topic_prefix: None,
             properties: props.iter().map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string()))).collect(),
             max_events_per_second: None,
+            dead_letter_topic: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Sinks: where records go. Each sink reports every record's fate to the [`AckTracker`]; the
 //! pipeline never assumes delivery.
 
+pub mod dead_letter;
 pub mod kafka;
 pub mod stdout;
 
