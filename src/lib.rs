@@ -9,6 +9,8 @@ pub mod config;
 pub mod core;
 pub mod emit;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod logging;
 pub mod pipeline;
 pub mod runner;

@@ -123,7 +123,9 @@ pub async fn run_connector(
                 return Ok(());
             }
             Err(SessionError::Source(e)) if e.is_transient() => {
-                if started.elapsed() > Duration::from_secs(60) {
+                // A session that ran a while was healthy: the next failure is a new incident
+                // (a server restart), not more of the same outage, so retry soon.
+                if started.elapsed() > Duration::from_secs(10) {
                     backoff = Duration::from_secs(1);
                 }
                 tracing::warn!(connector = %name, error = %e, retry_in_secs = backoff.as_secs(), "source session ended; resuming from the last checkpoint");

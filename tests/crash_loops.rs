@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::*;
 use serde_json::Value;
-use support::workload::{row_json, verify, Workload, TABLE_DDL};
+use support::workload::{pg_source_rows, row_json, verify, Workload, TABLE_DDL};
 use support::*;
 
 const KILLS: usize = 30;
@@ -134,18 +134,6 @@ async fn mariadb_savepoint_torture_under_kill_9() {
 fn pg_lsn(s: &str) -> u64 {
     let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
     (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
-}
-
-async fn pg_source_rows(c: &tokio_postgres::Client) -> BTreeMap<i64, Value> {
-    c.query("SELECT id, v, n FROM sp", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            (id, row_json(id, r.get::<_, Option<&str>>(1), r.get(2)))
-        })
-        .collect()
 }
 
 fn spawn_pg_writer(

@@ -42,6 +42,44 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// Whether `text` is a JSON number (RFC 8259: `-? int frac? exp?`), so it can be written
+/// unquoted. Source text that is not (it never should be, but bytes can be hostile) is written
+/// as a string instead of producing invalid JSON.
+pub fn is_number(text: &[u8]) -> bool {
+    let digits = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut s = text.strip_prefix(b"-").unwrap_or(text);
+    let int = digits(s);
+    if int == 0 || (int > 1 && s[0] == b'0') {
+        return false;
+    }
+    s = &s[int..];
+    if let Some(rest) = s.strip_prefix(b".") {
+        let frac = digits(rest);
+        if frac == 0 {
+            return false;
+        }
+        s = &rest[frac..];
+    }
+    if let Some(rest) = s.strip_prefix(b"e").or_else(|| s.strip_prefix(b"E")) {
+        let rest = rest.strip_prefix(b"+").or_else(|| rest.strip_prefix(b"-")).unwrap_or(rest);
+        let exp = digits(rest);
+        if exp == 0 {
+            return false;
+        }
+        s = &rest[exp..];
+    }
+    s.is_empty()
+}
+
+/// Appends `text` unquoted when it is a JSON number, else as a string.
+pub fn write_number_or_str(out: &mut Vec<u8>, text: &[u8]) {
+    if is_number(text) {
+        out.extend_from_slice(text)
+    } else {
+        write_str_bytes(out, text)
+    }
+}
+
 /// Appends an integer.
 pub fn write_i64(out: &mut Vec<u8>, v: i64) {
     use std::io::Write;
@@ -65,6 +103,20 @@ mod tests {
             write_str(&mut out, s);
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn numbers_are_recognised_like_a_json_parser_does() {
+        for t in ["0", "-1", "42", "1.5", "-0.25", "1e10", "1.5e+300", "2E-7", "-9223372036854775808"] {
+            assert!(is_number(t.as_bytes()), "{t}");
+            assert!(serde_json::from_str::<serde_json::Value>(t).is_ok(), "{t}");
+        }
+        for t in ["", "-", "--1", "1-", "01", "1.", ".5", "1e", "1e+", "NaN", "inf", "1 ", "0x10", "1.5.5"] {
+            assert!(!is_number(t.as_bytes()), "{t}");
+            let mut out = Vec::new();
+            write_number_or_str(&mut out, t.as_bytes());
+            assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), t);
         }
     }
 

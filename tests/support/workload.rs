@@ -144,6 +144,19 @@ pub fn row_json(id: i64, v: Option<&str>, n: Option<i32>) -> Value {
     json!({"id": id, "v": v, "n": n})
 }
 
+/// The `sp` table of a PostgreSQL database, per id, as [`row_json`] renders rows.
+pub async fn pg_source_rows(c: &tokio_postgres::Client) -> BTreeMap<i64, Value> {
+    c.query("SELECT id, v, n FROM sp", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            (id, row_json(id, r.get::<_, Option<&str>>(1), r.get(2)))
+        })
+        .collect()
+}
+
 /// What a consumer that applies every record in partition order ends up with, per key.
 pub fn materialize(recs: &[Rec]) -> BTreeMap<i64, Value> {
     let mut state = BTreeMap::new();

@@ -6,6 +6,8 @@
 use mysql_async::binlog::jsondiff::{JsonDiff, JsonDiffOperation};
 use serde_json::Value;
 
+use super::values::jsonb_to_json;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Leg {
     Key(String),
@@ -62,7 +64,7 @@ pub fn resolve(
         let text = {
             let Some(BinlogValue::JsonDiff(diffs)) = after.as_ref(i) else { continue };
             let mut doc = match before.as_ref(i) {
-                Some(BinlogValue::Jsonb(j)) => Value::try_from(j.clone()).map_err(|e| format!("before image JSON: {e}"))?,
+                Some(BinlogValue::Jsonb(j)) => jsonb_to_json(j).map_err(|e| format!("before image JSON: {e}"))?,
                 _ => {
                     return Err("a partial JSON update arrived without the whole document in the before image; set binlog_row_image = FULL".into())
                 }
@@ -80,7 +82,7 @@ pub fn apply(doc: &mut Value, diffs: &[JsonDiff<'_>]) -> Result<(), String> {
     for d in diffs {
         let path = d.path_str();
         let value = match d.value() {
-            Some(v) => Some(Value::try_from(v.clone()).map_err(|e| format!("partial JSON update value: {e}"))?),
+            Some(v) => Some(jsonb_to_json(v).map_err(|e| format!("partial JSON update value: {e}"))?),
             None => None,
         };
         apply_one(doc, &parse_path(&path)?, d.operation(), value).map_err(|e| format!("{e} (path {path})"))?;

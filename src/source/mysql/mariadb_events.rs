@@ -45,6 +45,11 @@ pub fn parse_gtid(body: &[u8]) -> Result<GtidEvent, EventError> {
 pub fn parse_gtid_list(body: &[u8]) -> Result<Vec<(u32, u32, u64)>, EventError> {
     let err = || EventError { kind: GTID_LIST, len: body.len() };
     let count = u32::from_le_bytes(body.get(0..4).ok_or_else(err)?.try_into().expect("4 bytes")) & 0x0FFF_FFFF;
+    // The count comes from the wire: reserve only what the body can actually hold.
+    let fits = body.len().saturating_sub(4) / 16;
+    if count as usize > fits {
+        return Err(err());
+    }
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count as usize {
         let at = 4 + i * 16;

@@ -14,10 +14,12 @@
 
 pub mod check;
 pub mod gtid_set;
+pub mod guard;
 pub mod json_diff;
 pub mod mariadb_events;
 #[cfg(test)]
 mod mysql8_events;
+pub mod rows;
 pub mod snapshot;
 pub mod stream;
 pub mod table;

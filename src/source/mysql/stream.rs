@@ -7,18 +7,18 @@
 use std::collections::HashMap;
 
 use futures_util::StreamExt;
-use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::events::EventData;
 use mysql_async::prelude::*;
 use mysql_async::BinlogStreamRequest;
 use tokio::sync::watch;
 
 use super::gtid_set::MysqlGtidSet;
-use super::json_diff;
 use super::mariadb_events::{self, MariaGtidPos};
 use super::snapshot::table_from_information_schema;
 use super::table::{self, Context, Table};
-use super::values::{key_bytes, Key, Row};
+use super::values::{Key, Row};
 use super::{connect, included, my_err, ServerInfo, TableName};
+use super::{guard, rows};
 use crate::config::MysqlSourceConfig;
 use crate::core::envelope::{now_us, write_times, Change, Op, WriteJson};
 use crate::core::json;
@@ -219,6 +219,9 @@ pub async fn run(
     tracing::info!(position = %Position::Mysql(start.clone()), by = if use_gtid { "gtid" } else { "file" }, "streaming binlog");
 
     let mut file = start.file.clone();
+    // Where the last event ended, to name the place if the next one cannot be decoded.
+    let mut last_end = start.pos;
+    let mut fde_seen = false;
     let mut tables: HashMap<u64, Option<Table>> = HashMap::new();
     let mut group: Option<Group> = None;
     let mut payload: Option<(u64, u64)> = None;
@@ -229,10 +232,10 @@ pub async fn run(
         let ev = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
-            ev = tokio::time::timeout(timeout, stream.next()) => ev.map_err(|_| SourceError::Transient(format!(
+            ev = tokio::time::timeout(timeout, guard::decode_async(|| format!("the event after {file}:{last_end}"), stream.next())) => ev.map_err(|_| SourceError::Transient(format!(
                 "the server sent nothing for {} s, not even a replication heartbeat: the connection or the server is unresponsive (source.timeout_secs); reconnecting",
                 timeout.as_secs()
-            )))?,
+            )))?.map_err(SourceError::Fatal)?,
         };
         if *shutdown.borrow() {
             return Ok(());
@@ -254,6 +257,7 @@ pub async fn run(
                 (raw_pos, raw_pos.saturating_sub(header.event_size() as u64))
             }
         };
+        last_end = log_pos;
         let ts_us = header.timestamp() as i64 * 1_000_000;
         // The end of the current group, checkpointable once it is delivered.
         let end =
@@ -272,19 +276,24 @@ pub async fn run(
             mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT | mariadb_events::ANNOTATE_ROWS => continue,
             _ => {}
         }
-        let data = match ev.read_data() {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(e) => {
-                return Err(SourceError::Fatal(format!(
-                    "cannot decode binlog event type {kind} at {file}:{event_start}: {e}"
-                ))
-                .into())
-            }
-        };
+        let data =
+            match guard::decode(|| format!("{file}:{event_start}"), || ev.read_data()).map_err(SourceError::Fatal)? {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(SourceError::Fatal(format!(
+                        "cannot decode binlog event type {kind} at {file}:{event_start}: {e}"
+                    ))
+                    .into())
+                }
+            };
         match data {
+            EventData::FormatDescriptionEvent(_) => fde_seen = true,
             EventData::RotateEvent(r) => {
-                file = binlog_file_name(r.name_raw(), checksummed && raw_pos == 0);
+                // The driver strips checksums once it has seen the format description; only a
+                // rotate before it (the fake one that opens a dump) still carries its CRC32. A
+                // fake rotate after it (the server restarted on a new binlog) does not.
+                file = binlog_file_name(r.name_raw(), checksummed && !fde_seen);
             }
             EventData::GtidEvent(g)
                 if matches!(kind, MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT | MYSQL_ANONYMOUS_GTID_EVENT) =>
@@ -303,7 +312,8 @@ pub async fn run(
                 let t = if !included(&my.tables, &db, &name) {
                     None
                 } else if info.full_metadata() {
-                    Some(table::from_table_map(&tme, &ctx).map_err(|e| SourceError::Fatal(e.to_string()))?)
+                    let built = guard::decode(|| format!("{file}:{event_start}"), || table::from_table_map(&tme, &ctx));
+                    Some(built.map_err(SourceError::Fatal)?.map_err(|e| SourceError::Fatal(e.to_string()))?)
                 } else {
                     let key = TableName { db: db.to_string(), name: name.to_string() };
                     if !schemas.contains_key(&key) {
@@ -333,40 +343,14 @@ pub async fn run(
                     group = Some(Group::open(emitter, &file, event_start, None, true)?);
                 }
                 let Some(g) = group.as_ref() else { continue };
-                let op = match &rows {
-                    RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
-                    RowsEventData::UpdateRowsEventV1(_)
-                    | RowsEventData::UpdateRowsEvent(_)
-                    | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
-                    _ => Op::Delete,
-                };
-                for (row_no, row) in rows.rows(tme).enumerate() {
-                    let (before, mut after) = row.map_err(|e| {
-                        SourceError::Fatal(format!(
-                            "cannot decode a row of {}.{} at {file}:{event_start}: {e}",
-                            table.db, table.name
-                        ))
-                    })?;
-                    if let (Some(b), Some(a)) = (&before, &mut after) {
-                        json_diff::resolve(b, a).map_err(|e| {
-                            SourceError::Fatal(format!("{}.{} at {file}:{event_start}: {e}", table.db, table.name))
-                        })?;
-                    }
-                    let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
-                    match (&before, &after) {
-                        (Some(b), Some(a)) if table.has_key() && key_bytes(table, b) != key_bytes(table, a) => {
-                            // Like Debezium: a primary-key change is a delete of the old key (with
-                            // its tombstone) and a create of the new one.
-                            let source = g.source(table, &at, row_no as u64, emitter.next_index());
-                            emit(emitter, table, Op::Delete, Some(b), None, &source).await?;
-                            let source = g.source(table, &at, row_no as u64, emitter.next_index());
-                            emit(emitter, table, Op::Create, None, Some(a), &source).await?;
-                        }
-                        _ => {
-                            let source = g.source(table, &at, row_no as u64, emitter.next_index());
-                            emit(emitter, table, op, before.as_ref(), after.as_ref(), &source).await?;
-                        }
-                    }
+                let changes =
+                    guard::decode(|| format!("{file}:{event_start}"), || rows::row_changes(table, tme, &rows))
+                        .and_then(|r| r)
+                        .map_err(|e| SourceError::Fatal(format!("{e} (at {file}:{event_start})")))?;
+                let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
+                for c in changes {
+                    let source = g.source(table, &at, c.row_no, emitter.next_index());
+                    emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
                 }
             }
             EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => match group.take() {

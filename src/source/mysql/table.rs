@@ -226,6 +226,13 @@ pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, T
     if names.len() != n {
         return Err(TableMapError::NoColumnNames(full));
     }
+    // Key indexes come from the wire; every later use indexes the columns with them.
+    if let Some(bad) = pk.iter().find(|&&i| i >= n) {
+        return Err(TableMapError::Malformed {
+            table: full,
+            detail: format!("primary-key column index {bad} but the table has {n} columns"),
+        });
+    }
     let (mut numeric_i, mut char_i, mut enum_i, mut set_i) = (0, 0, 0, 0);
     let mut columns = Vec::with_capacity(n);
     for (i, (t, name)) in types.iter().zip(names).enumerate() {

@@ -31,7 +31,7 @@ impl Cells for BinlogRow {
 
 /// MySQL's binary JSON, as a JSON string holding the document text (see [`write_json_doc`]).
 pub fn write_jsonb(out: &mut Vec<u8>, j: &mysql_async::binlog::jsonb::Value<'_>) {
-    match serde_json::Value::try_from(j.clone()) {
+    match jsonb_to_json(j) {
         Ok(doc) => {
             let mut text = Vec::new();
             write_json_doc(&mut text, &doc);
@@ -39,6 +39,37 @@ pub fn write_jsonb(out: &mut Vec<u8>, j: &mysql_async::binlog::jsonb::Value<'_>)
         }
         Err(e) => json::write_str(out, &format!("__cdcd_unreadable_json: {e}")),
     }
+}
+
+/// MySQL's own limit on JSON nesting (`JSON_DOCUMENT_MAX_DEPTH`). A binary document nested
+/// deeper was not written by MySQL, and converting it recursively could overflow the stack.
+const JSON_MAX_DEPTH: usize = 100;
+
+/// Binary JSON to a document, refusing anything nested deeper than MySQL allows.
+pub fn jsonb_to_json(j: &mysql_async::binlog::jsonb::Value<'_>) -> Result<serde_json::Value, String> {
+    jsonb_at_depth(j, 0)
+}
+
+fn jsonb_at_depth(j: &mysql_async::binlog::jsonb::Value<'_>, depth: usize) -> Result<serde_json::Value, String> {
+    use mysql_async::binlog::jsonb::Value as B;
+    use serde_json::Value as J;
+    if depth > JSON_MAX_DEPTH {
+        return Err(format!("binary JSON nested deeper than {JSON_MAX_DEPTH} levels"));
+    }
+    let elem = |v: std::io::Result<B<'_>>| v.map_err(|e| e.to_string()).and_then(|v| jsonb_at_depth(&v, depth + 1));
+    let entry = |kv: std::io::Result<(mysql_async::binlog::jsonb::ObjectKey<'_>, B<'_>)>| {
+        let (k, v) = kv.map_err(|e| e.to_string())?;
+        let key = std::str::from_utf8(k.value_raw()).map_err(|e| e.to_string())?.to_owned();
+        Ok::<_, String>((key, jsonb_at_depth(&v, depth + 1)?))
+    };
+    Ok(match j {
+        B::SmallArray(a) => J::Array(a.iter().map(elem).collect::<Result<_, _>>()?),
+        B::LargeArray(a) => J::Array(a.iter().map(elem).collect::<Result<_, _>>()?),
+        B::SmallObject(o) => J::Object(o.iter().map(entry).collect::<Result<_, _>>()?),
+        B::LargeObject(o) => J::Object(o.iter().map(entry).collect::<Result<_, _>>()?),
+        // Scalars convert without recursing.
+        scalar => J::try_from(scalar.clone()).map_err(|e| e.to_string())?,
+    })
 }
 
 /// Snapshot rows from the text protocol: every value is text or NULL.
@@ -103,7 +134,7 @@ pub fn key_bytes<C: Cells>(table: &Table, cells: &C) -> Vec<u8> {
     out
 }
 
-fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
+pub(crate) fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
     match (kind, v) {
         (_, Value::NULL) => out.extend_from_slice(b"null"),
         (Kind::Int { unsigned: true, bits }, Value::Int(i)) if *i < 0 && *bits < 64 => {
@@ -133,7 +164,7 @@ fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
             json::write_str(out, &format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}", fraction(*us)))
         }
         (_, Value::Time(neg, days, h, m, s, us)) => {
-            let hours = *days * 24 + *h as u32;
+            let hours = u64::from(*days) * 24 + u64::from(*h);
             json::write_str(out, &format!("{}{hours:02}:{m:02}:{s:02}{}", if *neg { "-" } else { "" }, fraction(*us)))
         }
         (Kind::Timestamp, Value::Bytes(b)) => write_epoch_timestamp(out, b),
@@ -142,15 +173,9 @@ fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
 }
 
 /// Renders text-protocol (or text-like binlog) bytes for `kind`.
-fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
+pub(crate) fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
     match kind {
-        Kind::Int { .. } | Kind::Year => {
-            if !text.is_empty() && text.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
-                out.extend_from_slice(text)
-            } else {
-                json::write_str_bytes(out, text)
-            }
-        }
+        Kind::Int { .. } | Kind::Year => json::write_number_or_str(out, text),
         Kind::Float => write_float(out, &String::from_utf8_lossy(text)),
         Kind::Decimal | Kind::Date | Kind::Enum(_) | Kind::Set(_) => json::write_str_bytes(out, text),
         Kind::Text { latin1: true } => json::write_str(out, &text.iter().map(|&b| b as char).collect::<String>()),
@@ -259,7 +284,7 @@ fn write_float(out: &mut Vec<u8>, s: &str) {
         "NaN" | "nan" => json::write_str(out, "NaN"),
         "inf" | "Infinity" => json::write_str(out, "Infinity"),
         "-inf" | "-Infinity" => json::write_str(out, "-Infinity"),
-        _ => out.extend_from_slice(s.as_bytes()),
+        _ => json::write_number_or_str(out, s.as_bytes()),
     }
 }
 

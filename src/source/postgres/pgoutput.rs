@@ -140,7 +140,10 @@ impl<'a> Cursor<'a> {
                     let len = usize::try_from(len).map_err(|_| DecodeError(format!("negative value length {len}")))?;
                     let start = self.pos;
                     self.take(len)?;
-                    Cell::Text(start as u32, (start + len) as u32)
+                    let offset = |at: usize| {
+                        u32::try_from(at).map_err(|_| DecodeError(format!("message larger than 4 GiB ({at} bytes)")))
+                    };
+                    Cell::Text(offset(start)?, offset(start + len)?)
                 }
                 other => {
                     return Err(DecodeError(format!(
@@ -171,7 +174,8 @@ pub fn decode(data: &[u8], old: &mut Vec<Cell>, new: &mut Vec<Cell>) -> Result<M
             let name = c.cstr()?;
             let replica_identity = c.u8()?;
             let n = c.i16()?;
-            let mut columns = Vec::with_capacity(n.max(0) as usize);
+            // Each column takes at least 10 bytes: never reserve more than the message can hold.
+            let mut columns = Vec::with_capacity((n.max(0) as usize).min(data.len() / 10));
             for _ in 0..n {
                 columns.push(RelColumn { flags: c.u8()?, name: c.cstr()?, type_oid: c.u32()?, type_mod: c.i32()? });
             }

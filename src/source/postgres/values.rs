@@ -73,20 +73,8 @@ pub fn builtin_kind(oid: u32) -> Option<ValueKind> {
 pub fn write_value(out: &mut Vec<u8>, kind: &ValueKind, text: &[u8]) {
     match kind {
         ValueKind::Bool => out.extend_from_slice(if text == b"t" { b"true" } else { b"false" }),
-        ValueKind::Int => {
-            if text.iter().all(|b| b.is_ascii_digit() || *b == b'-') && !text.is_empty() {
-                out.extend_from_slice(text)
-            } else {
-                json::write_str_bytes(out, text)
-            }
-        }
-        ValueKind::Float => {
-            if matches!(text, b"NaN" | b"Infinity" | b"-Infinity") {
-                json::write_str_bytes(out, text)
-            } else {
-                out.extend_from_slice(text)
-            }
-        }
+        // "NaN", "Infinity" and "-Infinity" are not JSON numbers: they become strings.
+        ValueKind::Int | ValueKind::Float => json::write_number_or_str(out, text),
         ValueKind::Numeric | ValueKind::Text | ValueKind::Json | ValueKind::Time | ValueKind::Interval => {
             json::write_str_bytes(out, text)
         }
@@ -138,8 +126,8 @@ fn write_datetime(out: &mut Vec<u8>, text: &[u8], with_tz: bool) {
     let mut iso = body.replacen(' ', "T", 1);
     if bc {
         let dash = iso.find('-').unwrap_or(iso.len());
-        if let Ok(year) = iso[..dash].parse::<i64>() {
-            iso = format!("-{:04}{}", year - 1, &iso[dash..]);
+        if let Some(year) = iso[..dash].parse::<i64>().ok().and_then(|y| y.checked_sub(1)) {
+            iso = format!("-{:04}{}", year, &iso[dash..]);
         }
     }
     if with_tz {
@@ -190,11 +178,14 @@ fn write_array(out: &mut Vec<u8>, elem: &ValueKind, text: &[u8]) {
     };
     let mut p = ArrayParser { s: body, pos: 0, item: Vec::new() };
     let checkpoint = out.len();
-    if p.parse_level(out, elem).is_err() || p.pos != body.len() {
+    if p.parse_level(out, elem, 1).is_err() || p.pos != body.len() {
         out.truncate(checkpoint);
         json::write_str_bytes(out, text);
     }
 }
+
+/// PostgreSQL's MAXDIM.
+const MAX_ARRAY_DIMENSIONS: usize = 6;
 
 struct ArrayParser<'a> {
     s: &'a [u8],
@@ -207,8 +198,10 @@ impl ArrayParser<'_> {
         self.s.get(self.pos).copied()
     }
 
-    fn parse_level(&mut self, out: &mut Vec<u8>, elem: &ValueKind) -> Result<(), ()> {
-        if self.peek() != Some(b'{') {
+    fn parse_level(&mut self, out: &mut Vec<u8>, elem: &ValueKind, depth: usize) -> Result<(), ()> {
+        // PostgreSQL arrays have at most MAXDIM (6) dimensions; deeper text is not an array
+        // PostgreSQL wrote, and recursing on it unbounded would overflow the stack.
+        if self.peek() != Some(b'{') || depth > MAX_ARRAY_DIMENSIONS {
             return Err(());
         }
         self.pos += 1;
@@ -220,7 +213,7 @@ impl ArrayParser<'_> {
         }
         loop {
             match self.peek() {
-                Some(b'{') => self.parse_level(out, elem)?,
+                Some(b'{') => self.parse_level(out, elem, depth + 1)?,
                 Some(b'"') => {
                     self.quoted()?;
                     let item = std::mem::take(&mut self.item);
@@ -336,5 +329,12 @@ mod tests {
         assert_eq!(render(&Array(Box::new(Int)), "[0:1]={7,8}"), json!([7, 8]));
         // Malformed text is kept as a string rather than lost.
         assert_eq!(render(&Array(Box::new(Int)), "{1,2"), json!("{1,2"));
+        assert_eq!(render(&Array(Box::new(Int)), "{{{{{{1}}}}}}"), json!([[[[[[1]]]]]]));
+        let deep = format!("{}1{}", "{".repeat(100_000), "}".repeat(100_000));
+        assert_eq!(render(&Array(Box::new(Int)), &deep), json!(deep), "no stack overflow, kept as text");
+        // Text that is not a JSON number never reaches the output unquoted.
+        assert_eq!(render(&Int, "--"), json!("--"));
+        assert_eq!(render(&Float, "1e"), json!("1e"));
+        assert_eq!(render(&Date, "-9223372036854775808-01-01 BC"), json!("-9223372036854775808-01-01"));
     }
 }

@@ -1,0 +1,11 @@
+//! The pgoutput decoder and the PostgreSQL row renderer: no input may panic, and every document rendered must be valid JSON.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let docs = cdcd::fuzz::pgoutput(data);
+    if let Err(e) = cdcd::fuzz::check_json(&docs) {
+        panic!("{e}");
+    }
+});

@@ -1,0 +1,368 @@
+//! The source server restarts under the daemon while a load generator writes: PostgreSQL
+//! stopped fast and immediately (a crash: its slot falls back to the last checkpoint), MariaDB
+//! shut down cleanly and killed with SIGKILL. Each test runs its own server instance on its own
+//! port, so the shared servers of the other tests are never disturbed. The daemon must ride
+//! every restart (reconnect with backoff, never exit), and afterwards every row the writer saw
+//! committed has its create event in Kafka (tansu, read back by the independent Python client)
+//! and the state a consumer materializes equals the source table row for row.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use serde_json::Value;
+use support::workload::{materialize, pg_source_rows, row_json, TABLE_DDL};
+use support::*;
+
+/// One dedicated server instance, stopped when dropped.
+struct OwnServer {
+    kind: &'static str,
+    dir: PathBuf,
+    port: u16,
+    _scratch: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn start(kind: &'static str, port: u16) -> OwnServer {
+        let scratch = tempfile::tempdir().unwrap();
+        // PostgreSQL runs as `postgres` when we are root: the directory must be reachable.
+        Command::new("chmod").arg("755").arg(scratch.path()).status().unwrap();
+        let s = OwnServer { kind, dir: scratch.path().join("data"), port, _scratch: scratch };
+        s.up();
+        s
+    }
+
+    fn script(&self, args: &[&str]) {
+        let script = format!("{}/scripts/{}.sh", env!("CARGO_MANIFEST_DIR"), self.kind);
+        let out = Command::new("bash").arg(script).args(args).output().unwrap();
+        assert!(out.status.success(), "{} {args:?}: {}", self.kind, String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn up(&self) {
+        let port = self.port.to_string();
+        match self.kind {
+            "pg" => self.script(&["start", self.dir.to_str().unwrap(), &port, "logical"]),
+            _ => self.script(&["start", self.dir.to_str().unwrap(), &port, "7"]),
+        }
+    }
+
+    /// PostgreSQL: `pg_ctl stop -m <mode>`; MariaDB: "fast" is a clean shutdown, "immediate"
+    /// SIGKILLs mariadbd.
+    fn down(&self, mode: &str) {
+        let dir = self.dir.to_str().unwrap();
+        match (self.kind, mode) {
+            ("pg", _) => {
+                let st = Command::new("runuser")
+                    .args([
+                        "-u",
+                        "postgres",
+                        "--",
+                        "/usr/lib/postgresql/15/bin/pg_ctl",
+                        "-D",
+                        dir,
+                        "-m",
+                        mode,
+                        "-w",
+                        "stop",
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(st.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&st.stderr));
+            }
+            (_, "fast") => self.script(&["stop", dir]),
+            _ => {
+                let pid = std::fs::read_to_string(self.dir.join("mariadbd.pid")).unwrap();
+                Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+                let gone =
+                    wait_until(Duration::from_secs(20), || !Path::new(&format!("/proc/{}", pid.trim())).exists());
+                assert!(gone, "mariadbd did not die");
+                let _ = std::fs::remove_file(self.dir.join("mysql.sock"));
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self.kind {
+            "pg" => format!("postgres://cdcd:cdcd@127.0.0.1:{}", self.port),
+            _ => format!("mysql://cdcd:cdcd@127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let dir = self.dir.to_str().unwrap_or_default().to_string();
+        match self.kind {
+            "pg" => {
+                let _ = Command::new("runuser")
+                    .args([
+                        "-u",
+                        "postgres",
+                        "--",
+                        "/usr/lib/postgresql/15/bin/pg_ctl",
+                        "-D",
+                        &dir,
+                        "-m",
+                        "immediate",
+                        "stop",
+                    ])
+                    .output();
+            }
+            _ => {
+                let _ = Command::new("bash")
+                    .arg(format!("{}/scripts/mariadb.sh", env!("CARGO_MANIFEST_DIR")))
+                    .args(["stop", &dir])
+                    .output();
+            }
+        }
+    }
+}
+
+/// What the writer saw: ids whose transaction's COMMIT returned OK. A transaction cut by a
+/// restart may or may not have committed; the source table settles those.
+#[derive(Default)]
+struct Written {
+    committed_ids: BTreeSet<i64>,
+    transactions: u64,
+    failed_transactions: u64,
+}
+
+/// One transaction: inserts a few new rows, updates one earlier row and sometimes deletes one.
+fn transaction(next_id: &mut i64, rng: &mut Rng) -> (Vec<i64>, Vec<String>) {
+    let k = rng.range(1, 20) as i64;
+    let ids: Vec<i64> = (*next_id..*next_id + k).collect();
+    *next_id += k;
+    let values: Vec<String> = ids.iter().map(|id| format!("({id}, 'v{id}', {})", id % 97)).collect();
+    let mut stmts = vec![format!("INSERT INTO sp VALUES {}", values.join(","))];
+    if *next_id > 50 {
+        let old = rng.range(1, *next_id as u64 - 1);
+        stmts.push(format!("UPDATE sp SET n = n + 1, v = 'u{old}' WHERE id = {old}"));
+        if rng.range(0, 4) == 0 {
+            stmts.push(format!("DELETE FROM sp WHERE id = {}", rng.range(1, *next_id as u64 - 1)));
+        }
+    }
+    (ids, stmts)
+}
+
+fn verify(what: &str, recs: &[Rec], written: &Written, source: &BTreeMap<i64, Value>, daemon: &Daemon) {
+    let created: BTreeSet<i64> = recs
+        .iter()
+        .filter(|r| matches!(r.op(), Some("c" | "r")))
+        .filter_map(|r| r.value.as_ref()?["after"]["id"].as_i64())
+        .collect();
+    let lost: Vec<i64> = written.committed_ids.difference(&created).copied().collect();
+    let state = materialize(recs);
+    let mismatched: Vec<i64> = source
+        .keys()
+        .chain(state.keys())
+        .filter(|id| source.get(id) != state.get(id))
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    eprintln!(
+        "{what}: {} transactions ({} cut by restarts), {} rows seen committed, {} records; {} lost, {} state mismatches",
+        written.transactions,
+        written.failed_transactions,
+        written.committed_ids.len(),
+        recs.len(),
+        lost.len(),
+        mismatched.len()
+    );
+    assert!(
+        lost.is_empty() && mismatched.is_empty(),
+        "{what}: lost {:?}, mismatched {:?}\nlog:\n{}",
+        &lost[..lost.len().min(10)],
+        &mismatched[..mismatched.len().min(10)],
+        daemon.logs()
+    );
+    assert!(written.transactions > 50, "the load generator should have been busy");
+}
+
+/// Four restarts (clean, crash, clean, crash) three seconds apart while the writer runs; then
+/// stops the writer and returns what it saw.
+async fn restart_under_load(
+    server: &OwnServer,
+    stop: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<Written>,
+) -> Written {
+    for mode in ["fast", "immediate", "fast", "immediate"] {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.down(mode);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.up();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written.failed_transactions > 0, "the restarts should have cut some transactions");
+    written
+}
+
+fn pg_lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
+    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restarts_fast_and_immediate_under_load() {
+    let server = OwnServer::start("pg", 54341);
+    let db = TestDb::create_on(&server.url(), "restarts").await;
+    db.client().await.batch_execute(TABLE_DDL).await.unwrap();
+    // scripts/pg.sh trades durability for speed (synchronous_commit = off), so an immediate
+    // stop would lose transactions the writer saw committed, on the server itself. This
+    // instance commits durably: what the writer saw committed exists after a crash.
+    let admin = connect(&format!("postgres://postgres:cdcd@127.0.0.1:{}/postgres", server.port)).await;
+    admin.batch_execute("ALTER SYSTEM SET synchronous_commit = on").await.unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    let cfg = write_config(dir.path(), "pgrestart", &db.url, r#"["public.sp"]"#, &kafka_sink(&broker.bootstrap), "");
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("INFO streaming")), "{}", daemon.logs());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, url) = (stop.clone(), db.url.clone());
+        tokio::spawn(async move {
+            let mut w = Written::default();
+            let (mut rng, mut next_id) = (Rng(7), 1i64);
+            let mut client = None;
+            while !stop.load(Ordering::Relaxed) {
+                let c = match &client {
+                    Some(c) => c,
+                    None => match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                        Ok((c, conn)) => {
+                            tokio::spawn(conn);
+                            client.insert(c)
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (ids, stmts) = transaction(&mut next_id, &mut rng);
+                w.transactions += 1;
+                match c.batch_execute(&format!("BEGIN; {}; COMMIT", stmts.join("; "))).await {
+                    Ok(()) => w.committed_ids.extend(ids),
+                    Err(_) => {
+                        w.failed_transactions += 1;
+                        client = None;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            w
+        })
+    };
+    let written = restart_under_load(&server, stop, writer).await;
+
+    let c = db.client().await;
+    let target: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+    assert!(
+        wait_until(Duration::from_secs(120), || checkpoint(dir.path(), "pgrestart").is_some_and(|cp| pg_lsn(
+            cp["position"]["lsn"].as_str().unwrap_or("0/0")
+        ) >= pg_lsn(
+            &target
+        ))),
+        "the daemon did not catch up after the restarts; checkpoint {:?}\n{}",
+        checkpoint(dir.path(), "pgrestart"),
+        daemon.logs()
+    );
+    let source = pg_source_rows(&c).await;
+    let recs = read_topics(&broker.bootstrap, &["pgrestart.public.sp"], written.committed_ids.len(), 120);
+    let logs = daemon.logs();
+    assert!(logs.matches("source session ended").count() >= 4, "one session end per restart:\n{logs}");
+    verify("postgres fast + immediate restarts", &recs, &written, &source, &daemon);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_restarts_clean_and_killed_under_load() {
+    let server = OwnServer::start("mariadb", 33081);
+    let url = server.url();
+    let admin_opts = mysql_async::Opts::from_url(&url).unwrap();
+    let mut admin = mysql_async::Conn::new(admin_opts.clone()).await.unwrap();
+    admin.query_drop("DROP DATABASE IF EXISTS restarts").await.unwrap();
+    admin.query_drop("CREATE DATABASE restarts").await.unwrap();
+    admin.query_drop(format!("USE restarts; {TABLE_DDL}")).await.unwrap();
+    drop(admin);
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    let cfg = dir.path().join("myrestart.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"myrestart\"\n[source]\ntype = \"mysql\"\nurl = \"{url}\"\ntables = [\"restarts.sp\"]\nserver_id = 5301\n{}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
+            kafka_sink(&broker.bootstrap),
+            dir.path().join("myrestart-state").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, opts) = (stop.clone(), admin_opts.clone());
+        tokio::spawn(async move {
+            let mut w = Written::default();
+            let (mut rng, mut next_id) = (Rng(11), 1i64);
+            let mut conn: Option<mysql_async::Conn> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    let opts = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(Some("restarts"));
+                    match mysql_async::Conn::new(opts).await {
+                        Ok(c) => conn = Some(c),
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let (ids, stmts) = transaction(&mut next_id, &mut rng);
+                w.transactions += 1;
+                match c.query_drop(format!("BEGIN; {}; COMMIT", stmts.join("; "))).await {
+                    Ok(()) => w.committed_ids.extend(ids),
+                    Err(_) => {
+                        w.failed_transactions += 1;
+                        conn = None;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            w
+        })
+    };
+    let written = restart_under_load(&server, stop, writer).await;
+
+    let mut c = mysql_async::Conn::new(admin_opts).await.unwrap();
+    let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
+    let seq = |g: &str| g.split('-').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(120), || checkpoint(dir.path(), "myrestart").is_some_and(|cp| seq(cp
+            ["position"]["gtid"]
+            .as_str()
+            .unwrap_or(""))
+            >= seq(&target))),
+        "the daemon did not catch up after the restarts (server at {target}); checkpoint {:?}\n{}",
+        checkpoint(dir.path(), "myrestart"),
+        daemon.logs()
+    );
+    let rows: Vec<(i64, Option<String>, Option<i32>)> = c.query("SELECT id, v, n FROM restarts.sp").await.unwrap();
+    let source: BTreeMap<i64, Value> = rows.iter().map(|(id, v, n)| (*id, row_json(*id, v.as_deref(), *n))).collect();
+    let recs = read_topics(&broker.bootstrap, &["myrestart.restarts.sp"], written.committed_ids.len(), 120);
+    let logs = daemon.logs();
+    assert!(logs.matches("source session ended").count() >= 4, "one session end per restart:\n{logs}");
+    verify("mariadb clean + SIGKILL restarts", &recs, &written, &source, &daemon);
+    assert_eq!(daemon.stop(), Some(0));
+}
