@@ -8,6 +8,7 @@ dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 command -v pg_recvlogical >/dev/null || need_apt+=(postgresql-client-15)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v mariadbd >/dev/null || need_apt+=(mariadb-server mariadb-client)
+command -v sysbench >/dev/null || need_apt+=(sysbench)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
