@@ -17,6 +17,7 @@ use crate::source::mysql::table::{self as my_table, Kind};
 use crate::source::mysql::{guard, mariadb_events, rows, stream as my_stream, values as my_values};
 use crate::source::postgres::catalog::TableRef;
 use crate::source::postgres::pgoutput::{self, Cell, Message, OldTuple};
+use crate::source::postgres::protocol::PG_EPOCH_OFFSET_US;
 use crate::source::postgres::relation::{self, Relation, SourceContext};
 use crate::source::postgres::values::{self as pg_values, ValueKind};
 use crate::source::tables::KeyColumns;
@@ -78,7 +79,7 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
         let Ok(msg) = pgoutput::decode(data, &mut old, &mut new) else { continue };
         let (rel, op, before, after) = match msg {
             Message::Begin { final_lsn, commit_ts_us, xid: x } => {
-                (commit_lsn, ts_us, xid, index) = (final_lsn, commit_ts_us.saturating_add(946_684_800_000_000), x, 0);
+                (commit_lsn, ts_us, xid, index) = (final_lsn, commit_ts_us.saturating_add(PG_EPOCH_OFFSET_US), x, 0);
                 continue;
             }
             Message::Relation(r) => {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 use serde_json::{json, Value};
+use support::workload::materialize;
 use support::*;
 
 const RSS_LIMIT_KB: u64 = 64 * 1024;
@@ -76,41 +77,16 @@ async fn a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses
     let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
     c.query_drop("USE outage").await.unwrap();
     let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
-    let seq = |g: &str| {
-        g.split(',')
-            .filter_map(|p| p.trim().strip_prefix("0-")?.split('-').nth(1)?.parse::<u64>().ok())
-            .next()
-            .unwrap_or(0)
-    };
-    assert!(
-        wait_until(Duration::from_secs(180), || checkpoint(dir.path(), "outage").is_some_and(|cp| seq(cp["position"]
-            ["gtid"]
-            .as_str()
-            .unwrap_or(""))
-            >= seq(&target))),
-        "no catch-up after the outage; checkpoint {:?}\n{}",
-        checkpoint(dir.path(), "outage"),
-        daemon.logs()
-    );
+    wait_for_checkpoint(dir.path(), "outage", &daemon, Duration::from_secs(180), |cp| {
+        maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+    });
     let (_, hwm) = memory_kb(pid).unwrap();
 
     let rows: Vec<(i64, i64, String, String)> = c.query("SELECT id, k, c, pad FROM sbtest1").await.unwrap();
     let source: BTreeMap<i64, Value> =
         rows.into_iter().map(|(id, k, cc, pad)| (id, json!({"id": id, "k": k, "c": cc, "pad": pad}))).collect();
     let recs = read_topics(&broker.bootstrap, &["outage.outage.sbtest1"], source.len(), 240);
-    let mut state: BTreeMap<i64, Value> = BTreeMap::new();
-    for r in &recs {
-        let Some(v) = &r.value else { continue };
-        match r.op() {
-            Some("c" | "r" | "u") => {
-                state.insert(v["after"]["id"].as_i64().unwrap(), v["after"].clone());
-            }
-            Some("d") => {
-                state.remove(&v["before"]["id"].as_i64().unwrap());
-            }
-            _ => {}
-        }
-    }
+    let state = materialize(&recs);
     let mismatched: Vec<i64> =
         source.keys().chain(state.keys()).filter(|id| source.get(id) != state.get(id)).copied().collect();
     eprintln!(

@@ -55,32 +55,12 @@ fn report(what: &str, w: &Workload, v: &support::workload::Verdict, daemon: &Dae
     );
 }
 
-/// Waits until the connector's checkpoint satisfies `caught_up` (it has delivered everything
-/// the workload committed).
-fn wait_for_checkpoint(dir: &Path, name: &str, daemon: &Daemon, caught_up: impl Fn(&Value) -> bool) {
-    assert!(
-        wait_until(Duration::from_secs(180), || checkpoint(dir, name).is_some_and(|c| caught_up(&c))),
-        "{name} did not catch up; checkpoint {:?}\nlog:\n{}",
-        checkpoint(dir, name),
-        daemon.logs()
-    );
-}
-
 // ---- MariaDB ----
 
 async fn mysql_conn(db: &str) -> mysql_async::Conn {
     let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();
     c
-}
-
-/// Domain 0's sequence number in a MariaDB GTID position text (`0-1-42,1-2-7`).
-fn maria_seq(gtid: &str) -> u64 {
-    gtid.split(',')
-        .filter_map(|p| p.trim().strip_prefix("0-"))
-        .filter_map(|rest| rest.split('-').nth(1)?.parse().ok())
-        .next()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -117,7 +97,7 @@ async fn mariadb_savepoint_torture_under_kill_9() {
     let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
 
     let daemon = Daemon::start(&cfg);
-    wait_for_checkpoint(dir.path(), "crashsp", &daemon, |cp| {
+    wait_for_checkpoint(dir.path(), "crashsp", &daemon, Duration::from_secs(180), |cp| {
         maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
     });
     let recs = read_topics(&broker.bootstrap, &["crashsp.crash_sp.sp"], w.committed.len(), 180);
@@ -130,11 +110,6 @@ async fn mariadb_savepoint_torture_under_kill_9() {
 }
 
 // ---- PostgreSQL ----
-
-fn pg_lsn(s: &str) -> u64 {
-    let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
-    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
-}
 
 fn spawn_pg_writer(
     url: String,
@@ -156,7 +131,7 @@ async fn pg_catch_up_and_verify(what: &str, db: &TestDb, dir: &Path, name: &str,
     let c = db.client().await;
     let target: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
     let daemon = Daemon::start(&dir.join(format!("{name}.toml")));
-    wait_for_checkpoint(dir, name, &daemon, |cp| {
+    wait_for_checkpoint(dir, name, &daemon, Duration::from_secs(180), |cp| {
         pg_lsn(cp["position"]["lsn"].as_str().unwrap_or("0/0")) >= pg_lsn(&target)
     });
     let recs = read_topics(bootstrap, &[&format!("{name}.public.sp")], w.committed.len(), 180);

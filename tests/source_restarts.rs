@@ -133,6 +133,18 @@ struct Written {
     failed_transactions: u64,
 }
 
+impl Written {
+    /// Records one transaction's outcome: `committed` when its COMMIT returned OK.
+    fn record(&mut self, ids: Vec<i64>, committed: bool) {
+        self.transactions += 1;
+        if committed {
+            self.committed_ids.extend(ids);
+        } else {
+            self.failed_transactions += 1;
+        }
+    }
+}
+
 /// One transaction: inserts a few new rows, updates one earlier row and sometimes deletes one.
 fn transaction(next_id: &mut i64, rng: &mut Rng) -> (Vec<i64>, Vec<String>) {
     let k = rng.range(1, 20) as i64;
@@ -205,11 +217,6 @@ async fn restart_under_load(
     written
 }
 
-fn pg_lsn(s: &str) -> u64 {
-    let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
-    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_restarts_fast_and_immediate_under_load() {
     let server = OwnServer::start("pg", 54341);
@@ -249,13 +256,10 @@ async fn postgres_restarts_fast_and_immediate_under_load() {
                     },
                 };
                 let (ids, stmts) = transaction(&mut next_id, &mut rng);
-                w.transactions += 1;
-                match c.batch_execute(&format!("BEGIN; {}; COMMIT", stmts.join("; "))).await {
-                    Ok(()) => w.committed_ids.extend(ids),
-                    Err(_) => {
-                        w.failed_transactions += 1;
-                        client = None;
-                    }
+                let committed = c.batch_execute(&format!("BEGIN; {}; COMMIT", stmts.join("; "))).await.is_ok();
+                w.record(ids, committed);
+                if !committed {
+                    client = None;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -266,16 +270,9 @@ async fn postgres_restarts_fast_and_immediate_under_load() {
 
     let c = db.client().await;
     let target: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
-    assert!(
-        wait_until(Duration::from_secs(120), || checkpoint(dir.path(), "pgrestart").is_some_and(|cp| pg_lsn(
-            cp["position"]["lsn"].as_str().unwrap_or("0/0")
-        ) >= pg_lsn(
-            &target
-        ))),
-        "the daemon did not catch up after the restarts; checkpoint {:?}\n{}",
-        checkpoint(dir.path(), "pgrestart"),
-        daemon.logs()
-    );
+    wait_for_checkpoint(dir.path(), "pgrestart", &daemon, Duration::from_secs(120), |cp| {
+        pg_lsn(cp["position"]["lsn"].as_str().unwrap_or("0/0")) >= pg_lsn(&target)
+    });
     let source = pg_source_rows(&c).await;
     let recs = read_topics(&broker.bootstrap, &["pgrestart.public.sp"], written.committed_ids.len(), 120);
     let logs = daemon.logs();
@@ -330,13 +327,10 @@ async fn mariadb_restarts_clean_and_killed_under_load() {
                 }
                 let Some(c) = conn.as_mut() else { continue };
                 let (ids, stmts) = transaction(&mut next_id, &mut rng);
-                w.transactions += 1;
-                match c.query_drop(format!("BEGIN; {}; COMMIT", stmts.join("; "))).await {
-                    Ok(()) => w.committed_ids.extend(ids),
-                    Err(_) => {
-                        w.failed_transactions += 1;
-                        conn = None;
-                    }
+                let committed = c.query_drop(format!("BEGIN; {}; COMMIT", stmts.join("; "))).await.is_ok();
+                w.record(ids, committed);
+                if !committed {
+                    conn = None;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -347,17 +341,9 @@ async fn mariadb_restarts_clean_and_killed_under_load() {
 
     let mut c = mysql_async::Conn::new(admin_opts).await.unwrap();
     let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
-    let seq = |g: &str| g.split('-').nth(2).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    assert!(
-        wait_until(Duration::from_secs(120), || checkpoint(dir.path(), "myrestart").is_some_and(|cp| seq(cp
-            ["position"]["gtid"]
-            .as_str()
-            .unwrap_or(""))
-            >= seq(&target))),
-        "the daemon did not catch up after the restarts (server at {target}); checkpoint {:?}\n{}",
-        checkpoint(dir.path(), "myrestart"),
-        daemon.logs()
-    );
+    wait_for_checkpoint(dir.path(), "myrestart", &daemon, Duration::from_secs(120), |cp| {
+        maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+    });
     let rows: Vec<(i64, Option<String>, Option<i32>)> = c.query("SELECT id, v, n FROM restarts.sp").await.unwrap();
     let source: BTreeMap<i64, Value> = rows.iter().map(|(id, v, n)| (*id, row_json(*id, v.as_deref(), *n))).collect();
     let recs = read_topics(&broker.bootstrap, &["myrestart.restarts.sp"], written.committed_ids.len(), 120);

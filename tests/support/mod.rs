@@ -359,6 +359,38 @@ pub fn read_topics(bootstrap: &str, topics: &[&str], min: usize, timeout_secs: u
         .collect()
 }
 
+/// Waits up to `timeout` until the connector's checkpoint satisfies `caught_up` (it has
+/// delivered everything the source committed); fails with the checkpoint and the daemon's log.
+pub fn wait_for_checkpoint(
+    dir: &Path,
+    name: &str,
+    daemon: &Daemon,
+    timeout: Duration,
+    caught_up: impl Fn(&Value) -> bool,
+) {
+    assert!(
+        wait_until(timeout, || checkpoint(dir, name).is_some_and(|c| caught_up(&c))),
+        "{name} did not catch up; checkpoint {:?}\nlog:\n{}",
+        checkpoint(dir, name),
+        daemon.logs()
+    );
+}
+
+/// A PostgreSQL LSN text (`16/B374D848`) as a number.
+pub fn pg_lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
+    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
+}
+
+/// Domain 0's sequence number in a MariaDB GTID position text (`0-1-42,1-2-7`).
+pub fn maria_seq(gtid: &str) -> u64 {
+    gtid.split(',')
+        .filter_map(|p| p.trim().strip_prefix("0-"))
+        .filter_map(|rest| rest.split('-').nth(1)?.parse().ok())
+        .next()
+        .unwrap_or(0)
+}
+
 /// The checkpoint a connector named `name` configured by [`write_config`] / [`write_mysql_config`]
 /// in `dir` has written, if any.
 pub fn checkpoint(dir: &Path, name: &str) -> Option<Value> {
