@@ -241,7 +241,8 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
             .args(["run", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info")
+            // CDCD_TEST_DAEMON_LOG=debug raises the daemons' log level when chasing a failure.
+            .env("RUST_LOG", std::env::var("CDCD_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
@@ -334,11 +335,24 @@ impl Rec {
     }
 }
 
-/// Reads `topics` from the beginning with the independent Python client.
+/// Reads `topics` from the beginning with the independent Python client, until at least `min`
+/// records arrived and then nothing new for two seconds, or `timeout_secs`.
 pub fn read_topics(bootstrap: &str, topics: &[&str], min: usize, timeout_secs: u64) -> Vec<Rec> {
+    run_reader(bootstrap, topics, &["--min", &min.to_string()], timeout_secs)
+}
+
+/// Reads `topics` from the beginning up to the high watermark every partition has when the
+/// reader finds them, failing if it cannot get there within `timeout_secs`. For a broker whose
+/// watermarks are exact (the mock cluster, not tansu), after the producer's deliveries were
+/// acknowledged: the read then holds everything, with no idle-time guess.
+pub fn read_topics_to_end(bootstrap: &str, topics: &[&str], timeout_secs: u64) -> Vec<Rec> {
+    run_reader(bootstrap, topics, &["--to-end"], timeout_secs)
+}
+
+fn run_reader(bootstrap: &str, topics: &[&str], until: &[&str], timeout_secs: u64) -> Vec<Rec> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/read_topics.py");
     let mut cmd = Command::new("python3");
-    cmd.arg(script).args(["--bootstrap", bootstrap, "--min", &min.to_string(), "--timeout", &timeout_secs.to_string()]);
+    cmd.arg(script).args(["--bootstrap", bootstrap, "--timeout", &timeout_secs.to_string()]).args(until);
     for t in topics {
         cmd.args(["--topic", t]);
     }

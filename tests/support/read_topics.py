@@ -3,9 +3,9 @@
 daemon's producer). Prints every record of the given topics as one JSON line:
 {"topic", "partition", "offset", "key", "value"} with key/value decoded as UTF-8 text or null.
 Stops once at least --min records were read and nothing new arrived for --idle seconds, or at
---timeout."""
+--timeout; with --to-end, once every partition is read to its end (exit 3 if that never happens)."""
 import argparse, json, sys, time, uuid
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bootstrap", required=True)
@@ -13,23 +13,69 @@ ap.add_argument("--topic", action="append", required=True)
 ap.add_argument("--min", type=int, default=1)
 ap.add_argument("--idle", type=float, default=2.0)
 ap.add_argument("--timeout", type=float, default=60.0)
+ap.add_argument("--to-end", action="store_true",
+                help="stop once every partition is read up to the high watermark it had when all "
+                     "topics were found (not for tansu, whose watermarks can lag)")
 a = ap.parse_args()
 
+# Partitions are assigned directly rather than through a consumer group: a group subscribed to a
+# topic the producer has not auto-created yet can take tens of seconds to rebalance once it
+# appears (seen with the mock cluster), which made reads time out with nothing read.
 c = Consumer({
     "bootstrap.servers": a.bootstrap,
     "group.id": "cdcd-test-" + uuid.uuid4().hex,
-    "auto.offset.reset": "earliest",
     "enable.auto.commit": False,
     "topic.metadata.refresh.interval.ms": 1000,
-    "session.timeout.ms": 6000,
 })
-c.subscribe(a.topic)
+assigned = set()
+
+
+def assign_new_partitions():
+    """Adds every partition of the wanted topics that exists now; returns True when all topics
+    were found."""
+    try:
+        md = c.list_topics(timeout=1.0)
+    except Exception:
+        return False
+    new = []
+    for t in a.topic:
+        tm = md.topics.get(t)
+        if tm is None or tm.error is not None or not tm.partitions:
+            continue
+        for p in tm.partitions:
+            if (t, p) not in assigned:
+                assigned.add((t, p))
+                new.append(TopicPartition(t, p, OFFSET_BEGINNING))
+    if new:
+        c.incremental_assign(new)
+    return all(any(t == at for at, _ in assigned) for t in a.topic)
+
+
+def reached_end():
+    return all(position.get(tp, 0) >= high for tp, high in end.items())
+
+
 n, start, last = 0, time.time(), time.time()
+all_found, next_lookup = False, 0.0
+end, position = None, {}
 out = sys.stdout
 while True:
     now = time.time()
-    if now - start > a.timeout or (n >= a.min and now - last > a.idle):
+    if now - start > a.timeout:
         break
+    if a.to_end:
+        if end is not None and reached_end():
+            break
+    elif n >= a.min and now - last > a.idle:
+        break
+    if not all_found and now >= next_lookup:
+        all_found = assign_new_partitions()
+        next_lookup = now + 0.3
+    if all_found and a.to_end and end is None:
+        end = {tp: c.get_watermark_offsets(TopicPartition(*tp), timeout=5.0)[1] for tp in assigned}
+    if not assigned:
+        time.sleep(0.1)
+        continue
     m = c.poll(0.2)
     if m is None:
         continue
@@ -44,6 +90,10 @@ while True:
     }) + "\n")
     n += 1
     last = time.time()
+    position[(m.topic(), m.partition())] = m.offset() + 1
 out.flush()
 c.close()
 print("read %d records" % n, file=sys.stderr)
+if a.to_end and (end is None or not reached_end()):
+    print("did not reach the end of every partition: read up to %s, end %s" % (position, end), file=sys.stderr)
+    sys.exit(3)
