@@ -8,11 +8,11 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::core::acks::AckTracker;
 use crate::core::checkpoint::SourceIdentity;
 use crate::core::envelope::{Change, Op, RecordBuf};
+use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
 use crate::core::txn::TxnFrame;
 use crate::error::{SessionError, SinkError, SourceError};
@@ -111,19 +111,22 @@ impl Emitter {
     }
 
     async fn wait_for_room(&self) -> Result<(), SinkError> {
-        let mut waited = Duration::ZERO;
+        let mut pause = PauseClock::new();
         while self.tracker.pending_slots() >= MAX_PENDING_TRANSACTIONS {
             self.health()?;
-            let step = Duration::from_millis(10);
-            tokio::time::sleep(step).await;
-            waited += step;
-            if waited.as_millis() % 30_000 < step.as_millis() {
-                tracing::warn!(
+            match pause.wait().await {
+                Some(PauseReport::Started) => tracing::info!(
                     pending_transactions = self.tracker.pending_slots(),
                     in_flight = self.tracker.in_flight(),
-                    waited_secs = waited.as_secs(),
-                    "{MAX_PENDING_TRANSACTIONS} transactions await the broker's acknowledgement; reading is paused"
-                );
+                    "{MAX_PENDING_TRANSACTIONS} transactions await the broker's acknowledgement; reading paused"
+                ),
+                Some(PauseReport::Continuing) => tracing::warn!(
+                    pending_transactions = self.tracker.pending_slots(),
+                    in_flight = self.tracker.in_flight(),
+                    waited_secs = pause.waited().as_secs(),
+                    "reading still paused: {MAX_PENDING_TRANSACTIONS} transactions await the broker's acknowledgement"
+                ),
+                None => {}
             }
         }
         Ok(())

@@ -1,12 +1,16 @@
 //! A 60-second broker outage under sysbench load: memory stays bounded and nothing is lost.
 //!
-//! sysbench (`oltp_write_only`, two tables, a fixed rate) writes to MariaDB; cdcd captures one
-//! of the tables, so most transactions touch a table it does not capture (which used to cost a
-//! tracker entry each). The broker goes down for 60 s: the producer queue fills, back-pressure
-//! stops the binlog reader, and the daemon's peak RSS (VmHWM) must stay under 64 MB. After the
-//! broker is back the daemon catches up, and the state a consumer materializes from the topic
-//! equals the captured table row for row. The broker is `cdcd-mock-broker` (librdkafka's mock
-//! cluster), the one here that can be taken down and brought back in place.
+//! sysbench (`oltp_write_only`, two tables, 400 transactions/s) writes to MariaDB; cdcd captures
+//! one of the tables, so half the transactions touch a table it does not capture (which used to
+//! cost a tracker entry each). The broker goes down for 60 s. Within it the in-flight cap (or
+//! the producer queue, whichever fills first) pauses the binlog reader, which the test sees in
+//! the daemon's log, and the daemon's peak RSS (VmHWM) must stay under 64 MB. After the broker
+//! is back the daemon catches up, and the state a consumer materializes from the topic equals
+//! the captured table row for row. The broker is `cdcd-mock-broker` (librdkafka's mock
+//! cluster), the one here that can be taken down and brought back in place; it keeps only ~5 MB
+//! per partition, so the topic gets 16 partitions and the reader fails loudly if the broker
+//! dropped anything (a low watermark above 0) rather than reporting lost rows.
+//! `CDCD_OUTAGE_RATE` changes the rate.
 
 mod support;
 
@@ -49,14 +53,16 @@ async fn a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses
     assert!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
 
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start();
+    // 16 partitions: the mock cluster keeps ~5 MB per partition, and this run writes ~50 MB.
+    let mut broker = Broker::with_topics(&[("outage.outage.sbtest1", 16)]);
     let cfg =
         write_mysql_config(dir.path(), "outage", r#"["outage.sbtest1"]"#, 5401, &kafka_sink(&broker.bootstrap), "");
     let daemon = Daemon::start(&cfg);
     assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
     let pid = daemon.pid();
 
-    let mut load = sysbench(&["--threads=2", "--rate=150", "--time=85", "run"])
+    let rate = format!("--rate={}", std::env::var("CDCD_OUTAGE_RATE").unwrap_or_else(|_| "400".into()));
+    let mut load = sysbench(&["--threads=2", &rate, "--time=85", "run"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -108,5 +114,14 @@ async fn a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses
     assert!(mismatched.is_empty(), "lost or wrong rows {:?}", &mismatched[..mismatched.len().min(10)]);
     assert!(recs.len() > source.len(), "the load should have produced changes beyond the snapshot");
     assert!(hwm < RSS_LIMIT_KB, "peak RSS {hwm} kB over the {RSS_LIMIT_KB} kB bound\n{}", daemon.logs());
+    // The bound must come from back-pressure, not from a load too light to fill anything.
+    let logs = daemon.logs();
+    let paused: Vec<&str> =
+        logs.lines().filter(|l| l.contains("reading paused") || l.contains("WARN") || l.contains("ERROR")).collect();
+    eprintln!("back-pressure: {paused:#?}");
+    assert!(
+        paused.iter().any(|l| l.contains("reading paused")),
+        "the outage never paused the reader; raise the rate\n{logs}"
+    );
     assert_eq!(daemon.stop(), Some(0));
 }

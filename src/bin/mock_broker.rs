@@ -5,6 +5,10 @@
 //!
 //! Prints `bootstrap=<host:port,...>` on its first line (and to `--bootstrap-file`). Reads
 //! commands on stdin, one per line, to simulate outages: `down`, `up` (all brokers), `quit`.
+//!
+//! The mock cluster keeps only about 5 MB per partition and drops the oldest batches beyond
+//! that, and auto-created topics get 4 partitions. A test that writes more than ~20 MB to one
+//! topic pre-creates it with more partitions (`--topic NAME:PARTITIONS`).
 
 use std::io::{BufRead, Write};
 
@@ -14,14 +18,24 @@ use rdkafka::producer::DefaultProducerContext;
 fn main() {
     let mut brokers = 1;
     let mut bootstrap_file = None;
+    let mut topics: Vec<(String, i32)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--brokers" => brokers = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             "--bootstrap-file" => bootstrap_file = args.next(),
+            "--topic" => match args.next().as_deref().and_then(parse_topic) {
+                Some(t) => topics.push(t),
+                None => {
+                    eprintln!("cdcd-mock-broker: --topic takes NAME:PARTITIONS (e.g. orders:16)");
+                    std::process::exit(2);
+                }
+            },
             "--help" | "-h" => {
                 println!(
-                    "usage: cdcd-mock-broker [--brokers N] [--bootstrap-file PATH]\nstdin commands: down | up | quit"
+                    "usage: cdcd-mock-broker [--brokers N] [--bootstrap-file PATH] [--topic NAME:PARTITIONS]...\n\
+                     stdin commands: down | up | quit\n\
+                     Keeps ~5 MB per partition (older batches are dropped); auto-created topics get 4 partitions."
                 );
                 return;
             }
@@ -38,6 +52,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    for (name, partitions) in &topics {
+        if let Err(e) = cluster.create_topic(name, *partitions, brokers.min(3)) {
+            eprintln!("cdcd-mock-broker: cannot create topic {name}: {e}");
+            std::process::exit(1);
+        }
+    }
     let bootstrap = cluster.bootstrap_servers();
     if let Some(path) = bootstrap_file {
         if let Err(e) = std::fs::write(&path, &bootstrap) {
@@ -72,6 +92,13 @@ fn main() {
             std::thread::park();
         }
     }
+}
+
+/// `NAME:PARTITIONS` with at least one partition.
+fn parse_topic(arg: &str) -> Option<(String, i32)> {
+    let (name, n) = arg.rsplit_once(':')?;
+    let n: i32 = n.parse().ok().filter(|n| *n > 0)?;
+    (!name.is_empty()).then(|| (name.to_string(), n))
 }
 
 /// When started in the background with no stdin (`< /dev/null`), EOF arrives at once; keep the

@@ -5,5 +5,6 @@ pub mod acks;
 pub mod checkpoint;
 pub mod envelope;
 pub mod json;
+pub mod pause;
 pub mod position;
 pub mod txn;

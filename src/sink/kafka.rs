@@ -23,6 +23,7 @@ use super::dead_letter::{describe, refusal_fix, refuses_record, DeadLetterContex
 use crate::config::{property_string, KafkaSinkConfig};
 use crate::core::acks::{AckTracker, TxnId};
 use crate::core::envelope::Record;
+use crate::core::pause::{PauseClock, PauseReport};
 use crate::error::SinkError;
 
 /// Producer settings cdcd relies on; a user may not weaken the first two.
@@ -158,7 +159,7 @@ impl KafkaSink {
         if let Some(v) = record.value {
             rec = rec.payload(v);
         }
-        let mut waited = Duration::ZERO;
+        let mut pause = PauseClock::new();
         loop {
             match self.producer.send(rec) {
                 Ok(()) => return Ok(()),
@@ -166,11 +167,19 @@ impl KafkaSink {
                     rec = back;
                     // The local queue is full: the broker is slow or down. Wait; this is the
                     // back-pressure that stops the source from reading further.
-                    let step = Duration::from_millis(if waited < Duration::from_secs(1) { 2 } else { 50 });
-                    tokio::time::sleep(step).await;
-                    waited += step;
-                    if waited.as_secs() > 0 && waited.as_millis() % 30_000 < step.as_millis() {
-                        tracing::warn!(connector = %self.connector, waited_secs = waited.as_secs(), in_flight = self.tracker.in_flight(), "producer queue full; waiting for the broker");
+                    match pause.wait().await {
+                        Some(PauseReport::Started) => tracing::info!(
+                            connector = %self.connector,
+                            in_flight = self.tracker.in_flight(),
+                            "producer queue full (queue.buffering.max.kbytes / .messages); reading paused until the broker takes records"
+                        ),
+                        Some(PauseReport::Continuing) => tracing::warn!(
+                            connector = %self.connector,
+                            waited_secs = pause.waited().as_secs(),
+                            in_flight = self.tracker.in_flight(),
+                            "producer queue still full; waiting for the broker"
+                        ),
+                        None => {}
                     }
                     self.health()?;
                 }

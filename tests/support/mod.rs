@@ -105,7 +105,18 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cdcd-mock-broker"))
+        Broker::with_topics(&[])
+    }
+
+    /// A broker with `topics` created up front, each with its number of partitions. The mock
+    /// cluster keeps about 5 MB per partition, so a test that writes more than ~20 MB to one
+    /// topic gives it more partitions than the 4 it would get by auto-creation.
+    pub fn with_topics(topics: &[(&str, u32)]) -> Broker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdcd-mock-broker"));
+        for (name, partitions) in topics {
+            cmd.args(["--topic", &format!("{name}:{partitions}")]);
+        }
+        let mut child = cmd
             .env("CDCD_MOCK_BROKER_EXIT_ON_EOF", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -72,7 +72,14 @@ while True:
         all_found = assign_new_partitions()
         next_lookup = now + 0.3
     if all_found and a.to_end and end is None:
-        end = {tp: c.get_watermark_offsets(TopicPartition(*tp), timeout=5.0)[1] for tp in assigned}
+        marks = {tp: c.get_watermark_offsets(TopicPartition(*tp), timeout=5.0) for tp in assigned}
+        pruned = {tp: low for tp, (low, _) in marks.items() if low > 0}
+        if pruned:
+            # Records the broker deleted (retention) would show up as lost rows: say so instead.
+            print("the broker no longer holds the start of %s (low watermarks); give the topic more "
+                  "partitions or write less" % pruned, file=sys.stderr)
+            sys.exit(4)
+        end = {tp: high for tp, (_, high) in marks.items()}
     if not assigned:
         time.sleep(0.1)
         continue
