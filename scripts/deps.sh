@@ -4,11 +4,15 @@ set -euo pipefail
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v openssl >/dev/null || need_apt+=(openssl)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 command -v pg_recvlogical >/dev/null || need_apt+=(postgresql-client-15)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v mariadbd >/dev/null || need_apt+=(mariadb-server mariadb-client)
 command -v sysbench >/dev/null || need_apt+=(sysbench)
+command -v stunnel4 >/dev/null || need_apt+=(stunnel4)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -4,11 +4,15 @@
 #   scripts/mariadb.sh stop DIR
 # Binlog on, ROW format, FULL row image and FULL row metadata, GTIDs (MariaDB always has them).
 # Users: root (socket only) and cdcd/cdcd over TCP with replication privileges.
+# With MARIADB_TLS_DIR set (server.pem, server.key, ca.pem from tests/support/make_certs.sh) the
+# server offers TLS and listens on 127.0.0.1 and 127.0.0.2; users cdcd_tls/cdcd (REQUIRE SSL)
+# and cdcd_x509/cdcd (REQUIRE X509, a client certificate signed by the CA) are added.
 set -euo pipefail
 cmd=$1; dir=$2
 case "$cmd" in
 start)
   port=$3; server_id=${4:-1}
+  bind=127.0.0.1; [ -n "${MARIADB_TLS_DIR:-}" ] && bind=127.0.0.1,127.0.0.2
   mkdir -p "$dir"
   cat > "$dir/my.cnf" <<CNF
 [mariadbd]
@@ -16,7 +20,7 @@ datadir = $dir/data
 socket = $dir/mysql.sock
 pid-file = $dir/mariadbd.pid
 port = $port
-bind-address = 127.0.0.1
+bind-address = $bind
 server-id = $server_id
 log-bin = $dir/data/binlog
 binlog_format = ROW
@@ -31,6 +35,13 @@ sync_binlog = 0
 skip-name-resolve
 log-error = $dir/error.log
 CNF
+  if [ -n "${MARIADB_TLS_DIR:-}" ]; then
+    cat >> "$dir/my.cnf" <<CNF
+ssl-ca = $MARIADB_TLS_DIR/ca.pem
+ssl-cert = $MARIADB_TLS_DIR/server.pem
+ssl-key = $MARIADB_TLS_DIR/server.key
+CNF
+  fi
   run_as=(); [ "$(id -u)" = 0 ] && run_as=(--user=root)
   if [ ! -d "$dir/data/mysql" ]; then
     mariadb-install-db --defaults-file="$dir/my.cnf" "${run_as[@]}" --auth-root-authentication-method=socket >/dev/null
@@ -42,6 +53,12 @@ CNF
   mariadb --socket="$dir/mysql.sock" -uroot -e "
     CREATE USER IF NOT EXISTS 'cdcd'@'%' IDENTIFIED BY 'cdcd';
     GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, BINLOG ADMIN, CREATE, DROP, INSERT, UPDATE, DELETE, ALTER, INDEX ON *.* TO 'cdcd'@'%';"
+  if [ -n "${MARIADB_TLS_DIR:-}" ]; then
+    mariadb --socket="$dir/mysql.sock" -uroot -e "
+      CREATE USER IF NOT EXISTS 'cdcd_tls'@'%' IDENTIFIED BY 'cdcd' REQUIRE SSL;
+      CREATE USER IF NOT EXISTS 'cdcd_x509'@'%' IDENTIFIED BY 'cdcd' REQUIRE X509;
+      GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR ON *.* TO 'cdcd_tls'@'%', 'cdcd_x509'@'%';"
+  fi
   echo "mysql://cdcd:cdcd@127.0.0.1:$port"
   ;;
 stop)

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::secrets::{self, ConnUrl, Properties};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -61,7 +63,7 @@ pub enum PositionMode {
 #[serde(deny_unknown_fields)]
 pub struct MysqlSourceConfig {
     /// `mysql://user:pass@host:3306`; `${ENV}` expanded.
-    pub url: String,
+    pub url: ConnUrl,
     /// Include list of `database.table` patterns; `*` matches any run of characters.
     pub tables: Vec<String>,
     /// Replica id cdcd uses on the binlog connection; unique among the server's replicas.
@@ -97,7 +99,7 @@ pub enum SnapshotMode {
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     /// `postgres://user:pass@host:port/db` or key=value form; `${ENV}` expanded.
-    pub url: String,
+    pub url: ConnUrl,
     /// Include list of `schema.table` patterns; `*` matches any run of characters.
     pub tables: Vec<String>,
     #[serde(default = "default_snapshot")]
@@ -146,7 +148,7 @@ pub struct KafkaSinkConfig {
     pub topic_prefix: Option<String>,
     /// Passed through to librdkafka (e.g. `"compression.type" = "lz4"`).
     #[serde(default)]
-    pub properties: BTreeMap<String, toml::Value>,
+    pub properties: Properties,
     /// Optional cap on events per second sent to the broker (protects a shared cluster).
     pub max_events_per_second: Option<u32>,
     /// Where records the broker refuses for good (too large, invalid) go instead of stopping the
@@ -236,6 +238,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
     cfg.file = path.to_path_buf();
     expand_all(&mut cfg, path)?;
+    register_secrets(&cfg);
     validate(&cfg, path)?;
     Ok(cfg)
 }
@@ -243,10 +246,10 @@ pub fn parse(path: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
 fn expand_all(cfg: &mut ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
     match &mut cfg.source {
         SourceConfig::Postgres(pg) => {
-            pg.url = expand_env(&pg.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?
+            pg.url = ConnUrl(expand_env(&pg.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?)
         }
         SourceConfig::Mysql(my) => {
-            my.url = expand_env(&my.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?
+            my.url = ConnUrl(expand_env(&my.url).map_err(|m| ConfigError::invalid(path, "source.url", m))?)
         }
     }
     if let SinkConfig::Kafka(k) = &mut cfg.sink {
@@ -265,7 +268,39 @@ fn expand_all(cfg: &mut ConnectorConfig, path: &Path) -> Result<(), ConfigError>
     Ok(())
 }
 
-/// Expands `${VAR}` references. `$$` is a literal `$`.
+/// Registers the credentials a loaded configuration holds, so no output can show them: source
+/// URL passwords (and a PostgreSQL key passphrase) and secret-looking sink properties.
+fn register_secrets(cfg: &ConnectorConfig) {
+    match &cfg.source {
+        SourceConfig::Postgres(pg) => {
+            if let Ok(u) = crate::source::postgres::tls::parse_url(&pg.url) {
+                if let Some(pw) = u.config.get_password() {
+                    secrets::register(&String::from_utf8_lossy(pw));
+                }
+                if let Some(pw) = u.tls.key_password() {
+                    secrets::register(pw);
+                }
+            }
+        }
+        SourceConfig::Mysql(my) => {
+            if let Ok(u) = crate::source::mysql::tls::parse_url(&my.url) {
+                if let Some(pw) = u.opts.pass() {
+                    secrets::register(pw);
+                }
+            }
+        }
+    }
+    if let SinkConfig::Kafka(k) = &cfg.sink {
+        for (key, value) in k.properties.iter() {
+            if secrets::is_secret_property(key) {
+                secrets::register(&property_string(value).unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// Expands `${VAR}`, `${file:PATH}` and `${credential:NAME}` references (see [`secrets`]).
+/// `$$` is a literal `$`.
 pub fn expand_env(s: &str) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -278,9 +313,7 @@ pub fn expand_env(s: &str) -> Result<String, String> {
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body.find('}').ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
             let name = &body[..end];
-            let value = std::env::var(name)
-                .map_err(|_| format!("environment variable `{name}` is not set (referenced as `${{{name}}}`)"))?;
-            out.push_str(&value);
+            out.push_str(&secrets::resolve(name)?);
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -301,12 +334,12 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
     }
     match &cfg.source {
         SourceConfig::Postgres(pg) => {
-            pg.url.parse::<tokio_postgres::Config>().map_err(|e| {
+            crate::source::postgres::tls::parse_url(&pg.url).map_err(|e| {
                 ConfigError::invalid(
                     path,
                     "source.url",
                     format!(
-                        "not a PostgreSQL connection string ({e}); expected postgres://user:password@host:5432/dbname"
+                        "not a usable PostgreSQL connection string ({e}); expected postgres://user:password@host:5432/dbname[?sslmode=verify-full&sslrootcert=/path/ca.pem]"
                     ),
                 )
             })?;
@@ -328,11 +361,11 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             check_timeout(path, pg.timeout_secs)?;
         }
         SourceConfig::Mysql(my) => {
-            mysql_async::Opts::from_url(&my.url).map_err(|e| {
+            crate::source::mysql::tls::parse_url(&my.url).map_err(|e| {
                 ConfigError::invalid(
                     path,
                     "source.url",
-                    format!("not a MySQL URL ({e}); expected mysql://user:password@host:3306"),
+                    format!("not a usable MySQL URL ({e}); expected mysql://user:password@host:3306[?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/ca.pem]"),
                 )
             })?;
             check_table_patterns(path, &my.tables, "database.table", "shop.*")?;

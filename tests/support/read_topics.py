@@ -13,6 +13,8 @@ ap.add_argument("--topic", action="append", required=True)
 ap.add_argument("--min", type=int, default=1)
 ap.add_argument("--idle", type=float, default=2.0)
 ap.add_argument("--timeout", type=float, default=60.0)
+ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                help="extra client setting, e.g. security.protocol=SSL")
 ap.add_argument("--to-end", action="store_true",
                 help="stop once every partition is read up to the high watermark it had when all "
                      "topics were found (not for tansu, whose watermarks can lag)")
@@ -26,6 +28,7 @@ c = Consumer({
     "group.id": "cdcd-test-" + uuid.uuid4().hex,
     "enable.auto.commit": False,
     "topic.metadata.refresh.interval.ms": 1000,
+    **dict(kv.split("=", 1) for kv in a.set),
 })
 assigned = set()
 
@@ -67,7 +70,12 @@ while True:
         if end is not None and reached_end():
             break
     elif n >= a.min and now - last > a.idle:
-        break
+        # A reader starved of CPU can look idle; stop only if no partition is known to hold
+        # more (a watermark that lags, as tansu's can, never holds the reader back).
+        if not any(position.get(tp, 0) < c.get_watermark_offsets(TopicPartition(*tp), timeout=2.0)[1]
+                   for tp in assigned):
+            break
+        last = time.time()
     if not all_found and now >= next_lookup:
         all_found = assign_new_partitions()
         next_lookup = now + 0.3

@@ -30,6 +30,7 @@ pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
         }
     };
     out.push(Finding::ok(format!("{} {} (server_id {})", info.flavor(), info.version, info.server_id)));
+    out.push(encryption_finding(&mut conn, my).await);
     let bad = problems(&info);
     for (what, fix) in &bad {
         out.push(Finding::fail(what.clone(), fix.clone()));
@@ -113,4 +114,27 @@ pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
         Err(e) => out.push(Finding::fail(e.to_string(), "fix source.tables")),
     }
     out
+}
+
+/// Whether the connection is encrypted, from the server's own session status.
+async fn encryption_finding(conn: &mut mysql_async::Conn, my: &MysqlSourceConfig) -> Finding {
+    let tls = match super::tls::parse_url(&my.url) {
+        Ok(u) => u.tls,
+        Err(e) => return Finding::fail(format!("source.url: {e}"), "fix source.url"),
+    };
+    let status: Vec<(String, String)> = conn
+        .query("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+        .await
+        .unwrap_or_default();
+    let get = |name: &str| status.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (version, cipher) = (get("Ssl_version"), get("Ssl_cipher"));
+    let mode = tls.mode.as_str();
+    if version.is_empty() {
+        Finding::note(
+            format!("connection: not encrypted (ssl-mode={mode})"),
+            "set ssl-mode=REQUIRED (or VERIFY_IDENTITY with ssl-ca) in source.url to refuse plaintext",
+        )
+    } else {
+        Finding::ok(format!("connection: TLS ({version}, {cipher}, {}) (ssl-mode={mode})", tls.verification()))
+    }
 }

@@ -23,11 +23,12 @@ pub mod rows;
 pub mod snapshot;
 pub mod stream;
 pub mod table;
+pub mod tls;
 pub mod values;
 
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts};
+use mysql_async::Conn;
 
 use crate::config::{ConnectorConfig, MysqlSourceConfig, PositionMode, SnapshotMode};
 use crate::core::checkpoint::SourceIdentity;
@@ -89,16 +90,22 @@ pub fn my_err(context: &str, e: mysql_async::Error) -> SourceError {
     SourceError::Transient(format!("{context}: {e} (is the server running and reachable at source.url?)"))
 }
 
-/// Connects with TCP keepalive; the handshake is bounded by `source.timeout_secs`.
+/// Connects with TCP keepalive and the TLS `source.url` asks for; the handshake is bounded by
+/// `source.timeout_secs`. Under ssl-mode=PREFERRED (the default) a server without TLS gets a
+/// plaintext connection and a warning; above it, an error.
 pub async fn connect(my: &MysqlSourceConfig) -> Result<Conn, SourceError> {
     let timeout = std::time::Duration::from_secs(my.timeout_secs);
-    let opts = Opts::from_url(&my.url).map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
-    let opts = mysql_async::OptsBuilder::from_opts(opts)
+    let url = tls::parse_url(&my.url).map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
+    let base = mysql_async::OptsBuilder::from_opts(url.opts.clone())
         .tcp_keepalive(Some((timeout / 6).max(std::time::Duration::from_secs(1))));
     let connecting = async {
-        let mut conn = Conn::new(opts).await.map_err(|e| my_err("connecting", e))?;
-        conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").await.map_err(|e| my_err("session setup", e))?;
-        Ok(conn)
+        match attempt(&base, &url.tls, url.tls.mode != tls::SslMode::Disabled).await {
+            Err(SourceError::Transient(m)) if url.tls.mode == tls::SslMode::Preferred && m.contains(NO_TLS) => {
+                tracing::warn!("the MySQL server does not offer TLS; the connection is not encrypted (ssl-mode=PREFERRED). Set ssl-mode=REQUIRED to refuse plaintext");
+                attempt(&base, &url.tls, false).await
+            }
+            other => other,
+        }
     };
     tokio::time::timeout(timeout, connecting).await.unwrap_or_else(|_| {
         Err(SourceError::Transient(format!(
@@ -106,6 +113,41 @@ pub async fn connect(my: &MysqlSourceConfig) -> Result<Conn, SourceError> {
             timeout.as_secs()
         )))
     })
+}
+
+const NO_TLS: &str = "the server does not offer TLS";
+
+async fn attempt(base: &mysql_async::OptsBuilder, tls: &tls::MyTls, use_tls: bool) -> Result<Conn, SourceError> {
+    let opts =
+        tls.apply(base.clone(), use_tls).map_err(|e| SourceError::Fatal(format!("source.url TLS settings: {e}")))?;
+    let mut conn = Conn::new(opts).await.map_err(|e| connect_err(e, tls))?;
+    conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").await.map_err(|e| my_err("session setup", e))?;
+    Ok(conn)
+}
+
+/// A connection error, with TLS failures (no TLS on the server, a rejected certificate) told
+/// apart: those are definite, and their messages say what to change.
+fn connect_err(e: mysql_async::Error, tls: &tls::MyTls) -> SourceError {
+    use mysql_async::{DriverError, Error, IoError};
+    match &e {
+        Error::Driver(DriverError::NoClientSslFlagFromServer) if tls.mode == tls::SslMode::Preferred => {
+            SourceError::Transient(NO_TLS.into())
+        }
+        Error::Driver(DriverError::NoClientSslFlagFromServer) => SourceError::Fatal(format!(
+            "{NO_TLS} but source.url has ssl-mode={}: configure ssl_cert / ssl_key on the server, or lower ssl-mode (not recommended outside a trusted network)",
+            tls.mode.as_str()
+        )),
+        Error::Io(IoError::Tls(t)) => {
+            let reason = crate::source::tls_errors::tls_reason(&[t.to_string()]);
+            let fix = crate::source::tls_errors::verify_fix(&reason, "ssl-ca", "ssl-mode=VERIFY_CA");
+            SourceError::Fatal(format!("TLS with the MySQL server failed: {reason}; {fix}"))
+        }
+        Error::Server(s) if s.code == 1045 && tls.mode == tls::SslMode::Disabled => SourceError::Fatal(format!(
+            "connecting: {} (MySQL error 1045); if the user is created with REQUIRE SSL (or X509), set ssl-mode=REQUIRED or VERIFY_IDENTITY with ssl-ca in source.url",
+            s.message
+        )),
+        _ => my_err("connecting", e),
+    }
 }
 
 async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError> {

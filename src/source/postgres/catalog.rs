@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use super::tls::PgUrl;
+use crate::source::tls_errors::{tls_reason, verify_fix};
 
 use super::conn::{sqlstate_is_definite, SESSION_OPTIONS};
 use super::values::{builtin_kind, ValueKind};
@@ -98,14 +101,35 @@ pub fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
     SourceError::Transient(format!("{context}: {e}"))
 }
 
+/// The TLS reason behind a connection error (certificate rejected, server without TLS), from
+/// the error's source chain: tokio-postgres only says "error performing TLS handshake".
+fn tls_failure(e: &tokio_postgres::Error) -> Option<String> {
+    let text = e.to_string();
+    if text.contains("server does not support TLS") {
+        return Some("the server does not accept TLS (enable ssl in postgresql.conf, or lower sslmode)".into());
+    }
+    if !text.contains("TLS") {
+        return None;
+    }
+    let mut messages = vec![text];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        messages.push(s.to_string());
+        source = s.source();
+    }
+    Some(tls_reason(&messages))
+}
+
 impl Catalog {
     /// Connects; a server silent for `timeout` (connect, or unacknowledged writes) breaks it.
     pub async fn connect(
-        cfg: &tokio_postgres::Config,
+        url: &PgUrl,
         application_name: &str,
         timeout: std::time::Duration,
     ) -> Result<Self, SourceError> {
-        let mut cfg = cfg.clone();
+        let tls =
+            url.tls.make_tls_connect().map_err(|e| SourceError::Fatal(format!("source.url TLS settings: {e}")))?;
+        let mut cfg = url.config.clone();
         cfg.options(SESSION_OPTIONS)
             .application_name(application_name)
             .connect_timeout(timeout)
@@ -114,8 +138,17 @@ impl Catalog {
             .keepalives_idle((timeout / 6).max(std::time::Duration::from_secs(1)))
             .keepalives_interval((timeout / 6).max(std::time::Duration::from_secs(1)))
             .keepalives_retries(3);
-        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+        let (client, conn) = cfg.connect(tls).await.map_err(|e| {
+            if let Some(reason) = tls_failure(&e) {
+                return SourceError::Fatal(format!(
+                    "TLS with PostgreSQL failed: {reason}; {}",
+                    verify_fix(&reason, "sslrootcert", "sslmode=verify-ca")
+                ));
+            }
             let hint = match e.as_db_error().map(|d| d.code().code().to_string()) {
+                Some(c) if c == "28000" && e.as_db_error().is_some_and(|d| d.message().contains("no encryption")) => {
+                    " (the server accepts this user only over TLS, `hostssl` in pg_hba.conf: set sslmode=require, or verify-full with sslrootcert, in source.url)"
+                }
                 Some(c) if c == "28P01" || c == "28000" => {
                     " (check the user and password in source.url, and pg_hba.conf)"
                 }

@@ -2,6 +2,7 @@
 
 use super::catalog::{Catalog, TableMeta, TableRef};
 use super::conn::{ConnParams, ReplicationConn};
+use super::tls::{parse_url, SslMode};
 use super::{identify, names};
 use crate::config::{ConnectorConfig, PostgresSourceConfig};
 use crate::core::checkpoint::Checkpoint;
@@ -19,8 +20,8 @@ fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
 
 pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let pgcfg: tokio_postgres::Config = match pg.url.parse() {
-        Ok(c) => c,
+    let url = match parse_url(&pg.url) {
+        Ok(u) => u,
         Err(e) => {
             out.push(fail(format!("source.url parses: {e}"), "use postgres://user:password@host:5432/dbname"));
             return out;
@@ -28,7 +29,7 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
     };
     let n = names(cfg, pg);
     let timeout = std::time::Duration::from_secs(pg.timeout_secs);
-    let catalog = match Catalog::connect(&pgcfg, &n.application, timeout).await {
+    let catalog = match Catalog::connect(&url, &n.application, timeout).await {
         Ok(c) => {
             out.push(ok("PostgreSQL is reachable and accepts the credentials"));
             c
@@ -39,6 +40,20 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         }
     };
     let c = catalog.client();
+    let sql_encryption = match c
+        .query_one(
+            "SELECT ssl, coalesce(version, ''), coalesce(cipher, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+    {
+        Ok(r) if r.get::<_, bool>(0) => {
+            format!("TLS ({}, {}, {})", r.get::<_, String>(1), r.get::<_, String>(2), url.tls.verification())
+        }
+        Ok(_) => "not encrypted".to_string(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    out.push(encryption_finding("SQL connection", &sql_encryption, url.tls.mode));
     if let Ok(v) = catalog.setting("server_version_num").await {
         let num: u32 = v.parse().unwrap_or(0);
         out.push(if num >= 100000 {
@@ -112,11 +127,12 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
             Err(e) => out.push(fail(format!("counting slots: {e}"), "check privileges")),
         },
     }
-    match ConnParams::from_config(&pgcfg, timeout) {
+    match ConnParams::from_url(&url, timeout) {
         Ok(params) => match ReplicationConn::connect(&params, &n.application).await {
             Ok(mut repl) => match identify(&mut repl).await {
                 Ok(sys) => {
                     out.push(ok("replication connection accepted (pg_hba.conf allows it)"));
+                    out.push(encryption_finding("replication connection", &repl.encryption(&url.tls), url.tls.mode));
                     check_checkpoint(cfg, &sys.system_identifier, slot.as_ref(), &mut out);
                 }
                 Err(e) => out
@@ -200,5 +216,18 @@ fn check_checkpoint(
         ));
     } else {
         out.push(ok(format!("checkpoint at {lsn} matches the slot")));
+    }
+}
+
+/// Whether a connection is encrypted: a finding that fails only when TLS was required but is
+/// absent (which the connection itself refuses, so this is belt and braces).
+fn encryption_finding(connection: &str, encryption: &str, mode: SslMode) -> Finding {
+    let what = format!("{connection}: {encryption} (sslmode={})", mode.as_str());
+    if encryption == "not encrypted" && mode.requires_tls() {
+        fail(what, "the server must offer TLS for this sslmode")
+    } else if encryption == "not encrypted" {
+        Finding::note(what, "set sslmode=require (or verify-full with sslrootcert) to refuse plaintext")
+    } else {
+        ok(what)
     }
 }

@@ -1,15 +1,21 @@
 //! A replication-mode connection (`replication=database`) built on `postgres-protocol`:
-//! startup, authentication (trust, cleartext, MD5, SCRAM-SHA-256), simple queries, and the
-//! switch to CopyBoth for `START_REPLICATION`. Upstream `tokio-postgres` cannot open such a
+//! TLS negotiation (SSLRequest, per `sslmode`), startup, authentication (trust, cleartext, MD5,
+//! SCRAM-SHA-256 with channel binding over TLS), simple queries, and the switch to CopyBoth
+//! for `START_REPLICATION`. Upstream `tokio-postgres` cannot open such a
 //! connection, so this is the one place that speaks the wire protocol by hand.
 
 use bytes::{Buf, Bytes, BytesMut};
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use super::tls::{describe_session, tls_server_end_point, PgStream, PgUrl, SslMode, TlsSettings};
 use crate::error::{ServerFailure, SourceError};
+use crate::source::tls_errors::verify_fix;
+
+/// The write half of a replication stream (standby status updates go through it).
+pub type ReplicationWriter = WriteHalf<PgStream>;
 
 /// Session settings that make the server's text output what our value mapping expects.
 pub const SESSION_OPTIONS: &str =
@@ -23,14 +29,16 @@ pub struct ConnParams {
     pub user: String,
     pub password: Option<Vec<u8>>,
     pub dbname: String,
+    pub tls: TlsSettings,
     /// How long the server may stay silent (connect, authenticate, stream) before the
     /// connection counts as dead.
     pub timeout: std::time::Duration,
 }
 
 impl ConnParams {
-    pub fn from_config(cfg: &tokio_postgres::Config, timeout: std::time::Duration) -> Result<Self, SourceError> {
+    pub fn from_url(url: &PgUrl, timeout: std::time::Duration) -> Result<Self, SourceError> {
         use tokio_postgres::config::Host;
+        let cfg = &url.config;
         let host = match cfg.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
             Some(Host::Unix(p)) => {
@@ -41,11 +49,6 @@ impl ConnParams {
             }
             None => "localhost".to_string(),
         };
-        if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(SourceError::Fatal(
-                "source.url: sslmode=require is not supported yet; connect over a trusted network or a local TLS tunnel and use sslmode=disable or prefer".into(),
-            ));
-        }
         let user = cfg.get_user().map(str::to_string).ok_or_else(|| {
             SourceError::Fatal("source.url has no user name (postgres://USER:password@host/db)".into())
         })?;
@@ -55,6 +58,7 @@ impl ConnParams {
             dbname: cfg.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone()),
             user,
             password: cfg.get_password().map(<[u8]>::to_vec),
+            tls: url.tls.clone(),
             timeout,
         })
     }
@@ -132,7 +136,7 @@ pub fn sqlstate_is_definite(code: &str) -> bool {
 }
 
 pub struct ReplicationConn {
-    stream: TcpStream,
+    stream: PgStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// The server process serving this connection (from BackendKeyData).
@@ -181,6 +185,14 @@ impl ReplicationConn {
         self.backend_pid
     }
 
+    /// Whether and how this connection is encrypted.
+    pub fn encryption(&self, tls: &TlsSettings) -> String {
+        match self.stream.ssl() {
+            Some(ssl) => describe_session(ssl, tls),
+            None => "not encrypted".into(),
+        }
+    }
+
     async fn handshake(p: &ConnParams, addr: &str, application_name: &str) -> Result<Self, SourceError> {
         let stream = TcpStream::connect(addr).await.map_err(|e| {
             SourceError::Transient(format!(
@@ -189,6 +201,7 @@ impl ReplicationConn {
         })?;
         let _ = stream.set_nodelay(true);
         bound_dead_peer(&stream, p.timeout);
+        let stream = negotiate_tls(stream, p).await?;
         let mut conn = Self {
             stream,
             rbuf: BytesMut::with_capacity(1 << 16),
@@ -231,7 +244,9 @@ impl ReplicationConn {
                 b'R' => {}
                 b'E' => {
                     let err = ServerError::parse(&m.body);
-                    let ctx = if err.code == "28000" && err.message.contains("replication") {
+                    let ctx = if err.code == "28000" && err.message.contains("no encryption") {
+                        "authentication (the server accepts this user only over TLS, `hostssl` in pg_hba.conf: set sslmode=require, or verify-full with sslrootcert, in source.url)"
+                    } else if err.code == "28000" && err.message.contains("replication") {
                         "authentication (pg_hba.conf needs a `host replication` line for this user, or use a `host all` rule on PostgreSQL 10+ with database replication)"
                     } else {
                         "authentication"
@@ -272,12 +287,20 @@ impl ReplicationConn {
                 }
                 10 => {
                     let pw = p.password.as_deref().ok_or_else(need_password)?;
-                    let offers_scram = body.split(|&b| b == 0).any(|m| m == SCRAM_SHA_256.as_bytes());
-                    if !offers_scram {
+                    let offers = |name: &str| body.split(|&b| b == 0).any(|m| m == name.as_bytes());
+                    // Over TLS, bind the SCRAM exchange to the server's certificate when the
+                    // server offers it, as libpq does by default (channel_binding=prefer).
+                    let binding = self.stream.ssl().and_then(tls_server_end_point);
+                    let (mechanism, binding) = match binding {
+                        Some(b) if offers(SCRAM_SHA_256_PLUS) => (SCRAM_SHA_256_PLUS, ChannelBinding::tls_server_end_point(b)),
+                        Some(_) => (SCRAM_SHA_256, ChannelBinding::unrequested()),
+                        None => (SCRAM_SHA_256, ChannelBinding::unsupported()),
+                    };
+                    if !offers(SCRAM_SHA_256) && !offers(mechanism) {
                         return Err(SourceError::Fatal("server offers no SASL mechanism cdcd supports (SCRAM-SHA-256)".into()));
                     }
-                    let mut scram = ScramSha256::new(pw, ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut self.wbuf).map_err(|e| io_err("auth", e))?;
+                    let mut scram = ScramSha256::new(pw, binding);
+                    frontend::sasl_initial_response(mechanism, scram.message(), &mut self.wbuf).map_err(|e| io_err("auth", e))?;
                     self.flush().await?;
                     let cont = self.expect_auth(11).await?;
                     scram.update(&cont).map_err(|e| SourceError::Fatal(format!("SCRAM authentication failed: {e}")))?;
@@ -325,10 +348,7 @@ impl ReplicationConn {
     }
 
     /// Sends `START_REPLICATION` and waits for CopyBothResponse. Returns the raw stream halves.
-    pub async fn start_replication(
-        mut self,
-        sql: &str,
-    ) -> Result<(ReplicationReader, tokio::net::tcp::OwnedWriteHalf), SourceError> {
+    pub async fn start_replication(mut self, sql: &str) -> Result<(ReplicationReader, ReplicationWriter), SourceError> {
         frontend::query(sql, &mut self.wbuf).map_err(|e| io_err("START_REPLICATION", e))?;
         self.flush().await?;
         loop {
@@ -345,7 +365,7 @@ impl ReplicationConn {
                 }
             }
         }
-        let (read, write) = self.stream.into_split();
+        let (read, write) = tokio::io::split(self.stream);
         Ok((ReplicationReader { read, rbuf: self.rbuf }, write))
     }
 
@@ -358,6 +378,54 @@ impl ReplicationConn {
     async fn read_message(&mut self) -> Result<BackendMessage, SourceError> {
         read_message(&mut self.stream, &mut self.rbuf).await
     }
+}
+
+/// Asks for TLS (SSLRequest) unless sslmode=disable, and wraps the socket when the server
+/// agrees. A server that declines is a plaintext connection under prefer and an error above it.
+async fn negotiate_tls(mut stream: TcpStream, p: &ConnParams) -> Result<PgStream, SourceError> {
+    if p.tls.mode == SslMode::Disable {
+        return Ok(PgStream::Plain(stream));
+    }
+    let mut buf = BytesMut::new();
+    frontend::ssl_request(&mut buf);
+    stream.write_all(&buf).await.map_err(|e| io_err("writing to PostgreSQL", e))?;
+    let answer = stream.read_u8().await.map_err(|e| io_err("reading the answer to SSLRequest", e))?;
+    match answer {
+        b'S' => {}
+        b'N' if p.tls.mode.requires_tls() => {
+            return Err(SourceError::Fatal(format!(
+                "PostgreSQL at {}:{} does not accept TLS but source.url has sslmode={}: enable ssl in postgresql.conf, or lower sslmode (not recommended outside a trusted network)",
+                p.host,
+                p.port,
+                p.tls.mode.as_str()
+            )))
+        }
+        b'N' => {
+            tracing::warn!(host = %p.host, port = p.port, "PostgreSQL does not offer TLS; the replication connection is not encrypted (sslmode=prefer). Set sslmode=require to refuse plaintext");
+            return Ok(PgStream::Plain(stream));
+        }
+        other => return Err(SourceError::Transient(format!("unexpected answer {other:#x} to SSLRequest"))),
+    }
+    let setup = |e: String| SourceError::Fatal(format!("source.url TLS settings: {e}"));
+    let connector = p.tls.connector().map_err(setup)?;
+    let mut config = connector.configure().map_err(|e| setup(e.to_string()))?;
+    config.set_verify_hostname(p.tls.verify_host());
+    let ssl = config.into_ssl(&p.host).map_err(|e| setup(e.to_string()))?;
+    let mut tls = tokio_openssl::SslStream::new(ssl, stream).map_err(|e| setup(e.to_string()))?;
+    if let Err(e) = std::pin::Pin::new(&mut tls).connect().await {
+        let verify = tls.ssl().verify_result();
+        return Err(match e.ssl_error() {
+            Some(_) if verify != openssl::x509::X509VerifyResult::OK => SourceError::Fatal(format!(
+                "TLS handshake with PostgreSQL at {}:{} failed: certificate verify failed ({}); {}",
+                p.host,
+                p.port,
+                verify.error_string(),
+                verify_fix(verify.error_string(), "sslrootcert", "sslmode=verify-ca")
+            )),
+            _ => SourceError::Transient(format!("TLS handshake with PostgreSQL at {}:{} failed: {e}", p.host, p.port)),
+        });
+    }
+    Ok(PgStream::Tls(Box::new(tls)))
 }
 
 fn parse_data_row(body: &[u8]) -> Result<Vec<Option<String>>, SourceError> {
@@ -415,7 +483,7 @@ async fn read_message<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut BytesMut) ->
 
 /// The read half of a replication stream in CopyBoth mode.
 pub struct ReplicationReader {
-    read: tokio::net::tcp::OwnedReadHalf,
+    read: ReadHalf<PgStream>,
     rbuf: BytesMut,
 }
 

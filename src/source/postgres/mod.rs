@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod relation;
 pub mod snapshot;
 pub mod stream;
+pub mod tls;
 pub mod values;
 
 use std::sync::Mutex;
@@ -192,10 +193,10 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let (cfg, pg) = (&src.cfg, &src.pg);
     let Session { checkpoint, emitter, durable, shutdown } = session;
     let timeout = Duration::from_secs(pg.timeout_secs);
-    let pgcfg: tokio_postgres::Config = pg.url.parse().map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
-    let params = ConnParams::from_config(&pgcfg, timeout)?;
+    let url = tls::parse_url(&pg.url).map_err(|e| SourceError::Fatal(format!("source.url: {e}")))?;
+    let params = ConnParams::from_url(&url, timeout)?;
     let names = names(cfg, pg);
-    let mut catalog = Catalog::connect(&pgcfg, &names.application, timeout).await?;
+    let mut catalog = Catalog::connect(&url, &names.application, timeout).await?;
     let selection = preflight(&catalog, pg).await?;
     let publications = reconcile_publications(&catalog, &names, &selection).await?;
     let tables: Vec<TableRef> = selection.full.iter().chain(&selection.insert_only).cloned().collect();

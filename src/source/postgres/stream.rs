@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 
 use super::catalog::{Catalog, TableRef};
-use super::conn::ReplicationReader;
+use super::conn::{ReplicationReader, ReplicationWriter};
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
@@ -69,7 +68,7 @@ impl<'a> Streamer<'a> {
     pub async fn run(
         mut self,
         mut reader: ReplicationReader,
-        writer: OwnedWriteHalf,
+        writer: ReplicationWriter,
         start: Lsn,
         durable: watch::Receiver<Option<Position>>,
         status_interval: Duration,
@@ -283,7 +282,7 @@ enum Tuple {
 /// moves. The flushed position never goes below `start`.
 /// Returns only when a write fails (the error) or the session is over.
 async fn status_writer(
-    mut w: OwnedWriteHalf,
+    mut w: ReplicationWriter,
     mut durable: watch::Receiver<Option<Position>>,
     start: Lsn,
     mut reply: mpsc::Receiver<()>,
