@@ -13,6 +13,7 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v mariadbd >/dev/null || need_apt+=(mariadb-server mariadb-client)
 command -v sysbench >/dev/null || need_apt+=(sysbench)
 command -v stunnel4 >/dev/null || need_apt+=(stunnel4)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

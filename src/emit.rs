@@ -14,6 +14,7 @@ use crate::core::checkpoint::SourceIdentity;
 use crate::core::envelope::{Change, Op, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
+use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
 use crate::error::{SessionError, SinkError, SourceError};
 use crate::sink::Sink;
@@ -30,11 +31,22 @@ pub struct Emitter {
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     frame: TxnFrame,
     events: u64,
+    status: Arc<ConnectorStatus>,
 }
 
 impl Emitter {
-    pub fn new(sink: Sink, tracker: Arc<AckTracker>, identity: Arc<Mutex<Option<SourceIdentity>>>) -> Self {
-        Emitter { sink, tracker, buf: RecordBuf::default(), identity, frame: TxnFrame::new(), events: 0 }
+    pub fn new(
+        sink: Sink,
+        tracker: Arc<AckTracker>,
+        identity: Arc<Mutex<Option<SourceIdentity>>>,
+        status: Arc<ConnectorStatus>,
+    ) -> Self {
+        Emitter { sink, tracker, buf: RecordBuf::default(), identity, frame: TxnFrame::new(), events: 0, status }
+    }
+
+    /// The source says what it is doing (snapshotting, streaming), for readiness and status.
+    pub fn set_state(&self, state: State) {
+        self.status.set(state);
     }
 
     /// Records which source the positions belong to; required before anything is checkpointed.

@@ -12,6 +12,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod logging;
+pub mod notify;
 pub mod pipeline;
 pub mod runner;
 pub mod secrets;

@@ -12,13 +12,14 @@ use crate::config::ConnectorConfig;
 use crate::core::acks::AckTracker;
 use crate::core::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, FileCheckpointStore, SourceIdentity};
 use crate::core::position::Position;
+use crate::core::status::{ConnectorStatus, State};
 use crate::emit::Emitter;
 use crate::error::{Error, SessionError, SinkError};
 use crate::sink::Sink;
 use crate::source::{Session, Source};
 
 /// How long a graceful stop waits for the broker to acknowledge what was already sent.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes confirmed progress to the store and tells the source what is now durable.
 struct Checkpointer {
@@ -48,10 +49,22 @@ impl Checkpointer {
     }
 }
 
-/// Runs one connector until shutdown (Ok) or a definite error.
+/// Runs one connector until shutdown (Ok) or a definite error, keeping `status` current.
 pub async fn run_connector(
     cfg: ConnectorConfig,
     source: Box<dyn Source>,
+    status: Arc<ConnectorStatus>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let result = run_sessions(cfg, source, status.clone(), shutdown).await;
+    status.set(if result.is_ok() { State::Stopped } else { State::Failed });
+    result
+}
+
+async fn run_sessions(
+    cfg: ConnectorConfig,
+    source: Box<dyn Source>,
+    status: Arc<ConnectorStatus>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let name = cfg.name.clone();
@@ -79,7 +92,7 @@ pub async fn run_connector(
         identity: identity.clone(),
         durable: durable_tx,
     };
-    let mut emitter = Emitter::new(sink, tracker.clone(), identity);
+    let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone());
     let unacknowledged = |left: u64| {
         Error::Runtime(format!(
             "connector `{name}`: stopped with {left} events not yet acknowledged by the broker; they will be re-read from the checkpoint on the next start"
@@ -103,6 +116,7 @@ pub async fn run_connector(
                 tokio::select! {
                     r = &mut session => break r,
                     _ = tick.tick() => {
+                        status.alive();
                         ck.save()?;
                         if let Some(reason) = tracker.failure() {
                             break Err(SessionError::Sink(SinkError::Delivery(reason)));
@@ -128,6 +142,7 @@ pub async fn run_connector(
                 if started.elapsed() > Duration::from_secs(10) {
                     backoff = Duration::from_secs(1);
                 }
+                status.set(State::Retrying);
                 tracing::warn!(connector = %name, error = %e, retry_in_secs = backoff.as_secs(), "source session ended; resuming from the last checkpoint");
                 // Unacknowledged events will be re-read; wait for the broker before going on so
                 // the tracker holds only the next session's transactions.

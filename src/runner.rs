@@ -1,26 +1,42 @@
-//! Runs every configured connector as its own task (own slot, checkpoint, failure domain) and
-//! turns SIGTERM/SIGINT into a graceful stop: stop reading, drain to the broker, checkpoint.
+//! Runs every configured connector as its own task (own slot, checkpoint, failure domain),
+//! reports their state to systemd ([`crate::notify`]), and turns SIGTERM/SIGINT into a graceful
+//! stop: stop reading, drain to the broker, checkpoint. The process exits non-zero once every
+//! connector has stopped and any of them failed, so a supervisor notices.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::config::ConnectorConfig;
+use crate::core::status::Registry;
 use crate::error::Error;
-use crate::pipeline::run_connector;
+use crate::notify::{supervise, Notifier};
+use crate::pipeline::{run_connector, DRAIN_TIMEOUT};
 
 pub async fn run(configs: Vec<ConnectorConfig>) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stop requested: finishing in-flight deliveries and writing checkpoints");
-        let _ = stop_tx.send(true);
-    });
+    let notifier = Arc::new(Notifier::from_env());
+    let registry = Registry::new();
+    {
+        let notifier = notifier.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stop requested: finishing in-flight deliveries and writing checkpoints");
+            // A drain may take the whole drain timeout; ask systemd for that much and a margin.
+            notifier.stopping(DRAIN_TIMEOUT + Duration::from_secs(15));
+            let _ = stop_tx.send(true);
+        });
+    }
+    tokio::spawn(supervise(notifier.clone(), registry.clone(), stop_rx.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for cfg in configs {
         let stop = stop_rx.clone();
+        let status = registry.add(&cfg.name);
         tasks.spawn(async move {
             let name = cfg.name.clone();
             let source = crate::source::for_config(&cfg);
-            (name, run_connector(cfg, source, stop).await)
+            (name, run_connector(cfg, source, status, stop).await)
         });
     }
     let mut first_error = None;

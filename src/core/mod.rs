@@ -7,4 +7,5 @@ pub mod envelope;
 pub mod json;
 pub mod pause;
 pub mod position;
+pub mod status;
 pub mod txn;

@@ -26,6 +26,7 @@ pub async fn run(
     emitter: &mut Emitter,
 ) -> Result<BinlogPosition, SessionError> {
     let started = std::time::Instant::now();
+    emitter.set_state(crate::core::status::State::Snapshotting);
     let mut conn = connect(my).await?;
     let q = |e| my_err("snapshot", e);
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q)?;

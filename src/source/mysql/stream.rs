@@ -217,6 +217,7 @@ pub async fn run(
     }
     let mut stream = conn.get_binlog_stream(request).await.map_err(q)?;
     tracing::info!(position = %Position::Mysql(start.clone()), by = if use_gtid { "gtid" } else { "file" }, "streaming binlog");
+    emitter.set_state(crate::core::status::State::Streaming);
 
     let mut file = start.file.clone();
     // Where the last event ended, to name the place if the next one cannot be decoded.

@@ -313,6 +313,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let (reader, writer) = repl.start_replication(&sql).await?;
     *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner()) = walsender;
     tracing::info!(connector = %cfg.name, slot = %names.slot, publications = %publications.join(","), %start, tables = tables.len(), "streaming");
+    emitter.set_state(crate::core::status::State::Streaming);
     let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
     streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await

@@ -24,6 +24,7 @@ pub async fn run(
     emitter: &mut Emitter,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
+    emitter.set_state(crate::core::status::State::Snapshotting);
     let ts_us = now_us();
     catalog
         .client()
