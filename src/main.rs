@@ -41,6 +41,9 @@ enum Command {
         /// Connector file (.toml), or a directory of them (one connector per *.toml)
         #[arg(long, short, value_name = "PATH")]
         config: PathBuf,
+        /// Serve /health, /ready, /status and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9187
+        #[arg(long, value_name = "ADDR", env = "CDCD_HTTP")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Check configuration and source prerequisites; print each finding with its fix.
     Check {
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run(config).await,
+            Command::Run { config, http } => run(config, http).await,
             Command::Check { config } => check(config).await,
         }
     });
@@ -76,10 +79,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(path: PathBuf) -> Result<(), Error> {
+async fn run(path: PathBuf, http: Option<std::net::SocketAddr>) -> Result<(), Error> {
     let configs = config::load(&path)?;
     tracing::info!(connectors = configs.len(), config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
-    cdcd::runner::run(configs).await
+    cdcd::runner::run(configs, http).await
 }
 
 async fn check(path: PathBuf) -> Result<(), Error> {

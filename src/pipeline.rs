@@ -15,11 +15,15 @@ use crate::core::position::Position;
 use crate::core::status::{ConnectorStatus, State};
 use crate::emit::Emitter;
 use crate::error::{Error, SessionError, SinkError};
+use crate::metrics::{ConnectorMetrics, Metrics};
 use crate::sink::Sink;
 use crate::source::{Session, Source};
 
 /// How long a graceful stop waits for the broker to acknowledge what was already sent.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The last checkpoint written and when, for the checkpoint-age metric.
+type LastWrite = Arc<Mutex<(Option<Position>, std::time::Instant)>>;
 
 /// Writes confirmed progress to the store and tells the source what is now durable.
 struct Checkpointer {
@@ -28,6 +32,7 @@ struct Checkpointer {
     tracker: Arc<AckTracker>,
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     durable: watch::Sender<Option<Position>>,
+    last_write: LastWrite,
 }
 
 impl Checkpointer {
@@ -42,6 +47,8 @@ impl Checkpointer {
         };
         let wrote = tokio::task::block_in_place(|| self.store.save(&cp))?;
         if wrote {
+            *self.last_write.lock().unwrap_or_else(|e| e.into_inner()) =
+                (Some(position.clone()), std::time::Instant::now());
             tracing::debug!(connector = %self.connector, %position, "checkpoint written");
             self.durable.send_replace(Some(position));
         }
@@ -54,9 +61,10 @@ pub async fn run_connector(
     cfg: ConnectorConfig,
     source: Box<dyn Source>,
     status: Arc<ConnectorStatus>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let result = run_sessions(cfg, source, status.clone(), shutdown).await;
+    let result = run_sessions(cfg, source, status.clone(), metrics, shutdown).await;
     status.set(if result.is_ok() { State::Stopped } else { State::Failed });
     result
 }
@@ -65,6 +73,7 @@ async fn run_sessions(
     cfg: ConnectorConfig,
     source: Box<dyn Source>,
     status: Arc<ConnectorStatus>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let name = cfg.name.clone();
@@ -85,14 +94,33 @@ async fn run_sessions(
     let sink = Sink::build(&cfg, tracker.clone()).map_err(|source| Error::Sink { connector: name.clone(), source })?;
     let identity = Arc::new(Mutex::new(initial.as_ref().map(|c| c.source.clone())));
     let (durable_tx, durable_rx) = watch::channel(initial.as_ref().map(|c| c.position.clone()));
+    let last_write: LastWrite =
+        Arc::new(Mutex::new((initial.as_ref().map(|c| c.position.clone()), std::time::Instant::now())));
+    let counters = match &metrics {
+        Some(m) => {
+            let (t, lw) = (tracker.clone(), last_write.clone());
+            let age = move || {
+                let (saved, at) = lw.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if t.confirmed() == saved {
+                    0.0
+                } else {
+                    at.elapsed().as_secs_f64()
+                }
+            };
+            m.watch(&name, tracker.clone(), status.clone(), Arc::new(age));
+            m.connector(&name, cfg.topic_prefix())
+        }
+        None => ConnectorMetrics::default(),
+    };
     let mut ck = Checkpointer {
         store,
         connector: name.clone(),
         tracker: tracker.clone(),
         identity: identity.clone(),
         durable: durable_tx,
+        last_write,
     };
-    let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone());
+    let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
     let unacknowledged = |left: u64| {
         Error::Runtime(format!(
             "connector `{name}`: stopped with {left} events not yet acknowledged by the broker; they will be re-read from the checkpoint on the next start"
@@ -143,6 +171,7 @@ async fn run_sessions(
                     backoff = Duration::from_secs(1);
                 }
                 status.set(State::Retrying);
+                counters.reconnect();
                 tracing::warn!(connector = %name, error = %e, retry_in_secs = backoff.as_secs(), "source session ended; resuming from the last checkpoint");
                 // Unacknowledged events will be re-read; wait for the broker before going on so
                 // the tracker holds only the next session's transactions.

@@ -3,6 +3,7 @@
 //! stop: stop reading, drain to the broker, checkpoint. The process exits non-zero once every
 //! connector has stopped and any of them failed, so a supervisor notices.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +12,25 @@ use tokio::sync::watch;
 use crate::config::ConnectorConfig;
 use crate::core::status::Registry;
 use crate::error::Error;
+use crate::http::{serve, Endpoints};
+use crate::metrics::Metrics;
 use crate::notify::{supervise, Notifier};
 use crate::pipeline::{run_connector, DRAIN_TIMEOUT};
 
-pub async fn run(configs: Vec<ConnectorConfig>) -> Result<(), Error> {
+/// Runs `configs` until stopped; `http` is where to serve health, readiness, status and metrics.
+pub async fn run(configs: Vec<ConnectorConfig>, http: Option<SocketAddr>) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Arc::new(Notifier::from_env());
     let registry = Registry::new();
+    let metrics = Metrics::new();
+    if let Some(addr) = http {
+        let endpoints = Arc::new(Endpoints { registry: registry.clone(), metrics: metrics.clone() });
+        serve(addr, endpoints, stop_rx.clone()).await.map_err(|e| {
+            Error::Config(crate::config::ConfigError::Other(format!(
+                "--http {addr}: cannot listen there ({e}); pick a free address, e.g. 127.0.0.1:9187"
+            )))
+        })?;
+    }
     {
         let notifier = notifier.clone();
         tokio::spawn(async move {
@@ -33,10 +46,11 @@ pub async fn run(configs: Vec<ConnectorConfig>) -> Result<(), Error> {
     for cfg in configs {
         let stop = stop_rx.clone();
         let status = registry.add(&cfg.name);
+        let metrics = Some(metrics.clone());
         tasks.spawn(async move {
             let name = cfg.name.clone();
             let source = crate::source::for_config(&cfg);
-            (name, run_connector(cfg, source, status, stop).await)
+            (name, run_connector(cfg, source, status, metrics, stop).await)
         });
     }
     let mut first_error = None;

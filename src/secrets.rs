@@ -31,6 +31,35 @@ pub fn register(value: &str) {
     }
 }
 
+/// Secrets shorter than this are masked only where they stand alone (not inside a longer word):
+/// a password like `cdcd` would otherwise mask every slot and publication name derived from a
+/// connector called `cdcd_...`. Where such a password travels (`user:cdcd@host`, `pw=cdcd`) it
+/// is delimited and still masked.
+const WHOLE_WORD_BELOW: usize = 8;
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// `text` with each stand-alone occurrence of `word` masked.
+fn mask_words(text: &str, word: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + word.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(is_word) || after.is_some_and(is_word) {
+            out.push_str(word);
+        } else {
+            out.push_str(MASK);
+        }
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `text` with every registered secret (and its percent-encoded form, as in URLs) masked.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let all = SECRETS.read().unwrap_or_else(|e| e.into_inner());
@@ -39,9 +68,14 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         let encoded: String =
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string();
         for form in [secret.as_str(), encoded.as_str()] {
-            if out.contains(form) {
-                out = Cow::Owned(out.replace(form, MASK));
+            if !out.contains(form) {
+                continue;
             }
+            out = Cow::Owned(if form.len() >= WHOLE_WORD_BELOW {
+                out.replace(form, MASK)
+            } else {
+                mask_words(&out, form)
+            });
         }
     }
     out
@@ -203,6 +237,14 @@ mod tests {
         assert!(!masked.contains("p@ss") && !masked.contains("p%40ss"), "{masked}");
         // Other tests in this process register their own (short) secrets, so only count masks.
         assert!(masked.matches(MASK).count() >= 2, "{masked}");
+    }
+
+    #[test]
+    fn short_secrets_are_masked_where_they_stand_alone_only() {
+        assert_eq!(
+            mask_words("slot=cdcd_m url=postgres://cdcd:cdcd@h pw=cdcd", "cdcd"),
+            "slot=cdcd_m url=postgres://***:***@h pw=***"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ struct Slot {
     outstanding: u64,
     committed: Option<Position>,
     failed: bool,
+    /// When the source committed the transaction (µs since the epoch; 0 for marks), for lag.
+    source_ts_us: i64,
 }
 
 #[derive(Default)]
@@ -29,6 +31,7 @@ struct Inner {
     confirmed: Option<Position>,
     failure: Option<String>,
     in_flight: u64,
+    failed_events: u64,
 }
 
 #[derive(Default)]
@@ -73,6 +76,7 @@ impl AckTracker {
     pub fn failed(&self, txn: TxnId, reason: String) {
         let mut g = self.lock();
         g.in_flight = g.in_flight.saturating_sub(1);
+        g.failed_events += 1;
         if let Some(slot) = g.slot_mut(txn) {
             slot.failed = true;
         }
@@ -126,6 +130,23 @@ impl AckTracker {
     /// Events handed to the sink and not yet acknowledged or failed.
     pub fn in_flight(&self) -> u64 {
         self.lock().in_flight
+    }
+
+    /// Records when the source committed `txn`, for the lag metric.
+    pub fn set_source_ts(&self, txn: TxnId, source_ts_us: i64) {
+        if let Some(slot) = self.lock().slot_mut(txn) {
+            slot.source_ts_us = source_ts_us;
+        }
+    }
+
+    /// The source commit time of the oldest transaction not yet confirmed, if any.
+    pub fn oldest_pending_source_ts_us(&self) -> Option<i64> {
+        self.lock().slots.iter().map(|s| s.source_ts_us).find(|ts| *ts > 0)
+    }
+
+    /// Events whose delivery failed for good, since start.
+    pub fn failed_events(&self) -> u64 {
+        self.lock().failed_events
     }
 
     /// Transactions (and marks) registered and not yet confirmed: what the tracker holds in memory.

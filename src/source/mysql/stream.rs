@@ -108,12 +108,13 @@ impl Group {
         emitter: &mut Emitter,
         file: &str,
         pos: u64,
+        ts_us: i64,
         gtid: Option<String>,
         explicit: bool,
     ) -> Result<Group, SourceError> {
         match &gtid {
-            Some(g) => emitter.begin(format_args!("{file}:{pos} (gtid {g})"))?,
-            None => emitter.begin(format_args!("{file}:{pos}"))?,
+            Some(g) => emitter.begin_at(format_args!("{file}:{pos} (gtid {g})"), ts_us)?,
+            None => emitter.begin_at(format_args!("{file}:{pos}"), ts_us)?,
         }
         Ok(Group { start: binlog_u64(file, pos), gtid, explicit })
     }
@@ -271,7 +272,7 @@ pub async fn run(
                 }
                 let text = format!("{}-{}-{}", g.domain_id, header.server_id(), g.seq_no);
                 // A standalone GTID (DDL) has no BEGIN/COMMIT: its one statement ends it.
-                group = Some(Group::open(emitter, &file, event_start, Some(text), !g.standalone())?);
+                group = Some(Group::open(emitter, &file, event_start, ts_us, Some(text), !g.standalone())?);
                 continue;
             }
             mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT | mariadb_events::ANNOTATE_ROWS => continue,
@@ -305,7 +306,7 @@ pub async fn run(
                     set.add(&uuid_text(&g.sid()), &tag, g.gno());
                 }
                 // MySQL does not say whether a BEGIN follows; the next QUERY event tells.
-                group = Some(Group::open(emitter, &file, event_start, text, false)?);
+                group = Some(Group::open(emitter, &file, event_start, ts_us, text, false)?);
             }
             EventData::TableMapEvent(tme) => {
                 let db = tme.database_name();
@@ -341,7 +342,7 @@ pub async fn run(
                 };
                 if group.is_none() {
                     // Row events always follow a BEGIN; tolerate a server that omits it.
-                    group = Some(Group::open(emitter, &file, event_start, None, true)?);
+                    group = Some(Group::open(emitter, &file, event_start, ts_us, None, true)?);
                 }
                 let Some(g) = group.as_ref() else { continue };
                 let changes =
@@ -369,7 +370,7 @@ pub async fn run(
                     QueryKind::Begin => {
                         match &mut group {
                             Some(g) => g.explicit = true,
-                            None => group = Some(Group::open(emitter, &file, event_start, None, true)?),
+                            None => group = Some(Group::open(emitter, &file, event_start, ts_us, None, true)?),
                         }
                         continue;
                     }
@@ -395,7 +396,7 @@ pub async fn run(
                 // DDL may change any table's columns: with MINIMAL metadata, read them again.
                 schemas.clear();
                 if group.is_none() {
-                    group = Some(Group::open(emitter, &file, event_start, None, false)?);
+                    group = Some(Group::open(emitter, &file, event_start, ts_us, None, false)?);
                 }
                 let Some(g) = group.as_ref() else { continue };
                 if let Some((db, name)) = truncated_table(trimmed, &qe.schema()) {

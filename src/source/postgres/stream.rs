@@ -131,7 +131,7 @@ impl<'a> Streamer<'a> {
                     return Ok(());
                 }
                 let commit_ts_us = commit_ts_us.saturating_add(protocol::PG_EPOCH_OFFSET_US);
-                self.emitter.begin(format_args!("lsn {final_lsn} (xid {xid})"))?;
+                self.emitter.begin_at(format_args!("lsn {final_lsn} (xid {xid})"), commit_ts_us)?;
                 self.txn = Some(Txn { final_lsn, commit_ts_us, xid });
             }
             Message::Commit { end_lsn, .. } => {
