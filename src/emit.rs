@@ -106,7 +106,7 @@ impl Emitter {
         let record = self.buf.record(topic);
         let bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
         self.sink.send(record, txn).await?;
-        self.metrics.event(topic, change.op, bytes, self.status.state() == State::Snapshotting);
+        self.metrics.event(topic, change.op, bytes);
         if change.op == Op::Delete && change.key.is_some() {
             self.sink.send(self.buf.tombstone(topic), txn).await?;
         }

@@ -22,8 +22,9 @@ pub async fn run(configs: Vec<ConnectorConfig>, http: Option<SocketAddr>) -> Res
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Arc::new(Notifier::from_env());
     let registry = Registry::new();
-    let metrics = Metrics::new();
-    if let Some(addr) = http {
+    // Metrics are kept only when something can read them.
+    let metrics = http.map(|_| Metrics::new());
+    if let (Some(addr), Some(metrics)) = (http, &metrics) {
         let endpoints = Arc::new(Endpoints { registry: registry.clone(), metrics: metrics.clone() });
         serve(addr, endpoints, stop_rx.clone()).await.map_err(|e| {
             Error::Config(crate::config::ConfigError::Other(format!(
@@ -46,7 +47,7 @@ pub async fn run(configs: Vec<ConnectorConfig>, http: Option<SocketAddr>) -> Res
     for cfg in configs {
         let stop = stop_rx.clone();
         let status = registry.add(&cfg.name);
-        let metrics = Some(metrics.clone());
+        let metrics = metrics.clone();
         tasks.spawn(async move {
             let name = cfg.name.clone();
             let source = crate::source::for_config(&cfg);

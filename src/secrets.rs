@@ -13,7 +13,8 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::sync::RwLock;
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// Each registered secret with its percent-encoded form (as it appears in URLs), longest first.
+static SECRETS: RwLock<Vec<(String, String)>> = RwLock::new(Vec::new());
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
@@ -24,10 +25,11 @@ pub fn register(value: &str) {
         return;
     }
     let mut all = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !all.iter().any(|s| s == value) {
-        all.push(value.to_string());
+    if !all.iter().any(|(s, _)| s == value) {
+        let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+        all.push((value.to_string(), encoded));
         // Longest first, so a secret that contains another is masked whole.
-        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        all.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
     }
 }
 
@@ -64,9 +66,7 @@ fn mask_words(text: &str, word: &str) -> String {
 pub fn redact(text: &str) -> Cow<'_, str> {
     let all = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     let mut out = Cow::Borrowed(text);
-    for secret in all.iter() {
-        let encoded: String =
-            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string();
+    for (secret, encoded) in all.iter() {
         for form in [secret.as_str(), encoded.as_str()] {
             if !out.contains(form) {
                 continue;
