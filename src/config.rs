@@ -120,6 +120,15 @@ pub struct PostgresSourceConfig {
     /// idle link still talks).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Seconds between heartbeats written to the source database; 0 (default) writes none.
+    /// Status updates already let the slot advance while the captured tables are idle; a
+    /// heartbeat is for setups where the captured database must show WAL activity of its own
+    /// (e.g. a consumer watching a heartbeat table, or a server that decodes nothing else).
+    #[serde(default)]
+    pub heartbeat_interval_secs: u64,
+    /// The heartbeat statement; default `SELECT pg_logical_emit_message(false, 'cdcd_heartbeat', '')`,
+    /// which writes a WAL record and no table row.
+    pub heartbeat_query: Option<String>,
 }
 
 fn default_snapshot() -> SnapshotMode {

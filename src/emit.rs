@@ -64,6 +64,11 @@ impl Emitter {
         self.status.set(state);
     }
 
+    /// The server's estimate of how many rows the snapshot about to run will read.
+    pub fn set_snapshot_estimate(&self, rows: u64) {
+        self.status.set_snapshot_estimate(rows);
+    }
+
     /// Records which source the positions belong to; required before anything is checkpointed.
     pub fn set_identity(&self, id: SourceIdentity) {
         *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);

@@ -81,9 +81,24 @@ fn respond<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> 
         "/status" => {
             let connectors: Vec<serde_json::Value> = endpoints
                 .registry
-                .states()
+                .connectors()
                 .into_iter()
-                .map(|(name, state)| serde_json::json!({"connector": name, "state": state.as_str(), "ready": state.is_ready()}))
+                .map(|(name, status)| {
+                    let state = status.state();
+                    let backlog = status.backlog();
+                    let mut o = serde_json::json!({
+                        "connector": name,
+                        "state": state.as_str(),
+                        "ready": state.is_ready(),
+                        "source_lag_bytes": backlog.map(|b| b.behind_bytes),
+                        "wal_retained_bytes": backlog.and_then(|b| b.retained_bytes),
+                        "snapshot_rows_estimated": status.snapshot_estimate(),
+                    });
+                    if let (Some(live), Some(map)) = (endpoints.metrics.live(&name), o.as_object_mut()) {
+                        map.extend(live);
+                    }
+                    o
+                })
                 .collect();
             let body = serde_json::json!({"ready": endpoints.registry.all_ready(), "connectors": connectors});
             let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));

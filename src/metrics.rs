@@ -60,6 +60,9 @@ pub struct Metrics {
     reconnects: Family<ConnectorLabel, Counter>,
     delivery_errors: Family<ConnectorLabel, Gauge>,
     lag: Family<ConnectorLabel, Gauge<f64, AtomicU64>>,
+    lag_bytes: Family<ConnectorLabel, Gauge>,
+    retained: Family<ConnectorLabel, Gauge>,
+    snapshot_estimate: Family<ConnectorLabel, Gauge>,
     in_flight: Family<ConnectorLabel, Gauge>,
     checkpoint_age: Family<ConnectorLabel, Gauge<f64, AtomicU64>>,
     state: Family<StateLabels, Gauge>,
@@ -76,6 +79,9 @@ impl Metrics {
             reconnects: Family::default(),
             delivery_errors: Family::default(),
             lag: Family::default(),
+            lag_bytes: Family::default(),
+            retained: Family::default(),
+            snapshot_estimate: Family::default(),
             in_flight: Family::default(),
             checkpoint_age: Family::default(),
             state: Family::default(),
@@ -95,6 +101,21 @@ impl Metrics {
             "source_lag_seconds",
             "Now minus the commit time of the oldest transaction not yet acknowledged by the broker (0 when caught up)",
             m.lag.clone(),
+        );
+        registry.register(
+            "source_lag_bytes",
+            "Log bytes the server wrote after the connector's confirmed position (PostgreSQL WAL end minus the slot's confirmed_flush_lsn; MySQL binlog end minus the checkpoint), read every 10 s",
+            m.lag_bytes.clone(),
+        );
+        registry.register(
+            "wal_retained_bytes",
+            "WAL the server keeps for this connector's replication slot (WAL end minus restart_lsn); PostgreSQL only",
+            m.retained.clone(),
+        );
+        registry.register(
+            "snapshot_rows_estimated",
+            "Rows the current or last snapshot is expected to read (the server's table statistics)",
+            m.snapshot_estimate.clone(),
         );
         registry.register(
             "events_in_flight",
@@ -138,16 +159,47 @@ impl Metrics {
         probes.push(Probe { name: name.to_string(), tracker, status, checkpoint_age });
     }
 
+    /// The tracker's figures for one connector, for `/status`: events in flight, lag in seconds.
+    pub fn live(&self, name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let p = probes.iter().find(|p| p.name == name)?;
+        let mut m = serde_json::Map::new();
+        m.insert("events_in_flight".into(), p.tracker.in_flight().into());
+        m.insert("source_lag_seconds".into(), lag_seconds(&p.tracker, now_us()).into());
+        m.insert("delivery_errors".into(), p.tracker.failed_events().into());
+        Some(m)
+    }
+
     /// The Prometheus text exposition of every metric, gauges read now.
     pub fn render(&self) -> String {
         let now = now_us();
         for p in self.probes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let label = ConnectorLabel { connector: p.name.clone() };
-            let lag = p.tracker.oldest_pending_source_ts_us().map_or(0.0, |ts| ((now - ts).max(0) as f64) / 1e6);
-            self.lag.get_or_create(&label).set(lag);
+            self.lag.get_or_create(&label).set(lag_seconds(&p.tracker, now));
             self.in_flight.get_or_create(&label).set(p.tracker.in_flight() as i64);
             self.delivery_errors.get_or_create(&label).set(p.tracker.failed_events() as i64);
             self.checkpoint_age.get_or_create(&label).set((p.checkpoint_age)());
+            match p.status.backlog() {
+                Some(b) => {
+                    self.lag_bytes.get_or_create(&label).set(clamp(b.behind_bytes));
+                    match b.retained_bytes {
+                        Some(r) => {
+                            self.retained.get_or_create(&label).set(clamp(r));
+                        }
+                        None => {
+                            self.retained.remove(&label);
+                        }
+                    }
+                }
+                // Unknown now: no series rather than a stale figure.
+                None => {
+                    self.lag_bytes.remove(&label);
+                    self.retained.remove(&label);
+                }
+            }
+            if let Some(rows) = p.status.snapshot_estimate() {
+                self.snapshot_estimate.get_or_create(&label).set(clamp(rows));
+            }
             let current = p.status.state();
             for s in STATES {
                 let l = StateLabels { connector: p.name.clone(), state: s.as_str().to_string() };
@@ -160,6 +212,14 @@ impl Metrics {
         }
         out
     }
+}
+
+fn lag_seconds(tracker: &AckTracker, now_us: i64) -> f64 {
+    tracker.oldest_pending_source_ts_us().map_or(0.0, |ts| ((now_us - ts).max(0) as f64) / 1e6)
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// One connector's counters. The default (no registry) counts into nothing, for tests and tools.

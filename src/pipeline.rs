@@ -17,7 +17,7 @@ use crate::emit::Emitter;
 use crate::error::{Error, SessionError, SinkError};
 use crate::metrics::{ConnectorMetrics, Metrics};
 use crate::sink::Sink;
-use crate::source::{Session, Source};
+use crate::source::{BacklogProbe, Session, Source, TaskGuard};
 
 /// How long a graceful stop waits for the broker to acknowledge what was already sent.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +53,31 @@ impl Checkpointer {
             self.durable.send_replace(Some(position));
         }
         Ok(())
+    }
+}
+
+/// How often the server is asked for the connector's backlog (lag in bytes, retained WAL).
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps `status`'s backlog current; a read that fails clears it (no stale figure) and is
+/// logged at debug level only, since the session reports a server that is really gone.
+async fn watch_backlog(
+    mut probe: Box<dyn BacklogProbe>,
+    status: Arc<ConnectorStatus>,
+    durable: watch::Receiver<Option<Position>>,
+) {
+    let mut tick = tokio::time::interval(BACKLOG_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let confirmed = durable.borrow().clone();
+        match probe.read(confirmed.as_ref()).await {
+            Ok(b) => status.set_backlog(Some(b)),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the source's backlog failed");
+                status.set_backlog(None);
+            }
+        }
     }
 }
 
@@ -120,6 +145,10 @@ async fn run_sessions(
         durable: durable_tx,
         last_write,
     };
+    // Asking the server how far ahead its log is costs a query, so only when metrics are served.
+    let _backlog = metrics
+        .as_ref()
+        .map(|_| TaskGuard(tokio::spawn(watch_backlog(source.backlog_probe(), status.clone(), durable_rx.clone()))));
     let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
     let unacknowledged = |left: u64| {
         Error::Runtime(format!(

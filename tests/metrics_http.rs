@@ -6,59 +6,18 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::http::*;
 use support::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// (name, labels) -> value, parsed by prometheus_client.
-fn scrape(addr: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/scrape.py");
-    let out = Command::new("python3").arg(script).arg(format!("http://{addr}/metrics")).output().unwrap();
-    assert!(out.status.success(), "scrape: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let labels = v["labels"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect();
-            ((v["name"].as_str().unwrap().to_string(), labels), v["value"].as_f64().unwrap())
-        })
-        .collect()
-}
-
-fn value(m: &BTreeMap<(String, BTreeMap<String, String>), f64>, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    m.iter()
-        .find(|((n, l), _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
-        .map(|(_, v)| *v)
-}
-
-/// (status code, body) of GET `path`.
-fn get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_with_rows_lag_settles_and_ready_flips_on_failure() {
     let db = TestDb::create("metrics_http").await;
     let c = db.client().await;
     c.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'); ANALYZE t;
          CREATE TABLE big (id int PRIMARY KEY, v text);",
     )
     .await
@@ -90,12 +49,28 @@ async fn metrics_move_with_rows_lag_settles_and_ready_flips_on_failure() {
         "cdcd_events_in_flight",
         "cdcd_source_lag_seconds",
         "cdcd_checkpoint_age_seconds",
+        "cdcd_snapshot_rows_total",
         "cdcd_reconnects_total",
         "cdcd_delivery_errors",
     ] {
         assert!(value(&m, name, &conn).is_some(), "{name} missing: {m:#?}");
     }
     assert_eq!(value(&m, "cdcd_connector_state", &[("connector", "m"), ("state", "streaming")]), Some(1.0));
+    assert_eq!(value(&m, "cdcd_snapshot_rows_estimated", &conn), Some(2.0), "from pg_class.reltuples after ANALYZE");
+    // The backlog is read from the server every 10 s.
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let m = scrape(&addr);
+            value(&m, "cdcd_source_lag_bytes", &conn).is_some() && value(&m, "cdcd_wal_retained_bytes", &conn).is_some()
+        }),
+        "backlog gauges missing: {:#?}",
+        scrape(&addr)
+    );
+    let status: Value = serde_json::from_str(&get(&addr, "/status").1).unwrap();
+    let m_status = status["connectors"].as_array().unwrap().iter().find(|c| c["connector"] == "m").unwrap().clone();
+    for field in ["source_lag_bytes", "wal_retained_bytes", "events_in_flight", "source_lag_seconds"] {
+        assert!(m_status[field].is_number(), "/status lacks {field}: {m_status}");
+    }
 
     c.batch_execute("INSERT INTO t SELECT g, 'x' FROM generate_series(3, 102) g; UPDATE t SET v = 'y' WHERE id = 1;")
         .await

@@ -40,6 +40,20 @@ struct Inner {
     state: State,
     since: Instant,
     alive: Instant,
+    snapshot_estimate: Option<u64>,
+    backlog: Option<Backlog>,
+}
+
+/// How far the server's log has run ahead of what a connector confirmed, as the server says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Log bytes the server wrote after the confirmed position (PostgreSQL: current WAL minus
+    /// the slot's `confirmed_flush_lsn`; MySQL: binlog end minus the checkpoint's file offset).
+    pub behind_bytes: u64,
+    /// Log bytes the server keeps because of this connector (PostgreSQL: WAL from the slot's
+    /// `restart_lsn` on). `None` where the reader does not hold the log (MySQL binlogs are
+    /// kept by expiry settings, not by readers).
+    pub retained_bytes: Option<u64>,
 }
 
 /// One connector's status.
@@ -50,7 +64,15 @@ pub struct ConnectorStatus {
 impl ConnectorStatus {
     fn new() -> Self {
         let now = Instant::now();
-        ConnectorStatus { inner: Mutex::new(Inner { state: State::Starting, since: now, alive: now }) }
+        ConnectorStatus {
+            inner: Mutex::new(Inner {
+                state: State::Starting,
+                since: now,
+                alive: now,
+                snapshot_estimate: None,
+                backlog: None,
+            }),
+        }
     }
 
     pub fn set(&self, state: State) {
@@ -69,6 +91,24 @@ impl ConnectorStatus {
     /// The pipeline loop came round: the connector's task is not stuck.
     pub fn alive(&self) {
         self.lock().alive = Instant::now();
+    }
+
+    /// The server's estimate of the rows the running snapshot will read.
+    pub fn set_snapshot_estimate(&self, rows: u64) {
+        self.lock().snapshot_estimate = Some(rows);
+    }
+
+    pub fn snapshot_estimate(&self) -> Option<u64> {
+        self.lock().snapshot_estimate
+    }
+
+    /// The latest backlog read from the server; `None` when it could not be read.
+    pub fn set_backlog(&self, backlog: Option<Backlog>) {
+        self.lock().backlog = backlog;
+    }
+
+    pub fn backlog(&self) -> Option<Backlog> {
+        self.lock().backlog
     }
 
     /// Time since the pipeline loop last came round.
@@ -96,6 +136,10 @@ impl Registry {
         let status = Arc::new(ConnectorStatus::new());
         self.connectors.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), status.clone());
         status
+    }
+
+    pub fn connectors(&self) -> Vec<(String, Arc<ConnectorStatus>)> {
+        self.connectors.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(n, s)| (n.clone(), s.clone())).collect()
     }
 
     pub fn states(&self) -> Vec<(String, State)> {

@@ -13,7 +13,7 @@ use crate::config::{ConnectorConfig, SourceConfig};
 use crate::core::checkpoint::Checkpoint;
 use crate::core::position::Position;
 use crate::emit::Emitter;
-use crate::error::SessionError;
+use crate::error::{SessionError, SourceError};
 
 /// What one source session gets from the pipeline.
 pub struct Session<'a> {
@@ -34,6 +34,37 @@ pub trait Source: Send + Sync {
     /// stream until shutdown (Ok) or an error. Transient errors make the pipeline start a new
     /// session from the last checkpoint; definite ones stop the connector.
     fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>>;
+
+    /// Something that asks the server how far its log is ahead of this connector, for metrics.
+    /// It keeps its own connection, apart from the session's.
+    fn backlog_probe(&self) -> Box<dyn BacklogProbe>;
+}
+
+pub use crate::core::status::Backlog;
+
+/// Reads a [`Backlog`] from the server.
+pub trait BacklogProbe: Send {
+    /// `confirmed` is the connector's durable checkpoint, for sources whose server does not
+    /// track the reader's position.
+    fn read<'a>(&'a mut self, confirmed: Option<&'a Position>) -> BoxFuture<'a, Result<Backlog, SourceError>>;
+}
+
+/// A probe for a source whose settings cannot be read (the session reports why).
+pub struct NoBacklog(pub String);
+
+impl BacklogProbe for NoBacklog {
+    fn read<'a>(&'a mut self, _confirmed: Option<&'a Position>) -> BoxFuture<'a, Result<Backlog, SourceError>> {
+        Box::pin(async move { Err(SourceError::Fatal(self.0.clone())) })
+    }
+}
+
+/// A spawned task that ends when this handle is dropped, so helpers die with their session.
+pub struct TaskGuard(pub tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The source a connector's configuration describes.

@@ -3,6 +3,7 @@
 //! independent Kafka reader (Python confluent-kafka).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod own_server;
 pub mod proxy;
 pub mod workload;

@@ -12,6 +12,7 @@
 //!   stop with an error that says changes may be lost and how to re-snapshot;
 //! - no checkpoint: snapshot (`snapshot = "initial"`) or start at the current binlog end.
 
+pub mod backlog;
 pub mod check;
 pub mod gtid_set;
 pub mod guard;
@@ -285,6 +286,10 @@ impl MysqlSource {
 impl Source for MysqlSource {
     fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>> {
         Box::pin(run_session(&self.cfg, &self.my, session))
+    }
+
+    fn backlog_probe(&self) -> Box<dyn crate::source::BacklogProbe> {
+        Box::new(backlog::BinlogBacklog::new(self.my.clone()))
     }
 }
 

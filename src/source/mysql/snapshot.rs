@@ -49,6 +49,20 @@ pub async fn run(
     };
     tracing::info!(position = %Position::Mysql(at.clone()), tables = tables.len(), "snapshot transaction open");
 
+    let mut estimate = 0u64;
+    for t in tables {
+        let rows: Option<Option<u64>> = conn
+            .exec_first(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&t.db, &t.name),
+            )
+            .await
+            .map_err(q)?;
+        estimate += rows.flatten().unwrap_or(0);
+    }
+    emitter.set_snapshot_estimate(estimate);
+    tracing::info!(estimated_rows = estimate, "snapshot started");
+
     let ts_us = now_us();
     emitter.begin(format_args!("snapshot at {}", Position::Mysql(at.clone())))?;
     let mut index = 0u64;
@@ -102,7 +116,7 @@ pub async fn run(
             index += 1;
             if last_report.elapsed().as_secs() >= 5 {
                 last_report = std::time::Instant::now();
-                tracing::info!(table = %t, rows = index, "snapshot in progress");
+                tracing::info!(table = %t, rows = index, estimated_rows = estimate, "snapshot in progress");
             }
         }
         drop(stream);

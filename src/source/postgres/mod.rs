@@ -15,6 +15,7 @@
 //!   `"never"` streaming starts at the slot's position.
 //! - no checkpoint, no slot: create it (exporting a snapshot when one is wanted).
 
+pub mod backlog;
 pub mod catalog;
 pub mod check;
 pub mod conn;
@@ -155,6 +156,18 @@ impl PostgresSource {
 impl Source for PostgresSource {
     fn run_session<'a>(&'a self, session: Session<'a>) -> BoxFuture<'a, Result<(), SessionError>> {
         Box::pin(run_session(self, session))
+    }
+
+    fn backlog_probe(&self) -> Box<dyn crate::source::BacklogProbe> {
+        match tls::parse_url(&self.pg.url) {
+            Ok(url) => Box::new(backlog::SlotBacklog::new(
+                url,
+                names(&self.cfg, &self.pg).slot,
+                format!("cdcd-{}-metrics", self.cfg.name),
+                Duration::from_secs(self.pg.timeout_secs),
+            )),
+            Err(e) => Box::new(crate::source::NoBacklog(format!("source.url: {e}"))),
+        }
     }
 }
 
@@ -314,6 +327,12 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner()) = walsender;
     tracing::info!(connector = %cfg.name, slot = %names.slot, publications = %publications.join(","), %start, tables = tables.len(), "streaming");
     emitter.set_state(crate::core::status::State::Streaming);
+    let _heartbeat = (pg.heartbeat_interval_secs > 0).then(|| {
+        let query = pg.heartbeat_query.clone().unwrap_or_else(|| backlog::DEFAULT_HEARTBEAT_QUERY.to_string());
+        let interval = Duration::from_secs(pg.heartbeat_interval_secs);
+        let application = format!("{}-heartbeat", names.application);
+        crate::source::TaskGuard(tokio::spawn(backlog::heartbeat(url.clone(), application, query, interval, timeout)))
+    });
     let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
     streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await

@@ -40,6 +40,18 @@ pub async fn run(
         .await
         .map_err(|e| sql_err("snapshot: reading snapshot xmin", e))?
         .get(0);
+    let names: Vec<String> = tables.iter().map(TableRef::quoted).collect();
+    let estimate: i64 = catalog
+        .client()
+        .query_one(
+            "SELECT COALESCE(sum(GREATEST(reltuples, 0)), 0)::int8 FROM pg_class WHERE oid = ANY($1::text[]::regclass[])",
+            &[&names],
+        )
+        .await
+        .map_err(|e| sql_err("snapshot: estimating rows", e))?
+        .get(0);
+    emitter.set_snapshot_estimate(estimate.max(0) as u64);
+    tracing::info!(tables = tables.len(), estimated_rows = estimate, "snapshot started");
     emitter.begin(format_args!("snapshot at lsn {consistent_point}"))?;
     let mut index = 0u64;
     let mut last_report = Instant::now();
@@ -77,7 +89,7 @@ pub async fn run(
             if last_report.elapsed() > Duration::from_secs(5) {
                 last_report = Instant::now();
                 let secs = started.elapsed().as_secs_f64().max(0.001);
-                tracing::info!(table = %table, rows = index, rows_per_sec = (index as f64 / secs) as u64, "snapshot in progress");
+                tracing::info!(table = %table, rows = index, estimated_rows = estimate, rows_per_sec = (index as f64 / secs) as u64, "snapshot in progress");
             }
         }
         tracing::info!(table = %table, rows = index - table_start, "snapshot of table done");
