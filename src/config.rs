@@ -27,7 +27,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorConfig {
     /// Connector name; default for the slot, the publication and the topic prefix.
@@ -41,7 +41,7 @@ pub struct ConnectorConfig {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
@@ -59,7 +59,7 @@ pub enum PositionMode {
     File,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlSourceConfig {
     /// `mysql://user:pass@host:3306`; `${ENV}` expanded.
@@ -95,7 +95,7 @@ pub enum SnapshotMode {
     Never,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     /// `postgres://user:pass@host:port/db` or key=value form; `${ENV}` expanded.
@@ -141,7 +141,7 @@ fn default_timeout() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
@@ -149,7 +149,7 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     pub brokers: String,
@@ -165,13 +165,13 @@ pub struct KafkaSinkConfig {
     pub dead_letter_topic: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
     pub topic_prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointConfig {
     /// Directory for this connector's checkpoint; default `$STATE_DIRECTORY/<name>` or

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod reload;
 pub mod runner;
 pub mod secrets;
 pub mod sink;

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 async fn run(path: PathBuf, http: Option<std::net::SocketAddr>) -> Result<(), Error> {
     let configs = config::load(&path)?;
     tracing::info!(connectors = configs.len(), config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
-    cdcd::runner::run(configs, http).await
+    cdcd::runner::run(path, configs, http).await
 }
 
 async fn check(path: PathBuf) -> Result<(), Error> {

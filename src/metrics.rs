@@ -159,6 +159,22 @@ impl Metrics {
         probes.push(Probe { name: name.to_string(), tracker, status, checkpoint_age });
     }
 
+    /// Stops reporting a connector that was removed from the configuration: its gauges go;
+    /// its counters stay (they only ever count what happened).
+    pub fn forget(&self, name: &str) {
+        self.probes.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.name != name);
+        let label = ConnectorLabel { connector: name.to_string() };
+        for gauge in [&self.delivery_errors, &self.in_flight, &self.lag_bytes, &self.retained, &self.snapshot_estimate]
+        {
+            gauge.remove(&label);
+        }
+        self.lag.remove(&label);
+        self.checkpoint_age.remove(&label);
+        for s in STATES {
+            self.state.remove(&StateLabels { connector: name.to_string(), state: s.as_str().to_string() });
+        }
+    }
+
     /// The tracker's figures for one connector, for `/status`: events in flight, lag in seconds.
     pub fn live(&self, name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
         let probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());

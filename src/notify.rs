@@ -63,6 +63,18 @@ impl Notifier {
         }
     }
 
+    /// Tells systemd a reload began (`Type=notify-reload` wants the monotonic time with it);
+    /// the runner sends `READY=1` when it is applied.
+    pub fn reloading(&self) {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime only writes the timespec we pass, which lives for the call.
+        let usec = match unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } {
+            0 => ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000,
+            _ => 0,
+        };
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading the configuration"));
+    }
+
     /// Tells systemd the service is stopping and may take up to `drain` to do so.
     pub fn stopping(&self, drain: Duration) {
         self.send(&format!(

@@ -2,7 +2,8 @@
 //! `systemd-analyze verify` with no output and its offline security exposure is low; a real
 //! `cdcd run` talks the notification protocol to a datagram socket standing in for systemd:
 //! READY=1 once the connector streams, STATUS=, WATCHDOG=1 at half of WATCHDOG_USEC, and
-//! STOPPING=1 with EXTEND_TIMEOUT_USEC on SIGTERM.
+//! RELOADING=1 (with MONOTONIC_USEC) then READY=1 on SIGHUP, STOPPING=1 with EXTEND_TIMEOUT_USEC
+//! on SIGTERM.
 
 mod support;
 
@@ -81,6 +82,17 @@ async fn notify_socket_gets_ready_watchdog_and_stopping_from_a_real_run() {
     assert!(got.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2, "watchdog pings: {got:?}");
 
     let pid = daemon.pid();
+    // `systemctl reload`: RELOADING=1 with the monotonic time, then READY=1 once applied.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGHUP);
+    }
+    let before = got.len();
+    receive_until(&mut got, &|g| g[before..].iter().any(|m| m.contains("READY=1")), 30);
+    let after: Vec<&String> = got[before..].iter().filter(|m| !m.starts_with("WATCHDOG")).collect();
+    assert!(after.len() >= 2 && after[0].contains("RELOADING=1") && after[0].contains("MONOTONIC_USEC="), "{after:?}");
+    assert!(after[1].contains("READY=1"), "{after:?}");
+    assert!(daemon.logs().contains("unchanged [notify]"), "{}", daemon.logs());
+
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
     }

@@ -138,6 +138,10 @@ impl Registry {
         status
     }
 
+    pub fn remove(&self, name: &str) {
+        self.connectors.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
     pub fn connectors(&self) -> Vec<(String, Arc<ConnectorStatus>)> {
         self.connectors.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(n, s)| (n.clone(), s.clone())).collect()
     }
