@@ -45,6 +45,16 @@ enum Command {
         #[arg(long, value_name = "ADDR", env = "CDCD_HTTP")]
         http: Option<std::net::SocketAddr>,
     },
+    /// Ask a running cdcd's HTTP listener whether it is alive (or ready); exit 0 if so, 1 if not.
+    /// For container health checks, where no HTTP client is installed.
+    Health {
+        /// The listener's address (an unspecified IP such as 0.0.0.0 is asked on 127.0.0.1)
+        #[arg(long, value_name = "ADDR", env = "CDCD_HTTP")]
+        http: Option<std::net::SocketAddr>,
+        /// Readiness (/ready: every connector snapshotting or streaming) instead of liveness (/health)
+        #[arg(long)]
+        ready: bool,
+    },
     /// Check configuration and source prerequisites; print each finding with its fix.
     Check {
         /// Connector file (.toml), or a directory of them (one connector per *.toml)
@@ -67,6 +77,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config, http } => run(config, http).await,
             Command::Check { config } => check(config).await,
+            Command::Health { http, ready } => health(http, ready),
         }
     });
     match result {
@@ -83,6 +94,23 @@ async fn run(path: PathBuf, http: Option<std::net::SocketAddr>) -> Result<(), Er
     let configs = config::load(&path)?;
     tracing::info!(connectors = configs.len(), config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
     cdcd::runner::run(path, configs, http).await
+}
+
+fn health(http: Option<std::net::SocketAddr>, ready: bool) -> Result<(), Error> {
+    let Some(addr) = http else {
+        return Err(Error::Config(config::ConfigError::Other(
+            "cdcd health needs the listener's address: --http ADDR or CDCD_HTTP".into(),
+        )));
+    };
+    let path = if ready { "/ready" } else { "/health" };
+    match cdcd::http::probe(addr, path) {
+        Ok((200, body)) => {
+            print!("{body}");
+            Ok(())
+        }
+        Ok((code, body)) => Err(Error::Runtime(format!("{path} answered {code}: {}", body.trim()))),
+        Err(e) => Err(Error::Runtime(format!("no answer from cdcd at {addr}{path}: {e}"))),
+    }
 }
 
 async fn check(path: PathBuf) -> Result<(), Error> {

@@ -1,7 +1,8 @@
 //! The HTTP listener (`cdcd run --http`), scraped by an independent Prometheus text parser (PyPI
 //! `prometheus-client`): metrics present with the `connector` label, event counters move as
 //! rows flow, lag returns to 0 when idle, `/ready` is 200 while streaming and turns 503 when
-//! the connector fails (its broker refuses a record), `/health` stays 200, `/status` is JSON.
+//! the connector fails (its broker refuses a record), `/health` stays 200, `/status` is JSON;
+//! `cdcd health [--ready]` (the container HEALTHCHECK) exits 0 or 1 accordingly.
 
 mod support;
 
@@ -36,6 +37,9 @@ async fn metrics_move_with_rows_lag_settles_and_ready_flips_on_failure() {
     );
     assert!(wait_until(Duration::from_secs(10), || get(&addr, "/ready").0 == 200), "{:?}", get(&addr, "/ready"));
     assert_eq!(get(&addr, "/health").0, 200);
+    // `cdcd health`, the container HEALTHCHECK, asks the same listener.
+    assert_eq!(cdcd(&["health", "--http", &addr]).0, 0);
+    assert_eq!(cdcd(&["health", "--http", &addr, "--ready"]).0, 0);
     let status: Value = serde_json::from_str(&get(&addr, "/status").1).unwrap();
     assert!(status["connectors"].as_array().unwrap().iter().all(|c| c["state"] == "streaming"), "{status}");
 
@@ -104,5 +108,11 @@ async fn metrics_move_with_rows_lag_settles_and_ready_flips_on_failure() {
     assert_eq!(value(&m, "cdcd_connector_state", &[("connector", "bad"), ("state", "failed")]), Some(1.0), "{m:#?}");
     assert_eq!(value(&m, "cdcd_connector_state", &[("connector", "m"), ("state", "streaming")]), Some(1.0));
     assert_eq!(get(&addr, "/health").0, 200);
+    let (code, _, err) = cdcd(&["health", "--http", &addr, "--ready"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(cdcd(&["health", "--http", &addr]).0, 0);
     drop(daemon);
+    let (code, _, err) = cdcd(&["health", "--http", &addr]);
+    assert_eq!(code, 1, "no listener any more: {err}");
 }
