@@ -1,5 +1,5 @@
 //! Reading cdcd's HTTP listener from tests: metrics through the independent Prometheus text
-//! parser of PyPI `prometheus-client` (`scrape.py`), and plain GETs.
+//! parser of PyPI `prometheus-client` (`scrape.py`), and plain GETs (`cdcd::http::probe`).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -39,13 +39,7 @@ pub fn value(m: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .map(|(_, v)| *v)
 }
 
-/// (status code, body) of GET `path`.
+/// (status code, body) of GET `path`, through the same client `cdcd health` uses.
 pub fn get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+    cdcd::http::probe(addr.parse().expect("listener address"), path).expect("GET from cdcd's listener")
 }
