@@ -195,21 +195,21 @@ impl Metrics {
             self.in_flight.get_or_create(&label).set(p.tracker.in_flight() as i64);
             self.delivery_errors.get_or_create(&label).set(p.tracker.failed_events() as i64);
             self.checkpoint_age.get_or_create(&label).set((p.checkpoint_age)());
-            match p.status.backlog() {
+            // Unknown now: no series rather than a stale figure.
+            let backlog = p.status.backlog();
+            match backlog {
                 Some(b) => {
                     self.lag_bytes.get_or_create(&label).set(clamp(b.behind_bytes));
-                    match b.retained_bytes {
-                        Some(r) => {
-                            self.retained.get_or_create(&label).set(clamp(r));
-                        }
-                        None => {
-                            self.retained.remove(&label);
-                        }
-                    }
                 }
-                // Unknown now: no series rather than a stale figure.
                 None => {
                     self.lag_bytes.remove(&label);
+                }
+            }
+            match backlog.and_then(|b| b.retained_bytes) {
+                Some(r) => {
+                    self.retained.get_or_create(&label).set(clamp(r));
+                }
+                None => {
                     self.retained.remove(&label);
                 }
             }

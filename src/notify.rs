@@ -63,6 +63,11 @@ impl Notifier {
         }
     }
 
+    /// Tells systemd the service is ready (after start-up or a reload), with a one-line status.
+    pub fn ready(&self, status: &str) {
+        self.send(&format!("READY=1\nSTATUS={status}"));
+    }
+
     /// Tells systemd a reload began (`Type=notify-reload` wants the monotonic time with it);
     /// the runner sends `READY=1` when it is applied.
     pub fn reloading(&self) {
@@ -104,7 +109,7 @@ pub async fn supervise(notifier: Arc<Notifier>, registry: Arc<Registry>, mut sto
         }
         let status = registry.summary();
         if !ready_sent && registry.all_ready() {
-            notifier.send(&format!("READY=1\nSTATUS={status}"));
+            notifier.ready(&status);
             ready_sent = true;
             last_status = status;
         } else if status != last_status {

@@ -197,7 +197,7 @@ impl Connectors {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("reload rejected, every connector keeps running as it was: {e}");
-                self.notifier.send(&format!("READY=1\nSTATUS=reload rejected: {e}"));
+                self.notifier.ready(&format!("reload rejected: {e}"));
                 return;
             }
         };
@@ -239,6 +239,6 @@ impl Connectors {
         for name in ended {
             self.forget(&name);
         }
-        self.notifier.send(&format!("READY=1\nSTATUS={}", self.registry.summary()));
+        self.notifier.ready(&self.registry.summary());
     }
 }
