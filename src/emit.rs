@@ -133,6 +133,16 @@ impl Emitter {
         Ok(self.frame.mark(&self.tracker, position)?)
     }
 
+    /// Like [`Emitter::mark`] for a place the log reached through events that carry no change
+    /// (a binlog rotation, a new file's header), where the source cannot tell whether it lies
+    /// past the last boundary: a place that does not is ignored.
+    pub fn mark_if_ahead(&mut self, position: Position) -> Result<(), SourceError> {
+        if self.frame.is_open() || !self.frame.is_ahead(&position) {
+            return Ok(());
+        }
+        self.mark(position)
+    }
+
     /// Fails once any delivery has failed definitively or the sink is broken.
     pub fn health(&self) -> Result<(), SinkError> {
         if let Some(reason) = self.tracker.failure() {

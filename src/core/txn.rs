@@ -124,6 +124,11 @@ impl TxnFrame {
         Ok(())
     }
 
+    /// Whether `position` lies strictly after the last boundary (or none was set yet).
+    pub fn is_ahead(&self, position: &Position) -> bool {
+        self.last_boundary.as_ref().is_none_or(|last| position.partial_cmp(last) == Some(std::cmp::Ordering::Greater))
+    }
+
     /// A session ended (possibly inside a transaction): forget the open transaction and the last
     /// boundary, since the next session restarts from the checkpoint, behind it. The open
     /// transaction's events are re-read; its tracker slot is dropped by

@@ -166,6 +166,7 @@ pub fn classify_query(sql: &str) -> QueryKind {
     }
 }
 
+const HEARTBEAT_EVENT: u8 = 27;
 const MYSQL_GTID_EVENT: u8 = 33;
 const MYSQL_ANONYMOUS_GTID_EVENT: u8 = 34;
 const MYSQL_GTID_TAGGED_EVENT: u8 = 42;
@@ -259,7 +260,10 @@ pub async fn run(
                 (raw_pos, raw_pos.saturating_sub(header.event_size() as u64))
             }
         };
-        last_end = log_pos;
+        // A heartbeat is not part of the binlog: its position says nothing about where we are.
+        if kind != HEARTBEAT_EVENT {
+            last_end = log_pos;
+        }
         let ts_us = header.timestamp() as i64 * 1_000_000;
         // The end of the current group, checkpointable once it is delivered.
         let end =
@@ -275,7 +279,11 @@ pub async fn run(
                 group = Some(Group::open(emitter, &file, event_start, ts_us, Some(text), !g.standalone())?);
                 continue;
             }
-            mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT | mariadb_events::ANNOTATE_ROWS => continue,
+            mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT => {
+                mark_between_groups(emitter, &group, &file, last_end, &gtid)?;
+                continue;
+            }
+            mariadb_events::ANNOTATE_ROWS => continue,
             _ => {}
         }
         let data =
@@ -290,12 +298,18 @@ pub async fn run(
                 }
             };
         match data {
-            EventData::FormatDescriptionEvent(_) => fde_seen = true,
+            EventData::FormatDescriptionEvent(_) => {
+                fde_seen = true;
+                mark_between_groups(emitter, &group, &file, last_end, &gtid)?;
+            }
             EventData::RotateEvent(r) => {
                 // The driver strips checksums once it has seen the format description; only a
                 // rotate before it (the fake one that opens a dump) still carries its CRC32. A
                 // fake rotate after it (the server restarted on a new binlog) does not.
                 file = binlog_file_name(r.name_raw(), checksummed && !fde_seen);
+                // The rotate's own position is in the file before; reading goes on here.
+                last_end = r.position();
+                mark_between_groups(emitter, &group, &file, last_end, &gtid)?;
             }
             EventData::GtidEvent(g)
                 if matches!(kind, MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT | MYSQL_ANONYMOUS_GTID_EVENT) =>
@@ -437,6 +451,22 @@ pub async fn run(
             _ => {}
         }
     }
+}
+
+/// Events outside any transaction (a rotation, a file's header events) move the stream along
+/// too: marking their place lets an idle checkpoint, and so the lag in bytes, follow the binlog
+/// into a new file instead of staying at the end of the last file that held a transaction.
+fn mark_between_groups(
+    emitter: &mut Emitter,
+    group: &Option<Group>,
+    file: &str,
+    pos: u64,
+    gtid: &GtidState,
+) -> Result<(), SourceError> {
+    if group.is_some() || pos == 0 {
+        return Ok(());
+    }
+    emitter.mark_if_ahead(Position::Mysql(BinlogPosition { file: file.to_string(), pos, gtid: gtid.text() }))
 }
 
 async fn emit<C: super::values::Cells>(
