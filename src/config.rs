@@ -129,6 +129,50 @@ pub struct PostgresSourceConfig {
     /// The heartbeat statement; default `SELECT pg_logical_emit_message(false, 'cdcd_heartbeat', '')`,
     /// which writes a WAL record and no table row.
     pub heartbeat_query: Option<String>,
+    /// Rows per snapshot chunk; each chunk is read in a short transaction of its own.
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: u32,
+    /// Snapshot readers, each with its own connection; default: the machine's cores, at most 4.
+    pub snapshot_workers: Option<u32>,
+    /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
+    #[serde(default)]
+    pub snapshot_max_rows_per_sec: u32,
+}
+
+fn default_chunk_rows() -> u32 {
+    8192
+}
+
+/// How snapshots read, from a source's `snapshot_*` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotTuning {
+    pub chunk_rows: u32,
+    pub workers: usize,
+    pub max_rows_per_sec: u32,
+}
+
+impl SnapshotTuning {
+    pub fn new(chunk_rows: u32, workers: Option<u32>, max_rows_per_sec: u32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        SnapshotTuning {
+            chunk_rows: chunk_rows.max(1),
+            workers: workers.map_or(cores.clamp(1, 4), |w| w.max(1) as usize),
+            max_rows_per_sec,
+        }
+    }
+
+    /// The shared rate limiter, when a limit is set (its burst holds at least one chunk).
+    pub fn limiter(&self) -> Option<std::sync::Arc<governor::DefaultDirectRateLimiter>> {
+        let rate = std::num::NonZeroU32::new(self.max_rows_per_sec)?;
+        let burst = std::num::NonZeroU32::new(self.max_rows_per_sec.max(self.chunk_rows))?;
+        Some(std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))))
+    }
+}
+
+impl PostgresSourceConfig {
+    pub fn snapshot_tuning(&self) -> SnapshotTuning {
+        SnapshotTuning::new(self.snapshot_chunk_rows, self.snapshot_workers, self.snapshot_max_rows_per_sec)
+    }
 }
 
 fn default_snapshot() -> SnapshotMode {

@@ -14,6 +14,8 @@ use crate::core::checkpoint::SourceIdentity;
 use crate::core::envelope::{Change, Op, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
+use crate::core::recent_keys::{key_hash, Superseded};
+use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
 use crate::error::{SessionError, SinkError, SourceError};
@@ -100,6 +102,31 @@ impl Emitter {
     /// Waits while the sink or the tracker is full: that wait is the back-pressure that stops
     /// the source from reading further.
     pub async fn emit(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
+        self.buf.set_change(change);
+        self.send_rendered(topic, change.op).await
+    }
+
+    /// Sends one snapshot row unless the log superseded its key while it was read (a keyless
+    /// row only when the whole table was not); returns whether it was sent.
+    pub async fn emit_unless(
+        &mut self,
+        topic: &str,
+        change: &Change<'_>,
+        superseded: &Superseded,
+    ) -> Result<bool, SessionError> {
+        self.buf.set_change(change);
+        let stale = match self.buf.key_bytes() {
+            Some(k) => superseded.contains(key_hash(k)),
+            None => superseded.all,
+        };
+        if stale {
+            return Ok(false);
+        }
+        self.send_rendered(topic, change.op).await?;
+        Ok(true)
+    }
+
+    async fn send_rendered(&mut self, topic: &str, op: Op) -> Result<(), SessionError> {
         if self.frame.next_index() == 0 {
             self.wait_for_room().await?;
         }
@@ -107,12 +134,12 @@ impl Emitter {
         if index == 0 {
             self.tracker.set_source_ts(txn, self.source_ts_us);
         }
-        self.buf.set_change(change);
         let record = self.buf.record(topic);
         let bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
+        let has_key = record.key.is_some();
         self.sink.send(record, txn).await?;
-        self.metrics.event(topic, change.op, bytes);
-        if change.op == Op::Delete && change.key.is_some() {
+        self.metrics.event(topic, op, bytes);
+        if op == Op::Delete && has_key {
             self.sink.send(self.buf.tombstone(topic), txn).await?;
         }
         self.events += 1;
@@ -122,15 +149,36 @@ impl Emitter {
     /// Closes the open transaction at `position`, its end in the source's log. It becomes
     /// checkpointable once its events and every earlier one are delivered.
     pub fn commit(&mut self, position: Position) -> Result<(), SessionError> {
+        self.commit_with(position, None)
+    }
+
+    /// Closes a snapshot chunk emitted at `position` (the stream position it was placed at):
+    /// `progress` is checkpointed once its rows and everything before them are delivered.
+    pub fn commit_with(
+        &mut self,
+        position: Position,
+        progress: Option<Arc<SnapshotProgress>>,
+    ) -> Result<(), SessionError> {
         self.sink.end_txn()?;
-        self.frame.commit(&self.tracker, position).map_err(SourceError::from)?;
+        self.frame.commit(&self.tracker, position, progress).map_err(SourceError::from)?;
         Ok(self.health()?)
     }
 
     /// A position between transactions with nothing to deliver (keepalive, new slot, snapshot
     /// skipped): checkpointable once everything before it is delivered.
     pub fn mark(&mut self, position: Position) -> Result<(), SourceError> {
-        Ok(self.frame.mark(&self.tracker, position)?)
+        Ok(self.frame.mark(&self.tracker, position, None)?)
+    }
+
+    /// Snapshot progress with no rows to deliver (a new plan, a chunk the log superseded).
+    pub fn mark_progress(&mut self, position: Position, progress: Arc<SnapshotProgress>) -> Result<(), SourceError> {
+        Ok(self.frame.mark(&self.tracker, position, Some(progress))?)
+    }
+
+    /// The message key of the change last emitted (`None` for a keyless table), as the broker
+    /// gets it: what "the same row" means to consumers, so what snapshot deduplication compares.
+    pub fn last_key(&self) -> Option<&[u8]> {
+        self.buf.key_bytes()
     }
 
     /// Like [`Emitter::mark`] for a place the log reached through events that carry no change

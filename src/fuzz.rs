@@ -107,7 +107,7 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
         let source = relation::SourceBlock {
             rel,
             ts_us,
-            snapshot: false,
+            snapshot: crate::core::snapshot::SnapshotMarker::No,
             tx_id: Some(u64::from(xid)),
             lsn: commit_lsn,
             commit_lsn,

@@ -12,6 +12,7 @@ use crate::config::ConnectorConfig;
 use crate::core::acks::AckTracker;
 use crate::core::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, FileCheckpointStore, SourceIdentity};
 use crate::core::position::Position;
+use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::{ConnectorStatus, State};
 use crate::emit::Emitter;
 use crate::error::{Error, SessionError, SinkError};
@@ -33,17 +34,36 @@ struct Checkpointer {
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     durable: watch::Sender<Option<Position>>,
     last_write: LastWrite,
+    /// The snapshot progress to write with the next position: the loaded checkpoint's until the
+    /// tracker confirms newer.
+    snapshot: Option<SnapshotProgress>,
 }
 
+/// How often delivered snapshot progress is looked for, to checkpoint it without waiting for the
+/// checkpoint interval.
+const SNAPSHOT_CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+
 impl Checkpointer {
+    /// Whether the tracker confirmed snapshot progress newer than the last checkpoint's.
+    fn snapshot_behind(&self) -> bool {
+        let saved = self.snapshot.as_ref().map_or(0, |s| s.step);
+        self.tracker.confirmed_progress().is_some_and(|p| p.step > saved)
+    }
+
     fn save(&mut self) -> Result<(), Error> {
         let Some(position) = self.tracker.confirmed() else { return Ok(()) };
         let Some(source) = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
+        if let Some(p) = self.tracker.confirmed_progress() {
+            if self.snapshot.as_ref().is_none_or(|s| p.step > s.step) {
+                self.snapshot = Some((*p).clone());
+            }
+        }
         let cp = Checkpoint {
             version: Checkpoint::VERSION,
             connector: self.connector.clone(),
             position: position.clone(),
             source,
+            snapshot: self.snapshot.clone(),
         };
         let wrote = tokio::task::block_in_place(|| self.store.save(&cp))?;
         if wrote {
@@ -144,6 +164,7 @@ async fn run_sessions(
         identity: identity.clone(),
         durable: durable_tx,
         last_write,
+        snapshot: initial.as_ref().and_then(|c| c.snapshot.clone()),
     };
     // Asking the server how far ahead its log is costs a query, so only when metrics are served.
     let _backlog = metrics
@@ -169,9 +190,18 @@ async fn run_sessions(
             });
             tokio::pin!(session);
             let mut tick = tokio::time::interval(cfg.checkpoint_interval());
+            // A delivered snapshot chunk is checkpointed at once, so a crash re-reads at most
+            // the chunks still in flight.
+            let mut chunk_tick = tokio::time::interval(SNAPSHOT_CHECKPOINT_POLL);
+            chunk_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     r = &mut session => break r,
+                    _ = chunk_tick.tick() => {
+                        if ck.snapshot_behind() {
+                            ck.save()?;
+                        }
+                    }
                     _ = tick.tick() => {
                         status.alive();
                         ck.save()?;

@@ -190,7 +190,7 @@ async fn postgres_kill_9_during_a_100k_row_snapshot() {
     for _ in 0..12 {
         let daemon = Daemon::start(&cfg);
         tokio::time::sleep(Duration::from_millis(rng.range(150, 3000))).await;
-        if !daemon.logs().contains("snapshot read") {
+        if !daemon.logs().contains("snapshot finished") {
             snapshot_kills += 1;
         }
         daemon.kill9();

@@ -65,8 +65,12 @@ async fn postgres_wildcard_over_a_pgbench_schema_captures_the_keyless_history_ta
     assert_eq!(tellers.iter().filter(|r| r.op() == Some("r")).count(), 10);
     assert_eq!(tellers.iter().filter(|r| r.op() == Some("u")).count(), 40);
     let events = topic_recs(&recs, "kl.public.events_k");
-    let keys: Vec<_> = events.iter().map(|r| r.key.clone()).collect();
-    assert_eq!(keys, [Some(json!({"code": "pre"})), Some(json!({"code": "live"}))], "configured key columns");
+    // Read while streaming, a row inserted meanwhile can come as `c` and again as `r` (same
+    // state, same key); what matters here is that every record carries the configured key.
+    let keys: std::collections::BTreeSet<String> = events.iter().map(|r| format!("{:?}", r.key)).collect();
+    let want: std::collections::BTreeSet<String> =
+        [Some(json!({"code": "pre"})), Some(json!({"code": "live"}))].iter().map(|k| format!("{k:?}")).collect();
+    assert_eq!(keys, want, "configured key columns");
     let mut audit: Vec<_> =
         topic_recs(&recs, "kl.public.audit").iter().map(|r| (r.op().unwrap_or("?"), r.key.is_none())).collect();
     audit.sort();

@@ -7,8 +7,9 @@
 //! jump over an event that did not reach the broker.
 
 use crate::core::position::Position;
+use crate::core::snapshot::SnapshotProgress;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Identifies one source transaction (or one snapshot, or one position-only mark) in the tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,6 +22,8 @@ struct Slot {
     failed: bool,
     /// When the source committed the transaction (µs since the epoch; 0 for marks), for lag.
     source_ts_us: i64,
+    /// Snapshot progress that becomes checkpointable with this slot (a delivered chunk).
+    progress: Option<Arc<SnapshotProgress>>,
 }
 
 #[derive(Default)]
@@ -29,6 +32,8 @@ struct Inner {
     base: u64,
     slots: VecDeque<Slot>,
     confirmed: Option<Position>,
+    /// The newest snapshot progress whose chunk, and everything before it, is delivered.
+    confirmed_progress: Option<Arc<SnapshotProgress>>,
     failure: Option<String>,
     in_flight: u64,
     failed_events: u64,
@@ -84,10 +89,12 @@ impl AckTracker {
     }
 
     /// `txn` has no more events; once they are all delivered, `position` may be checkpointed.
-    pub fn commit(&self, txn: TxnId, position: Position) {
+    /// `progress`, if any, is the snapshot progress this transaction completes (a chunk).
+    pub fn commit(&self, txn: TxnId, position: Position, progress: Option<Arc<SnapshotProgress>>) {
         let mut g = self.lock();
         if let Some(slot) = g.slot_mut(txn) {
             slot.committed = Some(position);
+            slot.progress = progress;
         }
         g.advance();
     }
@@ -95,15 +102,20 @@ impl AckTracker {
     /// A position with no events behind it (e.g. a keepalive past quiet WAL, a transaction on
     /// tables that are not captured): confirmed as soon as everything registered before it is.
     /// Consecutive marks share one slot, so a flood of them costs no memory while the sink is slow.
-    pub fn mark(&self, position: Position) {
+    /// `progress` is snapshot progress with no rows behind it (a chunk whose rows were all
+    /// superseded by the log, a newly planned table).
+    pub fn mark(&self, position: Position, progress: Option<Arc<SnapshotProgress>>) {
         let mut g = self.lock();
         match g.slots.back_mut() {
             // The last slot is closed and has nothing left to deliver: nothing lies between it
             // and this position, so confirming it can simply confirm the later position.
             Some(last) if last.committed.is_some() && last.outstanding == 0 && !last.failed => {
                 last.committed = Some(position);
+                if progress.is_some() {
+                    last.progress = progress;
+                }
             }
-            _ => g.slots.push_back(Slot { committed: Some(position), ..Slot::default() }),
+            _ => g.slots.push_back(Slot { committed: Some(position), progress, ..Slot::default() }),
         }
         g.advance();
     }
@@ -120,6 +132,11 @@ impl AckTracker {
     /// The highest position whose every preceding event is delivered.
     pub fn confirmed(&self) -> Option<Position> {
         self.lock().confirmed.clone()
+    }
+
+    /// The newest snapshot progress that is delivered along with everything before it.
+    pub fn confirmed_progress(&self) -> Option<Arc<SnapshotProgress>> {
+        self.lock().confirmed_progress.clone()
     }
 
     /// The first definite delivery failure, if any.
@@ -175,7 +192,12 @@ impl Inner {
                     if self.confirmed.as_ref().is_none_or(|c| pos.partial_cmp(c) == Some(std::cmp::Ordering::Greater)) {
                         self.confirmed = Some(pos.clone());
                     }
-                    self.slots.pop_front();
+                    let Some(mut slot) = self.slots.pop_front() else { break };
+                    if let Some(p) = slot.progress.take() {
+                        if self.confirmed_progress.as_ref().is_none_or(|c| p.step > c.step) {
+                            self.confirmed_progress = Some(p);
+                        }
+                    }
                     self.base += 1;
                 }
                 _ => break,
@@ -201,8 +223,8 @@ mod tests {
         t.expect(a);
         let b = t.begin();
         t.expect(b);
-        t.commit(a, pos(10));
-        t.commit(b, pos(20));
+        t.commit(a, pos(10), None);
+        t.commit(b, pos(20), None);
         // b delivered first: cannot be confirmed while a is outstanding.
         t.delivered(b);
         assert_eq!(t.confirmed(), None);
@@ -221,9 +243,9 @@ mod tests {
         t.delivered(a);
         // Not committed yet (e.g. shutdown mid-transaction): nothing confirmed.
         assert_eq!(t.confirmed(), None);
-        t.mark(pos(99));
+        t.mark(pos(99), None);
         assert_eq!(t.confirmed(), None);
-        t.commit(a, pos(50));
+        t.commit(a, pos(50), None);
         assert_eq!(t.confirmed(), Some(pos(99)));
     }
 
@@ -232,14 +254,14 @@ mod tests {
         let t = AckTracker::new();
         let a = t.begin();
         t.expect(a);
-        t.commit(a, pos(10));
+        t.commit(a, pos(10), None);
         let b = t.begin();
         t.expect(b);
         t.expect(b);
-        t.commit(b, pos(20));
+        t.commit(b, pos(20), None);
         let c = t.begin();
         t.expect(c);
-        t.commit(c, pos(30));
+        t.commit(c, pos(30), None);
         t.delivered(a);
         t.failed(b, "message too large".into());
         t.delivered(b);
@@ -252,10 +274,32 @@ mod tests {
     #[test]
     fn empty_transactions_confirm_immediately_in_order() {
         let t = AckTracker::new();
-        t.mark(pos(5));
+        t.mark(pos(5), None);
         assert_eq!(t.confirmed(), Some(pos(5)));
         let a = t.begin();
-        t.commit(a, pos(6));
+        t.commit(a, pos(6), None);
         assert_eq!(t.confirmed(), Some(pos(6)));
+    }
+
+    #[test]
+    fn snapshot_progress_is_confirmed_in_order_even_at_the_same_position() {
+        let progress = |step| Some(Arc::new(SnapshotProgress { step, tables: Vec::new() }));
+        let t = AckTracker::new();
+        t.mark(pos(5), progress(1));
+        assert_eq!(t.confirmed_progress().map(|p| p.step), Some(1));
+        let chunk = t.begin();
+        t.expect(chunk);
+        t.commit(chunk, pos(5), progress(2));
+        let later = t.begin();
+        t.expect(later);
+        t.commit(later, pos(9), None);
+        t.delivered(later);
+        assert_eq!(t.confirmed_progress().map(|p| p.step), Some(1), "the chunk is not delivered yet");
+        t.delivered(chunk);
+        assert_eq!(t.confirmed(), Some(pos(9)));
+        assert_eq!(t.confirmed_progress().map(|p| p.step), Some(2));
+        // An empty chunk (every row superseded) still records its progress.
+        t.mark(pos(9), progress(3));
+        assert_eq!(t.confirmed_progress().map(|p| p.step), Some(3));
     }
 }

@@ -6,6 +6,7 @@
 //! who calls it or how often.
 
 use crate::core::position::{Lsn, Position};
+use crate::core::snapshot::SnapshotProgress;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -20,10 +21,28 @@ pub struct Checkpoint {
     pub connector: String,
     pub position: Position,
     pub source: SourceIdentity,
+    /// Each captured table's snapshot state. Absent in checkpoints written before snapshots were
+    /// tracked: every table they knew counts as read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotProgress>,
 }
 
 impl Checkpoint {
     pub const VERSION: u32 = 1;
+
+    /// Whether `self` is ahead of `other`: a later log position, or the same one with more
+    /// snapshot progress.
+    pub fn is_ahead_of(&self, other: &Checkpoint) -> bool {
+        match self.position.partial_cmp(&other.position) {
+            Some(std::cmp::Ordering::Greater) => true,
+            Some(std::cmp::Ordering::Equal) => step(self) > step(other),
+            _ => false,
+        }
+    }
+}
+
+fn step(cp: &Checkpoint) -> u64 {
+    cp.snapshot.as_ref().map_or(0, |s| s.step)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +83,8 @@ pub enum CheckpointError {
 /// A place that keeps checkpoints.
 pub trait CheckpointStore: Send {
     fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError>;
-    /// Persists `cp` unless an equal or newer position is already stored. Returns whether it wrote.
+    /// Persists `cp` unless the stored checkpoint is as far or further ([`Checkpoint::is_ahead_of`]).
+    /// Returns whether it wrote.
     fn save(&mut self, cp: &Checkpoint) -> Result<bool, CheckpointError>;
 }
 
@@ -73,7 +93,7 @@ pub trait CheckpointStore: Send {
 pub struct FileCheckpointStore {
     dir: PathBuf,
     file: PathBuf,
-    last: Option<Position>,
+    last: Option<Checkpoint>,
     loaded: bool,
     _lock: fs::File,
 }
@@ -112,7 +132,7 @@ impl FileCheckpointStore {
 impl CheckpointStore for FileCheckpointStore {
     fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
         let cp = self.read()?;
-        self.last = cp.as_ref().map(|c| c.position.clone());
+        self.last = cp.clone();
         self.loaded = true;
         Ok(cp)
     }
@@ -121,10 +141,8 @@ impl CheckpointStore for FileCheckpointStore {
         if !self.loaded {
             self.load()?;
         }
-        if let Some(last) = &self.last {
-            if cp.position.partial_cmp(last).is_none_or(|o| o != std::cmp::Ordering::Greater) {
-                return Ok(false);
-            }
+        if self.last.as_ref().is_some_and(|last| !cp.is_ahead_of(last)) {
+            return Ok(false);
         }
         let werr = |source| CheckpointError::Write { path: self.file.clone(), source };
         let tmp = self.dir.join("checkpoint.json.tmp");
@@ -138,7 +156,7 @@ impl CheckpointStore for FileCheckpointStore {
         fs::rename(&tmp, &self.file).map_err(werr)?;
         // The rename is only durable once the directory entry is.
         fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(werr)?;
-        self.last = Some(cp.position.clone());
+        self.last = Some(cp.clone());
         Ok(true)
     }
 }
@@ -164,6 +182,7 @@ mod tests {
                 slot: "s".into(),
                 slot_created_at: None,
             },
+            snapshot: None,
         }
     }
 
@@ -183,6 +202,21 @@ mod tests {
         assert!(!store.save(&cp(150)).unwrap(), "a fresh handle must not regress either");
         assert_eq!(store.load().unwrap(), Some(cp(200)));
         assert!(!dir.path().join("checkpoint.json.tmp").exists());
+    }
+
+    #[test]
+    fn snapshot_progress_at_the_same_position_is_newer_only_with_a_higher_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FileCheckpointStore::open(dir.path()).unwrap();
+        let with_step =
+            |lsn, step| Checkpoint { snapshot: Some(SnapshotProgress { step, tables: Vec::new() }), ..cp(lsn) };
+        assert!(store.save(&with_step(100, 3)).unwrap());
+        assert!(store.save(&with_step(100, 4)).unwrap(), "a delivered chunk at the same position");
+        assert!(!store.save(&with_step(100, 2)).unwrap(), "older snapshot progress");
+        assert!(!store.save(&cp(100)).unwrap(), "no snapshot progress at all is not newer");
+        assert!(!store.save(&with_step(99, 9)).unwrap(), "an older position, whatever its step");
+        assert!(store.save(&with_step(101, 1)).unwrap(), "a newer position");
+        assert_eq!(store.load().unwrap(), Some(with_step(101, 1)));
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl RecordBuf {
         Record { topic, key: self.key_bytes(), value: None }
     }
 
-    fn key_bytes(&self) -> Option<&[u8]> {
+    pub fn key_bytes(&self) -> Option<&[u8]> {
         self.has_key.then_some(self.key.as_slice())
     }
 }

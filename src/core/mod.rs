@@ -7,5 +7,7 @@ pub mod envelope;
 pub mod json;
 pub mod pause;
 pub mod position;
+pub mod recent_keys;
+pub mod snapshot;
 pub mod status;
 pub mod txn;

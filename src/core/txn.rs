@@ -13,8 +13,11 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use crate::core::acks::{AckTracker, TxnId};
 use crate::core::position::Position;
+use crate::core::snapshot::SnapshotProgress;
 
 /// A source broke the begin / events / commit contract. Never retried: it means the log was
 /// read wrongly or is damaged, and continuing could checkpoint past undelivered changes.
@@ -101,26 +104,37 @@ impl TxnFrame {
 
     /// Closes the open transaction at its end `position`, which becomes checkpointable once all
     /// its events (and everything before) are delivered.
-    pub fn commit(&mut self, tracker: &AckTracker, position: Position) -> Result<(), FramingError> {
+    /// `progress`: the snapshot progress this transaction completes (a snapshot chunk), if any.
+    pub fn commit(
+        &mut self,
+        tracker: &AckTracker,
+        position: Position,
+        progress: Option<Arc<SnapshotProgress>>,
+    ) -> Result<(), FramingError> {
         let State::Open { slot, .. } = std::mem::replace(&mut self.state, State::Idle) else {
             return Err(FramingError::CommitWithoutBegin { at: position });
         };
         self.advance(&position)?;
         match slot {
-            Some(id) => tracker.commit(id, position),
-            None => tracker.mark(position),
+            Some(id) => tracker.commit(id, position, progress),
+            None => tracker.mark(position, progress),
         }
         Ok(())
     }
 
     /// A position between transactions with nothing to deliver (keepalive past quiet WAL, a
     /// freshly created slot): checkpointable once everything before it is delivered.
-    pub fn mark(&mut self, tracker: &AckTracker, position: Position) -> Result<(), FramingError> {
+    pub fn mark(
+        &mut self,
+        tracker: &AckTracker,
+        position: Position,
+        progress: Option<Arc<SnapshotProgress>>,
+    ) -> Result<(), FramingError> {
         if let State::Open { label, .. } = &self.state {
             return Err(FramingError::MarkInsideTransaction { at: position, open: label.clone() });
         }
         self.advance(&position)?;
-        tracker.mark(position);
+        tracker.mark(position, progress);
         Ok(())
     }
 
@@ -168,7 +182,7 @@ mod tests {
         let (a2, i1) = f.event(&t).unwrap();
         t.expect(a2);
         assert_eq!((a, i0, i1), (a2, 0, 1), "one slot per transaction, consecutive indexes");
-        f.commit(&t, pos(10)).unwrap();
+        f.commit(&t, pos(10), None).unwrap();
         assert_eq!(t.confirmed(), None);
         t.delivered(a);
         t.delivered(a);
@@ -180,7 +194,7 @@ mod tests {
         let t = AckTracker::new();
         let mut f = TxnFrame::new();
         assert_eq!(f.event(&t), Err(FramingError::EventOutsideTransaction));
-        assert!(matches!(f.commit(&t, pos(1)), Err(FramingError::CommitWithoutBegin { .. })));
+        assert!(matches!(f.commit(&t, pos(1), None), Err(FramingError::CommitWithoutBegin { .. })));
         f.begin("gtid 0-1-5").unwrap();
         let (id, _) = f.event(&t).unwrap();
         t.expect(id);
@@ -188,12 +202,12 @@ mod tests {
         // A second GTID while the first transaction is open: refused, nothing confirmed.
         let err = f.begin("gtid 0-1-6").unwrap_err();
         assert!(err.to_string().contains("0-1-5") && err.to_string().contains("0-1-6"), "{err}");
-        assert!(matches!(f.mark(&t, pos(50)), Err(FramingError::MarkInsideTransaction { .. })));
+        assert!(matches!(f.mark(&t, pos(50), None), Err(FramingError::MarkInsideTransaction { .. })));
         assert_eq!(t.confirmed(), None, "no position may be confirmed from inside a transaction");
-        f.commit(&t, pos(60)).unwrap();
+        f.commit(&t, pos(60), None).unwrap();
         assert_eq!(t.confirmed(), Some(pos(60)));
         f.begin("b").unwrap();
-        assert!(matches!(f.commit(&t, pos(59)), Err(FramingError::Backwards { .. })));
+        assert!(matches!(f.commit(&t, pos(59), None), Err(FramingError::Backwards { .. })));
     }
 
     #[test]
@@ -203,11 +217,11 @@ mod tests {
         f.begin("busy").unwrap();
         let (id, _) = f.event(&t).unwrap();
         t.expect(id);
-        f.commit(&t, pos(1)).unwrap();
+        f.commit(&t, pos(1), None).unwrap();
         // A flood of transactions on tables that are not captured, while the first is in flight.
         for n in 2..10_000 {
             f.begin(n).unwrap();
-            f.commit(&t, pos(n)).unwrap();
+            f.commit(&t, pos(n), None).unwrap();
         }
         assert!(t.pending_slots() <= 2, "empty transactions must not pile up: {}", t.pending_slots());
         assert_eq!(t.confirmed(), None);
@@ -219,13 +233,13 @@ mod tests {
     fn reset_returns_to_idle_and_forgets_the_last_boundary() {
         let t = AckTracker::new();
         let mut f = TxnFrame::new();
-        f.mark(&t, pos(5)).unwrap();
+        f.mark(&t, pos(5), None).unwrap();
         f.begin("x").unwrap();
         f.reset();
         assert!(!f.is_open());
         // The next session restarts from the checkpoint, behind the last boundary: accepted by
         // the frame, while the tracker still never moves its confirmed position back.
-        f.mark(&t, pos(3)).unwrap();
+        f.mark(&t, pos(3), None).unwrap();
         assert_eq!(t.confirmed(), Some(pos(5)));
     }
 }

@@ -10,10 +10,14 @@
 //! - checkpoint present, slot missing, invalidated (`wal_status = lost`), ahead of the
 //!   checkpoint, or from another database cluster: changes may be gone. Stop with an error that
 //!   says how to re-snapshot. Never continue silently.
-//! - no checkpoint, slot present: a previous run died before its snapshot was delivered. With
+//! - no checkpoint, slot present: a previous run died before its first checkpoint. With
 //!   `snapshot = "initial"` the slot is dropped and recreated and the snapshot restarts; with
 //!   `"never"` streaming starts at the slot's position.
-//! - no checkpoint, no slot: create it (exporting a snapshot when one is wanted).
+//! - no checkpoint, no slot: create it.
+//!
+//! Snapshots are read in chunks while streaming ([`snapshot`]); the checkpoint keeps each
+//! table's progress, so a snapshot resumes where it stopped. Tables the checkpoint does not
+//! know (newly matched by `tables`) are snapshotted the same way.
 
 pub mod backlog;
 pub mod catalog;
@@ -27,7 +31,7 @@ pub mod stream;
 pub mod tls;
 pub mod values;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -35,7 +39,7 @@ use futures_util::future::BoxFuture;
 use crate::config::{ConnectorConfig, PostgresSourceConfig, SnapshotMode};
 use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{Lsn, Position};
-use crate::emit::Emitter;
+use crate::core::snapshot::{SnapshotKind, SnapshotProgress, TableProgress};
 use crate::error::{SessionError, SourceError};
 use crate::source::tables::KeyColumns;
 use crate::source::{Session, Source};
@@ -230,7 +234,12 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         slot_created_at: created,
     };
 
-    let start: Lsn = match (&checkpoint, &slot) {
+    let all_tables = |f: fn(String) -> TableProgress| SnapshotProgress {
+        step: 0,
+        tables: tables.iter().map(|t| f(t.to_string())).collect(),
+    };
+    let initial = |name: String| TableProgress::pending(name, SnapshotKind::Initial, None);
+    let (start, mut progress): (Lsn, SnapshotProgress) = match (&checkpoint, &slot) {
         (Some(cp), _) => {
             let Position::Postgres { lsn } = cp.position else {
                 return Err(SourceError::Fatal(format!(
@@ -287,36 +296,81 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             }
             check_slot_owner(&s, &names.slot, &system.database)?;
             emitter.set_identity(identity(*slot_created_at));
-            lsn
+            // A checkpoint from before snapshots were tracked: every table it knew was read.
+            (lsn, cp.snapshot.clone().unwrap_or_else(|| all_tables(TableProgress::streamed_only)))
         }
         (None, Some(s)) if pg.snapshot == SnapshotMode::Initial => {
             check_slot_owner(s, &names.slot, &system.database)?;
-            tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier snapshot did not finish; dropping the slot and starting the snapshot again");
+            tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier start did not get to its first checkpoint; dropping the slot and starting again");
             repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
-            create_slot_and_snapshot(&mut repl, &mut catalog, &names, &tables, &ctx, emitter, &identity).await?
+            let at = create_slot(&mut repl, &names.slot).await?;
+            emitter.set_identity(identity(Some(at)));
+            (at, all_tables(initial))
         }
         (None, Some(s)) => {
             check_slot_owner(s, &names.slot, &system.database)?;
             let at = s.confirmed_flush.unwrap_or_default();
             emitter.set_identity(identity(None));
-            emitter.mark(Position::Postgres { lsn: at })?;
             tracing::info!(slot = %names.slot, %at, "no checkpoint; streaming from the existing slot's position (snapshot = \"never\")");
-            at
+            (at, all_tables(TableProgress::streamed_only))
         }
         (None, None) => {
-            if pg.snapshot == SnapshotMode::Initial {
-                create_slot_and_snapshot(&mut repl, &mut catalog, &names, &tables, &ctx, emitter, &identity).await?
-            } else {
-                let (at, _) = create_slot(&mut repl, &names.slot, false).await?;
-                emitter.set_identity(identity(Some(at)));
-                emitter.mark(Position::Postgres { lsn: at })?;
-                at
-            }
+            let at = create_slot(&mut repl, &names.slot).await?;
+            emitter.set_identity(identity(Some(at)));
+            let f = if pg.snapshot == SnapshotMode::Initial { initial } else { TableProgress::streamed_only };
+            (at, all_tables(f))
         }
     };
+    let mut changed = reconcile_progress(&mut progress, &tables, pg.snapshot);
+    if progress.tables.iter().any(|t| !t.done && t.streamed_after.is_none()) {
+        // Taken after the slot exists: a transaction between the two is both streamed and read
+        // (a duplicate), never neither.
+        let now: String = catalog
+            .client()
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .map_err(|e| catalog::sql_err("snapshot: reading the current snapshot", e))?
+            .get(0);
+        for t in progress.tables.iter_mut().filter(|t| !t.done && t.streamed_after.is_none()) {
+            t.streamed_after = Some(now.clone());
+        }
+        changed = true;
+    }
+    if checkpoint.is_none() || changed {
+        progress.step += 1;
+        emitter.mark_progress(Position::Postgres { lsn: start }, Arc::new(progress.clone()))?;
+    }
+    let snapshotter = if progress.unfinished().next().is_some() {
+        let setups = snapshot_setups(&mut catalog, &progress, &ctx, pg.snapshot_tuning().chunk_rows).await?;
+        let tuning = pg.snapshot_tuning();
+        let settings = snapshot::reader::ReadSettings {
+            url: url.clone(),
+            application: format!("{}-snapshot", names.application),
+            timeout,
+            chunk_rows: tuning.chunk_rows,
+            limiter: tuning.limiter(),
+            connector: cfg.name.clone(),
+        };
+        let s = snapshot::Snapshotter::start(settings, tuning.workers, progress, setups, start);
+        emitter.set_snapshot_estimate(s.estimated_rows());
+        Some(s)
+    } else {
+        None
+    };
 
+    // Logical messages carry the snapshot chunks' watermarks (PostgreSQL 14 and later).
+    let messages = if catalog.setting("server_version_num").await?.parse::<u32>().unwrap_or(0) >= 140000 {
+        ", \"messages\" 'true'"
+    } else if snapshotter.is_some() {
+        return Err(SourceError::Fatal(
+            "snapshots need PostgreSQL 14 or later (logical decoding messages mark where each chunk was read); upgrade the server, or set snapshot = \"never\"".into(),
+        )
+        .into());
+    } else {
+        ""
+    };
     let sql = format!(
-        "START_REPLICATION SLOT {} LOGICAL {start} (\"proto_version\" '1', \"publication_names\" {})",
+        "START_REPLICATION SLOT {} LOGICAL {start} (\"proto_version\" '1', \"publication_names\" {}{messages})",
         quote_ident(&names.slot),
         quote_literal(&publications.join(","))
     );
@@ -326,14 +380,18 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let (reader, writer) = repl.start_replication(&sql).await?;
     *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner()) = walsender;
     tracing::info!(connector = %cfg.name, slot = %names.slot, publications = %publications.join(","), %start, tables = tables.len(), "streaming");
-    emitter.set_state(crate::core::status::State::Streaming);
+    emitter.set_state(if snapshotter.is_some() {
+        crate::core::status::State::Snapshotting
+    } else {
+        crate::core::status::State::Streaming
+    });
     let _heartbeat = (pg.heartbeat_interval_secs > 0).then(|| {
         let query = pg.heartbeat_query.clone().unwrap_or_else(|| backlog::DEFAULT_HEARTBEAT_QUERY.to_string());
         let interval = Duration::from_secs(pg.heartbeat_interval_secs);
         let application = format!("{}-heartbeat", names.application);
         crate::source::TaskGuard(tokio::spawn(backlog::heartbeat(url.clone(), application, query, interval, timeout)))
     });
-    let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start);
+    let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start).with_snapshot(snapshotter);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
     streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await
 }
@@ -348,15 +406,11 @@ fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), S
     Ok(())
 }
 
-/// Creates the slot; with `export`, also returns the exported snapshot's name.
-async fn create_slot(
-    repl: &mut ReplicationConn,
-    slot: &str,
-    export: bool,
-) -> Result<(Lsn, Option<String>), SourceError> {
-    let mode = if export { "EXPORT_SNAPSHOT" } else { "NOEXPORT_SNAPSHOT" };
+/// Creates the slot; returns its consistent point. No snapshot is exported: snapshots are read
+/// in chunks while streaming.
+async fn create_slot(repl: &mut ReplicationConn, slot: &str) -> Result<Lsn, SourceError> {
     let rows =
-        repl.simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {mode}", quote_ident(slot)))
+        repl.simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT", quote_ident(slot)))
             .await
             .map_err(|e| match e {
                 // configuration_limit_exceeded: every slot is taken.
@@ -374,25 +428,69 @@ async fn create_slot(
         .flatten()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
-    let snapshot = row.get(2).cloned().flatten();
     tracing::info!(slot, consistent_point = %at, "created replication slot");
-    Ok((at, snapshot))
+    Ok(at)
 }
 
-async fn create_slot_and_snapshot(
-    repl: &mut ReplicationConn,
+/// Brings the progress in line with the tables captured now: a table it does not know is new
+/// (snapshotted, unless the connector never snapshots); one no longer captured is forgotten (so
+/// it is read again if it comes back). Returns whether anything changed.
+fn reconcile_progress(progress: &mut SnapshotProgress, tables: &[TableRef], mode: SnapshotMode) -> bool {
+    let names: Vec<String> = tables.iter().map(TableRef::to_string).collect();
+    let before = progress.tables.len();
+    progress.tables.retain(|t| names.contains(&t.table));
+    let mut changed = progress.tables.len() != before;
+    for name in names {
+        if progress.table(&name).is_none() {
+            let entry = match mode {
+                SnapshotMode::Initial => {
+                    tracing::info!(table = %name, "table newly captured: snapshotting it while streaming");
+                    TableProgress::pending(name, SnapshotKind::Incremental, None)
+                }
+                SnapshotMode::Never => TableProgress::streamed_only(name),
+            };
+            progress.tables.push(entry);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// What the snapshot readers need to know about each unfinished table.
+async fn snapshot_setups(
     catalog: &mut Catalog,
-    names: &Names,
-    tables: &[TableRef],
+    progress: &SnapshotProgress,
     ctx: &SourceContext,
-    emitter: &mut Emitter,
-    identity: &(dyn Fn(Option<Lsn>) -> SourceIdentity + Sync),
-) -> Result<Lsn, SessionError> {
-    let (at, snapshot) = create_slot(repl, &names.slot, true).await?;
-    let snapshot = snapshot.ok_or_else(|| SourceError::Transient("the slot exported no snapshot".into()))?;
-    emitter.set_identity(identity(Some(at)));
-    // The exported snapshot stays valid only while `repl` is open and idle, which it is until
-    // START_REPLICATION.
-    snapshot::run(catalog, &snapshot, at, tables, ctx, emitter).await?;
-    Ok(at)
+    chunk_rows: u32,
+) -> Result<Vec<snapshot::TableSetup>, SourceError> {
+    let mut out = Vec::new();
+    for t in progress.unfinished() {
+        let Some((schema, name)) = t.table.split_once('.') else { continue };
+        let table = TableRef { schema: schema.to_string(), name: name.to_string() };
+        let meta = catalog.table_meta_by_name(&table).await?;
+        let mut columns = Vec::with_capacity(meta.columns.len());
+        for (col, oid) in &meta.columns {
+            columns.push((col.clone(), catalog.kind_for(*oid).await?));
+        }
+        let rel = relation::Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
+        let size = catalog
+            .client()
+            .query_one(
+                "SELECT GREATEST(reltuples, 0)::int8, GREATEST(relpages, 0)::int8, (pg_relation_size(oid) / current_setting('block_size')::int8) FROM pg_class WHERE oid = $1",
+                &[&meta.oid],
+            )
+            .await
+            .map_err(|e| catalog::sql_err("snapshot: table size", e))?;
+        let (tuples, pages, blocks): (i64, i64, i64) = (size.get(0), size.get(1), size.get(2));
+        // Without statistics, assume the densest table (tiny rows: about 290 per 8 kB block).
+        let per_block = if tuples > 0 && pages > 0 { (tuples / pages).max(1) } else { 290 } as u64;
+        out.push(snapshot::TableSetup {
+            table,
+            rel: Arc::new(rel),
+            blocks: blocks.max(0) as u64,
+            blocks_per_chunk: (u64::from(chunk_rows) / per_block).max(1),
+            estimate: tuples as u64,
+        });
+    }
+    Ok(out)
 }

@@ -8,6 +8,7 @@ use super::values::{write_value, ValueKind};
 use crate::core::envelope::{write_times, WriteJson};
 use crate::core::json;
 use crate::core::position::{event_position, Lsn};
+use crate::core::snapshot::SnapshotMarker;
 use crate::error::SourceError;
 use crate::source::tables::KeyColumns;
 
@@ -141,13 +142,13 @@ pub struct SourceBlock<'a> {
     pub rel: &'a Relation,
     /// Commit time (snapshot: snapshot start), microseconds since the epoch.
     pub ts_us: i64,
-    pub snapshot: bool,
+    pub snapshot: SnapshotMarker,
     pub tx_id: Option<u64>,
-    /// The change's own LSN (snapshot: the slot's consistent point).
+    /// The change's own LSN (snapshot: the chunk's watermark, where the stream emitted it).
     pub lsn: Lsn,
-    /// The transaction's commit LSN (snapshot: the consistent point), for the dedupe position.
+    /// The transaction's commit LSN (snapshot: the chunk's watermark), for the dedupe position.
     pub commit_lsn: Lsn,
-    /// The event's index within its transaction (snapshot: within the snapshot).
+    /// The event's index within its transaction (snapshot: within its chunk).
     pub index: u64,
 }
 
@@ -155,7 +156,9 @@ impl WriteJson for SourceBlock<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.rel.source_prefix);
         write_times(out, self.ts_us);
-        out.extend_from_slice(if self.snapshot { b",\"snapshot\":\"true\"" } else { b",\"snapshot\":\"false\"" });
+        out.extend_from_slice(b",\"snapshot\":\"");
+        out.extend_from_slice(self.snapshot.as_str().as_bytes());
+        out.push(b'"');
         out.extend_from_slice(b",\"txId\":");
         match self.tx_id {
             Some(x) => json::write_u64(out, x),
@@ -166,7 +169,7 @@ impl WriteJson for SourceBlock<'_> {
         out.extend_from_slice(b",\"commit_lsn\":");
         json::write_u64(out, self.commit_lsn.0);
         out.extend_from_slice(b",\"xmin\":null,\"position\":\"");
-        event_position(out, self.commit_lsn, self.snapshot, self.index);
+        event_position(out, self.commit_lsn, self.snapshot.is_snapshot(), self.index);
         out.extend_from_slice(b"\"}");
     }
 }

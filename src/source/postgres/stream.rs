@@ -14,8 +14,10 @@ use super::conn::{ReplicationReader, ReplicationWriter};
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
+use super::snapshot::Snapshotter;
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
+use crate::core::snapshot::SnapshotMarker;
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
 
@@ -42,6 +44,8 @@ pub struct Streamer<'a> {
     last_mark: Lsn,
     /// Bound on catalog lookups made while streaming (same as the connection's).
     timeout: Duration,
+    /// Tables being read in chunks while streaming, if any.
+    snapshot: Option<Snapshotter>,
 }
 
 impl<'a> Streamer<'a> {
@@ -59,7 +63,25 @@ impl<'a> Streamer<'a> {
             merged: Vec::new(),
             last_mark: resume_at,
             timeout: Duration::from_secs(30),
+            snapshot: None,
         }
+    }
+
+    /// Reads tables in chunks while streaming; their rows are emitted between transactions.
+    pub fn with_snapshot(mut self, snapshot: Option<Snapshotter>) -> Self {
+        self.snapshot = snapshot.filter(|s| !s.is_finished());
+        self
+    }
+
+    /// Between transactions: emits the snapshot chunks the stream has now passed.
+    async fn between_transactions(&mut self) -> Result<(), SessionError> {
+        if let Some(s) = &mut self.snapshot {
+            s.emit_ready(self.emitter, self.last_mark).await?;
+            if s.is_finished() {
+                self.snapshot = None;
+            }
+        }
+        Ok(())
     }
 
     /// Streams until shutdown (Ok) or an error. Every status update asks the server to reply,
@@ -111,6 +133,9 @@ impl<'a> Streamer<'a> {
                             self.last_mark = wal_end;
                             self.emitter.mark(Position::Postgres { lsn: wal_end })?;
                         }
+                        if !self.emitter.in_transaction() && !self.skipping {
+                            self.between_transactions().await?;
+                        }
                     }
                     ReplicationMessage::XLogData { wal_start, data } => self.handle(wal_start, &data).await?,
                 }
@@ -141,6 +166,7 @@ impl<'a> Streamer<'a> {
                 self.txn = None;
                 self.last_mark = self.last_mark.max(end_lsn);
                 self.emitter.commit(Position::Postgres { lsn: end_lsn })?;
+                self.between_transactions().await?;
             }
             Message::Relation(r) => {
                 let limit = self.timeout;
@@ -158,6 +184,9 @@ impl<'a> Streamer<'a> {
             Message::Truncate { rels, .. } => {
                 for rel in rels {
                     self.emit_row(data, rel, wal_start, Op::Truncate, None, None).await?;
+                    if let (Some(s), Some(t)) = (&mut self.snapshot, &self.txn) {
+                        s.record_truncate(rel, t.final_lsn, t.xid);
+                    }
                 }
             }
             Message::Type { .. } | Message::Ignored(_) => {}
@@ -227,7 +256,7 @@ impl<'a> Streamer<'a> {
         let source = SourceBlock {
             rel,
             ts_us: txn.commit_ts_us,
-            snapshot: false,
+            snapshot: SnapshotMarker::No,
             tx_id: Some(txn.xid as u64),
             lsn,
             commit_lsn: txn.final_lsn,
@@ -248,7 +277,14 @@ impl<'a> Streamer<'a> {
             source: &source,
             ts_us: now_us(),
         };
-        self.emitter.emit(&rel.topic, &change).await
+        let (commit_lsn, xid) = (txn.final_lsn, txn.xid);
+        self.emitter.emit(&rel.topic, &change).await?;
+        if op != Op::Truncate {
+            if let Some(s) = &mut self.snapshot {
+                s.record(rel_id, commit_lsn, xid, self.emitter.last_key());
+            }
+        }
+        Ok(())
     }
 
     async fn build_relation(&mut self, r: RelationMsg) -> Result<Relation, SessionError> {

@@ -1,0 +1,188 @@
+//! The keys the log changed recently, on tables being snapshotted: what lets a snapshot chunk
+//! drop the rows the log superseded while the chunk was read (the watermark algorithm of
+//! Netflix's DBLog, which Debezium's incremental snapshots also use).
+//!
+//! A chunk read between log positions `lo` and its emission point is stale for every key the
+//! log changed at or after `lo`: those rows are dropped and the log's events stand. On
+//! PostgreSQL a transaction can also be in the log before `lo` and still be invisible to the
+//! chunk's read (its commit record was written, but it had not ended when the read's snapshot
+//! was taken); the caller passes a visibility test so such transactions count too.
+//!
+//! Keys are compared as the broker sees them (the rendered message key), hashed to 128 bits.
+//! Entries are kept while a chunk may still need them, at least [`RETENTION`], and at most
+//! [`CAPACITY`]; a chunk whose window reaches back past an entry dropped for room is re-read.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+/// How long an entry is kept even when no chunk is open, for transactions that become visible
+/// late (see the module text).
+pub const RETENTION: Duration = Duration::from_secs(10);
+/// Most entries kept (about 40 bytes each).
+pub const CAPACITY: usize = 250_000;
+
+/// A key as compared: 128 bits of two SipHash passes over the rendered key.
+pub type KeyHash = u128;
+
+/// The hash standing for "every key" (a TRUNCATE).
+const ALL_KEYS: KeyHash = 0;
+
+pub fn key_hash(key: &[u8]) -> KeyHash {
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    let k = ((half(1) as u128) << 64) | half(2) as u128;
+    // Keep 0 for ALL_KEYS; a real key hashing to 0 is merely treated as 1.
+    k.max(1)
+}
+
+struct Entry {
+    pos: u64,
+    xid: u32,
+    table: u32,
+    key: KeyHash,
+    at: Instant,
+}
+
+/// What a chunk must drop.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Superseded {
+    /// The table was truncated after (or invisibly to) the read: drop every row.
+    pub all: bool,
+    pub keys: HashSet<KeyHash>,
+}
+
+impl Superseded {
+    pub fn contains(&self, key: KeyHash) -> bool {
+        self.all || self.keys.contains(&key)
+    }
+}
+
+/// The chunk's window reaches back past entries dropped for room: read it again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotCovered {
+    pub from: u64,
+    pub horizon: u64,
+}
+
+pub struct RecentKeys {
+    entries: VecDeque<Entry>,
+    /// Every change at or after this position is recorded (the recording start, or just past
+    /// the newest entry dropped for room).
+    horizon: u64,
+    capacity: usize,
+}
+
+impl RecentKeys {
+    /// Recording starts at log position `from`.
+    pub fn new(from: u64) -> Self {
+        Self::with_capacity(from, CAPACITY)
+    }
+
+    pub fn with_capacity(from: u64, capacity: usize) -> Self {
+        RecentKeys { entries: VecDeque::new(), horizon: from, capacity }
+    }
+
+    /// The log changed `key` of `table` in the transaction `xid` committed at `pos`.
+    pub fn record(&mut self, table: u32, pos: u64, xid: u32, key: KeyHash) {
+        if self.entries.len() >= self.capacity {
+            if let Some(e) = self.entries.pop_front() {
+                self.horizon = self.horizon.max(e.pos + 1);
+            }
+        }
+        self.entries.push_back(Entry { pos, xid, table, key, at: Instant::now() });
+    }
+
+    /// The log truncated `table`.
+    pub fn record_truncate(&mut self, table: u32, pos: u64, xid: u32) {
+        self.record(table, pos, xid, ALL_KEYS);
+    }
+
+    /// What a chunk of `table` read after log position `lo` must drop: keys changed at or
+    /// after `lo`, and keys changed before it by transactions `invisible` to the read.
+    pub fn superseded(&self, table: u32, lo: u64, invisible: impl Fn(u32) -> bool) -> Result<Superseded, NotCovered> {
+        if lo < self.horizon {
+            return Err(NotCovered { from: lo, horizon: self.horizon });
+        }
+        let mut out = Superseded::default();
+        for e in self.entries.iter().filter(|e| e.table == table) {
+            if e.pos >= lo || invisible(e.xid) {
+                if e.key == ALL_KEYS {
+                    out.all = true;
+                } else {
+                    out.keys.insert(e.key);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops entries no open chunk needs: older than [`RETENTION`] and before `keep_from` (the
+    /// lowest `lo` of the chunks being read; `None` when none is).
+    pub fn prune(&mut self, keep_from: Option<u64>) {
+        let now = Instant::now();
+        while let Some(e) = self.entries.front() {
+            let old = now.duration_since(e.at) > RETENTION;
+            if old && keep_from.is_none_or(|k| e.pos < k) {
+                self.entries.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_changed_in_the_window_or_invisibly_before_it_are_superseded() {
+        let mut r = RecentKeys::new(100);
+        let (a, b, c, d) = (key_hash(b"{\"id\":1}"), key_hash(b"{\"id\":2}"), key_hash(b"{\"id\":3}"), key_hash(b"x"));
+        r.record(7, 150, 10, a); // before the window, visible to the read
+        r.record(7, 160, 11, b); // before the window, its commit not yet visible to the read
+        r.record(7, 200, 12, c); // in the window
+        r.record(8, 210, 13, d); // another table
+        let s = r.superseded(7, 180, |xid| xid == 11).unwrap();
+        assert!(!s.contains(a) && s.contains(b) && s.contains(c) && !s.contains(d));
+        assert!(!s.all);
+        r.record_truncate(7, 220, 14);
+        assert!(r.superseded(7, 180, |_| false).unwrap().all);
+        assert!(!r.superseded(8, 180, |_| false).unwrap().all);
+    }
+
+    #[test]
+    fn a_window_older_than_what_was_kept_is_refused() {
+        let mut r = RecentKeys::with_capacity(100, 2);
+        assert_eq!(r.superseded(7, 99, |_| false), Err(NotCovered { from: 99, horizon: 100 }));
+        r.record(7, 110, 1, key_hash(b"a"));
+        r.record(7, 120, 2, key_hash(b"b"));
+        r.record(7, 130, 3, key_hash(b"c"));
+        assert_eq!(r.len(), 2);
+        assert!(r.superseded(7, 110, |_| false).is_err(), "the entry at 110 was dropped for room");
+        assert_eq!(r.superseded(7, 111, |_| false).unwrap().keys.len(), 2);
+    }
+
+    #[test]
+    fn prune_keeps_what_open_chunks_and_the_retention_need() {
+        let mut r = RecentKeys::new(0);
+        r.record(1, 10, 1, key_hash(b"a"));
+        r.prune(None);
+        assert_eq!(r.len(), 1, "younger than the retention");
+        assert_ne!(key_hash(b"a"), key_hash(b"b"));
+        assert_ne!(key_hash(b""), ALL_KEYS);
+    }
+}

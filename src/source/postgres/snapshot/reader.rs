@@ -1,0 +1,445 @@
+//! Snapshot readers: a planner that cuts each table into ranges, and workers (each with its own
+//! connection) that read them. Every chunk is read in a short REPEATABLE READ transaction of its
+//! own, between two log positions:
+//!
+//! 1. `lo`: the WAL insert position, taken before the read's snapshot;
+//! 2. the read, and its snapshot's transaction list (`pg_current_snapshot()`);
+//! 3. `emit_at`: a transactional logical message written after the read, so the stream sees a
+//!    commit past it even when the database is otherwise idle.
+//!
+//! The stream emits the chunk once it passes `emit_at`, dropping the rows the log changed since
+//! `lo` (see `core::recent_keys`). Tables with a key are cut by key (keyset pagination over the
+//! key's index); tables without one by block ranges of `ctid`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Mutex};
+
+use super::copy::RowBuf;
+use crate::core::envelope::now_us;
+use crate::core::position::Lsn;
+use crate::error::SourceError;
+use crate::source::postgres::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
+use crate::source::postgres::pgoutput::cell_text;
+use crate::source::postgres::relation::Relation;
+use crate::source::postgres::tls::PgUrl;
+
+/// One table to read.
+pub struct TablePlan {
+    /// Index in the snapshotter's table list.
+    pub index: usize,
+    pub table: TableRef,
+    pub rel: Arc<Relation>,
+    pub filter: Option<String>,
+    /// Where a resumed snapshot goes on: the key (or, without a key, the block) done up to.
+    pub start: Option<Vec<String>>,
+    /// Without a key: the table's size in blocks when planned, and blocks per chunk.
+    pub blocks: u64,
+    pub blocks_per_chunk: u64,
+    /// Without a key: rows written by transactions this view cannot see were streamed; skip them.
+    pub streamed_after: Option<Visibility>,
+}
+
+impl TablePlan {
+    fn keyed(&self) -> bool {
+        self.rel.has_key()
+    }
+
+    fn key_list(&self) -> String {
+        let names: Vec<String> = self.rel.key.iter().map(|&i| quote_ident(&self.rel.columns[i].name)).collect();
+        if names.len() == 1 {
+            names[0].clone()
+        } else {
+            format!("({})", names.join(", "))
+        }
+    }
+
+    fn key_values(&self, values: &[String]) -> String {
+        let lits: Vec<String> = values.iter().map(|v| quote_literal(v)).collect();
+        if lits.len() == 1 {
+            lits[0].clone()
+        } else {
+            format!("({})", lits.join(", "))
+        }
+    }
+
+    fn order_by(&self) -> String {
+        self.rel.key.iter().map(|&i| quote_ident(&self.rel.columns[i].name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The WHERE clause of the range `(lower, upper]` (by key) or `[lower, upper)` (by block).
+    fn range(&self, lower: Option<&[String]>, upper: Option<&[String]>) -> String {
+        let mut conds = Vec::new();
+        if self.keyed() {
+            if let Some(l) = lower {
+                conds.push(format!("{} > {}", self.key_list(), self.key_values(l)));
+            }
+            if let Some(u) = upper {
+                conds.push(format!("{} <= {}", self.key_list(), self.key_values(u)));
+            }
+        } else {
+            let block = |v: Option<&[String]>| v.and_then(|v| v.first()).and_then(|b| b.parse::<u64>().ok());
+            if let Some(b) = block(lower) {
+                conds.push(format!("ctid >= '({b},0)'::tid"));
+            }
+            if let Some(b) = block(upper) {
+                conds.push(format!("ctid < '({b},0)'::tid"));
+            }
+        }
+        if let Some(f) = &self.filter {
+            conds.push(format!("({f})"));
+        }
+        if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        }
+    }
+}
+
+/// A range of one table: `(lower, upper]` by key, `[lower, upper)` by block; `None` is open.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub table: usize,
+    /// Position of the range in its table, from 0; ranges are contiguous and ascending.
+    pub seq: u64,
+    pub lower: Option<Vec<String>>,
+    pub upper: Option<Vec<String>>,
+}
+
+/// What a chunk's read could see: `pg_current_snapshot()` reduced to 32-bit transaction ids
+/// (as pgoutput sends them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Visibility {
+    xmin: u32,
+    xmax: u32,
+    xip: Vec<u32>,
+}
+
+impl Visibility {
+    /// Parses `xmin:xmax:xip,...` as `pg_current_snapshot()::text` prints it.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.trim().splitn(3, ':');
+        let num = |p: &str| p.parse::<u64>().ok().map(|x| x as u32);
+        let xmin = num(parts.next()?)?;
+        let xmax = num(parts.next()?)?;
+        let xip = match parts.next() {
+            Some("") | None => Vec::new(),
+            Some(list) => list.split(',').map(num).collect::<Option<Vec<_>>>()?,
+        };
+        Some(Visibility { xmin, xmax, xip })
+    }
+
+    /// Whether the transaction `xid` had not committed as far as the read could see.
+    pub fn invisible(&self, xid: u32) -> bool {
+        // Transaction ids wrap around: compare by signed distance, as PostgreSQL does.
+        let precedes = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
+        if precedes(xid, self.xmin) {
+            return false;
+        }
+        !precedes(xid, self.xmax) || self.xip.contains(&xid)
+    }
+}
+
+/// One piece of a job, read: either the whole range or, when more rows than a chunk's limit
+/// arrived since planning, its first part (the rest follows as the next piece).
+pub struct ChunkRead {
+    pub job: Job,
+    pub rows: RowBuf,
+    /// The key (or block) the rows are complete up to once this piece is delivered.
+    pub done_upto: Option<Vec<String>>,
+    /// The job's range is fully read.
+    pub complete: bool,
+    pub lo: Lsn,
+    pub emit_at: Lsn,
+    pub visibility: Visibility,
+    pub read_at_us: i64,
+}
+
+impl ChunkRead {
+    /// The job's last range in its table, fully read: the table is read to its end.
+    pub fn table_end(&self) -> bool {
+        self.complete && self.job.upper.is_none()
+    }
+}
+
+/// Settings shared by the planner and the workers.
+pub struct ReadSettings {
+    pub url: PgUrl,
+    pub application: String,
+    pub timeout: std::time::Duration,
+    pub chunk_rows: u32,
+    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    /// Written into the watermark message so other readers of the WAL can tell whose it is.
+    pub connector: String,
+}
+
+/// Cuts every table into jobs, in order, as workers take them.
+pub async fn plan(
+    settings: Arc<ReadSettings>,
+    tables: Arc<Vec<TablePlan>>,
+    jobs: mpsc::Sender<Job>,
+) -> Result<(), SourceError> {
+    let catalog = Catalog::connect(&settings.url, &settings.application, settings.timeout).await?;
+    for t in tables.iter() {
+        let mut lower = t.start.clone();
+        let mut seq = 0;
+        loop {
+            let upper = if t.keyed() {
+                boundary(&catalog, t, lower.as_deref(), settings.chunk_rows).await?
+            } else {
+                let from = lower.as_ref().and_then(|l| l.first()).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+                let to = from + t.blocks_per_chunk.max(1);
+                (to < t.blocks).then(|| vec![to.to_string()])
+            };
+            let last = upper.is_none();
+            let first_lower =
+                if t.keyed() { lower.clone() } else { Some(lower.clone().unwrap_or_else(|| vec!["0".into()])) };
+            if jobs.send(Job { table: t.index, seq, lower: first_lower, upper: upper.clone() }).await.is_err() {
+                return Ok(());
+            }
+            if last {
+                break;
+            }
+            lower = upper;
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The key `chunk_rows` rows past `lower`, or `None` when fewer are left.
+async fn boundary(
+    catalog: &Catalog,
+    t: &TablePlan,
+    lower: Option<&[String]>,
+    chunk_rows: u32,
+) -> Result<Option<Vec<String>>, SourceError> {
+    let cols: Vec<String> =
+        t.rel.key.iter().map(|&i| format!("{}::text", quote_ident(&t.rel.columns[i].name))).collect();
+    let sql = format!(
+        "SELECT {} FROM {}{} ORDER BY {} OFFSET {} LIMIT 1",
+        cols.join(", "),
+        t.table.quoted(),
+        t.range(lower, None),
+        t.order_by(),
+        chunk_rows.max(1) - 1
+    );
+    let rows = catalog
+        .client()
+        .query(sql.as_str(), &[])
+        .await
+        .map_err(|e| sql_err(&format!("snapshot: planning chunks of {}", t.table), e))?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let mut key = Vec::with_capacity(cols.len());
+    for i in 0..cols.len() {
+        let v: Option<String> = row.get(i);
+        key.push(v.ok_or_else(|| SourceError::Fatal(format!("snapshot of {}: a key column is null", t.table)))?);
+    }
+    Ok(Some(key))
+}
+
+/// The queues workers take jobs from: retries first, then the planner's.
+pub struct JobQueues {
+    pub retry: mpsc::UnboundedReceiver<Job>,
+    pub planned: mpsc::Receiver<Job>,
+    planned_open: bool,
+}
+
+impl JobQueues {
+    pub fn new(retry: mpsc::UnboundedReceiver<Job>, planned: mpsc::Receiver<Job>) -> Self {
+        JobQueues { retry, planned, planned_open: true }
+    }
+
+    async fn next(&mut self) -> Option<Job> {
+        loop {
+            if !self.planned_open {
+                return self.retry.recv().await;
+            }
+            tokio::select! {
+                biased;
+                j = self.retry.recv() => return j,
+                j = self.planned.recv() => match j {
+                    Some(j) => return Some(j),
+                    None => self.planned_open = false,
+                },
+            }
+        }
+    }
+}
+
+/// Reads jobs until the queues close, sending each piece to the snapshotter.
+pub async fn work(
+    settings: Arc<ReadSettings>,
+    tables: Arc<Vec<TablePlan>>,
+    queues: Arc<Mutex<JobQueues>>,
+    results: mpsc::Sender<Result<ChunkRead, SourceError>>,
+) {
+    let outcome = async {
+        let catalog = Catalog::connect(&settings.url, &settings.application, settings.timeout).await?;
+        // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
+        // writer to flush it.
+        catalog
+            .client()
+            .batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(|e| sql_err("snapshot: session settings", e))?;
+        loop {
+            let Some(job) = queues.lock().await.next().await else { return Ok(()) };
+            let t =
+                tables.get(job.table).ok_or_else(|| SourceError::Fatal("snapshot: job for an unknown table".into()))?;
+            let mut lower = job.lower.clone();
+            loop {
+                let piece = read_piece(&catalog, &settings, t, &job, lower.clone()).await?;
+                let (complete, done) = (piece.complete, piece.done_upto.clone());
+                if results.send(Ok(piece)).await.is_err() {
+                    return Ok(());
+                }
+                if complete {
+                    break;
+                }
+                lower = done;
+            }
+        }
+    }
+    .await;
+    if let Err(e) = outcome {
+        let _ = results.send(Err(e)).await;
+    }
+}
+
+async fn read_piece(
+    catalog: &Catalog,
+    settings: &ReadSettings,
+    t: &TablePlan,
+    job: &Job,
+    lower: Option<Vec<String>>,
+) -> Result<ChunkRead, SourceError> {
+    if let Some(limiter) = &settings.limiter {
+        if let Some(n) = NonZeroU32::new(settings.chunk_rows) {
+            // The burst is at least one chunk, so this cannot be refused.
+            let _ = limiter.until_n_ready(n).await;
+        }
+    }
+    let what = format!("snapshot: reading {}", t.table);
+    let client = catalog.client();
+    let first_text = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| {
+        msgs.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+    };
+    let bad = |what: &str| SourceError::Transient(format!("snapshot: the server returned no {what}"));
+    // Two messages: several statements in one would run in one implicit transaction.
+    let lo = client.simple_query("SELECT pg_current_wal_insert_lsn()::text").await.map_err(|e| sql_err(&what, e))?;
+    let lo: Lsn = first_text(lo).and_then(|s| s.parse().ok()).ok_or_else(|| bad("WAL position"))?;
+    let opened = client
+        .simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text")
+        .await
+        .map_err(|e| sql_err(&what, e))?;
+    let visibility = first_text(opened).and_then(|s| Visibility::parse(&s)).ok_or_else(|| bad("snapshot"))?;
+    let read_at_us = now_us();
+    let limit = u64::from(settings.chunk_rows.max(1)) * 2;
+    let cols = t.rel.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let sql = if t.keyed() {
+        format!(
+            "COPY (SELECT {cols} FROM {}{} ORDER BY {} LIMIT {limit}) TO STDOUT",
+            t.table.quoted(),
+            t.range(lower.as_deref(), job.upper.as_deref()),
+            t.order_by()
+        )
+    } else {
+        // xmin last: which transaction wrote the row (the relation's columns ignore it).
+        format!(
+            "COPY (SELECT {cols}, xmin FROM {}{}) TO STDOUT",
+            t.table.quoted(),
+            t.range(lower.as_deref(), job.upper.as_deref())
+        )
+    };
+    let stream = client.copy_out(sql.as_str()).await.map_err(|e| sql_err(&what, e))?;
+    futures_util::pin_mut!(stream);
+    let mut rows = RowBuf::default();
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| sql_err(&what, e))?;
+        pending.extend_from_slice(&chunk);
+        let mut consumed = 0;
+        while let Some(nl) = pending[consumed..].iter().position(|&b| b == b'\n') {
+            rows.push_line(&pending[consumed..consumed + nl]);
+            if let Some(after) = &t.streamed_after {
+                if written_by(&rows).is_some_and(|xmin| after.invisible(xmin)) {
+                    rows.pop();
+                }
+            }
+            consumed += nl + 1;
+        }
+        pending.drain(..consumed);
+    }
+    client.batch_execute("COMMIT").await.map_err(|e| sql_err(&what, e))?;
+    let truncated = t.keyed() && rows.len() as u64 >= limit;
+    let done_upto = if truncated { Some(last_key(t, &rows)?) } else { job.upper.clone() };
+    let payload = format!("{} {} {}", settings.connector, t.table, job.seq);
+    let emitted = client
+        .query_one("SELECT pg_logical_emit_message(true, 'cdcd_snapshot', $1)::text", &[&payload])
+        .await
+        .map_err(|e| sql_err("snapshot: writing the chunk's watermark", e))?;
+    let emit_at: Lsn = emitted.get::<_, String>(0).parse().map_err(|_| bad("watermark position"))?;
+    Ok(ChunkRead {
+        job: Job { lower, ..job.clone() },
+        rows,
+        done_upto,
+        complete: !truncated,
+        lo,
+        emit_at,
+        visibility,
+        read_at_us,
+    })
+}
+
+/// The transaction that wrote the last row read (its trailing `xmin` cell).
+fn written_by(rows: &RowBuf) -> Option<u32> {
+    let cells = rows.row(rows.len().checked_sub(1)?);
+    let text = cell_text(&rows.data, *cells.last()?)?;
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// The key of the last row read, as text.
+fn last_key(t: &TablePlan, rows: &RowBuf) -> Result<Vec<String>, SourceError> {
+    let cells = rows.row(rows.len() - 1);
+    t.rel
+        .key
+        .iter()
+        .map(|&i| {
+            let text = cells.get(i).and_then(|&c| cell_text(&rows.data, c));
+            text.and_then(|b| std::str::from_utf8(b).ok()).map(str::to_string).ok_or_else(|| {
+                SourceError::Fatal(format!(
+                    "snapshot of {}: a key value is null or not UTF-8; snapshots need a UTF8 database and non-null keys",
+                    t.table
+                ))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_follows_postgres_snapshot_rules_across_wraparound() {
+        let v = Visibility::parse("100:105:100,103").unwrap();
+        assert!(!v.invisible(99), "before xmin: finished");
+        assert!(v.invisible(100) && v.invisible(103), "in progress");
+        assert!(!v.invisible(101) && !v.invisible(104), "finished between xmin and xmax");
+        assert!(v.invisible(105) && v.invisible(200), "at or after xmax: not yet begun");
+        // xid8 values past 2^32 reduce to their 32-bit ids, as pgoutput sends them.
+        let w = Visibility::parse(&format!("{}:{}:", (1u64 << 32) + 4_294_967_290, (1u64 << 32) + 4_294_967_295 + 3))
+            .unwrap();
+        assert!(!w.invisible(4_294_967_291));
+        assert!(w.invisible(2), "after the wrap, still after xmax");
+        assert!(Visibility::parse("1:2").unwrap().xip.is_empty());
+        assert_eq!(Visibility::parse("x:1:"), None);
+    }
+}
