@@ -170,6 +170,12 @@ impl Emitter {
         Ok(self.frame.mark(&self.tracker, position, None)?)
     }
 
+    /// The newest snapshot step the checkpoint store holds: chunks emitted after it would be
+    /// read again after a crash.
+    pub fn durable_snapshot_step(&self) -> u64 {
+        self.tracker.durable_step()
+    }
+
     /// Snapshot progress with no rows to deliver (a new plan, a chunk the log superseded).
     pub fn mark_progress(&mut self, position: Position, progress: Arc<SnapshotProgress>) -> Result<(), SourceError> {
         Ok(self.frame.mark(&self.tracker, position, Some(progress))?)

@@ -41,7 +41,7 @@ struct Checkpointer {
 
 /// How often delivered snapshot progress is looked for, to checkpoint it without waiting for the
 /// checkpoint interval.
-const SNAPSHOT_CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+const SNAPSHOT_CHECKPOINT_POLL: Duration = Duration::from_millis(10);
 
 impl Checkpointer {
     /// Whether the tracker confirmed snapshot progress newer than the last checkpoint's.
@@ -66,6 +66,9 @@ impl Checkpointer {
             snapshot: self.snapshot.clone(),
         };
         let wrote = tokio::task::block_in_place(|| self.store.save(&cp))?;
+        if let Some(s) = &self.snapshot {
+            self.tracker.set_durable_step(s.step);
+        }
         if wrote {
             *self.last_write.lock().unwrap_or_else(|e| e.into_inner()) =
                 (Some(position.clone()), std::time::Instant::now());

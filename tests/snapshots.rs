@@ -32,14 +32,14 @@ struct Materialized {
 }
 
 fn materialize_topic(bootstrap: &str, topic: &str, min: u64, timeout_secs: u64) -> Materialized {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/materialize.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/read_topics.py");
     let out = Command::new("python3")
         .arg(script)
-        .args(["--bootstrap", bootstrap, "--topic", topic, "--min", &min.to_string()])
+        .args(["--materialize", "--idle", "5", "--bootstrap", bootstrap, "--topic", topic, "--min", &min.to_string()])
         .args(["--timeout", &timeout_secs.to_string()])
         .output()
-        .expect("run materialize.py");
-    assert!(out.status.success(), "materialize.py: {}", String::from_utf8_lossy(&out.stderr));
+        .expect("run read_topics.py");
+    assert!(out.status.success(), "read_topics.py --materialize: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
     let mut state = BTreeMap::new();
     for (key, after) in v["state"].as_object().expect("state") {
@@ -108,7 +108,7 @@ async fn postgres_million_row_snapshot_under_load_and_kill_9() {
     let broker = Tansu::start();
     // A rate limit stretches the snapshot so that every kill lands inside it.
     let extra = format!(
-        "snapshot_workers = {WORKERS}\nsnapshot_chunk_rows = {CHUNK_ROWS}\nsnapshot_max_rows_per_sec = 40000\n"
+        "snapshot_workers = {WORKERS}\nsnapshot_chunk_rows = {CHUNK_ROWS}\nsnapshot_max_rows_per_sec = 25000\n"
     );
     let cfg = write_config(dir.path(), "million", &db.url, r#"["public.sp"]"#, &kafka_sink(&broker.bootstrap), &extra);
 

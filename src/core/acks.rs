@@ -34,6 +34,8 @@ struct Inner {
     confirmed: Option<Position>,
     /// The newest snapshot progress whose chunk, and everything before it, is delivered.
     confirmed_progress: Option<Arc<SnapshotProgress>>,
+    /// The snapshot step the checkpoint store holds: chunks up to it are never read again.
+    durable_step: u64,
     failure: Option<String>,
     in_flight: u64,
     failed_events: u64,
@@ -137,6 +139,17 @@ impl AckTracker {
     /// The newest snapshot progress that is delivered along with everything before it.
     pub fn confirmed_progress(&self) -> Option<Arc<SnapshotProgress>> {
         self.lock().confirmed_progress.clone()
+    }
+
+    /// The checkpoint store now holds snapshot progress up to `step`.
+    pub fn set_durable_step(&self, step: u64) {
+        let mut g = self.lock();
+        g.durable_step = g.durable_step.max(step);
+    }
+
+    /// The newest snapshot step the checkpoint store holds (0 before any).
+    pub fn durable_step(&self) -> u64 {
+        self.lock().durable_step
     }
 
     /// The first definite delivery failure, if any.

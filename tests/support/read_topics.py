@@ -3,7 +3,10 @@
 daemon's producer). Prints every record of the given topics as one JSON line:
 {"topic", "partition", "offset", "key", "value"} with key/value decoded as UTF-8 text or null.
 Stops once at least --min records were read and nothing new arrived for --idle seconds, or at
---timeout; with --to-end, once every partition is read to its end (exit 3 if that never happens)."""
+--timeout; with --to-end, once every partition is read to its end (exit 3 if that never happens).
+With --materialize, applies every record in partition order instead, as a materialized-view
+builder would, and prints only a summary as one JSON object:
+{"records", "reads", "distinct_reads", "state": {key: after-row, or null once deleted}}."""
 import argparse, json, sys, time, uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -18,6 +21,8 @@ ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
 ap.add_argument("--to-end", action="store_true",
                 help="stop once every partition is read up to the high watermark it had when all "
                      "topics were found (not for tansu, whose watermarks can lag)")
+ap.add_argument("--materialize", action="store_true",
+                help="print a summary of the final state per key instead of every record")
 a = ap.parse_args()
 
 # Partitions are assigned directly rather than through a consumer group: a group subscribed to a
@@ -58,6 +63,34 @@ def reached_end():
     return all(position.get(tp, 0) >= high for tp, high in end.items())
 
 
+state, read_counts, reads = {}, {}, 0
+
+
+def handle(m):
+    global state, reads
+    k, v = m.key(), m.value()
+    if not a.materialize:
+        out.write(json.dumps({
+            "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+            "key": None if k is None else k.decode(), "value": None if v is None else v.decode(),
+        }) + "\n")
+        return
+    if v is None:
+        return  # tombstone: the delete before it already removed the row
+    v = json.loads(v)
+    key = None if k is None else k.decode()
+    op = v.get("op")
+    if op in ("c", "u", "r"):
+        state[key] = v["after"]
+        if op == "r":
+            reads += 1
+            read_counts[key] = read_counts.get(key, 0) + 1
+    elif op == "d":
+        state[key] = None
+    elif op == "t":
+        state = {key: None for key in state}
+
+
 n, start, last = 0, time.time(), time.time()
 all_found, next_lookup = False, 0.0
 end, position = None, {}
@@ -91,21 +124,17 @@ while True:
     if not assigned:
         time.sleep(0.1)
         continue
-    m = c.poll(0.2)
-    if m is None:
-        continue
-    if m.error():
-        if m.error().code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-            print("reader error: %s" % m.error(), file=sys.stderr)
-        continue
-    k, v = m.key(), m.value()
-    out.write(json.dumps({
-        "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-        "key": None if k is None else k.decode(), "value": None if v is None else v.decode(),
-    }) + "\n")
-    n += 1
-    last = time.time()
-    position[(m.topic(), m.partition())] = m.offset() + 1
+    for m in c.consume(1000, 0.2):
+        if m.error():
+            if m.error().code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                print("reader error: %s" % m.error(), file=sys.stderr)
+            continue
+        handle(m)
+        n += 1
+        last = time.time()
+        position[(m.topic(), m.partition())] = m.offset() + 1
+if a.materialize:
+    json.dump({"records": n, "reads": reads, "distinct_reads": len(read_counts), "state": state}, out)
 out.flush()
 c.close()
 print("read %d records" % n, file=sys.stderr)

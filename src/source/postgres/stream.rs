@@ -21,6 +21,9 @@ use crate::core::snapshot::SnapshotMarker;
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
 
+/// How often a running snapshot looks for chunks it may emit when no message arrives.
+const SNAPSHOT_TICK: Duration = Duration::from_millis(10);
+
 /// The transaction being streamed (its framing lives in the emitter).
 struct Txn {
     final_lsn: Lsn,
@@ -100,6 +103,10 @@ impl<'a> Streamer<'a> {
         self.timeout = timeout;
         let (reply_tx, reply_rx) = mpsc::channel(4);
         let mut status = tokio::spawn(status_writer(writer, durable, start, reply_rx, status_interval));
+        // While a snapshot runs, chunks may wait for earlier ones to be checkpointed; on a quiet
+        // database no message would come to emit them, so look again on a short tick.
+        let mut snapshot_tick = tokio::time::interval(SNAPSHOT_TICK);
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = async {
             loop {
                 if *shutdown.borrow() {
@@ -108,6 +115,13 @@ impl<'a> Streamer<'a> {
                 let data = tokio::select! {
                     biased;
                     _ = shutdown.changed() => return Ok(()),
+                    // Reading a message is cancel-safe (a partial frame stays in the buffer).
+                    _ = snapshot_tick.tick(), if self.snapshot.is_some() => {
+                        if !self.emitter.in_transaction() && !self.skipping {
+                            self.between_transactions().await?;
+                        }
+                        continue;
+                    }
                     // The status writer only ends when it cannot write: the connection is gone.
                     ended = &mut status => {
                         let why = match ended {

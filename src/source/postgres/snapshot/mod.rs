@@ -17,7 +17,7 @@ pub mod reader;
 
 pub use copy::parse_copy_line;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,10 @@ pub struct Snapshotter {
     /// Chunks read, waiting for the stream to pass their watermark.
     ready: Vec<ChunkRead>,
     max_ready: usize,
+    /// Steps of chunks emitted but not yet in the checkpoint store. Bounded by the number of
+    /// workers: what a crash makes us read (and publish) again is at most one chunk per worker.
+    unsaved: VecDeque<u64>,
+    max_unsaved: usize,
     recent: RecentKeys,
     tasks: Vec<TaskGuard>,
     started: Instant,
@@ -163,6 +167,8 @@ impl Snapshotter {
             retry: retry_tx,
             ready: Vec::new(),
             max_ready: workers * 2,
+            unsaved: VecDeque::new(),
+            max_unsaved: workers,
             recent: RecentKeys::new(from.0),
             tasks,
             started: now,
@@ -214,9 +220,14 @@ impl Snapshotter {
             }
         }
         self.ready.sort_by_key(|c| c.emit_at);
-        while self.ready.first().is_some_and(|c| c.emit_at <= at) {
+        let durable = emitter.durable_snapshot_step();
+        while self.unsaved.front().is_some_and(|&s| s <= durable) {
+            self.unsaved.pop_front();
+        }
+        while self.unsaved.len() < self.max_unsaved && self.ready.first().is_some_and(|c| c.emit_at <= at) {
             let chunk = self.ready.remove(0);
             self.emit_chunk(emitter, chunk, at).await?;
+            self.unsaved.push_back(self.progress.step);
         }
         self.recent.prune(self.ready.iter().map(|c| c.lo.0).min());
         self.report(false);
