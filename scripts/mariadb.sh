@@ -3,7 +3,8 @@
 #   scripts/mariadb.sh start DIR PORT [SERVER_ID]  -> install (first time) and start
 #   scripts/mariadb.sh stop DIR
 # Binlog on, ROW format, FULL row image and FULL row metadata, GTIDs (MariaDB always has them).
-# Users: root (socket only) and cdcd/cdcd over TCP with replication privileges.
+# Users: root (socket only), cdcd/cdcd over TCP with replication privileges, and cdcd_watch/cdcd
+# (PROCESS only) for tests that watch the server's open transactions.
 # With MARIADB_TLS_DIR set (server.pem, server.key, ca.pem from tests/support/make_certs.sh) the
 # server offers TLS and listens on 127.0.0.1 and 127.0.0.2; users cdcd_tls/cdcd (REQUIRE SSL)
 # and cdcd_x509/cdcd (REQUIRE X509, a client certificate signed by the CA) are added.
@@ -52,7 +53,9 @@ CNF
   fi
   mariadb --socket="$dir/mysql.sock" -uroot -e "
     CREATE USER IF NOT EXISTS 'cdcd'@'%' IDENTIFIED BY 'cdcd';
-    GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, BINLOG ADMIN, CREATE, DROP, INSERT, UPDATE, DELETE, ALTER, INDEX ON *.* TO 'cdcd'@'%';"
+    GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, BINLOG ADMIN, CREATE, DROP, INSERT, UPDATE, DELETE, ALTER, INDEX ON *.* TO 'cdcd'@'%';
+    CREATE USER IF NOT EXISTS 'cdcd_watch'@'%' IDENTIFIED BY 'cdcd';
+    GRANT PROCESS ON *.* TO 'cdcd_watch'@'%';"
   if [ -n "${MARIADB_TLS_DIR:-}" ]; then
     mariadb --socket="$dir/mysql.sock" -uroot -e "
       CREATE USER IF NOT EXISTS 'cdcd_tls'@'%' IDENTIFIED BY 'cdcd' REQUIRE SSL;

@@ -80,6 +80,20 @@ pub struct MysqlSourceConfig {
     /// restarts from the checkpoint (a replication heartbeat keeps a healthy idle link talking).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Rows per snapshot chunk; each chunk is read in a short transaction of its own.
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: u32,
+    /// Snapshot readers, each with its own connection; default: the machine's cores, at most 4.
+    pub snapshot_workers: Option<u32>,
+    /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
+    #[serde(default)]
+    pub snapshot_max_rows_per_sec: u32,
+}
+
+impl MysqlSourceConfig {
+    pub fn snapshot_tuning(&self) -> SnapshotTuning {
+        SnapshotTuning::new(self.snapshot_chunk_rows, self.snapshot_workers, self.snapshot_max_rows_per_sec)
+    }
 }
 
 fn default_position_mode() -> PositionMode {

@@ -192,7 +192,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
                     let source = my_stream::SourceBlock {
                         table,
                         ts_us: i64::from(header.timestamp()) * 1_000_000,
-                        snapshot: false,
+                        snapshot: crate::core::snapshot::SnapshotMarker::No,
                         server_id: header.server_id(),
                         gtid: None,
                         file: "fuzz",

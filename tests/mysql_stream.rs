@@ -64,7 +64,10 @@ async fn snapshot_types_ops_ddl_truncate_and_multi_table_transactions() {
     });
     assert_eq!(a, &expect, "snapshot row");
     assert_eq!(r["source"]["connector"], "mariadb");
-    assert_eq!(r["source"]["snapshot"], "true");
+    // The table's only row is its last: the snapshot's last unless the empty `other` table
+    // finishes after it (tables are read in parallel), as Debezium marks them.
+    let marker = r["source"]["snapshot"].as_str().unwrap_or("");
+    assert!(["last", "last_in_data_collection"].contains(&marker), "snapshot marker {marker}");
     assert!(r["source"]["gtid"].as_str().is_some_and(|g| g.starts_with("0-")));
 
     // The same row through the binlog must render identically.

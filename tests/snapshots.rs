@@ -3,7 +3,8 @@
 //! - a 1,000,000-row table snapshotted while a load generator updates and deletes random rows,
 //!   with the daemon SIGKILLed 10 times during the snapshot: at the end the last event per key
 //!   equals the source's row (deleted keys end deleted), the rows read twice stay within one
-//!   chunk per worker per kill, and no snapshot transaction on the source ever gets old.
+//!   chunk per worker per kill, and no snapshot transaction on the source ever gets old
+//!   (`pg_stat_activity.xact_start` / `information_schema.innodb_trx`). PostgreSQL and MariaDB.
 
 mod support;
 
@@ -11,10 +12,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mysql_async::prelude::*;
 use serde_json::Value;
-use support::workload::{pg_source_rows, TABLE_DDL};
+use support::workload::{pg_source_rows, row_json, TABLE_DDL};
 use support::*;
 
 const ROWS: i64 = 1_000_000;
@@ -106,33 +108,20 @@ async fn postgres_million_row_snapshot_under_load_and_kill_9() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start();
-    // A rate limit stretches the snapshot so that every kill lands inside it.
-    let extra = format!(
-        "snapshot_workers = {WORKERS}\nsnapshot_chunk_rows = {CHUNK_ROWS}\nsnapshot_max_rows_per_sec = 25000\n"
-    );
-    let cfg = write_config(dir.path(), "million", &db.url, r#"["public.sp"]"#, &kafka_sink(&broker.bootstrap), &extra);
-
+    let cfg =
+        write_config(dir.path(), "million", &db.url, r#"["public.sp"]"#, &kafka_sink(&broker.bootstrap), &tuning());
     let stop = Arc::new(AtomicBool::new(false));
     let statements = Arc::new(AtomicU64::new(0));
     let load = spawn_pg_load(db.url.clone(), stop.clone(), statements.clone());
     let watch = spawn_xact_watch(db.url.clone(), stop.clone());
-    let mut rng = Rng::from_env_or_clock();
-    let mut kills_in_snapshot = 0;
-    for _ in 0..KILLS {
-        let daemon = Daemon::start(&cfg);
-        tokio::time::sleep(Duration::from_millis(rng.range(1500, 3500))).await;
-        if !checkpoint(dir.path(), "million").is_some_and(|cp| snapshot_done(&cp)) {
-            kills_in_snapshot += 1;
-        }
-        daemon.kill9();
-    }
-    assert_eq!(kills_in_snapshot, KILLS, "every kill should land inside the snapshot");
-
-    // Let the snapshot finish with the load still running, then stop the load and catch up.
-    let daemon = Daemon::start(&cfg);
-    let started = Instant::now();
-    wait_for_checkpoint(dir.path(), "million", &daemon, Duration::from_secs(240), snapshot_done);
-    let finish_secs = started.elapsed().as_secs();
+    let run = KillRun {
+        dir: dir.path(),
+        name: "million",
+        cfg: &cfg,
+        bootstrap: &broker.bootstrap,
+        topic: "million.public.sp",
+    };
+    let daemon = run.kill_then_finish().await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let oldest_xact = watch.await.unwrap();
@@ -140,39 +129,165 @@ async fn postgres_million_row_snapshot_under_load_and_kill_9() {
     wait_for_checkpoint(dir.path(), "million", &daemon, Duration::from_secs(120), |cp| {
         pg_lsn(cp["position"]["lsn"].as_str().unwrap_or("0/0")) >= pg_lsn(&target)
     });
-
     let source = pg_source_rows(&c).await;
-    let seen = materialize_topic(&broker.bootstrap, "million.public.sp", ROWS as u64 / 2, 600);
-    let reread = seen.reads - seen.distinct_reads;
-    let bound = KILLS as u64 * WORKERS * CHUNK_ROWS;
-    eprintln!(
-        "1M-row snapshot under load: {} load statements, {KILLS} kills inside the snapshot, last run finished in {finish_secs} s; \
-         {} records, {} snapshot rows ({} distinct, {reread} read twice, bound {bound}); {} rows in the source; oldest cdcd transaction {oldest_xact:.2} s",
-        statements.load(Ordering::Relaxed),
-        seen.records,
-        seen.reads,
-        seen.distinct_reads,
-        source.len()
+    run.verify("PostgreSQL", daemon, &source, statements.load(Ordering::Relaxed), oldest_xact);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_million_row_snapshot_under_load_and_kill_9() {
+    let mut c = mysql_db("snap_my_million").await;
+    c.query_drop(TABLE_DDL).await.unwrap();
+    c.query_drop(format!(
+        "INSERT INTO sp SELECT seq, CONCAT('seed-', seq), seq % 1000 FROM seq_1_to_{ROWS}; ANALYZE TABLE sp"
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    let cfg = write_mysql_config(
+        dir.path(),
+        "mymillion",
+        r#"["snap_my_million.sp"]"#,
+        5301,
+        &kafka_sink(&broker.bootstrap),
+        &tuning(),
     );
-    let mut mismatches = Vec::new();
-    for (id, row) in &source {
-        if seen.state.get(id).and_then(Option::as_ref) != Some(row) {
-            mismatches.push((*id, Some(row.clone()), seen.state.get(id).cloned().flatten()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let statements = Arc::new(AtomicU64::new(0));
+    let load = spawn_my_load("snap_my_million", stop.clone(), statements.clone());
+    let watch = spawn_innodb_trx_watch(stop.clone());
+    let run = KillRun {
+        dir: dir.path(),
+        name: "mymillion",
+        cfg: &cfg,
+        bootstrap: &broker.bootstrap,
+        topic: "mymillion.snap_my_million.sp",
+    };
+    let daemon = run.kill_then_finish().await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let oldest_xact = watch.await.unwrap();
+    let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    wait_for_checkpoint(dir.path(), "mymillion", &daemon, Duration::from_secs(120), |cp| {
+        maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+    });
+    let rows: Vec<(i64, Option<String>, Option<i32>)> = c.query("SELECT id, v, n FROM sp").await.unwrap();
+    let source: BTreeMap<i64, Value> = rows.iter().map(|(id, v, n)| (*id, row_json(*id, v.as_deref(), *n))).collect();
+    run.verify("MariaDB", daemon, &source, statements.load(Ordering::Relaxed), oldest_xact);
+}
+
+/// Snapshot settings for both tests. A rate limit stretches the snapshot so that every kill
+/// lands inside it.
+fn tuning() -> String {
+    format!("snapshot_workers = {WORKERS}\nsnapshot_chunk_rows = {CHUNK_ROWS}\nsnapshot_max_rows_per_sec = 25000\n")
+}
+
+/// The kill loop and the checks, the same for both sources.
+struct KillRun<'a> {
+    dir: &'a std::path::Path,
+    name: &'a str,
+    cfg: &'a std::path::Path,
+    bootstrap: &'a str,
+    topic: &'a str,
+}
+
+impl KillRun<'_> {
+    /// SIGKILLs the daemon `KILLS` times inside the snapshot, then starts it once more and
+    /// waits for the snapshot to finish (the load still running).
+    async fn kill_then_finish(&self) -> Daemon {
+        let mut rng = Rng::from_env_or_clock();
+        let mut kills_in_snapshot = 0;
+        for _ in 0..KILLS {
+            let daemon = Daemon::start(self.cfg);
+            tokio::time::sleep(Duration::from_millis(rng.range(1500, 3500))).await;
+            if !checkpoint(self.dir, self.name).is_some_and(|cp| snapshot_done(&cp)) {
+                kills_in_snapshot += 1;
+            }
+            daemon.kill9();
         }
+        assert_eq!(kills_in_snapshot, KILLS, "every kill should land inside the snapshot");
+        let daemon = Daemon::start(self.cfg);
+        wait_for_checkpoint(self.dir, self.name, &daemon, Duration::from_secs(240), snapshot_done);
+        daemon
     }
-    for (id, after) in &seen.state {
-        if after.is_some() && !source.contains_key(id) {
-            mismatches.push((*id, None, after.clone()));
+
+    fn verify(&self, what: &str, daemon: Daemon, source: &BTreeMap<i64, Value>, statements: u64, oldest_xact: f64) {
+        let seen = materialize_topic(self.bootstrap, self.topic, ROWS as u64 / 2, 600);
+        let reread = seen.reads - seen.distinct_reads;
+        let bound = KILLS as u64 * WORKERS * CHUNK_ROWS;
+        eprintln!(
+            "{what} 1M-row snapshot under load: {statements} load statements, {KILLS} kills inside the snapshot; \
+             {} records, {} snapshot rows ({} distinct, {reread} read twice, bound {bound}); {} rows in the source; oldest cdcd transaction {oldest_xact:.2} s",
+            seen.records,
+            seen.reads,
+            seen.distinct_reads,
+            source.len()
+        );
+        let mut mismatches = Vec::new();
+        for (id, row) in source {
+            if seen.state.get(id).and_then(Option::as_ref) != Some(row) {
+                mismatches.push((*id, Some(row.clone()), seen.state.get(id).cloned().flatten()));
+            }
         }
+        for (id, after) in &seen.state {
+            if after.is_some() && !source.contains_key(id) {
+                mismatches.push((*id, None, after.clone()));
+            }
+        }
+        assert!(
+            mismatches.is_empty(),
+            "{what}: {} keys differ from the source (id, source, consumer): {:?}\nlog:\n{}",
+            mismatches.len(),
+            &mismatches[..mismatches.len().min(5)],
+            daemon.logs()
+        );
+        assert!(
+            reread <= bound,
+            "{what}: {reread} rows were read twice, more than one chunk per worker per kill ({bound})"
+        );
+        assert!(oldest_xact < 5.0, "{what}: a cdcd transaction stayed open {oldest_xact:.1} s during the snapshot");
+        assert_eq!(daemon.stop(), Some(0));
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} keys differ from the source (id, source, consumer): {:?}\nlog:\n{}",
-        mismatches.len(),
-        &mismatches[..mismatches.len().min(5)],
-        daemon.logs()
-    );
-    assert!(reread <= bound, "{reread} rows were read twice, more than one chunk per worker per kill ({bound})");
-    assert!(oldest_xact < 5.0, "a cdcd transaction stayed open {oldest_xact:.1} s during the snapshot");
-    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Random single-row updates and deletes on MariaDB's `sp`, until `stop`.
+fn spawn_my_load(db: &'static str, stop: Arc<AtomicBool>, statements: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
+        c.query_drop(format!("USE {db}")).await.unwrap();
+        let mut rng = Rng::from_env_or_clock();
+        while !stop.load(Ordering::Relaxed) {
+            let id = rng.range(1, ROWS as u64 + 1);
+            let sql = if rng.range(0, 4) == 0 {
+                format!("DELETE FROM sp WHERE id = {id}")
+            } else {
+                format!("UPDATE sp SET v = 'upd-{}', n = {} WHERE id = {id}", rng.next() % 100_000, rng.range(0, 1000))
+            };
+            c.query_drop(sql).await.expect("load statement");
+            statements.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+/// The oldest open InnoDB transaction on the server, sampled until `stop` (the load's own
+/// statements autocommit in microseconds, so what gets old can only be a reader's).
+fn spawn_innodb_trx_watch(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        // innodb_trx needs PROCESS, which cdcd's own user does not have (scripts/mariadb.sh).
+        let url = mysql_url().replacen("//cdcd:", "//cdcd_watch:", 1);
+        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
+        let mut oldest: f64 = 0.0;
+        while !stop.load(Ordering::Relaxed) {
+            let age: Option<f64> = c
+                .query_first(
+                    "SELECT CAST(COALESCE(MAX(TIMESTAMPDIFF(SECOND, trx_started, NOW())), 0) AS DOUBLE) FROM information_schema.innodb_trx",
+                )
+                .await
+                .expect("innodb_trx");
+            oldest = oldest.max(age.unwrap_or(0.0));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        oldest
+    })
 }

@@ -72,7 +72,7 @@ pub struct NotCovered {
 pub struct RecentKeys {
     entries: VecDeque<Entry>,
     /// Every change at or after this position is recorded (the recording start, or just past
-    /// the newest entry dropped for room).
+    /// the newest entry dropped).
     horizon: u64,
     capacity: usize,
 }
@@ -128,6 +128,9 @@ impl RecentKeys {
         while let Some(e) = self.entries.front() {
             let old = now.duration_since(e.at) > RETENTION;
             if old && keep_from.is_none_or(|k| e.pos < k) {
+                // A chunk still being read whose window reaches back this far must be read
+                // again rather than checked against fewer changes than there were.
+                self.horizon = self.horizon.max(e.pos + 1);
                 self.entries.pop_front();
             } else {
                 break;

@@ -1,6 +1,7 @@
 //! Source connectors, one folder each, behind the [`Source`] trait. A source depends on `core`
 //! and writes into an [`Emitter`]; it knows nothing of the pipeline that drives it.
 
+pub mod chunks;
 pub mod mysql;
 pub mod postgres;
 pub mod tables;

@@ -34,8 +34,11 @@ use mysql_async::Conn;
 use crate::config::{ConnectorConfig, MysqlSourceConfig, PositionMode, SnapshotMode};
 use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{BinlogPosition, Position};
+use crate::core::snapshot::{SnapshotKind, SnapshotProgress, TableProgress};
 use crate::error::{ServerFailure, SessionError, SourceError};
+use crate::source::chunks::reconcile_progress;
 use crate::source::{Session, Source};
+use std::sync::Arc;
 
 /// What the server says about itself.
 #[derive(Debug, Clone)]
@@ -325,7 +328,13 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         _ => info.gtid_on,
     };
 
-    let start = match checkpoint {
+    let table_names: Vec<String> = tables.iter().map(TableName::to_string).collect();
+    let all_tables = |f: fn(String) -> TableProgress| SnapshotProgress {
+        step: 0,
+        tables: table_names.iter().cloned().map(f).collect(),
+    };
+    let initial = |name: String| TableProgress::pending(name, SnapshotKind::Initial, None);
+    let (start, mut progress, fresh) = match checkpoint {
         Some(cp) => {
             let Position::Mysql(pos) = cp.position else {
                 return Err(SourceError::Fatal(
@@ -358,19 +367,68 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
             }
             emitter.set_identity(identity);
             tracing::info!(connector = %cfg.name, position = %Position::Mysql(pos.clone()), by = if use_gtid { "gtid" } else { "file" }, "resuming binlog");
-            pos
-        }
-        None if my.snapshot == SnapshotMode::Initial => {
-            emitter.set_identity(identity);
-            snapshot::run(my, &info, &tables, &ctx, emitter).await?
+            // A checkpoint from before snapshots were tracked: every table it knew was read.
+            (pos, cp.snapshot.unwrap_or_else(|| all_tables(TableProgress::streamed_only)), false)
         }
         None => {
             let at = current_position(&mut conn, &info).await?;
             emitter.set_identity(identity);
-            emitter.mark(Position::Mysql(at.clone()))?;
-            at
+            let f = if my.snapshot == SnapshotMode::Initial { initial } else { TableProgress::streamed_only };
+            (at, all_tables(f), true)
         }
     };
+    if reconcile_progress(&mut progress, &table_names, my.snapshot) || fresh {
+        progress.step += 1;
+        emitter.mark_progress(Position::Mysql(start.clone()), Arc::new(progress.clone()))?;
+    }
+    let snapshotter = if progress.unfinished().next().is_some() {
+        let setups = snapshot_setups(&mut conn, &progress, &tables, &ctx).await?;
+        let tuning = my.snapshot_tuning();
+        let settings = snapshot::reader::ReadSettings {
+            my: my.clone(),
+            info: info.clone(),
+            chunk_rows: tuning.chunk_rows,
+            limiter: tuning.limiter(),
+        };
+        let s = snapshot::Snapshotter::start(settings, tuning.workers, progress, setups, start.as_u64());
+        emitter.set_snapshot_estimate(s.estimated_rows());
+        Some(s)
+    } else {
+        None
+    };
     drop(conn);
-    stream::run(my, &info, ctx, start, use_gtid, emitter, shutdown).await
+    stream::run(my, &info, ctx, start, use_gtid, emitter, shutdown, snapshotter).await
+}
+
+/// What the snapshot readers need about each unfinished table: its columns and key now, and
+/// the server's row estimate (one query for all tables).
+async fn snapshot_setups(
+    conn: &mut Conn,
+    progress: &SnapshotProgress,
+    tables: &[TableName],
+    ctx: &table::Context,
+) -> Result<Vec<snapshot::TableSetup>, SourceError> {
+    let q = |e| my_err("snapshot: reading table estimates", e);
+    let mut schemas: Vec<&str> = tables.iter().map(|t| t.db.as_str()).collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    let mut estimates: Vec<(String, String, Option<u64>)> = Vec::new();
+    for db in schemas {
+        let rows: Vec<(String, String, Option<u64>)> = conn
+            .exec(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                (db,),
+            )
+            .await
+            .map_err(q)?;
+        estimates.extend(rows);
+    }
+    let mut setups = Vec::new();
+    for p in progress.unfinished() {
+        let Some(t) = tables.iter().find(|t| t.to_string() == p.table) else { continue };
+        let table = table::table_from_information_schema(conn, t, ctx).await?;
+        let estimate = estimates.iter().find(|(d, n, _)| d == &t.db && n == &t.name).and_then(|e| e.2).unwrap_or(0);
+        setups.push(snapshot::TableSetup { name: t.clone(), table: Arc::new(table), estimate });
+    }
+    Ok(setups)
 }

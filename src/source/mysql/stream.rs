@@ -14,8 +14,8 @@ use tokio::sync::watch;
 
 use super::gtid_set::MysqlGtidSet;
 use super::mariadb_events::{self, MariaGtidPos};
-use super::snapshot::table_from_information_schema;
-use super::table::{self, Context, Table};
+use super::snapshot::Snapshotter;
+use super::table::{self, table_from_information_schema, Context, Table};
 use super::values::{Key, Row};
 use super::{connect, included, my_err, ServerInfo, TableName};
 use super::{guard, rows};
@@ -23,6 +23,7 @@ use crate::config::MysqlSourceConfig;
 use crate::core::envelope::{now_us, write_times, Change, Op, WriteJson};
 use crate::core::json;
 use crate::core::position::{binlog_u64, event_position, BinlogPosition, Lsn, Position};
+use crate::core::snapshot::SnapshotMarker;
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
 
@@ -30,7 +31,7 @@ use crate::error::{SessionError, SourceError};
 pub struct SourceBlock<'a> {
     pub table: &'a Table,
     pub ts_us: i64,
-    pub snapshot: bool,
+    pub snapshot: SnapshotMarker,
     pub server_id: u32,
     pub gtid: Option<&'a str>,
     pub file: &'a str,
@@ -46,7 +47,9 @@ impl WriteJson for SourceBlock<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.table.source_prefix);
         write_times(out, self.ts_us);
-        out.extend_from_slice(if self.snapshot { b",\"snapshot\":\"true\"" } else { b",\"snapshot\":\"false\"" });
+        out.extend_from_slice(b",\"snapshot\":\"");
+        out.extend_from_slice(self.snapshot.as_str().as_bytes());
+        out.push(b'"');
         out.extend_from_slice(b",\"server_id\":");
         json::write_u64(out, self.server_id as u64);
         out.extend_from_slice(b",\"gtid\":");
@@ -61,7 +64,7 @@ impl WriteJson for SourceBlock<'_> {
         out.extend_from_slice(b",\"row\":");
         json::write_u64(out, self.row);
         out.extend_from_slice(b",\"thread\":null,\"query\":null,\"position\":\"");
-        event_position(out, Lsn(self.txn_start), self.snapshot, self.index);
+        event_position(out, Lsn(self.txn_start), self.snapshot.is_snapshot(), self.index);
         out.extend_from_slice(b"\"}");
     }
 }
@@ -124,7 +127,7 @@ impl Group {
         SourceBlock {
             table,
             ts_us: at.ts_us,
-            snapshot: false,
+            snapshot: SnapshotMarker::No,
             server_id: at.server_id,
             gtid: self.gtid.as_deref(),
             file: at.file,
@@ -166,6 +169,9 @@ pub fn classify_query(sql: &str) -> QueryKind {
     }
 }
 
+/// How often a running snapshot looks for chunks it may emit when no event arrives.
+const SNAPSHOT_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 const HEARTBEAT_EVENT: u8 = 27;
 const MYSQL_GTID_EVENT: u8 = 33;
 const MYSQL_ANONYMOUS_GTID_EVENT: u8 = 34;
@@ -180,7 +186,9 @@ pub async fn run(
     use_gtid: bool,
     emitter: &mut Emitter,
     mut shutdown: watch::Receiver<bool>,
+    snapshot: Option<Snapshotter>,
 ) -> Result<(), SessionError> {
+    let mut snapshot = snapshot.filter(|s| !s.is_finished());
     let mut conn = connect(my).await?;
     let q = |e| my_err("binlog stream", e);
     // The server sends a heartbeat when it has nothing else to send, so silence longer than the
@@ -219,7 +227,15 @@ pub async fn run(
     }
     let mut stream = conn.get_binlog_stream(request).await.map_err(q)?;
     tracing::info!(position = %Position::Mysql(start.clone()), by = if use_gtid { "gtid" } else { "file" }, "streaming binlog");
-    emitter.set_state(crate::core::status::State::Streaming);
+    emitter.set_state(if snapshot.is_some() {
+        crate::core::status::State::Snapshotting
+    } else {
+        crate::core::status::State::Streaming
+    });
+    // While a snapshot runs, chunks may wait for the stream or for earlier chunks to be
+    // checkpointed; on a quiet server no event would come to emit them, so look on a short tick.
+    let mut snapshot_tick = tokio::time::interval(SNAPSHOT_TICK);
+    snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut file = start.file.clone();
     // Where the last event ended, to name the place if the next one cannot be decoded.
@@ -232,9 +248,19 @@ pub async fn run(
     let mut schemas: HashMap<TableName, Table> = HashMap::new();
     let mut schema_conn: Option<mysql_async::Conn> = None;
     loop {
+        if let (Some(s), None) = (&mut snapshot, &group) {
+            // Between event groups: a chunk the stream has passed goes out here.
+            let here = BinlogPosition { file: file.clone(), pos: last_end, gtid: gtid.text() };
+            s.emit_ready(emitter, &here).await?;
+            if s.is_finished() {
+                snapshot = None;
+            }
+        }
         let ev = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
+            // Waiting for the next event is cancel-safe (the stream keeps its state).
+            _ = snapshot_tick.tick(), if snapshot.is_some() => continue,
             ev = tokio::time::timeout(timeout, guard::decode_async(|| format!("the event after {file}:{last_end}"), stream.next())) => ev.map_err(|_| SourceError::Transient(format!(
                 "the server sent nothing for {} s, not even a replication heartbeat: the connection or the server is unresponsive (source.timeout_secs); reconnecting",
                 timeout.as_secs()
@@ -364,9 +390,13 @@ pub async fn run(
                         .and_then(|r| r)
                         .map_err(|e| SourceError::Fatal(format!("{e} (at {file}:{event_start})")))?;
                 let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
+                let watched = snapshot.as_ref().and_then(|s| s.watched(&table.db, &table.name));
                 for c in changes {
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
+                    if let (Some(s), Some(id)) = (&mut snapshot, watched) {
+                        s.record(id, g.start, emitter.last_key());
+                    }
                 }
             }
             EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => match group.take() {
@@ -427,6 +457,11 @@ pub async fn run(
                             &source,
                         )
                         .await?;
+                        if let Some(s) = &mut snapshot {
+                            if let Some(id) = s.watched(&db, &name) {
+                                s.record_truncate(id, g.start);
+                            }
+                        }
                     }
                 } else {
                     tracing::debug!(query = %trimmed.chars().take(200).collect::<String>(), "DDL or statement in the binlog");

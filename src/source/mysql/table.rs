@@ -6,7 +6,11 @@
 use mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
 use mysql_async::consts::ColumnType;
 
+use mysql_async::prelude::*;
+
+use super::{my_err, TableName};
 use crate::core::json;
+use crate::error::SourceError;
 use crate::source::tables::KeyColumns;
 
 /// How a column's values are rendered (see the README's value table).
@@ -390,6 +394,43 @@ pub fn kind_from_information_schema(data_type: &str, column_type: &str, charset:
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => text(),
         _ => Kind::Binary,
     }
+}
+
+/// Columns and primary key of `t` as `information_schema` has them now.
+pub async fn table_from_information_schema(
+    conn: &mut mysql_async::Conn,
+    t: &TableName,
+    ctx: &Context,
+) -> Result<Table, SourceError> {
+    let q = |e| my_err("reading table metadata", e);
+    let cols: Vec<(String, String, String, Option<String>, String)> = conn
+        .exec(
+            "SELECT column_name, data_type, column_type, character_set_name, column_key FROM information_schema.columns \
+             WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            (&t.db, &t.name),
+        )
+        .await
+        .map_err(q)?;
+    let columns: Vec<Column> = cols
+        .iter()
+        .map(|(name, dt, ct, cs, _)| {
+            Column::new(
+                name.clone(),
+                kind_from_information_schema(&dt.to_ascii_lowercase(), &ct.to_ascii_lowercase(), cs.as_deref()),
+            )
+        })
+        .collect();
+    let pk: Vec<String> = conn
+        .exec(
+            "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = ? AND table_name = ? \
+             AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
+            (&t.db, &t.name),
+        )
+        .await
+        .map_err(q)?;
+    let pk = pk.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let key = ctx.key_indexes(&t.db, &t.name, &columns, pk).map_err(SourceError::Fatal)?;
+    Ok(Table::new(&t.db, &t.name, columns, key, ctx))
 }
 
 #[cfg(test)]

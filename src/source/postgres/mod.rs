@@ -41,6 +41,7 @@ use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{Lsn, Position};
 use crate::core::snapshot::{SnapshotKind, SnapshotProgress, TableProgress};
 use crate::error::{SessionError, SourceError};
+use crate::source::chunks::reconcile_progress;
 use crate::source::tables::KeyColumns;
 use crate::source::{Session, Source};
 use catalog::{quote_ident, quote_literal, Catalog, TableRef};
@@ -321,7 +322,8 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             (at, all_tables(f))
         }
     };
-    let mut changed = reconcile_progress(&mut progress, &tables, pg.snapshot);
+    let table_names: Vec<String> = tables.iter().map(TableRef::to_string).collect();
+    let mut changed = reconcile_progress(&mut progress, &table_names, pg.snapshot);
     if progress.tables.iter().any(|t| !t.done && t.streamed_after.is_none()) {
         // Taken after the slot exists: a transaction between the two is both streamed and read
         // (a duplicate), never neither.
@@ -430,30 +432,6 @@ async fn create_slot(repl: &mut ReplicationConn, slot: &str) -> Result<Lsn, Sour
         .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
     tracing::info!(slot, consistent_point = %at, "created replication slot");
     Ok(at)
-}
-
-/// Brings the progress in line with the tables captured now: a table it does not know is new
-/// (snapshotted, unless the connector never snapshots); one no longer captured is forgotten (so
-/// it is read again if it comes back). Returns whether anything changed.
-fn reconcile_progress(progress: &mut SnapshotProgress, tables: &[TableRef], mode: SnapshotMode) -> bool {
-    let names: Vec<String> = tables.iter().map(TableRef::to_string).collect();
-    let before = progress.tables.len();
-    progress.tables.retain(|t| names.contains(&t.table));
-    let mut changed = progress.tables.len() != before;
-    for name in names {
-        if progress.table(&name).is_none() {
-            let entry = match mode {
-                SnapshotMode::Initial => {
-                    tracing::info!(table = %name, "table newly captured: snapshotting it while streaming");
-                    TableProgress::pending(name, SnapshotKind::Incremental, None)
-                }
-                SnapshotMode::Never => TableProgress::streamed_only(name),
-            };
-            progress.tables.push(entry);
-            changed = true;
-        }
-    }
-    changed
 }
 
 /// What the snapshot readers need to know about each unfinished table.

@@ -17,9 +17,8 @@ pub mod reader;
 
 pub use copy::parse_copy_line;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Mutex};
 
@@ -31,29 +30,16 @@ use crate::core::recent_keys::{key_hash, RecentKeys, Superseded};
 use crate::core::snapshot::{SnapshotKind, SnapshotMarker, SnapshotProgress};
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
+use crate::source::chunks::ChunkLedger;
+use crate::source::chunks::{Job, JobQueues};
 use crate::source::TaskGuard;
-use reader::{ChunkRead, Job, JobQueues, ReadSettings, TablePlan};
+use reader::{ChunkRead, ReadSettings, TablePlan};
 
-/// How often progress is logged.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
-
-/// One table being read, as the stream side tracks it.
+/// One table being read, as the stream side needs it.
 struct TableRun {
-    name: String,
     oid: u32,
     rel: Arc<Relation>,
     kind: SnapshotKind,
-    estimate: u64,
-    /// The first range not yet emitted; ranges after it that were emitted wait in `held`.
-    next_seq: u64,
-    held: BTreeMap<u64, Held>,
-}
-
-#[derive(Clone)]
-struct Held {
-    done_upto: Option<Vec<String>>,
-    complete: bool,
-    table_end: bool,
 }
 
 /// What the tables to read need from the session that starts them.
@@ -67,7 +53,7 @@ pub struct TableSetup {
 }
 
 pub struct Snapshotter {
-    progress: SnapshotProgress,
+    ledger: ChunkLedger,
     runs: Vec<TableRun>,
     by_oid: HashMap<u32, usize>,
     results: mpsc::Receiver<Result<ChunkRead, SourceError>>,
@@ -75,15 +61,8 @@ pub struct Snapshotter {
     /// Chunks read, waiting for the stream to pass their watermark.
     ready: Vec<ChunkRead>,
     max_ready: usize,
-    /// Steps of chunks emitted but not yet in the checkpoint store. Bounded by the number of
-    /// workers: what a crash makes us read (and publish) again is at most one chunk per worker.
-    unsaved: VecDeque<u64>,
-    max_unsaved: usize,
     recent: RecentKeys,
     tasks: Vec<TaskGuard>,
-    started: Instant,
-    last_report: Instant,
-    rows_this_run: u64,
     finished: bool,
     key_scratch: Vec<u8>,
 }
@@ -98,13 +77,16 @@ impl Snapshotter {
         tables: Vec<TableSetup>,
         from: Lsn,
     ) -> Self {
+        let workers = workers.max(1);
+        let mut ledger = ChunkLedger::new(progress, workers);
         let mut runs = Vec::new();
         let mut plans = Vec::new();
         for setup in tables {
             let name = setup.table.to_string();
-            let Some(p) = progress.table(&name).filter(|p| !p.done) else { continue };
+            let Some(index) = ledger.add_table(&name, setup.estimate) else { continue };
+            let Some(p) = ledger.progress().table(&name) else { continue };
             plans.push(TablePlan {
-                index: runs.len(),
+                index,
                 table: setup.table.clone(),
                 rel: setup.rel.clone(),
                 filter: p.filter.clone(),
@@ -118,18 +100,9 @@ impl Snapshotter {
                     .filter(|_| !setup.rel.has_key())
                     .and_then(reader::Visibility::parse),
             });
-            runs.push(TableRun {
-                name,
-                oid: setup.rel.id,
-                rel: setup.rel,
-                kind: p.kind,
-                estimate: setup.estimate,
-                next_seq: 0,
-                held: BTreeMap::new(),
-            });
+            runs.push(TableRun { oid: setup.rel.id, kind: p.kind, rel: setup.rel });
         }
         let by_oid = runs.iter().enumerate().map(|(i, r)| (r.oid, i)).collect();
-        let workers = workers.max(1);
         let settings = Arc::new(settings);
         let plans = Arc::new(plans);
         let (planned_tx, planned_rx) = mpsc::channel(workers);
@@ -148,32 +121,25 @@ impl Snapshotter {
                 let fut = reader::work(settings.clone(), plans.clone(), queues.clone(), results_tx.clone());
                 tasks.push(TaskGuard(tokio::spawn(fut)));
             }
-            let total: u64 = runs.iter().map(|r| r.estimate).sum();
             tracing::info!(
                 tables = runs.len(),
-                estimated_rows = total,
+                estimated_rows = ledger.estimated_rows(),
                 workers,
                 chunk_rows = settings.chunk_rows,
                 "snapshot started (chunks read while streaming)"
             );
         }
-        let now = Instant::now();
         Snapshotter {
             finished: runs.is_empty(),
-            progress,
+            ledger,
             runs,
             by_oid,
             results: results_rx,
             retry: retry_tx,
             ready: Vec::new(),
             max_ready: workers * 2,
-            unsaved: VecDeque::new(),
-            max_unsaved: workers,
             recent: RecentKeys::new(from.0),
             tasks,
-            started: now,
-            last_report: now,
-            rows_this_run: 0,
             key_scratch: Vec::new(),
         }
     }
@@ -184,7 +150,7 @@ impl Snapshotter {
 
     /// Rows the server estimates the tables being read hold.
     pub fn estimated_rows(&self) -> u64 {
-        self.runs.iter().map(|r| r.estimate).sum()
+        self.ledger.estimated_rows()
     }
 
     /// Whether changes of relation `oid` must be remembered (its table is being read).
@@ -207,7 +173,7 @@ impl Snapshotter {
     }
 
     /// Between transactions, at log position `at`: emits every chunk whose watermark the stream
-    /// has passed.
+    /// has passed, as long as few enough emitted chunks wait for the checkpoint.
     pub async fn emit_ready(&mut self, emitter: &mut Emitter, at: Lsn) -> Result<(), SessionError> {
         if self.finished {
             return Ok(());
@@ -220,78 +186,56 @@ impl Snapshotter {
             }
         }
         self.ready.sort_by_key(|c| c.emit_at);
-        let durable = emitter.durable_snapshot_step();
-        while self.unsaved.front().is_some_and(|&s| s <= durable) {
-            self.unsaved.pop_front();
-        }
-        while self.unsaved.len() < self.max_unsaved && self.ready.first().is_some_and(|c| c.emit_at <= at) {
+        while self.ready.first().is_some_and(|c| c.emit_at <= at)
+            && self.ledger.may_emit(emitter.durable_snapshot_step())
+        {
             let chunk = self.ready.remove(0);
+            if self.ledger.stale(&chunk.job) {
+                continue;
+            }
             self.emit_chunk(emitter, chunk, at).await?;
-            self.unsaved.push_back(self.progress.step);
         }
         self.recent.prune(self.ready.iter().map(|c| c.lo.0).min());
-        self.report(false);
-        if self.progress.tables.iter().filter(|t| self.by_name(&t.table).is_some()).all(|t| t.done) {
+        self.ledger.report(false);
+        if self.ledger.all_done() {
             self.finished = true;
             self.tasks.clear();
-            self.report(true);
+            self.ledger.report(true);
             emitter.set_state(crate::core::status::State::Streaming);
         }
         Ok(())
     }
 
-    fn by_name(&self, name: &str) -> Option<usize> {
-        self.runs.iter().position(|r| r.name == name)
-    }
-
     async fn emit_chunk(&mut self, emitter: &mut Emitter, chunk: ChunkRead, at: Lsn) -> Result<(), SessionError> {
         let idx = chunk.job.table;
-        let (oid, rel, kind, name) = {
+        let (oid, rel, kind) = {
             let r = &self.runs[idx];
-            (r.oid, r.rel.clone(), r.kind, r.name.clone())
+            (r.oid, r.rel.clone(), r.kind)
         };
         let superseded = match self.recent.superseded(oid, chunk.lo.0, |x| chunk.visibility.invisible(x)) {
             Ok(s) => s,
             Err(nc) => {
-                tracing::warn!(table = %name, from = %Lsn(nc.from), kept_from = %Lsn(nc.horizon), "snapshot chunk read too long ago to check against the log (too many changes meanwhile); reading it again");
-                let _ = self.retry.send(chunk.job.clone());
+                tracing::warn!(table = %self.ledger.name(idx), from = %Lsn(nc.from), kept_from = %Lsn(nc.horizon), "snapshot chunk read too long ago to check against the log (too many changes meanwhile); reading it again");
+                let _ = self.retry.send(self.ledger.retry(&chunk.job));
                 return Ok(());
             }
         };
-        let step = self.advance(idx, &chunk);
-        let table_done = step.as_ref().is_some_and(|s| s.table_done);
+        let outcome = self.ledger.begin(&chunk.place());
         let n = chunk.rows.len();
         let first = (0..n).find(|&i| self.kept(&rel, &chunk, i, &superseded));
         let last = (0..n).rev().find(|&i| self.kept(&rel, &chunk, i, &superseded));
-        let marker_of = |this: &Self, i: usize| -> SnapshotMarker {
-            if kind == SnapshotKind::Incremental {
-                return SnapshotMarker::Incremental;
-            }
-            let initial = || this.progress.tables.iter().filter(|t| t.kind == SnapshotKind::Initial);
-            if Some(i) == last && table_done {
-                let others_done = initial().all(|t| t.done || t.table == name);
-                return if others_done { SnapshotMarker::Last } else { SnapshotMarker::LastInTable };
-            }
-            if Some(i) == first {
-                if initial().all(|t| t.rows == 0) {
-                    return SnapshotMarker::First;
-                }
-                if this.progress.table(&name).is_some_and(|t| t.rows == 0) {
-                    return SnapshotMarker::FirstInTable;
-                }
-            }
-            SnapshotMarker::Yes
-        };
-        let markers: Vec<(usize, SnapshotMarker)> =
-            [first, last].into_iter().flatten().map(|i| (i, marker_of(self, i))).collect();
-        emitter.begin(format_args!("snapshot chunk {} of {name} at lsn {}", chunk.job.seq, chunk.emit_at))?;
+        let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
+        emitter.begin(format_args!(
+            "snapshot chunk {} of {} at lsn {}",
+            chunk.job.seq,
+            self.ledger.name(idx),
+            chunk.emit_at
+        ))?;
         let mut emitted = 0u64;
         for i in 0..n {
             let cells = chunk.rows.row(i);
-            let marker = markers.iter().find(|(j, _)| *j == i).map_or(
-                if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes },
-                |(_, m)| *m,
-            );
+            let (is_first, is_last) = (Some(i) == first, Some(i) == last);
+            let marker = if is_first || is_last { self.ledger.marker(&outcome, is_first, is_last) } else { plain };
             let row = Row { rel: &rel, cells, data: &chunk.rows.data };
             let key = rel.has_key().then_some(Key(Row { rel: &rel, cells, data: &chunk.rows.data }));
             let source = SourceBlock {
@@ -315,20 +259,7 @@ impl Snapshotter {
                 emitted += 1;
             }
         }
-        self.rows_this_run += emitted;
-        self.progress.step += 1;
-        if let Some(t) = self.progress.table_mut(&name) {
-            t.rows += emitted;
-            if let Some(s) = step {
-                t.done_upto = s.done_upto;
-                t.done = s.table_done;
-            }
-        }
-        if table_done {
-            let rows = self.progress.table(&name).map_or(0, |t| t.rows);
-            tracing::info!(table = %name, rows, "snapshot of table done");
-        }
-        let progress = Arc::new(self.progress.clone());
+        let progress = self.ledger.finish(outcome, emitted);
         emitter.commit_with(Position::Postgres { lsn: at }, Some(progress))?;
         Ok(())
     }
@@ -342,58 +273,4 @@ impl Snapshotter {
         Key(Row { rel, cells: chunk.rows.row(i), data: &chunk.rows.data }).write_json(&mut self.key_scratch);
         !superseded.contains(key_hash(&self.key_scratch))
     }
-
-    /// Records that `chunk` is emitted; returns how far its table is now done over the
-    /// contiguous run of emitted ranges (`None`: an earlier range is still missing).
-    fn advance(&mut self, idx: usize, chunk: &ChunkRead) -> Option<Step> {
-        let run = &mut self.runs[idx];
-        let mut cur =
-            Held { done_upto: chunk.done_upto.clone(), complete: chunk.complete, table_end: chunk.table_end() };
-        if chunk.job.seq != run.next_seq {
-            run.held.insert(chunk.job.seq, cur);
-            return None;
-        }
-        loop {
-            if !cur.complete {
-                return Some(Step { done_upto: cur.done_upto, table_done: false });
-            }
-            if cur.table_end {
-                return Some(Step { done_upto: cur.done_upto, table_done: true });
-            }
-            run.next_seq += 1;
-            match run.held.remove(&run.next_seq) {
-                Some(h) => cur = h,
-                None => return Some(Step { done_upto: cur.done_upto, table_done: false }),
-            }
-        }
-    }
-
-    fn report(&mut self, last: bool) {
-        if !last && self.last_report.elapsed() < REPORT_EVERY {
-            return;
-        }
-        self.last_report = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = self.rows_this_run as f64 / secs;
-        if last {
-            tracing::info!(
-                rows = self.rows_this_run,
-                secs = secs as u64,
-                rows_per_sec = rate as u64,
-                "snapshot finished"
-            );
-            return;
-        }
-        for r in &self.runs {
-            let Some(t) = self.progress.table(&r.name).filter(|t| !t.done) else { continue };
-            let left = r.estimate.saturating_sub(t.rows);
-            let eta = if rate > 0.0 { (left as f64 / rate) as u64 } else { 0 };
-            tracing::info!(table = %r.name, rows = t.rows, estimated_rows = r.estimate, rows_per_sec = rate as u64, eta_secs = eta, "snapshot in progress");
-        }
-    }
-}
-
-struct Step {
-    done_upto: Option<Vec<String>>,
-    table_done: bool,
 }

@@ -21,6 +21,7 @@ use super::copy::RowBuf;
 use crate::core::envelope::now_us;
 use crate::core::position::Lsn;
 use crate::error::SourceError;
+use crate::source::chunks::{ChunkPlace, Job, JobQueues};
 use crate::source::postgres::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
 use crate::source::postgres::pgoutput::cell_text;
 use crate::source::postgres::relation::Relation;
@@ -99,16 +100,6 @@ impl TablePlan {
     }
 }
 
-/// A range of one table: `(lower, upper]` by key, `[lower, upper)` by block; `None` is open.
-#[derive(Clone, Debug)]
-pub struct Job {
-    pub table: usize,
-    /// Position of the range in its table, from 0; ranges are contiguous and ascending.
-    pub seq: u64,
-    pub lower: Option<Vec<String>>,
-    pub upper: Option<Vec<String>>,
-}
-
 /// What a chunk's read could see: `pg_current_snapshot()` reduced to 32-bit transaction ids
 /// (as pgoutput sends them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -159,9 +150,14 @@ pub struct ChunkRead {
 }
 
 impl ChunkRead {
-    /// The job's last range in its table, fully read: the table is read to its end.
-    pub fn table_end(&self) -> bool {
-        self.complete && self.job.upper.is_none()
+    pub fn place(&self) -> ChunkPlace {
+        ChunkPlace {
+            table: self.job.table,
+            seq: self.job.seq,
+            done_upto: self.done_upto.clone(),
+            complete: self.complete,
+            last_range: self.job.upper.is_none(),
+        }
     }
 }
 
@@ -197,7 +193,11 @@ pub async fn plan(
             let last = upper.is_none();
             let first_lower =
                 if t.keyed() { lower.clone() } else { Some(lower.clone().unwrap_or_else(|| vec!["0".into()])) };
-            if jobs.send(Job { table: t.index, seq, lower: first_lower, upper: upper.clone() }).await.is_err() {
+            if jobs
+                .send(Job { table: t.index, seq, attempt: 0, lower: first_lower, upper: upper.clone() })
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
             if last {
@@ -239,35 +239,6 @@ async fn boundary(
         key.push(v.ok_or_else(|| SourceError::Fatal(format!("snapshot of {}: a key column is null", t.table)))?);
     }
     Ok(Some(key))
-}
-
-/// The queues workers take jobs from: retries first, then the planner's.
-pub struct JobQueues {
-    pub retry: mpsc::UnboundedReceiver<Job>,
-    pub planned: mpsc::Receiver<Job>,
-    planned_open: bool,
-}
-
-impl JobQueues {
-    pub fn new(retry: mpsc::UnboundedReceiver<Job>, planned: mpsc::Receiver<Job>) -> Self {
-        JobQueues { retry, planned, planned_open: true }
-    }
-
-    async fn next(&mut self) -> Option<Job> {
-        loop {
-            if !self.planned_open {
-                return self.retry.recv().await;
-            }
-            tokio::select! {
-                biased;
-                j = self.retry.recv() => return j,
-                j = self.planned.recv() => match j {
-                    Some(j) => return Some(j),
-                    None => self.planned_open = false,
-                },
-            }
-        }
-    }
 }
 
 /// Reads jobs until the queues close, sending each piece to the snapshotter.

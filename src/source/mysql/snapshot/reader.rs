@@ -1,0 +1,413 @@
+//! MySQL / MariaDB snapshot readers: a planner that cuts each table into primary-key ranges, and
+//! workers (each with its own connection) that read them, one short transaction per chunk.
+//!
+//! Each chunk is read in `START TRANSACTION WITH CONSISTENT SNAPSHOT`, and tied to binlog
+//! positions:
+//! - MariaDB tells the exact binlog position of that very snapshot (`binlog_snapshot_file` /
+//!   `binlog_snapshot_position`): every transaction before it is in the rows, none after. The
+//!   chunk's window is that one point.
+//! - MySQL has no such variable: the binlog position is read before and after opening the
+//!   transaction, and the chunk's window is the span between. Transactions in that span may or
+//!   may not be in the rows; their keys are dropped from the chunk either way, which is safe
+//!   because their binlog events carry the newer state.
+//!
+//! The stream emits the chunk once it has passed the window's end, dropping every key the binlog
+//! changed from the window's start on (`core::recent_keys`). No lock is taken.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Value};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::config::MysqlSourceConfig;
+use crate::core::envelope::now_us;
+use crate::core::position::BinlogPosition;
+use crate::error::SourceError;
+use crate::source::chunks::{ChunkPlace, Job, JobQueues};
+use crate::source::mysql::table::{Kind, Table};
+use crate::source::mysql::values::TextCells;
+use crate::source::mysql::{connect, current_position, my_err, quote, ServerInfo, TableName};
+
+/// One table to read.
+pub struct TablePlan {
+    /// Index in the snapshotter's table list.
+    pub index: usize,
+    pub name: TableName,
+    pub table: Arc<Table>,
+    pub filter: Option<String>,
+    /// Where a resumed snapshot goes on: the key done up to.
+    pub start: Option<Vec<String>>,
+}
+
+impl TablePlan {
+    fn keyed(&self) -> bool {
+        self.table.has_key()
+    }
+
+    fn from(&self) -> String {
+        format!("{}.{}", quote(&self.name.db), quote(&self.name.name))
+    }
+
+    fn order_by(&self) -> String {
+        self.table.key.iter().map(|&i| quote(&self.table.columns[i].name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// A key value as an SQL literal. Integers go in as numbers (a string would be compared as
+    /// a double and lose precision past 2^53); everything else as a string in the column's
+    /// collation, which is also the order `ORDER BY` walks.
+    fn literal(&self, key_pos: usize, text: &str, no_backslash_escapes: bool) -> Result<String, SourceError> {
+        let col = &self.table.columns[self.table.key[key_pos]];
+        let bad = || SourceError::Fatal(format!("snapshot of {}: cannot resume at key value {text:?}", self.name));
+        Ok(match col.kind {
+            Kind::Int { unsigned: true, .. } => {
+                Value::UInt(text.parse().map_err(|_| bad())?).as_sql(no_backslash_escapes)
+            }
+            Kind::Int { unsigned: false, .. } => {
+                Value::Int(text.parse().map_err(|_| bad())?).as_sql(no_backslash_escapes)
+            }
+            Kind::Binary => Value::Bytes(hex_decode(text).ok_or_else(bad)?).as_sql(no_backslash_escapes),
+            _ => Value::Bytes(text.as_bytes().to_vec()).as_sql(no_backslash_escapes),
+        })
+    }
+
+    /// `key > lower` (or `<=` upper) over a composite key, spelled out column by column so the
+    /// range optimizer uses the primary key (row-value comparisons are not always range-scanned).
+    fn compare(&self, values: &[String], strict: &str, last: &str, nbe: bool) -> Result<String, SourceError> {
+        let mut cond = String::new();
+        let n = self.table.key.len().min(values.len());
+        for i in (0..n).rev() {
+            let col = quote(&self.table.columns[self.table.key[i]].name);
+            let lit = self.literal(i, &values[i], nbe)?;
+            cond = if i == n - 1 {
+                format!("{col} {last} {lit}")
+            } else {
+                format!("({col} {strict} {lit} OR ({col} = {lit} AND {cond}))")
+            };
+        }
+        Ok(cond)
+    }
+
+    /// The WHERE clause of the range `(lower, upper]`.
+    fn range(&self, lower: Option<&[String]>, upper: Option<&[String]>, nbe: bool) -> Result<String, SourceError> {
+        let mut conds = Vec::new();
+        if let Some(l) = lower {
+            conds.push(self.compare(l, ">", ">", nbe)?);
+        }
+        if let Some(u) = upper {
+            conds.push(self.compare(u, "<", "<=", nbe)?);
+        }
+        if let Some(f) = &self.filter {
+            conds.push(format!("({f})"));
+        }
+        Ok(if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) })
+    }
+
+    fn columns(&self) -> String {
+        self.table.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// One piece of a job, read: the whole range or, when more rows than a chunk's limit arrived
+/// since planning, its first part (the rest follows as the next piece).
+pub struct ChunkRead {
+    pub job: Job,
+    pub rows: Vec<TextCells>,
+    pub done_upto: Option<Vec<String>>,
+    pub complete: bool,
+    /// The binlog position from which the log's changes may be missing from the rows.
+    pub lo: u64,
+    /// The binlog position the stream must pass before the rows are emitted.
+    pub emit_at: u64,
+    /// Where the snapshot was consistent, for the rows' `source` block.
+    pub at: BinlogPosition,
+    pub read_at_us: i64,
+}
+
+impl ChunkRead {
+    pub fn place(&self) -> ChunkPlace {
+        ChunkPlace {
+            table: self.job.table,
+            seq: self.job.seq,
+            done_upto: self.done_upto.clone(),
+            complete: self.complete,
+            last_range: self.job.upper.is_none(),
+        }
+    }
+}
+
+/// Settings shared by the planner and the workers.
+pub struct ReadSettings {
+    pub my: MysqlSourceConfig,
+    pub info: ServerInfo,
+    pub chunk_rows: u32,
+    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+}
+
+/// A reader connection and how it quotes.
+struct Reader {
+    conn: Conn,
+    no_backslash_escapes: bool,
+}
+
+impl Reader {
+    async fn open(settings: &ReadSettings) -> Result<Reader, SourceError> {
+        let mut conn = connect(&settings.my).await?;
+        let q = |e| my_err("snapshot: opening a reader", e);
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q)?;
+        let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(q)?;
+        let no_backslash_escapes = mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
+        Ok(Reader { conn, no_backslash_escapes })
+    }
+}
+
+/// Cuts every table into jobs, in order, as workers take them.
+pub async fn plan(
+    settings: Arc<ReadSettings>,
+    tables: Arc<Vec<TablePlan>>,
+    jobs: mpsc::Sender<Job>,
+) -> Result<(), SourceError> {
+    let mut r = Reader::open(&settings).await?;
+    for t in tables.iter() {
+        let mut lower = t.start.clone();
+        let mut seq = 0;
+        loop {
+            // Without a key a table is one range, read in one transaction.
+            let upper =
+                if t.keyed() { boundary(&mut r, t, lower.as_deref(), settings.chunk_rows).await? } else { None };
+            let last = upper.is_none();
+            if jobs
+                .send(Job { table: t.index, seq, attempt: 0, lower: lower.clone(), upper: upper.clone() })
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            if last {
+                break;
+            }
+            lower = upper;
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The key `chunk_rows` rows past `lower`, or `None` when fewer are left.
+async fn boundary(
+    r: &mut Reader,
+    t: &TablePlan,
+    lower: Option<&[String]>,
+    chunk_rows: u32,
+) -> Result<Option<Vec<String>>, SourceError> {
+    let sql = format!(
+        "SELECT {} FROM {}{} ORDER BY {} LIMIT 1 OFFSET {}",
+        t.order_by(),
+        t.from(),
+        t.range(lower, None, r.no_backslash_escapes)?,
+        t.order_by(),
+        chunk_rows.max(1) - 1
+    );
+    let row: Option<mysql_async::Row> =
+        r.conn.query_first(sql).await.map_err(|e| my_err(&format!("snapshot: planning chunks of {}", t.name), e))?;
+    let Some(row) = row else { return Ok(None) };
+    let cells = text_cells(row);
+    Ok(Some(key_text(t, &cells)?))
+}
+
+/// Reads jobs until the queues close, sending each piece to the snapshotter.
+pub async fn work(
+    settings: Arc<ReadSettings>,
+    tables: Arc<Vec<TablePlan>>,
+    queues: Arc<Mutex<JobQueues>>,
+    results: mpsc::Sender<Result<ChunkRead, SourceError>>,
+) {
+    let outcome = async {
+        let mut r = Reader::open(&settings).await?;
+        loop {
+            let Some(job) = queues.lock().await.next().await else { return Ok(()) };
+            let t =
+                tables.get(job.table).ok_or_else(|| SourceError::Fatal("snapshot: job for an unknown table".into()))?;
+            let mut lower = job.lower.clone();
+            loop {
+                let piece = read_piece(&mut r, &settings, t, &job, lower.clone()).await?;
+                let (complete, done) = (piece.complete, piece.done_upto.clone());
+                if results.send(Ok(piece)).await.is_err() {
+                    return Ok(());
+                }
+                if complete {
+                    break;
+                }
+                lower = done;
+            }
+        }
+    }
+    .await;
+    if let Err(e) = outcome {
+        let _ = results.send(Err(e)).await;
+    }
+}
+
+async fn read_piece(
+    r: &mut Reader,
+    settings: &ReadSettings,
+    t: &TablePlan,
+    job: &Job,
+    lower: Option<Vec<String>>,
+) -> Result<ChunkRead, SourceError> {
+    if let Some(limiter) = &settings.limiter {
+        if let Some(n) = NonZeroU32::new(settings.chunk_rows) {
+            // The burst is at least one chunk, so this cannot be refused.
+            let _ = limiter.until_n_ready(n).await;
+        }
+    }
+    let what = format!("snapshot: reading {}", t.name);
+    let q = |e| my_err(&what, e);
+    let (lo, at) = if settings.info.mariadb {
+        r.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(q)?;
+        let at = mariadb_snapshot_position(&mut r.conn).await.map_err(q)?;
+        (at.clone(), at)
+    } else {
+        let lo = current_position(&mut r.conn, &settings.info).await?;
+        r.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(q)?;
+        let hi = current_position(&mut r.conn, &settings.info).await?;
+        (lo, hi)
+    };
+    let read_at_us = now_us();
+    let limit = if t.keyed() { format!(" LIMIT {}", u64::from(settings.chunk_rows.max(1)) * 2) } else { String::new() };
+    let order = if t.keyed() { format!(" ORDER BY {}", t.order_by()) } else { String::new() };
+    let sql = format!(
+        "SELECT {} FROM {}{}{order}{limit}",
+        t.columns(),
+        t.from(),
+        t.range(lower.as_deref(), job.upper.as_deref(), r.no_backslash_escapes)?
+    );
+    let mut rows = Vec::new();
+    {
+        let mut result = r.conn.query_iter(sql).await.map_err(q)?;
+        let stream = result.stream::<mysql_async::Row>().await.map_err(q)?;
+        if let Some(mut stream) = stream {
+            while let Some(row) = stream.next().await {
+                rows.push(text_cells(row.map_err(q)?));
+            }
+        }
+    }
+    r.conn.query_drop("COMMIT").await.map_err(q)?;
+    let truncated = t.keyed() && rows.len() as u64 >= u64::from(settings.chunk_rows.max(1)) * 2;
+    let done_upto = match rows.last() {
+        Some(last) if truncated => Some(key_text(t, last)?),
+        _ => job.upper.clone(),
+    };
+    Ok(ChunkRead {
+        job: Job { lower, ..job.clone() },
+        rows,
+        done_upto,
+        complete: !truncated,
+        lo: lo.as_u64(),
+        emit_at: at.as_u64(),
+        at,
+        read_at_us,
+    })
+}
+
+/// The binlog position of the open consistent snapshot (MariaDB), with its GTID position.
+async fn mariadb_snapshot_position(conn: &mut Conn) -> Result<BinlogPosition, mysql_async::Error> {
+    let status: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?;
+    let get = |k: &str| status.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    let file = get("binlog_snapshot_file").unwrap_or_default();
+    let pos: u64 = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
+    let gtid: Option<String> = conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&file, pos)).await?.flatten();
+    Ok(BinlogPosition { file, pos, gtid: gtid.filter(|g| !g.is_empty()) })
+}
+
+/// A row of the text protocol as raw cells.
+pub fn text_cells(row: mysql_async::Row) -> TextCells {
+    TextCells(
+        row.unwrap_raw()
+            .into_iter()
+            .map(|v| match v {
+                Some(Value::Bytes(b)) => Some(b),
+                Some(Value::NULL) | None => None,
+                Some(other) => Some(other.as_sql(true).into_bytes()),
+            })
+            .collect(),
+    )
+}
+
+/// The key of a row as text for the checkpoint (binary keys in hex).
+fn key_text(t: &TablePlan, cells: &TextCells) -> Result<Vec<String>, SourceError> {
+    t.table
+        .key
+        .iter()
+        .map(|&i| {
+            let bytes = cells.0.get(i).and_then(Option::as_deref).ok_or_else(|| {
+                SourceError::Fatal(format!("snapshot of {}: a key column is null; keys must not be null", t.name))
+            })?;
+            if matches!(t.table.columns[i].kind, Kind::Binary) {
+                return Ok(hex_encode(bytes));
+            }
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| SourceError::Fatal(format!("snapshot of {}: a key value is not UTF-8 text", t.name)))
+        })
+        .collect()
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::mysql::table::{Column, Context};
+
+    fn plan(key_kinds: &[Kind]) -> TablePlan {
+        let ctx = Context {
+            connector: "c".into(),
+            topic_prefix: "c".into(),
+            flavor: "mariadb",
+            keys: crate::source::tables::KeyColumns::new(&Default::default()),
+        };
+        let columns: Vec<Column> =
+            key_kinds.iter().enumerate().map(|(i, k)| Column::new(format!("k{i}"), k.clone())).collect();
+        let key = (0..columns.len()).collect();
+        TablePlan {
+            index: 0,
+            name: TableName { db: "d".into(), name: "t".into() },
+            table: Arc::new(Table::new("d", "t", columns, key, &ctx)),
+            filter: None,
+            start: None,
+        }
+    }
+
+    #[test]
+    fn composite_ranges_are_spelled_out_per_column() {
+        let t = plan(&[Kind::Int { unsigned: false, bits: 32 }, Kind::Text { latin1: false }]);
+        let lower = vec!["5".to_string(), "it's".to_string()];
+        let upper = vec!["9".to_string(), "z".to_string()];
+        assert_eq!(
+            t.range(Some(&lower), Some(&upper), false).unwrap(),
+            " WHERE (`k0` > 5 OR (`k0` = 5 AND `k1` > 'it\\'s')) AND (`k0` < 9 OR (`k0` = 9 AND `k1` <= 'z'))"
+        );
+        assert!(t.range(Some(&["x".into(), "y".into()]), None, false).is_err(), "not an integer");
+    }
+
+    #[test]
+    fn binary_keys_round_trip_through_hex() {
+        let t = plan(&[Kind::Binary]);
+        let cells = TextCells(vec![Some(vec![0, 0xff, b'\''])]);
+        let k = key_text(&t, &cells).unwrap();
+        assert_eq!(k, vec!["00ff27".to_string()]);
+        assert_eq!(hex_decode(&k[0]), Some(vec![0, 0xff, b'\'']));
+        assert!(t.range(Some(&k), None, false).unwrap().starts_with(" WHERE `k0` > '"));
+    }
+}
