@@ -39,7 +39,7 @@ async fn a_refused_record_stops_the_connector_with_its_topic_key_and_position() 
     let sink = format!("{}{LIMIT}", kafka_sink(&broker.bootstrap));
     let cfg = write_config(dir.path(), "rstop", &db.url, r#"["public.docs"]"#, &sink, "");
     let mut daemon = Daemon::start(&cfg);
-    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("INFO streaming")), "{}", daemon.logs());
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
     write_rows(&db).await;
     assert!(
         wait_until(Duration::from_secs(30), || !daemon.is_running()),
@@ -76,7 +76,7 @@ async fn a_refused_record_goes_to_the_dead_letter_topic_and_the_stream_goes_on()
     let sink = format!("{}dead_letter_topic = \"rdlq.dead\"\n{LIMIT}", kafka_sink(&broker.bootstrap));
     let cfg = write_config(dir.path(), "rdlq", &db.url, r#"["public.docs"]"#, &sink, "");
     let daemon = Daemon::start(&cfg);
-    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("INFO streaming")), "{}", daemon.logs());
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
     write_rows(&db).await;
     let recs = read_topics(&broker.bootstrap, &["rdlq.public.docs", "rdlq.dead"], 3, 60);
     // Keys land on different partitions, so compare without order.

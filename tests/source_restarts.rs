@@ -127,7 +127,7 @@ async fn postgres_restarts_fast_and_immediate_under_load() {
     let broker = Tansu::start();
     let cfg = write_config(dir.path(), "pgrestart", &db.url, r#"["public.sp"]"#, &kafka_sink(&broker.bootstrap), "");
     let daemon = Daemon::start(&cfg);
-    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("INFO streaming")), "{}", daemon.logs());
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
