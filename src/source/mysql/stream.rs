@@ -306,7 +306,7 @@ pub async fn run(
                 continue;
             }
             mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT => {
-                mark_between_groups(emitter, &group, &file, last_end, &gtid)?;
+                mark_between_groups(emitter, &group, &start, (&file, last_end, &gtid))?;
                 continue;
             }
             mariadb_events::ANNOTATE_ROWS => continue,
@@ -326,7 +326,7 @@ pub async fn run(
         match data {
             EventData::FormatDescriptionEvent(_) => {
                 fde_seen = true;
-                mark_between_groups(emitter, &group, &file, last_end, &gtid)?;
+                mark_between_groups(emitter, &group, &start, (&file, last_end, &gtid))?;
             }
             EventData::RotateEvent(r) => {
                 // The driver strips checksums once it has seen the format description; only a
@@ -335,7 +335,7 @@ pub async fn run(
                 file = binlog_file_name(r.name_raw(), checksummed && !fde_seen);
                 // The rotate's own position is in the file before; reading goes on here.
                 last_end = r.position();
-                mark_between_groups(emitter, &group, &file, last_end, &gtid)?;
+                mark_between_groups(emitter, &group, &start, (&file, last_end, &gtid))?;
             }
             EventData::GtidEvent(g)
                 if matches!(kind, MYSQL_GTID_EVENT | MYSQL_GTID_TAGGED_EVENT | MYSQL_ANONYMOUS_GTID_EVENT) =>
@@ -494,14 +494,16 @@ pub async fn run(
 fn mark_between_groups(
     emitter: &mut Emitter,
     group: &Option<Group>,
-    file: &str,
-    pos: u64,
-    gtid: &GtidState,
+    start: &BinlogPosition,
+    (file, pos, gtid): (&str, u64, &GtidState),
 ) -> Result<(), SourceError> {
-    if group.is_some() || pos == 0 {
+    let here = BinlogPosition { file: file.to_string(), pos, gtid: gtid.text() };
+    // The events that open a session (the server's fake rotate, the file's header) may name
+    // places before the resume point: only a place past it is news.
+    if group.is_some() || here.partial_cmp(start) != Some(std::cmp::Ordering::Greater) {
         return Ok(());
     }
-    emitter.mark_if_ahead(Position::Mysql(BinlogPosition { file: file.to_string(), pos, gtid: gtid.text() }))
+    emitter.mark_if_ahead(Position::Mysql(here))
 }
 
 async fn emit<C: super::values::Cells>(
