@@ -47,3 +47,8 @@ drain() {
   delivered=$(sed -n 's/.*stopped cleanly.*events=\([0-9]*\).*/\1/p' "$STATE/cdcd.log")
   [ "${delivered:-0}" = "$ROWS" ] || { echo "bench: cdcd delivered ${delivered:-?} events, expected $ROWS"; exit 1; }
 }
+
+# The [sink] and [checkpoint] part of a bench connector file: the broker, checkpoint in $STATE/state.
+toml_tail() {
+  printf '[sink]\ntype = "kafka"\nbrokers = "%s"\n[checkpoint]\npath = "%s"\ninterval_ms = 100\n' "$BOOT" "$STATE/state"
+}

@@ -29,13 +29,8 @@ url = "$URL"
 tables = ["bench.bench"]
 server_id = 7001
 snapshot = "never"
-[sink]
-type = "kafka"
-brokers = "$BOOT"
-[checkpoint]
-path = "$STATE/state"
-interval_ms = 100
 TOML
+toml_tail >> "$STATE/bench.toml"
 # First start records the current binlog end as the checkpoint; then the backlog accumulates.
 prime_checkpoint
 read -r START_FILE START_POS < <(my -e "SHOW MASTER STATUS" | awk '{print $1, $2}')

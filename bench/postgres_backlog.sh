@@ -29,13 +29,8 @@ type = "postgres"
 url = "$BASE/bench"
 tables = ["public.bench"]
 snapshot = "never"
-[sink]
-type = "kafka"
-brokers = "$BOOT"
-[checkpoint]
-path = "$STATE/state"
-interval_ms = 100
 TOML
+toml_tail >> "$STATE/bench.toml"
 # First start creates publication, slot and checkpoint; then stop so the backlog accumulates.
 prime_checkpoint
 for slot in bench_floor_a bench_floor_b; do

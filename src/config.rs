@@ -88,6 +88,10 @@ pub struct MysqlSourceConfig {
     /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
     #[serde(default)]
     pub snapshot_max_rows_per_sec: u32,
+    /// A table (`database.table`) whose inserted rows are signals, as Debezium's
+    /// `signal.data.collection`: `id`, `type`, `data` columns; `execute-snapshot` snapshots
+    /// tables again while streaming. `cdcd snapshot` writes these rows. Default: none.
+    pub signal_table: Option<String>,
 }
 
 impl MysqlSourceConfig {
@@ -151,6 +155,18 @@ pub struct PostgresSourceConfig {
     /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
     #[serde(default)]
     pub snapshot_max_rows_per_sec: u32,
+    /// A table (`schema.table`) whose inserted rows are signals, as Debezium's
+    /// `signal.data.collection`: `id`, `type`, `data` columns; `execute-snapshot` snapshots
+    /// tables again while streaming. `cdcd snapshot` writes these rows. Default: none.
+    pub signal_table: Option<String>,
+    /// How often to look for new tables that match `tables` while streaming, in seconds; they
+    /// join the publication and are snapshotted. 0 turns the lookup off.
+    #[serde(default = "default_table_discovery")]
+    pub table_discovery_interval_secs: u64,
+}
+
+fn default_table_discovery() -> u64 {
+    10
 }
 
 fn default_chunk_rows() -> u32 {

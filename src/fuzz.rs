@@ -207,8 +207,8 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
             }
             EventData::QueryEvent(q) => {
                 let sql = q.query();
-                let _ = my_stream::classify_query(sql.trim());
-                let _ = my_stream::truncated_table(sql.trim(), &q.schema());
+                let _ = crate::source::mysql::statements::classify_query(sql.trim());
+                let _ = crate::source::mysql::statements::truncated_table(sql.trim(), &q.schema());
             }
             EventData::GtidEvent(g) => {
                 let _ = my_stream::mysql_gtid_text(&g);

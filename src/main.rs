@@ -24,7 +24,7 @@ macro_rules! say {
     long_about = "cdcd streams row changes from PostgreSQL (pgoutput logical replication) and MySQL / MariaDB \
 (row-based binlog) to Kafka as Debezium-compatible JSON envelopes, keyed by primary key, at least once. Progress is kept in an \
 idempotent checkpoint, so a stop at any instant (kill -9 included) resumes without loss.",
-    after_help = "Examples:\n  cdcd check --config connectors/demo-postgres.toml\n  cdcd run --config /etc/cdcd/connectors/\n\nExit codes: 0 ok, 1 runtime failure, 2 bad configuration."
+    after_help = "Examples:\n  cdcd check --config connectors/demo-postgres.toml\n  cdcd run --config /etc/cdcd/connectors/\n  cdcd snapshot --config connectors/demo-postgres.toml --table public.orders --filter \"id > 1000\"\n\nExit codes: 0 ok, 1 runtime failure, 2 bad configuration."
 )]
 struct Cli {
     /// Log format: human-readable text or JSON lines (to stderr).
@@ -55,6 +55,24 @@ enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Snapshot one table again while its connector keeps streaming (an incremental snapshot):
+    /// writes an execute-snapshot signal into the connector's source.signal_table, which the
+    /// running daemon picks up from the log. Its rows arrive with op "r" and
+    /// source.snapshot "incremental".
+    Snapshot {
+        /// Connector file (.toml), or a directory of them (then --connector picks one)
+        #[arg(long, short, value_name = "PATH")]
+        config: PathBuf,
+        /// The connector, when the configuration holds several
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+        /// The table: schema.table (PostgreSQL) or database.table (MySQL / MariaDB)
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// Only the rows matching this SQL condition, e.g. "id > 1000"
+        #[arg(long, value_name = "SQL")]
+        filter: Option<String>,
+    },
     /// Check configuration and source prerequisites; print each finding with its fix.
     Check {
         /// Connector file (.toml), or a directory of them (one connector per *.toml)
@@ -78,6 +96,7 @@ fn main() -> ExitCode {
             Command::Run { config, http } => run(config, http).await,
             Command::Check { config } => check(config).await,
             Command::Health { http, ready } => health(http, ready),
+            Command::Snapshot { config, connector, table, filter } => snapshot(config, connector, table, filter).await,
         }
     });
     match result {
@@ -111,6 +130,39 @@ fn health(http: Option<std::net::SocketAddr>, ready: bool) -> Result<(), Error> 
         Ok((code, body)) => Err(Error::Runtime(format!("{path} answered {code}: {}", body.trim()))),
         Err(e) => Err(Error::Runtime(format!("no answer from cdcd at {addr}{path}: {e}"))),
     }
+}
+
+async fn snapshot(
+    path: PathBuf,
+    connector: Option<String>,
+    table: String,
+    filter: Option<String>,
+) -> Result<(), Error> {
+    let configs = config::load(&path)?;
+    let cfg = match &connector {
+        Some(name) => configs.iter().find(|c| &c.name == name),
+        None if configs.len() == 1 => configs.first(),
+        None => {
+            let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+            return Err(Error::Config(config::ConfigError::Other(format!(
+                "{} holds several connectors ({}): pick one with --connector",
+                path.display(),
+                names.join(", ")
+            ))));
+        }
+    };
+    let Some(cfg) = cfg else {
+        return Err(Error::Config(config::ConfigError::Other(format!(
+            "no connector named {:?} in {}",
+            connector.unwrap_or_default(),
+            path.display()
+        ))));
+    };
+    let id = cdcd::source::request::request_snapshot(cfg, &table, filter.as_deref())
+        .await
+        .map_err(|source| Error::Source { connector: cfg.name.clone(), source })?;
+    say!("requested a snapshot of {table} from connector `{}` (signal {id}); the running daemon starts it when it reads the signal from the log", cfg.name);
+    Ok(())
 }
 
 async fn check(path: PathBuf) -> Result<(), Error> {

@@ -4,6 +4,7 @@
 pub mod chunks;
 pub mod mysql;
 pub mod postgres;
+pub mod request;
 pub mod tables;
 pub mod tls_errors;
 

@@ -17,11 +17,13 @@ pub mod check;
 pub mod gtid_set;
 pub mod guard;
 pub mod json_diff;
+pub mod live;
 pub mod mariadb_events;
 #[cfg(test)]
 mod mysql8_events;
 pub mod rows;
 pub mod snapshot;
+pub mod statements;
 pub mod stream;
 pub mod table;
 pub mod tls;
@@ -381,23 +383,24 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         progress.step += 1;
         emitter.mark_progress(Position::Mysql(start.clone()), Arc::new(progress.clone()))?;
     }
-    let snapshotter = if progress.unfinished().next().is_some() {
-        let setups = snapshot_setups(&mut conn, &progress, &tables, &ctx).await?;
-        let tuning = my.snapshot_tuning();
-        let settings = snapshot::reader::ReadSettings {
-            my: my.clone(),
-            info: info.clone(),
-            chunk_rows: tuning.chunk_rows,
-            limiter: tuning.limiter(),
-        };
-        let s = snapshot::Snapshotter::start(settings, tuning.workers, progress, setups, start.as_u64());
-        emitter.set_snapshot_estimate(s.estimated_rows());
-        Some(s)
-    } else {
-        None
+    let tuning = my.snapshot_tuning();
+    let settings = snapshot::reader::ReadSettings {
+        my: my.clone(),
+        info: info.clone(),
+        chunk_rows: tuning.chunk_rows,
+        limiter: tuning.limiter(),
     };
+    let mut snapshotter = snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start.as_u64());
+    if progress.unfinished().next().is_some() {
+        for setup in snapshot_setups(&mut conn, &progress, &tables, &ctx).await? {
+            snapshotter.add(setup);
+        }
+        snapshotter.launch();
+        emitter.set_snapshot_estimate(snapshotter.estimated_rows());
+    }
+    let live = live::LiveTables::new(my, ctx.clone(), live::signal_table(&mut conn, my).await?);
     drop(conn);
-    stream::run(my, &info, ctx, start, use_gtid, emitter, shutdown, snapshotter).await
+    stream::run(my, &info, ctx, start, use_gtid, emitter, shutdown, snapshotter, live).await
 }
 
 /// What the snapshot readers need about each unfinished table: its columns and key now, and

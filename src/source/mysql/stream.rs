@@ -13,8 +13,10 @@ use mysql_async::BinlogStreamRequest;
 use tokio::sync::watch;
 
 use super::gtid_set::MysqlGtidSet;
+use super::live::LiveTables;
 use super::mariadb_events::{self, MariaGtidPos};
 use super::snapshot::Snapshotter;
+use super::statements::{classify_query, truncated_table, QueryKind};
 use super::table::{self, table_from_information_schema, Context, Table};
 use super::values::{Key, Row};
 use super::{connect, included, my_err, ServerInfo, TableName};
@@ -139,36 +141,6 @@ impl Group {
     }
 }
 
-/// What a QUERY event means for the transaction framing.
-#[derive(Debug, PartialEq, Eq)]
-pub enum QueryKind {
-    /// `BEGIN`, `XA START`, or MySQL 8's atomic `CREATE TABLE ... START TRANSACTION`.
-    Begin,
-    Commit,
-    /// `ROLLBACK` of a transaction that touched non-transactional tables (their changes stay).
-    Rollback,
-    /// `SAVEPOINT`, `RELEASE SAVEPOINT`, `XA END`: inside a transaction, no data.
-    InTransaction,
-    /// `ROLLBACK TO [SAVEPOINT]`: only written when non-transactional tables were changed.
-    RollbackToSavepoint,
-    /// DDL and any other statement.
-    Other,
-}
-
-pub fn classify_query(sql: &str) -> QueryKind {
-    let words: Vec<String> = sql.split_whitespace().take(3).map(|w| w.to_ascii_uppercase()).collect();
-    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-    match (w(0), w(1)) {
-        ("BEGIN", _) | ("XA", "START") | ("XA", "BEGIN") => QueryKind::Begin,
-        ("COMMIT", _) => QueryKind::Commit,
-        ("ROLLBACK", "TO") => QueryKind::RollbackToSavepoint,
-        ("ROLLBACK", _) => QueryKind::Rollback,
-        ("SAVEPOINT", _) | ("RELEASE", "SAVEPOINT") | ("XA", "END") => QueryKind::InTransaction,
-        _ if sql.trim_end().to_ascii_uppercase().ends_with("START TRANSACTION") => QueryKind::Begin,
-        _ => QueryKind::Other,
-    }
-}
-
 /// How often a running snapshot looks for chunks it may emit when no event arrives.
 const SNAPSHOT_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -186,9 +158,9 @@ pub async fn run(
     use_gtid: bool,
     emitter: &mut Emitter,
     mut shutdown: watch::Receiver<bool>,
-    snapshot: Option<Snapshotter>,
+    mut snapshot: Snapshotter,
+    mut live: LiveTables,
 ) -> Result<(), SessionError> {
-    let mut snapshot = snapshot.filter(|s| !s.is_finished());
     let mut conn = connect(my).await?;
     let q = |e| my_err("binlog stream", e);
     // The server sends a heartbeat when it has nothing else to send, so silence longer than the
@@ -227,7 +199,7 @@ pub async fn run(
     }
     let mut stream = conn.get_binlog_stream(request).await.map_err(q)?;
     tracing::info!(position = %Position::Mysql(start.clone()), by = if use_gtid { "gtid" } else { "file" }, "streaming binlog");
-    emitter.set_state(if snapshot.is_some() {
+    emitter.set_state(if snapshot.is_running() {
         crate::core::status::State::Snapshotting
     } else {
         crate::core::status::State::Streaming
@@ -248,19 +220,16 @@ pub async fn run(
     let mut schemas: HashMap<TableName, Table> = HashMap::new();
     let mut schema_conn: Option<mysql_async::Conn> = None;
     loop {
-        if let (Some(s), None) = (&mut snapshot, &group) {
+        if group.is_none() && snapshot.is_running() {
             // Between event groups: a chunk the stream has passed goes out here.
             let here = BinlogPosition { file: file.clone(), pos: last_end, gtid: gtid.text() };
-            s.emit_ready(emitter, &here).await?;
-            if s.is_finished() {
-                snapshot = None;
-            }
+            snapshot.emit_ready(emitter, &here).await?;
         }
         let ev = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
             // Waiting for the next event is cancel-safe (the stream keeps its state).
-            _ = snapshot_tick.tick(), if snapshot.is_some() => continue,
+            _ = snapshot_tick.tick(), if snapshot.is_running() => continue,
             ev = tokio::time::timeout(timeout, guard::decode_async(|| format!("the event after {file}:{last_end}"), stream.next())) => ev.map_err(|_| SourceError::Transient(format!(
                 "the server sent nothing for {} s, not even a replication heartbeat: the connection or the server is unresponsive (source.timeout_secs); reconnecting",
                 timeout.as_secs()
@@ -351,7 +320,7 @@ pub async fn run(
             EventData::TableMapEvent(tme) => {
                 let db = tme.database_name();
                 let name = tme.table_name();
-                let t = if !included(&my.tables, &db, &name) {
+                let t = if !included(&my.tables, &db, &name) && !live.is_signal(&db, &name) {
                     None
                 } else if info.full_metadata() {
                     let built = guard::decode(|| format!("{file}:{event_start}"), || table::from_table_map(&tme, &ctx));
@@ -389,19 +358,25 @@ pub async fn run(
                     guard::decode(|| format!("{file}:{event_start}"), || rows::row_changes(table, tme, &rows))
                         .and_then(|r| r)
                         .map_err(|e| SourceError::Fatal(format!("{e} (at {file}:{event_start})")))?;
+                if live.is_signal(&table.db, &table.name) {
+                    // Signals act at the group's end and are not published.
+                    let inserted = changes.iter().filter(|c| c.op == Op::Create).filter_map(|c| c.after.as_ref());
+                    live.signal_rows(table, inserted);
+                    continue;
+                }
                 let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
-                let watched = snapshot.as_ref().and_then(|s| s.watched(&table.db, &table.name));
+                let watched = snapshot.watched(&table.db, &table.name);
                 for c in changes {
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
-                    if let (Some(s), Some(id)) = (&mut snapshot, watched) {
-                        s.record(id, g.start, emitter.last_key());
+                    if let Some(id) = watched {
+                        snapshot.record(id, g.start, emitter.last_key());
                     }
                 }
             }
             EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => match group.take() {
                 // An XA transaction's changes are emitted at its PREPARE, as a replica applies them.
-                Some(_) => emitter.commit(end(&gtid))?,
+                Some(_) => end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?,
                 None => {
                     tracing::warn!(at = %format_args!("{file}:{event_start}"), "transaction end without a transaction start in the binlog; ignored")
                 }
@@ -423,7 +398,7 @@ pub async fn run(
                             tracing::warn!(at = %format_args!("{file}:{event_start}"), "a ROLLBACK in the binlog after row changes: the transaction mixed non-transactional tables (their changes stay and are emitted) with transactional ones (whose row events, if any, were emitted too)");
                         }
                         if group.take().is_some() {
-                            emitter.commit(end(&gtid))?;
+                            end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
                         }
                         continue;
                     }
@@ -457,19 +432,18 @@ pub async fn run(
                             &source,
                         )
                         .await?;
-                        if let Some(s) = &mut snapshot {
-                            if let Some(id) = s.watched(&db, &name) {
-                                s.record_truncate(id, g.start);
-                            }
+                        if let Some(id) = snapshot.watched(&db, &name) {
+                            snapshot.record_truncate(id, g.start);
                         }
                     }
                 } else {
                     tracing::debug!(query = %trimmed.chars().take(200).collect::<String>(), "DDL or statement in the binlog");
+                    live.ddl(trimmed, &qe.schema());
                 }
                 // A statement on its own (DDL) is a whole group; inside BEGIN .. COMMIT it is not.
                 if !g.explicit {
                     group = None;
-                    emitter.commit(end(&gtid))?;
+                    end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
                 }
             }
             EventData::IncidentEvent(ie) => {
@@ -486,6 +460,17 @@ pub async fn run(
             _ => {}
         }
     }
+}
+
+/// Ends the open group at `position`, with what its signals and DDL did to the snapshots.
+async fn end_group(
+    emitter: &mut Emitter,
+    live: &mut LiveTables,
+    snapshot: &mut Snapshotter,
+    position: Position,
+) -> Result<(), SessionError> {
+    let progress = if live.has_work() { live.apply(snapshot, emitter).await? } else { None };
+    emitter.commit_with(position, progress)
 }
 
 /// Events outside any transaction (a rotation, a file's header events) move the stream along
@@ -531,47 +516,6 @@ async fn emit<C: super::values::Cells>(
     emitter.emit(&table.topic, &change).await
 }
 
-/// `TRUNCATE [TABLE] [db.]name` -> (db, name); backquoted names may hold spaces and dots.
-pub fn truncated_table(sql: &str, default_db: &str) -> Option<(String, String)> {
-    let rest = strip_keyword(sql.trim(), "TRUNCATE")?;
-    let rest = strip_keyword(rest, "TABLE").unwrap_or(rest);
-    let (first, rest) = ident(rest)?;
-    match rest.strip_prefix('.') {
-        Some(after_dot) => Some((first, ident(after_dot)?.0)),
-        None => Some((default_db.to_string(), first)),
-    }
-}
-
-fn strip_keyword<'a>(s: &'a str, kw: &str) -> Option<&'a str> {
-    let head = s.get(..kw.len())?;
-    let rest = &s[kw.len()..];
-    (head.eq_ignore_ascii_case(kw) && rest.starts_with(char::is_whitespace)).then(|| rest.trim_start())
-}
-
-/// One identifier at the start of `s`: backquoted (with `` doubled) or bare.
-fn ident(s: &str) -> Option<(String, &str)> {
-    if let Some(body) = s.strip_prefix('`') {
-        let mut out = String::new();
-        let mut chars = body.char_indices();
-        while let Some((i, c)) = chars.next() {
-            if c == '`' {
-                if body[i + 1..].starts_with('`') {
-                    out.push('`');
-                    chars.next();
-                } else {
-                    return Some((out, &body[i + 1..]));
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        None
-    } else {
-        let end = s.find(|c: char| c == '.' || c == ';' || c.is_whitespace()).unwrap_or(s.len());
-        (end > 0).then(|| (s[..end].to_string(), &s[end..]))
-    }
-}
-
 /// The fake ROTATE event that opens a stream (log position 0) arrives before the format
 /// description, so its 4-byte CRC32 is still attached to the file name: strip it.
 pub fn binlog_file_name(raw: &[u8], strip_checksum: bool) -> String {
@@ -595,38 +539,6 @@ fn uuid_text(sid: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncate_statements() {
-        assert_eq!(truncated_table("TRUNCATE t", "shop"), Some(("shop".into(), "t".into())));
-        assert_eq!(truncated_table("truncate table `sh``op`.`my t`", "x"), Some(("sh`op".into(), "my t".into())));
-        assert_eq!(truncated_table("ALTER TABLE t ADD c int", "shop"), None);
-        assert_eq!(truncated_table("TRUNCATE shop.t;", "x"), Some(("shop".into(), "t".into())));
-        assert_eq!(truncated_table("TRUNCATE TABLE `a.b`", "d"), Some(("d".into(), "a.b".into())));
-        assert_eq!(truncated_table("TRUNCATEX t", "d"), None);
-    }
-
-    #[test]
-    fn queries_inside_a_transaction_do_not_end_it() {
-        // As MariaDB 10.11 and MySQL 8 write them in the binlog.
-        for (sql, kind) in [
-            ("BEGIN", QueryKind::Begin),
-            ("XA START X'31',X'',1", QueryKind::Begin),
-            ("COMMIT", QueryKind::Commit),
-            ("ROLLBACK", QueryKind::Rollback),
-            ("SAVEPOINT `a`", QueryKind::InTransaction),
-            ("savepoint s1", QueryKind::InTransaction),
-            ("RELEASE SAVEPOINT `a`", QueryKind::InTransaction),
-            ("XA END X'31',X'',1", QueryKind::InTransaction),
-            ("ROLLBACK TO `a`", QueryKind::RollbackToSavepoint),
-            ("ROLLBACK TO SAVEPOINT a", QueryKind::RollbackToSavepoint),
-            ("CREATE TABLE t2 (id int) START TRANSACTION", QueryKind::Begin),
-            ("ALTER TABLE t ADD c int", QueryKind::Other),
-            ("TRUNCATE t", QueryKind::Other),
-        ] {
-            assert_eq!(classify_query(sql), kind, "{sql}");
-        }
-    }
 
     #[test]
     fn mysql_gtid_text_untagged_and_tagged() {

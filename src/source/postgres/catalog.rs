@@ -381,7 +381,7 @@ impl Catalog {
                 .batch_execute(&sql)
                 .await
                 .map_err(|e| sql_err(&format!("adding tables to publication {name}{hint}"), e))?;
-            tracing::warn!(publication = name, added = %list(&missing), "added newly matching tables to the publication; their existing rows are not snapshotted, only changes from now on");
+            tracing::info!(publication = name, added = %list(&missing), "added tables to the publication");
         }
         Ok(true)
     }

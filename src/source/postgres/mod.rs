@@ -23,6 +23,7 @@ pub mod backlog;
 pub mod catalog;
 pub mod check;
 pub mod conn;
+pub mod live;
 pub mod pgoutput;
 pub mod protocol;
 pub mod relation;
@@ -215,9 +216,14 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let params = ConnParams::from_url(&url, timeout)?;
     let names = names(cfg, pg);
     let mut catalog = Catalog::connect(&url, &names.application, timeout).await?;
-    let selection = preflight(&catalog, pg).await?;
-    let publications = reconcile_publications(&catalog, &names, &selection).await?;
+    let mut selection = preflight(&catalog, pg).await?;
     let tables: Vec<TableRef> = selection.full.iter().chain(&selection.insert_only).cloned().collect();
+    let signal = signal_table(&catalog, pg).await?;
+    if let Some(s) = signal.as_ref().filter(|s| !tables.contains(s)) {
+        // Its rows reach the stream but are never published.
+        selection.full.push(s.clone());
+    }
+    let publications = reconcile_publications(&catalog, &names, &selection).await?;
 
     let mut repl = ReplicationConn::connect(&params, &names.application).await?;
     let system = identify(&mut repl).await?;
@@ -342,9 +348,16 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         progress.step += 1;
         emitter.mark_progress(Position::Postgres { lsn: start }, Arc::new(progress.clone()))?;
     }
-    let snapshotter = if progress.unfinished().next().is_some() {
-        let setups = snapshot_setups(&mut catalog, &progress, &ctx, pg.snapshot_tuning().chunk_rows).await?;
-        let tuning = pg.snapshot_tuning();
+    // Logical messages carry the snapshot chunks' watermarks (PostgreSQL 14 and later).
+    let can_snapshot = catalog.setting("server_version_num").await?.parse::<u32>().unwrap_or(0) >= 140000;
+    if !can_snapshot && progress.unfinished().next().is_some() {
+        return Err(SourceError::Fatal(
+            "snapshots need PostgreSQL 14 or later (logical decoding messages mark where each chunk was read); upgrade the server, or set snapshot = \"never\"".into(),
+        )
+        .into());
+    }
+    let tuning = pg.snapshot_tuning();
+    let mut snapshotter = can_snapshot.then(|| {
         let settings = snapshot::reader::ReadSettings {
             url: url.clone(),
             application: format!("{}-snapshot", names.application),
@@ -353,24 +366,19 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             limiter: tuning.limiter(),
             connector: cfg.name.clone(),
         };
-        let s = snapshot::Snapshotter::start(settings, tuning.workers, progress, setups, start);
+        snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start)
+    });
+    if let Some(s) = &mut snapshotter {
+        for t in progress.unfinished() {
+            let Some((schema, name)) = t.table.split_once('.') else { continue };
+            let table = TableRef { schema: schema.to_string(), name: name.to_string() };
+            s.add(snapshot::table_setup(&mut catalog, &table, &ctx, tuning.chunk_rows).await?);
+        }
+        s.launch();
         emitter.set_snapshot_estimate(s.estimated_rows());
-        Some(s)
-    } else {
-        None
-    };
-
-    // Logical messages carry the snapshot chunks' watermarks (PostgreSQL 14 and later).
-    let messages = if catalog.setting("server_version_num").await?.parse::<u32>().unwrap_or(0) >= 140000 {
-        ", \"messages\" 'true'"
-    } else if snapshotter.is_some() {
-        return Err(SourceError::Fatal(
-            "snapshots need PostgreSQL 14 or later (logical decoding messages mark where each chunk was read); upgrade the server, or set snapshot = \"never\"".into(),
-        )
-        .into());
-    } else {
-        ""
-    };
+    }
+    let snapshotting = snapshotter.as_ref().is_some_and(snapshot::Snapshotter::is_running);
+    let messages = if can_snapshot { ", \"messages\" 'true'" } else { "" };
     let sql = format!(
         "START_REPLICATION SLOT {} LOGICAL {start} (\"proto_version\" '1', \"publication_names\" {}{messages})",
         quote_ident(&names.slot),
@@ -382,7 +390,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let (reader, writer) = repl.start_replication(&sql).await?;
     *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner()) = walsender;
     tracing::info!(connector = %cfg.name, slot = %names.slot, publications = %publications.join(","), %start, tables = tables.len(), "streaming");
-    emitter.set_state(if snapshotter.is_some() {
+    emitter.set_state(if snapshotting {
         crate::core::status::State::Snapshotting
     } else {
         crate::core::status::State::Streaming
@@ -393,9 +401,47 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         let application = format!("{}-heartbeat", names.application);
         crate::source::TaskGuard(tokio::spawn(backlog::heartbeat(url.clone(), application, query, interval, timeout)))
     });
-    let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start).with_snapshot(snapshotter);
+    let live = live::LiveTables::new(live::LiveSettings {
+        patterns: &pg.tables,
+        mode: pg.snapshot,
+        names: &names,
+        publications: &publications,
+        captured: &tables,
+        signal,
+        discovery_secs: pg.table_discovery_interval_secs,
+        chunk_rows: tuning.chunk_rows,
+    });
+    let streamer =
+        stream::Streamer::new(&mut catalog, ctx, emitter, start).with_snapshot(snapshotter).with_live_tables(live);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
     streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await
+}
+
+/// The configured signal table, which must exist with Debezium's columns.
+async fn signal_table(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<Option<TableRef>, SourceError> {
+    let Some(name) = &pg.signal_table else { return Ok(None) };
+    let (schema, table) = name.split_once('.').unwrap_or(("public", name));
+    let t = TableRef { schema: schema.to_string(), name: table.to_string() };
+    let found = catalog.resolve_tables(&[t.to_string()]).await;
+    let meta = match found {
+        Ok(_) => catalog.table_meta_by_name(&t).await?,
+        Err(_) => {
+            return Err(SourceError::Fatal(format!(
+                "source.signal_table {name} does not exist; create it: CREATE TABLE {} {}",
+                t.quoted(),
+                live::SIGNAL_TABLE_DDL
+            )))
+        }
+    };
+    for col in ["id", "type", "data"] {
+        if !meta.columns.iter().any(|(c, _)| c == col) {
+            return Err(SourceError::Fatal(format!(
+                "source.signal_table {name} has no column `{col}`; it needs Debezium's columns {}",
+                live::SIGNAL_TABLE_DDL
+            )));
+        }
+    }
+    Ok(Some(t))
 }
 
 fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), SourceError> {
@@ -432,43 +478,4 @@ async fn create_slot(repl: &mut ReplicationConn, slot: &str) -> Result<Lsn, Sour
         .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
     tracing::info!(slot, consistent_point = %at, "created replication slot");
     Ok(at)
-}
-
-/// What the snapshot readers need to know about each unfinished table.
-async fn snapshot_setups(
-    catalog: &mut Catalog,
-    progress: &SnapshotProgress,
-    ctx: &SourceContext,
-    chunk_rows: u32,
-) -> Result<Vec<snapshot::TableSetup>, SourceError> {
-    let mut out = Vec::new();
-    for t in progress.unfinished() {
-        let Some((schema, name)) = t.table.split_once('.') else { continue };
-        let table = TableRef { schema: schema.to_string(), name: name.to_string() };
-        let meta = catalog.table_meta_by_name(&table).await?;
-        let mut columns = Vec::with_capacity(meta.columns.len());
-        for (col, oid) in &meta.columns {
-            columns.push((col.clone(), catalog.kind_for(*oid).await?));
-        }
-        let rel = relation::Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
-        let size = catalog
-            .client()
-            .query_one(
-                "SELECT GREATEST(reltuples, 0)::int8, GREATEST(relpages, 0)::int8, (pg_relation_size(oid) / current_setting('block_size')::int8) FROM pg_class WHERE oid = $1",
-                &[&meta.oid],
-            )
-            .await
-            .map_err(|e| catalog::sql_err("snapshot: table size", e))?;
-        let (tuples, pages, blocks): (i64, i64, i64) = (size.get(0), size.get(1), size.get(2));
-        // Without statistics, assume the densest table (tiny rows: about 290 per 8 kB block).
-        let per_block = if tuples > 0 && pages > 0 { (tuples / pages).max(1) } else { 290 } as u64;
-        out.push(snapshot::TableSetup {
-            table,
-            rel: Arc::new(rel),
-            blocks: blocks.max(0) as u64,
-            blocks_per_chunk: (u64::from(chunk_rows) / per_block).max(1),
-            estimate: tuples as u64,
-        });
-    }
-    Ok(out)
 }

@@ -3,7 +3,7 @@
 //! blocked sink never makes the server time us out.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::catalog::{Catalog, TableRef};
 use super::conn::{ReplicationReader, ReplicationWriter};
+use super::live::LiveTables;
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
@@ -47,8 +48,10 @@ pub struct Streamer<'a> {
     last_mark: Lsn,
     /// Bound on catalog lookups made while streaming (same as the connection's).
     timeout: Duration,
-    /// Tables being read in chunks while streaming, if any.
+    /// Reads tables in chunks while streaming (`None`: the server cannot, before 14).
     snapshot: Option<Snapshotter>,
+    /// New tables and signals, handled between transactions.
+    live: Option<LiveTables>,
 }
 
 impl<'a> Streamer<'a> {
@@ -67,22 +70,37 @@ impl<'a> Streamer<'a> {
             last_mark: resume_at,
             timeout: Duration::from_secs(30),
             snapshot: None,
+            live: None,
         }
     }
 
     /// Reads tables in chunks while streaming; their rows are emitted between transactions.
     pub fn with_snapshot(mut self, snapshot: Option<Snapshotter>) -> Self {
-        self.snapshot = snapshot.filter(|s| !s.is_finished());
+        self.snapshot = snapshot;
         self
     }
 
-    /// Between transactions: emits the snapshot chunks the stream has now passed.
+    /// Picks up new tables and snapshot signals while streaming.
+    pub fn with_live_tables(mut self, live: LiveTables) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    fn snapshot_running(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(Snapshotter::is_running)
+    }
+
+    /// Between transactions: takes new tables and signals, and emits the snapshot chunks the
+    /// stream has now passed.
     async fn between_transactions(&mut self) -> Result<(), SessionError> {
+        if let Some(live) = self.live.as_mut().filter(|l| l.due()) {
+            let progress = live.apply(self.catalog, self.snapshot.as_mut(), self.emitter, &self.ctx).await?;
+            if let Some(p) = progress {
+                self.emitter.mark_progress(Position::Postgres { lsn: self.last_mark }, p)?;
+            }
+        }
         if let Some(s) = &mut self.snapshot {
             s.emit_ready(self.emitter, self.last_mark).await?;
-            if s.is_finished() {
-                self.snapshot = None;
-            }
         }
         Ok(())
     }
@@ -112,14 +130,26 @@ impl<'a> Streamer<'a> {
                 if *shutdown.borrow() {
                     return Ok(());
                 }
+                // The next look for new tables, which must happen on a quiet database too.
+                // (Inside a transaction it waits for the commit, which looks anyway.)
+                let discovery = self
+                    .live
+                    .as_ref()
+                    .and_then(LiveTables::next_discovery)
+                    .filter(|_| !self.emitter.in_transaction() && !self.skipping);
+                let discovery_due = tokio::time::sleep_until(discovery.unwrap_or_else(Instant::now).into());
                 let data = tokio::select! {
                     biased;
                     _ = shutdown.changed() => return Ok(()),
                     // Reading a message is cancel-safe (a partial frame stays in the buffer).
-                    _ = snapshot_tick.tick(), if self.snapshot.is_some() => {
+                    _ = snapshot_tick.tick(), if self.snapshot_running() => {
                         if !self.emitter.in_transaction() && !self.skipping {
                             self.between_transactions().await?;
                         }
+                        continue;
+                    }
+                    _ = discovery_due, if discovery.is_some() => {
+                        self.between_transactions().await?;
                         continue;
                     }
                     // The status writer only ends when it cannot write: the connection is gone.
@@ -179,7 +209,13 @@ impl<'a> Streamer<'a> {
                 }
                 self.txn = None;
                 self.last_mark = self.last_mark.max(end_lsn);
-                self.emitter.commit(Position::Postgres { lsn: end_lsn })?;
+                // Snapshots asked for by this transaction's signals are checkpointed with it,
+                // so a crash cannot pass the signals without keeping the request.
+                let progress = match self.live.as_mut().filter(|l| l.has_requests()) {
+                    Some(live) => live.apply(self.catalog, self.snapshot.as_mut(), self.emitter, &self.ctx).await?,
+                    None => None,
+                };
+                self.emitter.commit_with(Position::Postgres { lsn: end_lsn }, progress)?;
                 self.between_transactions().await?;
             }
             Message::Relation(r) => {
@@ -190,6 +226,8 @@ impl<'a> Streamer<'a> {
                 self.relations.insert(rel.id, rel);
             }
             _ if self.skipping => {}
+            Message::Insert { rel } if self.is_signal(rel) => self.signal(data, rel),
+            Message::Update { rel, .. } | Message::Delete { rel, .. } if self.is_signal(rel) => {}
             Message::Insert { rel } => self.emit_row(data, rel, wal_start, Op::Create, None, Some(Tuple::New)).await?,
             Message::Update { rel, old } => self.update(data, rel, wal_start, old).await?,
             Message::Delete { rel, .. } => {
@@ -237,6 +275,25 @@ impl<'a> Streamer<'a> {
             let before = (old == OldTuple::Full).then_some(Tuple::Old);
             self.emit_row(data, rel_id, lsn, Op::Update, before, Some(Tuple::New)).await
         }
+    }
+
+    fn is_signal(&self, rel: u32) -> bool {
+        match (&self.live, self.relations.get(&rel)) {
+            (Some(live), Some(r)) => live.is_signal(&r.table),
+            _ => false,
+        }
+    }
+
+    /// A row inserted into the signal table: taken at its transaction's commit, not emitted.
+    fn signal(&mut self, data: &[u8], rel: u32) {
+        let (Some(live), Some(r)) = (&mut self.live, self.relations.get(&rel)) else { return };
+        let column = |name: &str| {
+            let i = r.columns.iter().position(|c| c.name == name)?;
+            let text = cell_text(data, *self.new.get(i)?)?;
+            Some(String::from_utf8_lossy(text).into_owned())
+        };
+        let kind = column("type").unwrap_or_default();
+        live.signal_row(&column("id").unwrap_or_default(), &kind, column("data").as_deref());
     }
 
     fn relation(&self, id: u32) -> Result<&Relation, SourceError> {

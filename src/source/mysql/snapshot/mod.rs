@@ -12,19 +12,16 @@ pub mod reader;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Mutex};
-
 use super::table::Table;
 use super::values::{Key, Row, TextCells};
 use super::TableName;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{BinlogPosition, Position};
-use crate::core::recent_keys::{key_hash, RecentKeys, Superseded};
+use crate::core::recent_keys::{key_hash, Superseded};
 use crate::core::snapshot::{SnapshotKind, SnapshotMarker, SnapshotProgress};
 use crate::emit::Emitter;
-use crate::error::{SessionError, SourceError};
-use crate::source::chunks::{ChunkLedger, Job, JobQueues};
-use crate::source::TaskGuard;
+use crate::error::SessionError;
+use crate::source::chunks::SnapshotEngine;
 use reader::{ChunkRead, ReadSettings, TablePlan};
 
 /// What the tables to read need from the session that starts them.
@@ -40,152 +37,103 @@ struct TableRun {
 }
 
 pub struct Snapshotter {
-    ledger: ChunkLedger,
+    engine: SnapshotEngine<ReadSettings>,
+    /// By the engine's table index.
     runs: Vec<TableRun>,
-    by_name: HashMap<(String, String), usize>,
-    results: mpsc::Receiver<Result<ChunkRead, SourceError>>,
-    retry: mpsc::UnboundedSender<Job>,
-    /// Chunks read, waiting for the stream to pass their binlog position.
-    ready: Vec<ChunkRead>,
-    max_ready: usize,
-    recent: RecentKeys,
-    tasks: Vec<TaskGuard>,
-    finished: bool,
+    /// The id under which each table's changes are remembered, by `(db, table)`.
+    ids: HashMap<(String, String), u32>,
     server_id: u32,
     key_scratch: Vec<u8>,
 }
 
 impl Snapshotter {
-    /// Starts reading every unfinished table of `progress` with `workers` readers; the stream
-    /// calls [`Snapshotter::emit_ready`] from binlog position `from` (as one number) on.
-    pub fn start(
-        settings: ReadSettings,
-        workers: usize,
-        progress: SnapshotProgress,
-        tables: Vec<TableSetup>,
-        from: u64,
-    ) -> Self {
-        let workers = workers.max(1);
+    /// A snapshotter for a stream that starts at binlog position `from` (as one number),
+    /// reading with `workers` readers the tables [`Snapshotter::add`] gives it.
+    pub fn new(settings: ReadSettings, workers: usize, progress: SnapshotProgress, from: u64) -> Self {
         let server_id = settings.info.server_id;
-        let mut ledger = ChunkLedger::new(progress, workers);
-        let mut runs = Vec::new();
-        let mut plans = Vec::new();
-        for setup in tables {
-            let name = setup.name.to_string();
-            let Some(index) = ledger.add_table(&name, setup.estimate) else { continue };
-            let Some(p) = ledger.progress().table(&name) else { continue };
-            plans.push(TablePlan {
-                index,
-                name: setup.name.clone(),
-                table: setup.table.clone(),
-                filter: p.filter.clone(),
-                start: p.done_upto.clone(),
-            });
-            runs.push(TableRun { table: setup.table, kind: p.kind });
-        }
-        let by_name = runs.iter().enumerate().map(|(i, r)| ((r.table.db.clone(), r.table.name.clone()), i)).collect();
-        let settings = Arc::new(settings);
-        let plans = Arc::new(plans);
-        let (planned_tx, planned_rx) = mpsc::channel(workers);
-        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-        let (results_tx, results_rx) = mpsc::channel(workers);
-        let queues = Arc::new(Mutex::new(JobQueues::new(retry_rx, planned_rx)));
-        let mut tasks = Vec::new();
-        if !runs.is_empty() {
-            let (s, p, tx) = (settings.clone(), plans.clone(), results_tx.clone());
-            tasks.push(TaskGuard(tokio::spawn(async move {
-                if let Err(e) = reader::plan(s, p, planned_tx).await {
-                    let _ = tx.send(Err(e)).await;
-                }
-            })));
-            for _ in 0..workers {
-                let fut = reader::work(settings.clone(), plans.clone(), queues.clone(), results_tx.clone());
-                tasks.push(TaskGuard(tokio::spawn(fut)));
-            }
-            tracing::info!(
-                tables = runs.len(),
-                estimated_rows = ledger.estimated_rows(),
-                workers,
-                chunk_rows = settings.chunk_rows,
-                "snapshot started (chunks read while streaming)"
-            );
-        }
         Snapshotter {
-            finished: runs.is_empty(),
-            ledger,
-            runs,
-            by_name,
-            results: results_rx,
-            retry: retry_tx,
-            ready: Vec::new(),
-            max_ready: workers * 2,
-            recent: RecentKeys::new(from),
-            tasks,
+            engine: SnapshotEngine::new(settings, workers, progress, from),
+            runs: Vec::new(),
+            ids: HashMap::new(),
             server_id,
             key_scratch: Vec::new(),
         }
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.finished
+    /// Adds a table whose progress says it still needs reading (returns whether it did); it is
+    /// read from [`Snapshotter::launch`] on.
+    pub fn add(&mut self, setup: TableSetup) -> bool {
+        let name = setup.name.to_string();
+        let Some(p) = self.engine.ledger().progress().table(&name) else { return false };
+        let kind = p.kind;
+        let plan = TablePlan { name: setup.name.clone(), table: setup.table.clone(), filter: p.filter.clone() };
+        let Some(index) = self.engine.add(&name, setup.estimate, plan) else { return false };
+        debug_assert_eq!(index, self.runs.len());
+        let next_id = self.ids.len() as u32;
+        self.ids.entry((setup.table.db.clone(), setup.table.name.clone())).or_insert(next_id);
+        self.runs.push(TableRun { table: setup.table, kind });
+        true
+    }
+
+    /// Starts reading the tables added since the last call.
+    pub fn launch(&mut self) {
+        self.engine.launch();
+    }
+
+    /// Records a snapshot of `table` asked for while streaming; returns the progress to
+    /// checkpoint before [`Snapshotter::add`] starts it.
+    pub fn request(&mut self, table: &str, filter: Option<String>) -> Arc<SnapshotProgress> {
+        self.engine.ledger_mut().request(table, filter, None)
+    }
+
+    /// Records that the binlog holds `table` from its creation on, so it needs no snapshot (a
+    /// run of it still going is dropped); returns the progress to checkpoint.
+    pub fn streamed_from_creation(&mut self, table: &str) -> Arc<SnapshotProgress> {
+        self.engine.ledger_mut().streamed_only(table)
+    }
+
+    pub fn progress(&self) -> &SnapshotProgress {
+        self.engine.ledger().progress()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.engine.is_running()
     }
 
     pub fn estimated_rows(&self) -> u64 {
-        self.ledger.estimated_rows()
+        self.engine.ledger().estimated_rows()
     }
 
-    /// The id under which changes of `db.name` are remembered, while its table is being read.
+    /// The id under which changes of `db.name` are remembered, while a snapshot runs.
     pub fn watched(&self, db: &str, name: &str) -> Option<u32> {
-        if self.finished {
+        if !self.engine.is_running() {
             return None;
         }
-        self.by_name.get(&(db.to_string(), name.to_string())).map(|&i| i as u32)
+        self.ids.get(&(db.to_string(), name.to_string())).copied()
     }
 
     /// The binlog changed `key` of table `id` in the group starting at `pos`.
     pub fn record(&mut self, id: u32, pos: u64, key: Option<&[u8]>) {
         if let Some(k) = key {
-            self.recent.record(id, pos, 0, key_hash(k));
+            self.engine.recent().record(id, pos, 0, key_hash(k));
         }
     }
 
     /// The binlog truncated table `id` in the group starting at `pos`.
     pub fn record_truncate(&mut self, id: u32, pos: u64) {
-        self.recent.record_truncate(id, pos, 0);
+        self.engine.recent().record_truncate(id, pos, 0);
     }
 
     /// Between event groups, with the stream at `here`: emits every chunk whose binlog position
     /// the stream has reached, as long as few enough emitted chunks wait for the checkpoint.
     pub async fn emit_ready(&mut self, emitter: &mut Emitter, here: &BinlogPosition) -> Result<(), SessionError> {
-        if self.finished {
+        if !self.engine.is_running() {
             return Ok(());
         }
-        while self.ready.len() < self.max_ready {
-            match self.results.try_recv() {
-                Ok(Ok(chunk)) => self.ready.push(chunk),
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => break,
-            }
-        }
-        let at = here.as_u64();
-        self.ready.sort_by_key(|c| c.emit_at);
-        while self.ready.first().is_some_and(|c| c.emit_at <= at)
-            && self.ledger.may_emit(emitter.durable_snapshot_step())
-        {
-            let chunk = self.ready.remove(0);
-            if self.ledger.stale(&chunk.job) {
-                continue;
-            }
+        while let Some(chunk) = self.engine.next_ready(here.as_u64(), emitter.durable_snapshot_step())? {
             self.emit_chunk(emitter, chunk, here).await?;
         }
-        self.recent.prune(self.ready.iter().map(|c| c.lo).min());
-        self.ledger.report(false);
-        if self.ledger.all_done() {
-            self.finished = true;
-            self.tasks.clear();
-            self.ledger.report(true);
-            emitter.set_state(crate::core::status::State::Streaming);
-        }
+        self.engine.settle(emitter);
         Ok(())
     }
 
@@ -197,31 +145,28 @@ impl Snapshotter {
     ) -> Result<(), SessionError> {
         let idx = chunk.job.table;
         let (table, kind) = (self.runs[idx].table.clone(), self.runs[idx].kind);
-        let superseded = match self.recent.superseded(idx as u32, chunk.lo, |_| false) {
-            Ok(s) => s,
-            Err(_) => {
-                tracing::warn!(table = %self.ledger.name(idx), "snapshot chunk read too long ago to check against the binlog (too many changes meanwhile); reading it again");
-                let _ = self.retry.send(self.ledger.retry(&chunk.job));
-                return Ok(());
-            }
+        let id = self.ids.get(&(table.db.clone(), table.name.clone())).copied().unwrap_or(u32::MAX);
+        let Some(superseded) = self.engine.superseded(id, &chunk, |_| false) else {
+            return Ok(());
         };
-        let outcome = self.ledger.begin(&chunk.place());
-        let n = chunk.rows.len();
-        let first = (0..n).find(|&i| self.kept(&table, &chunk.rows[i], &superseded));
-        let last = (0..n).rev().find(|&i| self.kept(&table, &chunk.rows[i], &superseded));
+        let outcome = self.engine.ledger_mut().begin(&chunk.place());
+        let n = chunk.rows.rows.len();
+        let first = (0..n).find(|&i| self.kept(&table, &chunk.rows.rows[i], &superseded));
+        let last = (0..n).rev().find(|&i| self.kept(&table, &chunk.rows.rows[i], &superseded));
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
         emitter.begin(format_args!(
             "snapshot chunk {} of {} at {}:{}",
             chunk.job.seq,
-            self.ledger.name(idx),
-            chunk.at.file,
-            chunk.at.pos
+            self.engine.ledger().name(idx),
+            chunk.rows.at.file,
+            chunk.rows.at.pos
         ))?;
         let here_u64 = here.as_u64();
         let mut emitted = 0u64;
-        for (i, cells) in chunk.rows.iter().enumerate() {
+        for (i, cells) in chunk.rows.rows.iter().enumerate() {
             let (is_first, is_last) = (Some(i) == first, Some(i) == last);
-            let marker = if is_first || is_last { self.ledger.marker(&outcome, is_first, is_last) } else { plain };
+            let marker =
+                if is_first || is_last { self.engine.ledger().marker(&outcome, is_first, is_last) } else { plain };
             let after = Row { table: &table, cells };
             let key = table.has_key().then_some(Key(Row { table: &table, cells }));
             let source = super::stream::SourceBlock {
@@ -229,9 +174,9 @@ impl Snapshotter {
                 ts_us: chunk.read_at_us,
                 snapshot: marker,
                 server_id: self.server_id,
-                gtid: chunk.at.gtid.as_deref(),
-                file: &chunk.at.file,
-                pos: chunk.at.pos,
+                gtid: chunk.rows.at.gtid.as_deref(),
+                file: &chunk.rows.at.file,
+                pos: chunk.rows.at.pos,
                 row: 0,
                 txn_start: here_u64,
                 index: i as u64,
@@ -248,7 +193,7 @@ impl Snapshotter {
                 emitted += 1;
             }
         }
-        let progress = self.ledger.finish(outcome, emitted);
+        let progress = self.engine.ledger_mut().finish(outcome, emitted);
         emitter.commit_with(Position::Mysql(here.clone()), Some(progress))?;
         Ok(())
     }

@@ -14,32 +14,27 @@
 //! The stream emits the chunk once it has passed the window's end, dropping every key the binlog
 //! changed from the window's start on (`core::recent_keys`). No lock is taken.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Value};
-use tokio::sync::{mpsc, Mutex};
 
 use crate::config::MysqlSourceConfig;
 use crate::core::envelope::now_us;
 use crate::core::position::BinlogPosition;
 use crate::error::SourceError;
-use crate::source::chunks::{ChunkPlace, Job, JobQueues};
+use crate::source::chunks::engine::Limiter;
+use crate::source::chunks::{ChunkReader, Job, Piece};
 use crate::source::mysql::table::{Kind, Table};
 use crate::source::mysql::values::TextCells;
 use crate::source::mysql::{connect, current_position, my_err, quote, ServerInfo, TableName};
 
 /// One table to read.
 pub struct TablePlan {
-    /// Index in the snapshotter's table list.
-    pub index: usize,
     pub name: TableName,
     pub table: Arc<Table>,
     pub filter: Option<String>,
-    /// Where a resumed snapshot goes on: the key done up to.
-    pub start: Option<Vec<String>>,
 }
 
 impl TablePlan {
@@ -110,44 +105,65 @@ impl TablePlan {
     }
 }
 
-/// One piece of a job, read: the whole range or, when more rows than a chunk's limit arrived
-/// since planning, its first part (the rest follows as the next piece).
-pub struct ChunkRead {
-    pub job: Job,
+/// A piece's rows and where the read was consistent (for the rows' `source` block).
+pub struct MyRows {
     pub rows: Vec<TextCells>,
-    pub done_upto: Option<Vec<String>>,
-    pub complete: bool,
-    /// The binlog position from which the log's changes may be missing from the rows.
-    pub lo: u64,
-    /// The binlog position the stream must pass before the rows are emitted.
-    pub emit_at: u64,
-    /// Where the snapshot was consistent, for the rows' `source` block.
     pub at: BinlogPosition,
-    pub read_at_us: i64,
 }
 
-impl ChunkRead {
-    pub fn place(&self) -> ChunkPlace {
-        ChunkPlace {
-            table: self.job.table,
-            seq: self.job.seq,
-            done_upto: self.done_upto.clone(),
-            complete: self.complete,
-            last_range: self.job.upper.is_none(),
-        }
-    }
-}
+pub type ChunkRead = Piece<MyRows>;
 
-/// Settings shared by the planner and the workers.
+/// Settings shared by the planner and the workers; the source's [`ChunkReader`].
 pub struct ReadSettings {
     pub my: MysqlSourceConfig,
     pub info: ServerInfo,
     pub chunk_rows: u32,
-    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    pub limiter: Option<Arc<Limiter>>,
+}
+
+impl ChunkReader for ReadSettings {
+    type Plan = TablePlan;
+    type Conn = Reader;
+    type Rows = MyRows;
+
+    fn chunk_rows(&self) -> u32 {
+        self.chunk_rows
+    }
+
+    fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_deref()
+    }
+
+    async fn connect(&self) -> Result<Reader, SourceError> {
+        Reader::open(self).await
+    }
+
+    async fn boundary(
+        &self,
+        r: &mut Reader,
+        t: &TablePlan,
+        lower: Option<&[String]>,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        // Without a key a table is one range, read in one transaction.
+        if !t.keyed() {
+            return Ok(None);
+        }
+        boundary(r, t, lower, self.chunk_rows).await
+    }
+
+    async fn read(
+        &self,
+        r: &mut Reader,
+        t: &TablePlan,
+        job: &Job,
+        lower: Option<Vec<String>>,
+    ) -> Result<ChunkRead, SourceError> {
+        read_piece(r, self, t, job, lower).await
+    }
 }
 
 /// A reader connection and how it quotes.
-struct Reader {
+pub struct Reader {
     conn: Conn,
     no_backslash_escapes: bool,
 }
@@ -161,38 +177,6 @@ impl Reader {
         let no_backslash_escapes = mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
         Ok(Reader { conn, no_backslash_escapes })
     }
-}
-
-/// Cuts every table into jobs, in order, as workers take them.
-pub async fn plan(
-    settings: Arc<ReadSettings>,
-    tables: Arc<Vec<TablePlan>>,
-    jobs: mpsc::Sender<Job>,
-) -> Result<(), SourceError> {
-    let mut r = Reader::open(&settings).await?;
-    for t in tables.iter() {
-        let mut lower = t.start.clone();
-        let mut seq = 0;
-        loop {
-            // Without a key a table is one range, read in one transaction.
-            let upper =
-                if t.keyed() { boundary(&mut r, t, lower.as_deref(), settings.chunk_rows).await? } else { None };
-            let last = upper.is_none();
-            if jobs
-                .send(Job { table: t.index, seq, attempt: 0, lower: lower.clone(), upper: upper.clone() })
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
-            if last {
-                break;
-            }
-            lower = upper;
-            seq += 1;
-        }
-    }
-    Ok(())
 }
 
 /// The key `chunk_rows` rows past `lower`, or `None` when fewer are left.
@@ -217,39 +201,6 @@ async fn boundary(
     Ok(Some(key_text(t, &cells)?))
 }
 
-/// Reads jobs until the queues close, sending each piece to the snapshotter.
-pub async fn work(
-    settings: Arc<ReadSettings>,
-    tables: Arc<Vec<TablePlan>>,
-    queues: Arc<Mutex<JobQueues>>,
-    results: mpsc::Sender<Result<ChunkRead, SourceError>>,
-) {
-    let outcome = async {
-        let mut r = Reader::open(&settings).await?;
-        loop {
-            let Some(job) = queues.lock().await.next().await else { return Ok(()) };
-            let t =
-                tables.get(job.table).ok_or_else(|| SourceError::Fatal("snapshot: job for an unknown table".into()))?;
-            let mut lower = job.lower.clone();
-            loop {
-                let piece = read_piece(&mut r, &settings, t, &job, lower.clone()).await?;
-                let (complete, done) = (piece.complete, piece.done_upto.clone());
-                if results.send(Ok(piece)).await.is_err() {
-                    return Ok(());
-                }
-                if complete {
-                    break;
-                }
-                lower = done;
-            }
-        }
-    }
-    .await;
-    if let Err(e) = outcome {
-        let _ = results.send(Err(e)).await;
-    }
-}
-
 async fn read_piece(
     r: &mut Reader,
     settings: &ReadSettings,
@@ -257,12 +208,6 @@ async fn read_piece(
     job: &Job,
     lower: Option<Vec<String>>,
 ) -> Result<ChunkRead, SourceError> {
-    if let Some(limiter) = &settings.limiter {
-        if let Some(n) = NonZeroU32::new(settings.chunk_rows) {
-            // The burst is at least one chunk, so this cannot be refused.
-            let _ = limiter.until_n_ready(n).await;
-        }
-    }
     let what = format!("snapshot: reading {}", t.name);
     let q = |e| my_err(&what, e);
     let (lo, at) = if settings.info.mariadb {
@@ -300,14 +245,13 @@ async fn read_piece(
         Some(last) if truncated => Some(key_text(t, last)?),
         _ => job.upper.clone(),
     };
-    Ok(ChunkRead {
+    Ok(Piece {
         job: Job { lower, ..job.clone() },
-        rows,
+        rows: MyRows { rows, at: at.clone() },
         done_upto,
         complete: !truncated,
         lo: lo.as_u64(),
         emit_at: at.as_u64(),
-        at,
         read_at_us,
     })
 }
@@ -381,11 +325,9 @@ mod tests {
             key_kinds.iter().enumerate().map(|(i, k)| Column::new(format!("k{i}"), k.clone())).collect();
         let key = (0..columns.len()).collect();
         TablePlan {
-            index: 0,
             name: TableName { db: "d".into(), name: "t".into() },
             table: Arc::new(Table::new("d", "t", columns, key, &ctx)),
             filter: None,
-            start: None,
         }
     }
 

@@ -11,17 +11,16 @@
 //! `lo` (see `core::recent_keys`). Tables with a key are cut by key (keyset pagination over the
 //! key's index); tables without one by block ranges of `ctid`.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, Mutex};
 
 use super::copy::RowBuf;
 use crate::core::envelope::now_us;
 use crate::core::position::Lsn;
 use crate::error::SourceError;
-use crate::source::chunks::{ChunkPlace, Job, JobQueues};
+use crate::source::chunks::engine::Limiter;
+use crate::source::chunks::{ChunkReader, Job, Piece};
 use crate::source::postgres::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
 use crate::source::postgres::pgoutput::cell_text;
 use crate::source::postgres::relation::Relation;
@@ -29,13 +28,9 @@ use crate::source::postgres::tls::PgUrl;
 
 /// One table to read.
 pub struct TablePlan {
-    /// Index in the snapshotter's table list.
-    pub index: usize,
     pub table: TableRef,
     pub rel: Arc<Relation>,
     pub filter: Option<String>,
-    /// Where a resumed snapshot goes on: the key (or, without a key, the block) done up to.
-    pub start: Option<Vec<String>>,
     /// Without a key: the table's size in blocks when planned, and blocks per chunk.
     pub blocks: u64,
     pub blocks_per_chunk: u64,
@@ -134,80 +129,82 @@ impl Visibility {
     }
 }
 
-/// One piece of a job, read: either the whole range or, when more rows than a chunk's limit
-/// arrived since planning, its first part (the rest follows as the next piece).
-pub struct ChunkRead {
-    pub job: Job,
+/// A piece's rows and what its read could see.
+pub struct PgRows {
     pub rows: RowBuf,
-    /// The key (or block) the rows are complete up to once this piece is delivered.
-    pub done_upto: Option<Vec<String>>,
-    /// The job's range is fully read.
-    pub complete: bool,
-    pub lo: Lsn,
-    pub emit_at: Lsn,
     pub visibility: Visibility,
-    pub read_at_us: i64,
 }
 
-impl ChunkRead {
-    pub fn place(&self) -> ChunkPlace {
-        ChunkPlace {
-            table: self.job.table,
-            seq: self.job.seq,
-            done_upto: self.done_upto.clone(),
-            complete: self.complete,
-            last_range: self.job.upper.is_none(),
-        }
-    }
-}
+pub type ChunkRead = Piece<PgRows>;
 
-/// Settings shared by the planner and the workers.
+/// Settings shared by the planner and the workers; the source's [`ChunkReader`].
 pub struct ReadSettings {
     pub url: PgUrl,
     pub application: String,
     pub timeout: std::time::Duration,
     pub chunk_rows: u32,
-    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    pub limiter: Option<Arc<Limiter>>,
     /// Written into the watermark message so other readers of the WAL can tell whose it is.
     pub connector: String,
 }
 
-/// Cuts every table into jobs, in order, as workers take them.
-pub async fn plan(
-    settings: Arc<ReadSettings>,
-    tables: Arc<Vec<TablePlan>>,
-    jobs: mpsc::Sender<Job>,
-) -> Result<(), SourceError> {
-    let catalog = Catalog::connect(&settings.url, &settings.application, settings.timeout).await?;
-    for t in tables.iter() {
-        let mut lower = t.start.clone();
-        let mut seq = 0;
-        loop {
-            let upper = if t.keyed() {
-                boundary(&catalog, t, lower.as_deref(), settings.chunk_rows).await?
-            } else {
-                let from = lower.as_ref().and_then(|l| l.first()).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
-                let to = from + t.blocks_per_chunk.max(1);
-                (to < t.blocks).then(|| vec![to.to_string()])
-            };
-            let last = upper.is_none();
-            let first_lower =
-                if t.keyed() { lower.clone() } else { Some(lower.clone().unwrap_or_else(|| vec!["0".into()])) };
-            if jobs
-                .send(Job { table: t.index, seq, attempt: 0, lower: first_lower, upper: upper.clone() })
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
-            if last {
-                break;
-            }
-            lower = upper;
-            seq += 1;
+impl ChunkReader for ReadSettings {
+    type Plan = TablePlan;
+    type Conn = Catalog;
+    type Rows = PgRows;
+
+    fn chunk_rows(&self) -> u32 {
+        self.chunk_rows
+    }
+
+    fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_deref()
+    }
+
+    async fn connect(&self) -> Result<Catalog, SourceError> {
+        let catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
+        // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
+        // writer to flush it.
+        catalog
+            .client()
+            .batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(|e| sql_err("snapshot: session settings", e))?;
+        Ok(catalog)
+    }
+
+    async fn boundary(
+        &self,
+        catalog: &mut Catalog,
+        t: &TablePlan,
+        lower: Option<&[String]>,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        if t.keyed() {
+            return boundary(catalog, t, lower, self.chunk_rows).await;
+        }
+        let from = lower.and_then(|l| l.first()).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+        let to = from + t.blocks_per_chunk.max(1);
+        Ok((to < t.blocks).then(|| vec![to.to_string()]))
+    }
+
+    fn first_lower(&self, t: &TablePlan, start: Option<Vec<String>>) -> Option<Vec<String>> {
+        // Block ranges are `[lower, upper)`: the first one starts at block 0.
+        if t.keyed() {
+            start
+        } else {
+            Some(start.unwrap_or_else(|| vec!["0".into()]))
         }
     }
-    Ok(())
+
+    async fn read(
+        &self,
+        catalog: &mut Catalog,
+        t: &TablePlan,
+        job: &Job,
+        lower: Option<Vec<String>>,
+    ) -> Result<ChunkRead, SourceError> {
+        read_piece(catalog, self, t, job, lower).await
+    }
 }
 
 /// The key `chunk_rows` rows past `lower`, or `None` when fewer are left.
@@ -241,46 +238,6 @@ async fn boundary(
     Ok(Some(key))
 }
 
-/// Reads jobs until the queues close, sending each piece to the snapshotter.
-pub async fn work(
-    settings: Arc<ReadSettings>,
-    tables: Arc<Vec<TablePlan>>,
-    queues: Arc<Mutex<JobQueues>>,
-    results: mpsc::Sender<Result<ChunkRead, SourceError>>,
-) {
-    let outcome = async {
-        let catalog = Catalog::connect(&settings.url, &settings.application, settings.timeout).await?;
-        // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
-        // writer to flush it.
-        catalog
-            .client()
-            .batch_execute("SET synchronous_commit = on")
-            .await
-            .map_err(|e| sql_err("snapshot: session settings", e))?;
-        loop {
-            let Some(job) = queues.lock().await.next().await else { return Ok(()) };
-            let t =
-                tables.get(job.table).ok_or_else(|| SourceError::Fatal("snapshot: job for an unknown table".into()))?;
-            let mut lower = job.lower.clone();
-            loop {
-                let piece = read_piece(&catalog, &settings, t, &job, lower.clone()).await?;
-                let (complete, done) = (piece.complete, piece.done_upto.clone());
-                if results.send(Ok(piece)).await.is_err() {
-                    return Ok(());
-                }
-                if complete {
-                    break;
-                }
-                lower = done;
-            }
-        }
-    }
-    .await;
-    if let Err(e) = outcome {
-        let _ = results.send(Err(e)).await;
-    }
-}
-
 async fn read_piece(
     catalog: &Catalog,
     settings: &ReadSettings,
@@ -288,12 +245,6 @@ async fn read_piece(
     job: &Job,
     lower: Option<Vec<String>>,
 ) -> Result<ChunkRead, SourceError> {
-    if let Some(limiter) = &settings.limiter {
-        if let Some(n) = NonZeroU32::new(settings.chunk_rows) {
-            // The burst is at least one chunk, so this cannot be refused.
-            let _ = limiter.until_n_ready(n).await;
-        }
-    }
     let what = format!("snapshot: reading {}", t.table);
     let client = catalog.client();
     let first_text = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| {
@@ -357,14 +308,13 @@ async fn read_piece(
         .await
         .map_err(|e| sql_err("snapshot: writing the chunk's watermark", e))?;
     let emit_at: Lsn = emitted.get::<_, String>(0).parse().map_err(|_| bad("watermark position"))?;
-    Ok(ChunkRead {
+    Ok(Piece {
         job: Job { lower, ..job.clone() },
-        rows,
+        rows: PgRows { rows, visibility },
         done_upto,
         complete: !truncated,
-        lo,
-        emit_at,
-        visibility,
+        lo: lo.0,
+        emit_at: emit_at.0,
         read_at_us,
     })
 }

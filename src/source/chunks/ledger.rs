@@ -1,7 +1,7 @@
-//! The bookkeeping of a chunked snapshot that both sources share: which ranges of each table are
-//! emitted, how far each table is done over the contiguous run of emitted ranges, Debezium's
-//! first/last markers, the never-backwards progress that rides on each chunk to the checkpoint,
-//! the bound on chunks emitted but not yet checkpointed, and progress in the logs.
+//! The bookkeeping of a chunked snapshot: which ranges of each table are emitted, how far each
+//! table is done over the contiguous run of emitted ranges, Debezium's first/last markers, the
+//! never-backwards progress that rides on each chunk to the checkpoint, the bound on chunks
+//! emitted but not yet checkpointed, and progress in the logs.
 //!
 //! The sources read and emit rows; this module only decides what a chunk means for progress.
 
@@ -81,6 +81,9 @@ struct TableRun {
     /// The first range not yet emitted; ranges after it that were emitted wait in `held`.
     next_seq: u64,
     held: BTreeMap<u64, ChunkPlace>,
+    /// Replaced by a newer run of the same table (a snapshot asked for again): its chunks that
+    /// are still in flight are dropped.
+    retired: bool,
 }
 
 /// What emitting one chunk does to its table, decided before its rows go out.
@@ -130,19 +133,75 @@ impl ChunkLedger {
         &self.progress
     }
 
-    /// Adds table `name` if its progress says it still needs reading; returns its index.
+    /// Adds table `name` if its progress says it still needs reading; returns its index. An
+    /// earlier run of the same table is retired.
     pub fn add_table(&mut self, name: &str, estimate: u64) -> Option<usize> {
         let p = self.progress.table(name).filter(|p| !p.done)?;
-        self.runs.push(TableRun { name: name.to_string(), kind: p.kind, estimate, next_seq: 0, held: BTreeMap::new() });
+        let kind = p.kind;
+        if self.all_done() {
+            // A new snapshot after the last one finished: rates and totals start over.
+            self.started = Instant::now();
+            self.rows_this_run = 0;
+        }
+        for r in self.runs.iter_mut().filter(|r| r.name == name) {
+            r.retired = true;
+        }
+        self.runs.push(TableRun {
+            name: name.to_string(),
+            kind,
+            estimate,
+            next_seq: 0,
+            held: BTreeMap::new(),
+            retired: false,
+        });
         Some(self.runs.len() - 1)
     }
 
-    pub fn tables(&self) -> usize {
-        self.runs.len()
+    /// Records a snapshot of `name` asked for while streaming (on demand, or a table that
+    /// started to match): its progress starts over as an incremental snapshot limited by
+    /// `filter` (`streamed_after`: see [`TableProgress`]). Returns the progress to checkpoint at
+    /// once, so the request survives a crash; [`ChunkLedger::add_table`] then starts the run.
+    pub fn request(
+        &mut self,
+        name: &str,
+        filter: Option<String>,
+        streamed_after: Option<String>,
+    ) -> Arc<SnapshotProgress> {
+        let mut entry = TableProgress::pending(name.to_string(), SnapshotKind::Incremental, filter);
+        entry.streamed_after = streamed_after;
+        self.set(entry)
     }
 
+    /// Records that table `name` needs no snapshot (the log holds it from its creation on); a
+    /// run of it still going is retired. Returns the progress to checkpoint.
+    pub fn streamed_only(&mut self, name: &str) -> Arc<SnapshotProgress> {
+        for r in self.runs.iter_mut().filter(|r| r.name == name) {
+            r.retired = true;
+        }
+        self.set(TableProgress::streamed_only(name.to_string()))
+    }
+
+    fn set(&mut self, entry: TableProgress) -> Arc<SnapshotProgress> {
+        match self.progress.table_mut(&entry.table) {
+            Some(t) => *t = entry,
+            None => self.progress.tables.push(entry),
+        }
+        self.progress.step += 1;
+        Arc::new(self.progress.clone())
+    }
+
+    /// Rows the server estimated the tables being read hold.
     pub fn estimated_rows(&self) -> u64 {
-        self.runs.iter().map(|r| r.estimate).sum()
+        self.live().filter(|r| self.progress.table(&r.name).is_some_and(|t| !t.done)).map(|r| r.estimate).sum()
+    }
+
+    /// Rows the server estimated table `index` holds.
+    pub fn estimate(&self, index: usize) -> u64 {
+        self.runs.get(index).map_or(0, |r| r.estimate)
+    }
+
+    fn live(&self) -> impl Iterator<Item = &TableRun> {
+        self.runs.iter().filter(|r| !r.retired)
     }
 
     pub fn name(&self, table: usize) -> &str {
@@ -151,7 +210,7 @@ impl ChunkLedger {
 
     /// Every table added is done.
     pub fn all_done(&self) -> bool {
-        self.runs.iter().all(|r| self.progress.table(&r.name).is_none_or(|t| t.done))
+        self.live().all(|r| self.progress.table(&r.name).is_none_or(|t| t.done))
     }
 
     /// Whether another chunk may be emitted now that the store holds snapshot step `durable`.
@@ -164,7 +223,8 @@ impl ChunkLedger {
 
     /// The piece of `job` belongs to a read that was since started again: drop it.
     pub fn stale(&self, job: &Job) -> bool {
-        self.attempts.get(&(job.table, job.seq)).is_some_and(|&a| job.attempt < a)
+        self.runs.get(job.table).is_none_or(|r| r.retired)
+            || self.attempts.get(&(job.table, job.seq)).is_some_and(|&a| job.attempt < a)
     }
 
     /// The piece of `job` cannot be emitted (its window can no longer be checked): returns the
@@ -260,7 +320,7 @@ impl ChunkLedger {
             );
             return;
         }
-        for r in &self.runs {
+        for r in self.live() {
             let Some(t) = self.progress.table(&r.name).filter(|t| !t.done) else { continue };
             let left = r.estimate.saturating_sub(t.rows);
             let eta = if rate > 0.0 { (left as f64 / rate) as u64 } else { 0 };

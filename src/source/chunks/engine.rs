@@ -1,0 +1,336 @@
+//! The running part of a chunked snapshot that both sources share: a planner that cuts tables
+//! into key ranges as workers need them, reader workers (each with its own connection, behind
+//! the rate limit), the chunks read and waiting for the stream to pass their watermark, and the
+//! keys the log changed meanwhile.
+//!
+//! A source supplies a [`ChunkReader`] (how to cut and read ranges of its tables) and, between
+//! two transactions of its stream, takes the chunks [`SnapshotEngine::next_ready`] hands it,
+//! checks them with [`SnapshotEngine::superseded`] and emits them. Tables may be added at any
+//! time (newly matched, or asked for on demand); the tasks start when there is work and stop
+//! when every table is done.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, Mutex};
+
+use super::ledger::{ChunkLedger, ChunkPlace, Job, JobQueues};
+use crate::core::recent_keys::{RecentKeys, Superseded};
+use crate::core::snapshot::SnapshotProgress;
+use crate::core::status::State;
+use crate::emit::Emitter;
+use crate::error::SourceError;
+use crate::source::TaskGuard;
+
+pub type Limiter = governor::DefaultDirectRateLimiter;
+
+/// One piece of a job, read: the whole range or, when more rows than a chunk's limit arrived
+/// since planning, its first part (the rest follows as the next piece of the same job).
+pub struct Piece<R> {
+    pub job: Job,
+    pub rows: R,
+    /// The key (or block) the table is complete up to once this piece is delivered.
+    pub done_upto: Option<Vec<String>>,
+    /// The job's range is fully read.
+    pub complete: bool,
+    /// The log position from which the log's changes may be missing from the rows.
+    pub lo: u64,
+    /// The log position the stream must pass before the rows are emitted.
+    pub emit_at: u64,
+    pub read_at_us: i64,
+}
+
+impl<R> Piece<R> {
+    pub fn place(&self) -> ChunkPlace {
+        ChunkPlace {
+            table: self.job.table,
+            seq: self.job.seq,
+            done_upto: self.done_upto.clone(),
+            complete: self.complete,
+            last_range: self.job.upper.is_none(),
+        }
+    }
+}
+
+/// How one source cuts and reads its tables.
+pub trait ChunkReader: Send + Sync + 'static {
+    /// What the reader needs to know about one table.
+    type Plan: Send + Sync + 'static;
+    type Conn: Send + 'static;
+    /// The rows of a piece, in the source's own form.
+    type Rows: Send + 'static;
+
+    fn chunk_rows(&self) -> u32;
+    fn limiter(&self) -> Option<&Limiter>;
+    /// A connection of its own for the planner or one worker.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, SourceError>> + Send;
+    /// The end of the range that starts after `lower`, or `None` when the rest is one range.
+    fn boundary(
+        &self,
+        conn: &mut Self::Conn,
+        plan: &Self::Plan,
+        lower: Option<&[String]>,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, SourceError>> + Send;
+    /// Where a table's first range starts, given where a resumed snapshot left off.
+    fn first_lower(&self, _plan: &Self::Plan, start: Option<Vec<String>>) -> Option<Vec<String>> {
+        start
+    }
+    /// Reads `job` from `lower` on, in one short transaction.
+    fn read(
+        &self,
+        conn: &mut Self::Conn,
+        plan: &Self::Plan,
+        job: &Job,
+        lower: Option<Vec<String>>,
+    ) -> impl Future<Output = Result<Piece<Self::Rows>, SourceError>> + Send;
+}
+
+/// The plans of every table added, by ledger index (shared with the tasks).
+type Plans<P> = Arc<RwLock<Vec<Arc<P>>>>;
+type Results<R> = Result<Piece<R>, SourceError>;
+
+fn plan_at<P>(plans: &Plans<P>, index: usize) -> Option<Arc<P>> {
+    plans.read().unwrap_or_else(|e| e.into_inner()).get(index).cloned()
+}
+
+/// Channels into running tasks.
+struct Running {
+    to_plan: mpsc::UnboundedSender<(usize, Option<Vec<String>>)>,
+    retry: mpsc::UnboundedSender<Job>,
+    _tasks: Vec<TaskGuard>,
+}
+
+pub struct SnapshotEngine<R: ChunkReader> {
+    reader: Arc<R>,
+    workers: usize,
+    ledger: ChunkLedger,
+    plans: Plans<R::Plan>,
+    running: Option<Running>,
+    /// Tables added since the tasks last started, with where each starts.
+    queued: Vec<(usize, Option<Vec<String>>)>,
+    results: mpsc::Receiver<Results<R::Rows>>,
+    results_tx: mpsc::Sender<Results<R::Rows>>,
+    /// Pieces read, waiting for the stream to pass their watermark.
+    ready: Vec<Piece<R::Rows>>,
+    recent: RecentKeys,
+}
+
+impl<R: ChunkReader> SnapshotEngine<R> {
+    /// An engine with no table yet, for a stream that starts at log position `from`.
+    pub fn new(reader: R, workers: usize, progress: SnapshotProgress, from: u64) -> Self {
+        let workers = workers.max(1);
+        let (results_tx, results) = mpsc::channel(workers);
+        SnapshotEngine {
+            reader: Arc::new(reader),
+            workers,
+            ledger: ChunkLedger::new(progress, workers),
+            plans: Arc::new(RwLock::new(Vec::new())),
+            running: None,
+            queued: Vec::new(),
+            results,
+            results_tx,
+            ready: Vec::new(),
+            recent: RecentKeys::new(from),
+        }
+    }
+
+    pub fn ledger(&self) -> &ChunkLedger {
+        &self.ledger
+    }
+
+    pub fn ledger_mut(&mut self) -> &mut ChunkLedger {
+        &mut self.ledger
+    }
+
+    pub fn recent(&mut self) -> &mut RecentKeys {
+        &mut self.recent
+    }
+
+    /// Some table is still being read.
+    pub fn is_running(&self) -> bool {
+        !self.ledger.all_done()
+    }
+
+    /// Adds table `name` if its progress says it still needs reading; returns its index. It is
+    /// read once [`SnapshotEngine::launch`] runs.
+    pub fn add(&mut self, name: &str, estimate: u64, plan: R::Plan) -> Option<usize> {
+        let start = self.ledger.progress().table(name)?.done_upto.clone();
+        let index = self.ledger.add_table(name, estimate)?;
+        let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
+        debug_assert_eq!(plans.len(), index, "plans and ledger runs stay aligned");
+        plans.push(Arc::new(plan));
+        drop(plans);
+        self.queued.push((index, start));
+        Some(index)
+    }
+
+    /// Starts reading the tables added since the last call: into the running tasks, or with new
+    /// ones (a planner and one reader per worker).
+    pub fn launch(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        if self.running.is_none() {
+            let (to_plan, plan_rx) = mpsc::unbounded_channel();
+            let (retry, retry_rx) = mpsc::unbounded_channel();
+            let (planned_tx, planned_rx) = mpsc::channel(self.workers);
+            let queues = Arc::new(Mutex::new(JobQueues::new(retry_rx, planned_rx)));
+            let mut tasks = Vec::with_capacity(self.workers + 1);
+            let (reader, plans, tx) = (self.reader.clone(), self.plans.clone(), self.results_tx.clone());
+            tasks.push(TaskGuard(tokio::spawn(async move {
+                if let Err(e) = plan(reader, plans, plan_rx, planned_tx).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            })));
+            for _ in 0..self.workers {
+                let fut = work(self.reader.clone(), self.plans.clone(), queues.clone(), self.results_tx.clone());
+                tasks.push(TaskGuard(tokio::spawn(fut)));
+            }
+            self.running = Some(Running { to_plan, retry, _tasks: tasks });
+        }
+        tracing::info!(
+            tables = self.queued.len(),
+            estimated_rows = self.queued.iter().map(|&(i, _)| self.ledger.estimate(i)).sum::<u64>(),
+            workers = self.workers,
+            chunk_rows = self.reader.chunk_rows(),
+            "snapshot started (chunks read while streaming)"
+        );
+        if let Some(r) = &self.running {
+            for t in self.queued.drain(..) {
+                let _ = r.to_plan.send(t);
+            }
+        }
+    }
+
+    /// The next piece the stream may emit now that it is at log position `at` and the store
+    /// holds snapshot step `durable`: its watermark is passed and few enough emitted pieces
+    /// wait for the checkpoint.
+    pub fn next_ready(&mut self, at: u64, durable: u64) -> Result<Option<Piece<R::Rows>>, SourceError> {
+        let mut pulled = false;
+        while self.ready.len() < self.workers * 2 {
+            match self.results.try_recv() {
+                Ok(Ok(piece)) => {
+                    self.ready.push(piece);
+                    pulled = true;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if pulled {
+            self.ready.sort_by_key(|p| p.emit_at);
+        }
+        while self.ready.first().is_some_and(|p| p.emit_at <= at) && self.ledger.may_emit(durable) {
+            let piece = self.ready.remove(0);
+            if !self.ledger.stale(&piece.job) {
+                return Ok(Some(piece));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The keys of table `id` (as the source records them) that the log changed since `piece`
+    /// was read. `None` when the piece was read too long ago to tell: its range is read again.
+    pub fn superseded(
+        &mut self,
+        id: u32,
+        piece: &Piece<R::Rows>,
+        invisible: impl Fn(u32) -> bool,
+    ) -> Option<Superseded> {
+        match self.recent.superseded(id, piece.lo, invisible) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                tracing::warn!(table = %self.ledger.name(piece.job.table), "snapshot chunk read too long ago to check against the log (too many changes meanwhile); reading it again");
+                let job = self.ledger.retry(&piece.job);
+                if let Some(r) = &self.running {
+                    let _ = r.retry.send(job);
+                }
+                None
+            }
+        }
+    }
+
+    /// After the stream emitted what was ready: forgets keys no waiting piece needs, logs
+    /// progress, and stops the tasks once every table is done.
+    pub fn settle(&mut self, emitter: &Emitter) {
+        self.recent.prune(self.ready.iter().map(|p| p.lo).min());
+        self.ledger.report(false);
+        if self.running.is_some() && self.ledger.all_done() {
+            self.running = None;
+            self.ready.clear();
+            self.ledger.report(true);
+            emitter.set_state(State::Streaming);
+        }
+    }
+}
+
+/// Cuts each table sent on `tables` into jobs, in order, as workers take them.
+async fn plan<R: ChunkReader>(
+    reader: Arc<R>,
+    plans: Plans<R::Plan>,
+    mut tables: mpsc::UnboundedReceiver<(usize, Option<Vec<String>>)>,
+    jobs: mpsc::Sender<Job>,
+) -> Result<(), SourceError> {
+    let mut conn = None;
+    while let Some((index, start)) = tables.recv().await {
+        let Some(plan) = plan_at(&plans, index) else { continue };
+        let conn = match &mut conn {
+            Some(c) => c,
+            None => conn.insert(reader.connect().await?),
+        };
+        let mut lower = reader.first_lower(&plan, start);
+        let mut seq = 0;
+        loop {
+            let upper = reader.boundary(conn, &plan, lower.as_deref()).await?;
+            let last = upper.is_none();
+            let job = Job { table: index, seq, attempt: 0, lower: lower.clone(), upper: upper.clone() };
+            if jobs.send(job).await.is_err() {
+                return Ok(());
+            }
+            if last {
+                break;
+            }
+            lower = upper;
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Reads jobs until the queues close, sending each piece to the engine.
+async fn work<R: ChunkReader>(
+    reader: Arc<R>,
+    plans: Plans<R::Plan>,
+    queues: Arc<Mutex<JobQueues>>,
+    results: mpsc::Sender<Results<R::Rows>>,
+) {
+    let outcome = async {
+        let mut conn = reader.connect().await?;
+        loop {
+            let Some(job) = queues.lock().await.next().await else { return Ok(()) };
+            let plan = plan_at(&plans, job.table)
+                .ok_or_else(|| SourceError::Fatal("snapshot: job for an unknown table".into()))?;
+            let mut lower = job.lower.clone();
+            loop {
+                if let (Some(limiter), Some(n)) = (reader.limiter(), NonZeroU32::new(reader.chunk_rows())) {
+                    // The burst is at least one chunk, so this cannot be refused.
+                    let _ = limiter.until_n_ready(n).await;
+                }
+                let piece = reader.read(&mut conn, &plan, &job, lower.clone()).await?;
+                let (complete, done) = (piece.complete, piece.done_upto.clone());
+                if results.send(Ok(piece)).await.is_err() {
+                    return Ok(());
+                }
+                if complete {
+                    break;
+                }
+                lower = done;
+            }
+        }
+    }
+    .await;
+    if let Err(e) = outcome {
+        let _ = results.send(Err(e)).await;
+    }
+}

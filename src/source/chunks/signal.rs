@@ -1,0 +1,116 @@
+//! Snapshot requests made while the stream runs, in the form Debezium users know: a row inserted
+//! into a signal table in the source database (`id`, `type`, `data`), read from the log like any
+//! other change, so the request takes effect at its place in the log. `cdcd snapshot` writes such
+//! a row.
+//!
+//! Supported: `type = 'execute-snapshot'` with `data` as Debezium writes it,
+//! `{"data-collections": ["public.t"], "type": "incremental",
+//!   "additional-conditions": [{"data-collection": "public.t", "filter": "id > 10"}]}`
+//! (also the older single `"additional-condition": "..."` for every table). Other signal types
+//! are logged and ignored.
+
+use serde::Deserialize;
+
+/// The signal type that asks for a snapshot.
+pub const EXECUTE_SNAPSHOT: &str = "execute-snapshot";
+
+/// Tables to snapshot again, each with an optional row filter (an SQL condition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    pub tables: Vec<(String, Option<String>)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ExecuteSnapshot {
+    data_collections: Vec<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    additional_conditions: Vec<Condition>,
+    #[serde(default)]
+    additional_condition: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Condition {
+    data_collection: String,
+    filter: String,
+}
+
+/// Reads one signal row. `Ok(None)`: a signal of another type (not for snapshots).
+pub fn parse(kind: &str, data: Option<&str>) -> Result<Option<SnapshotRequest>, String> {
+    if !kind.eq_ignore_ascii_case(EXECUTE_SNAPSHOT) {
+        return Ok(None);
+    }
+    let data = data.ok_or("an execute-snapshot signal needs data naming its data-collections")?;
+    let s: ExecuteSnapshot = serde_json::from_str(data).map_err(|e| format!("its data is not valid: {e}"))?;
+    if let Some(k) = s.kind.as_deref().filter(|k| !k.eq_ignore_ascii_case("incremental")) {
+        return Err(format!("snapshot type {k:?} is not supported; cdcd runs incremental snapshots"));
+    }
+    if s.data_collections.is_empty() {
+        return Err("data-collections is empty".into());
+    }
+    let tables = s
+        .data_collections
+        .iter()
+        .map(|t| {
+            let name = unquote(t);
+            let filter = s
+                .additional_conditions
+                .iter()
+                .find(|c| unquote(&c.data_collection) == name)
+                .map(|c| c.filter.clone())
+                .or_else(|| s.additional_condition.clone())
+                .filter(|f| !f.trim().is_empty());
+            (name, filter)
+        })
+        .collect();
+    Ok(Some(SnapshotRequest { tables }))
+}
+
+/// The `data` of an execute-snapshot signal for one table.
+pub fn execute_snapshot_data(table: &str, filter: Option<&str>) -> String {
+    let mut v = serde_json::json!({ "data-collections": [table], "type": "incremental" });
+    if let Some(f) = filter {
+        v["additional-conditions"] = serde_json::json!([{ "data-collection": table, "filter": f }]);
+    }
+    v.to_string()
+}
+
+/// `"public"."t"` or `public.t` as `public.t`.
+fn unquote(name: &str) -> String {
+    name.split('.').map(|p| p.trim().trim_matches('"').trim_matches('`')).collect::<Vec<_>>().join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_debezium_signals_and_refuses_what_it_cannot_do() {
+        // As in Debezium's documentation for incremental snapshots.
+        let data = r#"{"data-collections": ["schema1.table1", "schema1.table2"], "type": "incremental",
+            "additional-conditions": [{"data-collection": "schema1.table1", "filter": "color='blue'"}]}"#;
+        let r = parse("execute-snapshot", Some(data)).unwrap().unwrap();
+        assert_eq!(
+            r.tables,
+            [("schema1.table1".to_string(), Some("color='blue'".to_string())), ("schema1.table2".to_string(), None)]
+        );
+        let old = r#"{"data-collections": ["\"public\".\"t\""], "additional-condition": "id > 5"}"#;
+        assert_eq!(
+            parse("execute-snapshot", Some(old)).unwrap().unwrap().tables,
+            [("public.t".into(), Some("id > 5".into()))]
+        );
+        assert_eq!(parse("log", Some("{}")).unwrap(), None);
+        assert!(parse("execute-snapshot", Some(r#"{"data-collections": ["a.b"], "type": "blocking"}"#)).is_err());
+        assert!(parse("execute-snapshot", Some("not json")).is_err());
+        assert!(parse("execute-snapshot", None).is_err());
+        let made = execute_snapshot_data("public.t", Some("id > 5"));
+        assert_eq!(
+            parse(EXECUTE_SNAPSHOT, Some(&made)).unwrap().unwrap().tables,
+            [("public.t".into(), Some("id > 5".into()))]
+        );
+    }
+}

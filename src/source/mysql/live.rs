@@ -1,0 +1,160 @@
+//! Tables that change while the binlog streams: a table created in the binlog that matches
+//! `tables` is streamed from its creation on, so it needs no snapshot (a snapshot of it still
+//! going is dropped); a row inserted into the signal table asks for a table to be snapshotted
+//! again (Debezium's `execute-snapshot`). Both are checkpointed with the transaction that
+//! carries them, so a crash does not lose them.
+
+use std::sync::Arc;
+
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Value};
+
+use super::snapshot::{Snapshotter, TableSetup};
+use super::table::{table_from_information_schema, Context, Table};
+use super::{connect, included, my_err, statements, TableName};
+use crate::config::MysqlSourceConfig;
+use crate::core::snapshot::SnapshotProgress;
+use crate::core::status::State;
+use crate::emit::Emitter;
+use crate::error::SourceError;
+use crate::source::chunks::signal;
+
+/// The columns of a signal table, as Debezium has them.
+pub const SIGNAL_TABLE_DDL: &str = "(id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))";
+
+pub struct LiveTables {
+    my: MysqlSourceConfig,
+    ctx: Context,
+    signal: Option<TableName>,
+    /// Snapshots asked for by signals in the open group.
+    requested: Vec<(String, Option<String>)>,
+    /// Captured tables created in the open group.
+    created: Vec<String>,
+    conn: Option<Conn>,
+}
+
+impl LiveTables {
+    pub fn new(my: &MysqlSourceConfig, ctx: Context, signal: Option<TableName>) -> Self {
+        LiveTables { my: my.clone(), ctx, signal, requested: Vec::new(), created: Vec::new(), conn: None }
+    }
+
+    pub fn is_signal(&self, db: &str, name: &str) -> bool {
+        self.signal.as_ref().is_some_and(|s| s.db == db && s.name == name)
+    }
+
+    /// Rows inserted into the signal table (`after` images), in `table`'s column order.
+    pub fn signal_rows<'r>(&mut self, table: &Table, inserted: impl Iterator<Item = &'r BinlogRow>) {
+        let index = |name: &str| table.columns.iter().position(|c| c.name == name);
+        let (id, kind, data) = (index("id"), index("type"), index("data"));
+        for row in inserted {
+            let text = |i: Option<usize>| match i.and_then(|i| row.as_ref(i)) {
+                Some(BinlogValue::Value(Value::Bytes(b))) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            };
+            let (sid, skind) = (text(id).unwrap_or_default(), text(kind).unwrap_or_default());
+            match signal::parse(&skind, text(data).as_deref()) {
+                Ok(Some(req)) => {
+                    tracing::info!(signal = %sid, tables = ?req.tables, "snapshot signal");
+                    self.requested.extend(req.tables);
+                }
+                Ok(None) => tracing::warn!(signal = %sid, kind = %skind, "signal type not supported by cdcd; ignored"),
+                Err(e) => tracing::warn!(signal = %sid, "signal ignored: {e}"),
+            }
+        }
+    }
+
+    /// A DDL statement of the binlog: notes a captured table it creates.
+    pub fn ddl(&mut self, sql: &str, default_db: &str) {
+        if let Some((db, name)) = statements::created_table(sql, default_db) {
+            if included(&self.my.tables, &db, &name) && !self.is_signal(&db, &name) {
+                self.created.push(TableName { db, name }.to_string());
+            }
+        }
+    }
+
+    /// Something to do when the open group ends.
+    pub fn has_work(&self) -> bool {
+        !self.requested.is_empty() || !self.created.is_empty()
+    }
+
+    /// At the end of a group: records new tables and starts the snapshots asked for. Returns
+    /// the progress to commit with the group.
+    pub async fn apply(
+        &mut self,
+        snapshotter: &mut Snapshotter,
+        emitter: &Emitter,
+    ) -> Result<Option<Arc<SnapshotProgress>>, SourceError> {
+        let mut progress = None;
+        for name in std::mem::take(&mut self.created) {
+            tracing::info!(table = %name, "new table in the binlog matches source.tables: streamed from its creation, no snapshot needed");
+            progress = Some(snapshotter.streamed_from_creation(&name));
+        }
+        for (name, filter) in std::mem::take(&mut self.requested) {
+            let Some((db, table)) = name.split_once('.') else {
+                tracing::warn!(table = %name, "snapshot signal: name the table as database.table; ignored");
+                continue;
+            };
+            if !included(&self.my.tables, db, table) {
+                tracing::warn!(table = %name, "snapshot asked for a table this connector does not capture; ignored");
+                continue;
+            }
+            let t = TableName { db: db.to_string(), name: table.to_string() };
+            let conn = match &mut self.conn {
+                Some(c) => c,
+                None => self.conn.insert(connect(&self.my).await?),
+            };
+            let setup = table_setup(conn, &t, &self.ctx).await?;
+            progress = Some(snapshotter.request(&name, filter));
+            snapshotter.add(setup);
+        }
+        if snapshotter.is_running() {
+            snapshotter.launch();
+            emitter.set_state(State::Snapshotting);
+        }
+        Ok(progress)
+    }
+}
+
+/// What the snapshot readers need about one table: its columns and key now, and the server's
+/// row estimate.
+pub async fn table_setup(conn: &mut Conn, t: &TableName, ctx: &Context) -> Result<TableSetup, SourceError> {
+    let table = table_from_information_schema(conn, t, ctx).await?;
+    let estimate: Option<Option<u64>> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&t.db, &t.name),
+        )
+        .await
+        .map_err(|e| my_err("snapshot: reading the table estimate", e))?;
+    Ok(TableSetup { name: t.clone(), table: Arc::new(table), estimate: estimate.flatten().unwrap_or(0) })
+}
+
+/// The configured signal table, which must exist with Debezium's columns.
+pub async fn signal_table(conn: &mut Conn, my: &MysqlSourceConfig) -> Result<Option<TableName>, SourceError> {
+    let Some(name) = &my.signal_table else { return Ok(None) };
+    let Some((db, table)) = name.split_once('.') else {
+        return Err(SourceError::Fatal(format!("source.signal_table {name:?}: name it as database.table")));
+    };
+    let columns: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .map_err(|e| my_err("reading the signal table", e))?;
+    if columns.is_empty() {
+        return Err(SourceError::Fatal(format!(
+            "source.signal_table {name} does not exist; create it: CREATE TABLE {name} {SIGNAL_TABLE_DDL}"
+        )));
+    }
+    for col in ["id", "type", "data"] {
+        if !columns.iter().any(|c| c.eq_ignore_ascii_case(col)) {
+            return Err(SourceError::Fatal(format!(
+                "source.signal_table {name} has no column `{col}`; it needs Debezium's columns {SIGNAL_TABLE_DDL}"
+            )));
+        }
+    }
+    Ok(Some(TableName { db: db.to_string(), name: table.to_string() }))
+}

@@ -1,0 +1,206 @@
+//! Tables that change while the stream runs: a new table that matches a `tables` wildcard joins
+//! the publication and is snapshotted incrementally, and a row inserted into the signal table
+//! asks for a table to be snapshotted again (Debezium's `execute-snapshot`). Both take effect
+//! between two transactions, with the request checkpointed first, so a crash does not lose it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::catalog::{sql_err, Catalog, TableRef};
+use super::relation::SourceContext;
+use super::snapshot::{self, Snapshotter};
+use super::Names;
+use crate::config::SnapshotMode;
+use crate::core::snapshot::SnapshotProgress;
+use crate::core::status::State;
+use crate::emit::Emitter;
+use crate::error::{SessionError, SourceError};
+use crate::source::chunks::signal;
+
+/// The columns of a signal table, as Debezium has them.
+pub const SIGNAL_TABLE_DDL: &str = "(id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048))";
+
+pub struct LiveTables {
+    /// The `tables` patterns with a `*`: only those can match a table created later.
+    wildcards: Vec<String>,
+    mode: SnapshotMode,
+    publication: String,
+    insert_publication: String,
+    /// Whether the insert-only publication is part of this stream.
+    streams_inserts: bool,
+    captured: BTreeSet<TableRef>,
+    signal: Option<TableRef>,
+    discovery: Option<Duration>,
+    next_discovery: Instant,
+    chunk_rows: u32,
+    /// Snapshots asked for by signals in the open transaction, taken at its commit.
+    requested: Vec<(String, Option<String>)>,
+}
+
+/// What the stream keeps for tables that may change while it runs.
+pub struct LiveSettings<'a> {
+    pub patterns: &'a [String],
+    pub mode: SnapshotMode,
+    pub names: &'a Names,
+    pub publications: &'a [String],
+    pub captured: &'a [TableRef],
+    pub signal: Option<TableRef>,
+    pub discovery_secs: u64,
+    pub chunk_rows: u32,
+}
+
+impl LiveTables {
+    pub fn new(s: LiveSettings<'_>) -> Self {
+        let discovery = (s.discovery_secs > 0).then(|| Duration::from_secs(s.discovery_secs));
+        LiveTables {
+            wildcards: s.patterns.iter().filter(|p| p.contains('*')).cloned().collect(),
+            mode: s.mode,
+            publication: s.names.publication.clone(),
+            insert_publication: s.names.insert_publication.clone(),
+            streams_inserts: s.publications.contains(&s.names.insert_publication),
+            captured: s.captured.iter().cloned().collect(),
+            signal: s.signal,
+            next_discovery: Instant::now() + discovery.unwrap_or_default(),
+            discovery,
+            chunk_rows: s.chunk_rows,
+            requested: Vec::new(),
+        }
+    }
+
+    pub fn is_signal(&self, table: &TableRef) -> bool {
+        self.signal.as_ref() == Some(table)
+    }
+
+    /// A row inserted into the signal table (its `type` and `data` columns).
+    pub fn signal_row(&mut self, id: &str, kind: &str, data: Option<&str>) {
+        match signal::parse(kind, data) {
+            Ok(Some(req)) => {
+                tracing::info!(signal = id, tables = ?req.tables, "snapshot signal");
+                self.requested.extend(req.tables);
+            }
+            Ok(None) => tracing::warn!(signal = id, kind, "signal type not supported by cdcd; ignored"),
+            Err(e) => tracing::warn!(signal = id, "signal ignored: {e}"),
+        }
+    }
+
+    /// When the next look for new tables is due, if cdcd looks.
+    pub fn next_discovery(&self) -> Option<Instant> {
+        self.discovery.map(|_| self.next_discovery)
+    }
+
+    /// Whether there is work for [`LiveTables::apply`] between transactions.
+    pub fn due(&self) -> bool {
+        !self.requested.is_empty() || self.discovery.is_some() && Instant::now() >= self.next_discovery
+    }
+
+    /// Signals wait for their transaction's commit.
+    pub fn has_requests(&self) -> bool {
+        !self.requested.is_empty()
+    }
+
+    /// Adds newly matching tables (when due) and starts the snapshots asked for. Returns the
+    /// progress to checkpoint with the place the stream is at: the caller commits it with the
+    /// signals' transaction, or marks it between transactions.
+    pub async fn apply(
+        &mut self,
+        catalog: &mut Catalog,
+        snapshotter: Option<&mut Snapshotter>,
+        emitter: &Emitter,
+        ctx: &SourceContext,
+    ) -> Result<Option<Arc<SnapshotProgress>>, SessionError> {
+        // (table, row filter, asked for by a signal)
+        let mut wanted: Vec<(TableRef, Option<String>, bool)> = Vec::new();
+        if let Some(every) = self.discovery.filter(|_| Instant::now() >= self.next_discovery) {
+            self.next_discovery = Instant::now() + every;
+            wanted.extend(self.discover(catalog).await?.into_iter().map(|t| (t, None, false)));
+        }
+        for (name, filter) in std::mem::take(&mut self.requested) {
+            match self.captured.iter().find(|t| t.to_string() == name) {
+                Some(t) => wanted.push((t.clone(), filter, true)),
+                None => {
+                    tracing::warn!(table = %name, "snapshot asked for a table this connector does not capture; ignored")
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let Some(snapshotter) = snapshotter else {
+            tracing::warn!(
+                "snapshots while streaming need PostgreSQL 14 or later; the tables stream without their existing rows"
+            );
+            return Ok(None);
+        };
+        let mut progress = None;
+        for (table, filter, asked) in wanted {
+            let name = table.to_string();
+            if !asked && self.mode == SnapshotMode::Never {
+                progress = Some(snapshotter.streamed_only(&name));
+                continue;
+            }
+            let setup = snapshot::table_setup(catalog, &table, ctx, self.chunk_rows).await?;
+            // Without a key, rows cannot be dropped by key: skip the rows of transactions this
+            // view cannot see, the log has them.
+            let streamed_after = if setup.rel.has_key() { None } else { Some(current_snapshot(catalog).await?) };
+            progress = Some(snapshotter.request(&name, filter, streamed_after));
+            snapshotter.add(setup);
+        }
+        if snapshotter.is_running() {
+            snapshotter.launch();
+            emitter.set_state(State::Snapshotting);
+        }
+        Ok(progress)
+    }
+
+    /// Tables created since the last look that match a wildcard: added to the publication.
+    async fn discover(&mut self, catalog: &mut Catalog) -> Result<Vec<TableRef>, SessionError> {
+        if self.wildcards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let new: Vec<TableRef> = catalog
+            .resolve_tables(&self.wildcards)
+            .await?
+            .into_iter()
+            .filter(|t| !self.captured.contains(t) && self.signal.as_ref() != Some(t))
+            .collect();
+        let mut added = Vec::new();
+        for t in new {
+            let meta = catalog.table_meta_by_name(&t).await?;
+            if meta.publishes_updates() {
+                catalog.ensure_publication(&self.publication, std::slice::from_ref(&t), None, true).await?;
+            } else {
+                catalog
+                    .ensure_publication(
+                        &self.insert_publication,
+                        std::slice::from_ref(&t),
+                        Some("insert, truncate"),
+                        true,
+                    )
+                    .await?;
+                if !self.streams_inserts {
+                    // A running stream cannot add a publication: the next session reads it, and
+                    // snapshots the table then (the checkpoint does not know it yet).
+                    return Err(SourceError::Transient(format!(
+                        "new table {t} has no replica identity; restarting the stream to read publication {}",
+                        self.insert_publication
+                    ))
+                    .into());
+                }
+            }
+            tracing::info!(table = %t, "new table matches source.tables: captured from now on, its existing rows snapshotted while streaming");
+            self.captured.insert(t.clone());
+            added.push(t);
+        }
+        Ok(added)
+    }
+}
+
+async fn current_snapshot(catalog: &Catalog) -> Result<String, SourceError> {
+    let row = catalog
+        .client()
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await
+        .map_err(|e| sql_err("snapshot: reading the current snapshot", e))?;
+    Ok(row.get(0))
+}

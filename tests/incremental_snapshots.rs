@@ -1,0 +1,275 @@
+//! Snapshots that start while the stream runs, on the real servers from scripts/test.sh, read
+//! back with the independent Python client:
+//! - a table created mid-stream that matches a wildcard: on PostgreSQL cdcd finds it, adds it to
+//!   the publication and snapshots it, so rows inserted before arrive as `r` and later ones as
+//!   `c`; on MariaDB the binlog holds the table from its CREATE on, so every row arrives as `c`
+//!   and no snapshot reads it (not even after a restart);
+//! - `cdcd snapshot --table T [--filter]` (a Debezium signal row) re-snapshots one table while
+//!   another keeps streaming: the other table's events keep arriving during the snapshot, with
+//!   low latency.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use support::*;
+
+fn id_of(r: &Rec) -> Option<i64> {
+    r.key.as_ref().and_then(|k| k["id"].as_i64())
+}
+
+/// Per key, the ops in topic order.
+fn ops_by_key(recs: &[Rec]) -> BTreeMap<i64, Vec<String>> {
+    let mut m: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for r in recs {
+        if let (Some(id), Some(op)) = (id_of(r), r.op()) {
+            m.entry(id).or_default().push(op.to_string());
+        }
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_table_created_mid_stream_gets_its_existing_rows_as_r_and_later_ones_as_c() {
+    let db = TestDb::create("incr_new_table").await;
+    let c = db.client().await;
+    c.batch_execute("CREATE SCHEMA live; CREATE TABLE live.first (id int PRIMARY KEY, v text); INSERT INTO live.first VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let rig = Rig::new(&db.url, "incrnew", r#"["live.*"]"#, "table_discovery_interval_secs = 1");
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
+
+    c.batch_execute(
+        "CREATE TABLE live.later (id int PRIMARY KEY, v text); INSERT INTO live.later SELECT g, 'before' FROM generate_series(1, 300) g",
+    )
+    .await
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().matches("snapshot finished").count() >= 2),
+        "the new table was not snapshotted: {}",
+        daemon.logs()
+    );
+    assert!(daemon.logs().contains("new table matches source.tables"), "{}", daemon.logs());
+    c.batch_execute("INSERT INTO live.later SELECT g, 'after' FROM generate_series(301, 400) g; UPDATE live.later SET v = 'changed' WHERE id = 5")
+        .await
+        .unwrap();
+
+    let recs = read_topics(&rig.broker.bootstrap, &["incrnew.live.later"], 401, 60);
+    let ops = ops_by_key(&recs);
+    for id in 1..=300 {
+        let want: &[&str] = if id == 5 { &["r", "u"] } else { &["r"] };
+        assert_eq!(ops.get(&id).map(Vec::as_slice).unwrap_or_default(), want, "key {id}: {:?}", ops.get(&id));
+    }
+    for id in 301..=400 {
+        assert_eq!(ops.get(&id).map(Vec::as_slice).unwrap_or_default(), ["c"], "key {id}");
+    }
+    let snapshot_markers: BTreeSet<&str> = recs
+        .iter()
+        .filter(|r| r.op() == Some("r"))
+        .filter_map(|r| r.value.as_ref()?["source"]["snapshot"].as_str())
+        .collect();
+    assert_eq!(snapshot_markers, BTreeSet::from(["incremental"]), "a table added later is an incremental snapshot");
+    let publication: Vec<String> = c
+        .query("SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'cdcd_incrnew' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(publication, ["first", "later"]);
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_table_created_mid_stream_is_streamed_from_its_creation_without_a_snapshot() {
+    let mut c = mysql_db("incr_my_new").await;
+    c.query_drop("CREATE TABLE first (id INT PRIMARY KEY, v TEXT)").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let cfg = write_mysql_config(dir.path(), "mynew", r#"["incr_my_new.*"]"#, 5611, &kafka_sink(&broker.bootstrap), "");
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+
+    c.query_drop("CREATE TABLE later (id INT PRIMARY KEY, v TEXT)").await.unwrap();
+    c.query_drop("INSERT INTO later SELECT seq, 'before' FROM seq_1_to_300").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("streamed from its creation")),
+        "{}",
+        daemon.logs()
+    );
+    c.query_drop("INSERT INTO later SELECT seq, 'after' FROM seq_301_to_400").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.later"], 400, 60);
+    let ops = ops_by_key(&recs);
+    assert_eq!(ops.len(), 400);
+    assert!(ops.values().all(|o| o == &["c"]), "every row once, as c: {:?}", ops.iter().find(|(_, o)| *o != &["c"]));
+
+    // A restart must not take the table for a new one (the checkpoint knows it needs no snapshot).
+    assert!(wait_until(Duration::from_secs(20), || {
+        checkpoint(dir.path(), "mynew").is_some_and(|cp| cp.to_string().contains("incr_my_new.later"))
+    }));
+    daemon.stop();
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+    c.query_drop("INSERT INTO later VALUES (401, 'after restart')").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.later"], 401, 60);
+    assert_eq!(recs.iter().filter(|r| r.op() == Some("r")).count(), 0, "{}", daemon.logs());
+    assert!(!daemon.logs().contains("snapshot started"), "{}", daemon.logs());
+    drop(daemon);
+}
+
+/// Inserts into `<table>` every 5 ms until `stop`.
+fn spawn_pg_writer(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let c = connect(&url).await;
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            c.execute("INSERT INTO od.busy (id, v) VALUES ($1, 'x')", &[&i]).await.expect("writer insert");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// The streaming table's events while the other table's snapshot rows were being emitted
+/// (by cdcd's processing time `ts_ms`): how many, and the worst commit-to-emit latency and gap.
+fn streaming_during_snapshot(snap: &[Rec], busy: &[Rec]) -> (usize, i64, i64) {
+    let ts = |r: &Rec| r.value.as_ref().and_then(|v| v["ts_ms"].as_i64()).unwrap_or(0);
+    let from = snap.iter().map(ts).min().unwrap_or(0);
+    let to = snap.iter().map(ts).max().unwrap_or(0);
+    let mut during: Vec<(i64, i64)> = busy
+        .iter()
+        .filter(|r| (from..=to).contains(&ts(r)))
+        .map(|r| (ts(r), r.value.as_ref().and_then(|v| v["source"]["ts_ms"].as_i64()).unwrap_or(0)))
+        .collect();
+    during.sort_unstable();
+    let latency = during.iter().map(|(emit, commit)| emit - commit).max().unwrap_or(i64::MAX);
+    let mut gap = during.first().map_or(i64::MAX, |f| f.0 - from);
+    for w in during.windows(2) {
+        gap = gap.max(w[1].0 - w[0].0);
+    }
+    gap = gap.max(during.last().map_or(i64::MAX, |l| to - l.0));
+    println!(
+        "snapshot emitted over {} ms; {} streamed events meanwhile, worst commit-to-emit latency {latency} ms, longest gap {gap} ms",
+        to - from,
+        during.len()
+    );
+    (during.len(), latency, gap)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_on_demand_snapshot_leaves_another_table_streaming() {
+    let db = TestDb::create("incr_on_demand").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE SCHEMA od; CREATE TABLE od.busy (id int PRIMARY KEY, v text); \
+         CREATE TABLE od.big (id int PRIMARY KEY, v text); \
+         INSERT INTO od.big SELECT g, repeat('b', 50) FROM generate_series(1, 200000) g; \
+         CREATE TABLE public.cdcd_signal (id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048))",
+    )
+    .await
+    .unwrap();
+    let rig = Rig::new(
+        &db.url,
+        "ondemand",
+        r#"["od.*"]"#,
+        "snapshot = \"never\"\nsignal_table = \"public.cdcd_signal\"\nsnapshot_chunk_rows = 5000\nsnapshot_workers = 2\nsnapshot_max_rows_per_sec = 50000",
+    );
+    let cfg = rig.cfg.to_str().unwrap();
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming")), "{}", daemon.logs());
+
+    // Requests the command refuses, with the reason.
+    let (code, _, err) = cdcd(&["snapshot", "--config", cfg, "--table", "public.cdcd_signal"]);
+    assert!(code == 1 && err.contains("not captured"), "{code} {err}");
+    let (code, _, err) = cdcd(&["snapshot", "--config", cfg, "--table", "big"]);
+    assert!(code == 1 && err.contains("schema.table"), "{code} {err}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_pg_writer(db.url.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, out, err) = cdcd(&["snapshot", "--config", cfg, "--table", "od.big"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(wait_until(Duration::from_secs(90), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let big = read_topics(&rig.broker.bootstrap, &["ondemand.od.big"], 200_000, 120);
+    let reads: BTreeSet<i64> = big.iter().filter(|r| r.op() == Some("r")).filter_map(id_of).collect();
+    assert_eq!(reads.len(), 200_000, "every row of the table, as r");
+    assert!(big.iter().all(|r| r.value.as_ref().is_some_and(|v| v["source"]["snapshot"] == "incremental")));
+    let busy = read_topics(&rig.broker.bootstrap, &["ondemand.od.busy"], 100, 60);
+    let (during, latency, gap) = streaming_during_snapshot(&big, &busy);
+    assert!(during >= 100, "only {during} events of the streaming table while the snapshot ran");
+    assert!(latency < 1_000, "streaming events waited {latency} ms during the snapshot");
+    assert!(gap < 1_000, "the streaming table went {gap} ms without an event during the snapshot");
+    let signals: i64 = c.query_one("SELECT count(*) FROM public.cdcd_signal", &[]).await.unwrap().get(0);
+    assert_eq!(signals, 1);
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_on_demand_snapshot_with_a_filter_leaves_another_table_streaming() {
+    let mut c = mysql_db("incr_my_od").await;
+    c.query_drop("CREATE TABLE busy (id INT PRIMARY KEY, v TEXT)").await.unwrap();
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, v TEXT)").await.unwrap();
+    c.query_drop("INSERT INTO big SELECT seq, repeat('b', 50) FROM seq_1_to_200000").await.unwrap();
+    c.query_drop(
+        "CREATE TABLE cdcd_signal (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let extra = "snapshot = \"never\"\nsignal_table = \"incr_my_od.cdcd_signal\"\nsnapshot_chunk_rows = 5000\nsnapshot_workers = 2\nsnapshot_max_rows_per_sec = 50000";
+    let cfg = write_mysql_config(
+        dir.path(),
+        "myod",
+        r#"["incr_my_od.busy", "incr_my_od.big"]"#,
+        5612,
+        &kafka_sink(&broker.bootstrap),
+        extra,
+    );
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut w = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                w.exec_drop("INSERT INTO incr_my_od.busy VALUES (?, 'x')", (i,)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, out, err) =
+        cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", "incr_my_od.big", "--filter", "id <= 150000"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(wait_until(Duration::from_secs(90), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let big = read_topics(&broker.bootstrap, &["myod.incr_my_od.big"], 150_000, 120);
+    let reads: BTreeSet<i64> = big.iter().filter(|r| r.op() == Some("r")).filter_map(id_of).collect();
+    assert_eq!(reads.len(), 150_000, "the filtered rows, as r");
+    assert_eq!(reads.last(), Some(&150_000));
+    assert!(big.iter().all(|r| r.value.as_ref().is_some_and(|v| v["source"]["snapshot"] == "incremental")));
+    let busy = read_topics(&broker.bootstrap, &["myod.incr_my_od.busy"], 100, 60);
+    let (during, latency, gap) = streaming_during_snapshot(&big, &busy);
+    assert!(during >= 100, "only {during} events of the streaming table while the snapshot ran");
+    // MariaDB's source.ts_ms has whole seconds: allow for the truncation.
+    assert!(latency < 2_000, "streaming events waited {latency} ms during the snapshot");
+    assert!(gap < 1_000, "the streaming table went {gap} ms without an event during the snapshot");
+    drop(daemon);
+}
