@@ -4,7 +4,6 @@
 //! `source` fields, and the same values, except where the README documents a difference:
 //! - `numeric` is an exact decimal string (Debezium's default is base64 of the unscaled bytes);
 //! - `source.sequence`, `source.origin`, `source.origin_lsn`: cdcd has `position` / `commit_lsn`;
-//! - the snapshot marker is "true" for every snapshot row (Debezium marks the last one "last").
 
 mod support;
 

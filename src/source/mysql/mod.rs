@@ -308,7 +308,10 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
     if !info.full_metadata() {
         tracing::warn!(connector = %cfg.name, "{}", info.metadata_mode());
     }
-    let tables = resolve_tables(&mut conn, &my.tables).await?;
+    let mut tables = resolve_tables(&mut conn, &my.tables).await?;
+    let signal = live::signal_table(&mut conn, my).await?;
+    // The signal table's rows are requests, never published, even when `tables` matches it.
+    tables.retain(|t| Some(t) != signal.as_ref());
     if tables.is_empty() {
         return Err(SourceError::Fatal(format!("no table matches source.tables {:?}", my.tables)).into());
     }
@@ -398,7 +401,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         snapshotter.launch();
         emitter.set_snapshot_estimate(snapshotter.estimated_rows());
     }
-    let live = live::LiveTables::new(my, ctx.clone(), live::signal_table(&mut conn, my).await?);
+    let live = live::LiveTables::new(my, ctx.clone(), signal);
     drop(conn);
     stream::run(my, &info, ctx, start, use_gtid, emitter, shutdown, snapshotter, live).await
 }

@@ -217,10 +217,14 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let names = names(cfg, pg);
     let mut catalog = Catalog::connect(&url, &names.application, timeout).await?;
     let mut selection = preflight(&catalog, pg).await?;
-    let tables: Vec<TableRef> = selection.full.iter().chain(&selection.insert_only).cloned().collect();
     let signal = signal_table(&catalog, pg).await?;
-    if let Some(s) = signal.as_ref().filter(|s| !tables.contains(s)) {
-        // Its rows reach the stream but are never published.
+    if let Some(s) = &signal {
+        // Its rows reach the stream but are never published, even when `tables` matches it.
+        selection.full.retain(|t| t != s);
+        selection.insert_only.retain(|t| t != s);
+    }
+    let tables: Vec<TableRef> = selection.full.iter().chain(&selection.insert_only).cloned().collect();
+    if let Some(s) = &signal {
         selection.full.push(s.clone());
     }
     let publications = reconcile_publications(&catalog, &names, &selection).await?;
