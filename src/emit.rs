@@ -191,7 +191,7 @@ impl Emitter {
     /// (a binlog rotation, a new file's header), where the source cannot tell whether it lies
     /// past the last boundary: a place that does not is ignored.
     pub fn mark_if_ahead(&mut self, position: Position) -> Result<(), SourceError> {
-        if self.frame.is_open() || !self.frame.is_ahead(&position) {
+        if !self.frame.is_ahead(&position) {
             return Ok(());
         }
         self.mark(position)

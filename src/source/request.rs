@@ -44,17 +44,16 @@ pub async fn request_snapshot(cfg: &ConnectorConfig, table: &str, filter: Option
             let timeout = Duration::from_secs(pg.timeout_secs);
             let catalog =
                 crate::source::postgres::catalog::Catalog::connect(&url, "cdcd-snapshot-request", timeout).await?;
-            let (s, t) = signal.split_once('.').unwrap_or(("public", signal));
-            let target = crate::source::postgres::catalog::TableRef { schema: s.into(), name: t.into() };
+            let target = crate::source::postgres::live::signal_ref(signal);
             let sql = format!("INSERT INTO {} (id, type, data) VALUES ($1, $2, $3)", target.quoted());
             catalog.client().execute(sql.as_str(), &[&id, &EXECUTE_SNAPSHOT, &data]).await.map_err(|e| {
                 crate::source::postgres::catalog::sql_err(&format!("writing the signal into {signal}"), e)
             })?;
         }
         SourceConfig::Mysql(my) => {
+            let t = crate::source::mysql::live::signal_name(signal)?;
             let mut conn = crate::source::mysql::connect(my).await?;
-            let (db, t) = signal.split_once('.').unwrap_or(("", signal));
-            let target = format!("{}.{}", crate::source::mysql::quote(db), crate::source::mysql::quote(t));
+            let target = format!("{}.{}", crate::source::mysql::quote(&t.db), crate::source::mysql::quote(&t.name));
             conn.exec_drop(
                 format!("INSERT INTO {target} (id, type, data) VALUES (?, ?, ?)"),
                 (&id, EXECUTE_SNAPSHOT, &data),

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, Mutex};
 
-use super::ledger::{ChunkLedger, ChunkPlace, Job, JobQueues};
+use super::ledger::{ChunkLedger, ChunkPlace, Job};
 use crate::core::recent_keys::{RecentKeys, Superseded};
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::State;
@@ -261,6 +261,35 @@ impl<R: ChunkReader> SnapshotEngine<R> {
             self.ready.clear();
             self.ledger.report(true);
             emitter.set_state(State::Streaming);
+        }
+    }
+}
+
+/// The queues workers take jobs from: retries first, then the planner's.
+struct JobQueues {
+    retry: mpsc::UnboundedReceiver<Job>,
+    planned: mpsc::Receiver<Job>,
+    planned_open: bool,
+}
+
+impl JobQueues {
+    fn new(retry: mpsc::UnboundedReceiver<Job>, planned: mpsc::Receiver<Job>) -> Self {
+        JobQueues { retry, planned, planned_open: true }
+    }
+
+    async fn next(&mut self) -> Option<Job> {
+        loop {
+            if !self.planned_open {
+                return self.retry.recv().await;
+            }
+            tokio::select! {
+                biased;
+                j = self.retry.recv() => return j,
+                j = self.planned.recv() => match j {
+                    Some(j) => return Some(j),
+                    None => self.planned_open = false,
+                },
+            }
         }
     }
 }

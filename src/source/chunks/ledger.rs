@@ -9,8 +9,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use crate::config::SnapshotMode;
 use crate::core::snapshot::{SnapshotKind, SnapshotMarker, SnapshotProgress, TableProgress};
 
@@ -43,35 +41,6 @@ pub struct Job {
     /// Read again after a failed check: pieces of earlier attempts that were not emitted yet
     /// are dropped, so the range is covered once, from where the failed piece started.
     pub attempt: u32,
-}
-
-/// The queues workers take jobs from: retries first, then the planner's.
-pub struct JobQueues {
-    pub retry: mpsc::UnboundedReceiver<Job>,
-    pub planned: mpsc::Receiver<Job>,
-    planned_open: bool,
-}
-
-impl JobQueues {
-    pub fn new(retry: mpsc::UnboundedReceiver<Job>, planned: mpsc::Receiver<Job>) -> Self {
-        JobQueues { retry, planned, planned_open: true }
-    }
-
-    pub async fn next(&mut self) -> Option<Job> {
-        loop {
-            if !self.planned_open {
-                return self.retry.recv().await;
-            }
-            tokio::select! {
-                biased;
-                j = self.retry.recv() => return j,
-                j = self.planned.recv() => match j {
-                    Some(j) => return Some(j),
-                    None => self.planned_open = false,
-                },
-            }
-        }
-    }
 }
 
 struct TableRun {

@@ -11,4 +11,4 @@ pub mod ledger;
 pub mod signal;
 
 pub use engine::{ChunkReader, Piece, SnapshotEngine};
-pub use ledger::{reconcile_progress, ChunkLedger, ChunkOutcome, ChunkPlace, Job, JobQueues};
+pub use ledger::{reconcile_progress, Job};

@@ -134,9 +134,8 @@ pub async fn table_setup(conn: &mut Conn, t: &TableName, ctx: &Context) -> Resul
 /// The configured signal table, which must exist with Debezium's columns.
 pub async fn signal_table(conn: &mut Conn, my: &MysqlSourceConfig) -> Result<Option<TableName>, SourceError> {
     let Some(name) = &my.signal_table else { return Ok(None) };
-    let Some((db, table)) = name.split_once('.') else {
-        return Err(SourceError::Fatal(format!("source.signal_table {name:?}: name it as database.table")));
-    };
+    let t = signal_name(name)?;
+    let (db, table) = (t.db.as_str(), t.name.as_str());
     let columns: Vec<String> = conn
         .exec(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
@@ -156,5 +155,13 @@ pub async fn signal_table(conn: &mut Conn, my: &MysqlSourceConfig) -> Result<Opt
             )));
         }
     }
-    Ok(Some(TableName { db: db.to_string(), name: table.to_string() }))
+    Ok(Some(t))
+}
+
+/// `database.table` as configured in `signal_table`.
+pub fn signal_name(name: &str) -> Result<TableName, SourceError> {
+    match name.split_once('.') {
+        Some((db, table)) => Ok(TableName { db: db.to_string(), name: table.to_string() }),
+        None => Err(SourceError::Fatal(format!("source.signal_table {name:?}: name it as database.table"))),
+    }
 }

@@ -211,14 +211,18 @@ impl Catalog {
     }
 
     pub async fn table_meta_by_name(&self, t: &TableRef) -> Result<TableMeta, SourceError> {
+        let oid = self.table_oid(t).await?.ok_or_else(|| SourceError::Fatal(format!("table {t} does not exist")))?;
+        self.table_meta(oid).await
+    }
+
+    /// The table's oid, or `None` if it does not exist.
+    pub async fn table_oid(&self, t: &TableRef) -> Result<Option<u32>, SourceError> {
         let row = self
             .client
             .query_opt("SELECT to_regclass($1)::oid", &[&t.quoted()])
             .await
             .map_err(|e| sql_err("looking up table", e))?;
-        let oid: Option<u32> = row.and_then(|r| r.get(0));
-        let oid = oid.ok_or_else(|| SourceError::Fatal(format!("table {t} does not exist")))?;
-        self.table_meta(oid).await
+        Ok(row.and_then(|r| r.get(0)))
     }
 
     pub async fn table_meta(&self, oid: u32) -> Result<TableMeta, SourceError> {

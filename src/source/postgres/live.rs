@@ -11,7 +11,7 @@ use super::catalog::{sql_err, Catalog, TableRef};
 use super::relation::SourceContext;
 use super::snapshot::{self, Snapshotter};
 use super::Names;
-use crate::config::SnapshotMode;
+use crate::config::{PostgresSourceConfig, SnapshotMode};
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::State;
 use crate::emit::Emitter;
@@ -194,6 +194,33 @@ impl LiveTables {
         }
         Ok(added)
     }
+}
+
+/// `schema.table` (or `table`, in `public`) as configured in `signal_table`.
+pub fn signal_ref(name: &str) -> TableRef {
+    let (schema, table) = name.split_once('.').unwrap_or(("public", name));
+    TableRef { schema: schema.to_string(), name: table.to_string() }
+}
+
+/// The configured signal table, which must exist with Debezium's columns.
+pub async fn signal_table(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<Option<TableRef>, SourceError> {
+    let Some(name) = &pg.signal_table else { return Ok(None) };
+    let t = signal_ref(name);
+    let Some(oid) = catalog.table_oid(&t).await? else {
+        return Err(SourceError::Fatal(format!(
+            "source.signal_table {name} does not exist; create it: CREATE TABLE {} {SIGNAL_TABLE_DDL}",
+            t.quoted()
+        )));
+    };
+    let meta = catalog.table_meta(oid).await?;
+    for col in ["id", "type", "data"] {
+        if !meta.columns.iter().any(|(c, _)| c == col) {
+            return Err(SourceError::Fatal(format!(
+                "source.signal_table {name} has no column `{col}`; it needs Debezium's columns {SIGNAL_TABLE_DDL}"
+            )));
+        }
+    }
+    Ok(Some(t))
 }
 
 async fn current_snapshot(catalog: &Catalog) -> Result<String, SourceError> {

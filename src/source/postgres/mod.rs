@@ -217,7 +217,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let names = names(cfg, pg);
     let mut catalog = Catalog::connect(&url, &names.application, timeout).await?;
     let mut selection = preflight(&catalog, pg).await?;
-    let signal = signal_table(&catalog, pg).await?;
+    let signal = live::signal_table(&catalog, pg).await?;
     if let Some(s) = &signal {
         // Its rows reach the stream but are never published, even when `tables` matches it.
         selection.full.retain(|t| t != s);
@@ -419,33 +419,6 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         stream::Streamer::new(&mut catalog, ctx, emitter, start).with_snapshot(snapshotter).with_live_tables(live);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
     streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await
-}
-
-/// The configured signal table, which must exist with Debezium's columns.
-async fn signal_table(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<Option<TableRef>, SourceError> {
-    let Some(name) = &pg.signal_table else { return Ok(None) };
-    let (schema, table) = name.split_once('.').unwrap_or(("public", name));
-    let t = TableRef { schema: schema.to_string(), name: table.to_string() };
-    let found = catalog.resolve_tables(&[t.to_string()]).await;
-    let meta = match found {
-        Ok(_) => catalog.table_meta_by_name(&t).await?,
-        Err(_) => {
-            return Err(SourceError::Fatal(format!(
-                "source.signal_table {name} does not exist; create it: CREATE TABLE {} {}",
-                t.quoted(),
-                live::SIGNAL_TABLE_DDL
-            )))
-        }
-    };
-    for col in ["id", "type", "data"] {
-        if !meta.columns.iter().any(|(c, _)| c == col) {
-            return Err(SourceError::Fatal(format!(
-                "source.signal_table {name} has no column `{col}`; it needs Debezium's columns {}",
-                live::SIGNAL_TABLE_DDL
-            )));
-        }
-    }
-    Ok(Some(t))
 }
 
 fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), SourceError> {

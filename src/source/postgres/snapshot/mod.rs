@@ -116,10 +116,6 @@ impl Snapshotter {
         self.engine.ledger_mut().streamed_only(table)
     }
 
-    pub fn progress(&self) -> &SnapshotProgress {
-        self.engine.ledger().progress()
-    }
-
     pub fn is_running(&self) -> bool {
         self.engine.is_running()
     }
