@@ -83,8 +83,8 @@ scripts/pg.sh stop "$STATE/pg" >/dev/null 2>&1 || true
 URL=$(scripts/mariadb.sh start "$STATE/mariadb" "$MY_PORT")
 my() { mariadb -h127.0.0.1 -P"$MY_PORT" -ucdcd -pcdcd -N -B "$@"; }
 echo "bench: MariaDB table of $ROWS rows..."
-my -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench;
-       CREATE TABLE bench.bench (id bigint PRIMARY KEY, qty int, note varchar(64), at datetime(6), price decimal(12,2));
+my -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench"
+my bench -e "CREATE TABLE bench.bench (id bigint PRIMARY KEY, qty int, note varchar(64), at datetime(6), price decimal(12,2));
        INSERT INTO bench.bench SELECT seq, seq % 1000, CONCAT('note ', seq), NOW(6), seq / 100 FROM seq_1_to_${ROWS};
        ANALYZE TABLE bench.bench;" > /dev/null
 t0=$(now)
