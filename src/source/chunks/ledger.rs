@@ -190,6 +190,11 @@ impl ChunkLedger {
         self.unsaved.len() < self.max_unsaved
     }
 
+    /// Every earlier range of `job`'s table is emitted.
+    pub fn in_order(&self, job: &Job) -> bool {
+        self.runs.get(job.table).is_some_and(|r| r.next_seq == job.seq)
+    }
+
     /// The piece of `job` belongs to a read that was since started again: drop it.
     pub fn stale(&self, job: &Job) -> bool {
         self.runs.get(job.table).is_none_or(|r| r.retired)
