@@ -3,7 +3,8 @@
 //! - a table created mid-stream that matches a wildcard: on PostgreSQL cdcd finds it, adds it to
 //!   the publication and snapshots it, so rows inserted before arrive as `r` and later ones as
 //!   `c`; on MariaDB the binlog holds the table from its CREATE on, so every row arrives as `c`
-//!   and no snapshot reads it (not even after a restart);
+//!   and no snapshot reads it (not even after a restart), while a table renamed into the
+//!   captured set is snapshotted;
 //! - `cdcd snapshot --table T [--filter]` (a Debezium signal row) re-snapshots one table while
 //!   another keeps streaming: the other table's events keep arriving during the snapshot, with
 //!   low latency.
@@ -119,6 +120,32 @@ async fn mariadb_table_created_mid_stream_is_streamed_from_its_creation_without_
     let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.later"], 401, 60);
     assert_eq!(recs.iter().filter(|r| r.op() == Some("r")).count(), 0, "{}", daemon.logs());
     assert!(!daemon.logs().contains("snapshot started"), "{}", daemon.logs());
+
+    // A table renamed into the captured set has rows the binlog wrote under another name: they
+    // are snapshotted (incrementally), later rows stream as c.
+    c.query_drop("CREATE DATABASE IF NOT EXISTS incr_my_new_side").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS incr_my_new_side.moved").await.unwrap();
+    c.query_drop("CREATE TABLE incr_my_new_side.moved (id INT PRIMARY KEY, v TEXT)").await.unwrap();
+    c.query_drop("INSERT INTO incr_my_new_side.moved SELECT seq, 'outside' FROM seq_1_to_200").await.unwrap();
+    c.query_drop("RENAME TABLE incr_my_new_side.moved TO incr_my_new.moved").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished")),
+        "the renamed table was not snapshotted: {}",
+        daemon.logs()
+    );
+    c.query_drop("INSERT INTO moved VALUES (201, 'inside')").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.moved"], 201, 60);
+    let ops = ops_by_key(&recs);
+    for id in 1..=200 {
+        assert_eq!(ops.get(&id).map(Vec::as_slice).unwrap_or_default(), ["r"], "key {id}");
+    }
+    assert_eq!(ops.get(&201).map(Vec::as_slice).unwrap_or_default(), ["c"]);
+    assert!(
+        recs.iter()
+            .filter(|r| r.op() == Some("r"))
+            .all(|r| r.value.as_ref().is_some_and(|v| v["source"]["snapshot"] == "incremental")),
+        "a renamed table's rows are an incremental snapshot"
+    );
     drop(daemon);
 }
 

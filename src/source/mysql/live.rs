@@ -1,7 +1,8 @@
 //! Tables that change while the binlog streams: a table created in the binlog that matches
 //! `tables` is streamed from its creation on, so it needs no snapshot (a snapshot of it still
-//! going is dropped); a row inserted into the signal table asks for a table to be snapshotted
-//! again (Debezium's `execute-snapshot`). Both are checkpointed with the transaction that
+//! going is dropped); a table renamed to a name that matches is snapshotted incrementally (its
+//! rows were written under another name, so its topic has none of them); a row inserted into
+//! the signal table asks for a table to be snapshotted again (Debezium's `execute-snapshot`). Both are checkpointed with the transaction that
 //! carries them, so a crash does not lose them.
 
 use std::sync::Arc;
@@ -65,11 +66,21 @@ impl LiveTables {
         }
     }
 
-    /// A DDL statement of the binlog: notes a captured table it creates.
+    /// A DDL statement of the binlog: notes a captured table it creates, or one it renames
+    /// into the captured set.
     pub fn ddl(&mut self, sql: &str, default_db: &str) {
         if let Some((db, name)) = statements::created_table(sql, default_db) {
             if included(&self.my.tables, &db, &name) && !self.is_signal(&db, &name) {
                 self.created.push(TableName { db, name }.to_string());
+            }
+            return;
+        }
+        for (from, (db, name)) in statements::renamed_tables(sql, default_db) {
+            if included(&self.my.tables, &db, &name) && !self.is_signal(&db, &name) {
+                let to = TableName { db, name }.to_string();
+                tracing::info!(table = %to, from = %format_args!("{}.{}", from.0, from.1), "table renamed into source.tables: its rows are snapshotted incrementally");
+                self.created.retain(|c| *c != to);
+                self.requested.push((to, None));
             }
         }
     }

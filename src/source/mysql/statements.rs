@@ -1,5 +1,5 @@
 //! What the binlog's QUERY events say, read from their SQL text: how a statement frames its
-//! transaction, and which table a TRUNCATE or CREATE TABLE names.
+//! transaction, and which table a TRUNCATE, CREATE TABLE or rename names.
 
 /// What a QUERY event means for the transaction framing.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ fn ident(s: &str) -> Option<(String, &str)> {
         }
         None
     } else {
-        let end = s.find(|c: char| c == '.' || c == ';' || c.is_whitespace()).unwrap_or(s.len());
+        let end = s.find(|c: char| matches!(c, '.' | ';' | ',' | '(') || c.is_whitespace()).unwrap_or(s.len());
         (end > 0).then(|| (s[..end].to_string(), &s[end..]))
     }
 }
@@ -82,11 +82,76 @@ pub fn created_table(sql: &str, default_db: &str) -> Option<(String, String)> {
     qualified(rest, default_db)
 }
 
-fn qualified(rest: &str, default_db: &str) -> Option<(String, String)> {
+/// A table as `(database, table)`.
+pub type Qualified = (String, String);
+
+/// The tables `RENAME TABLE a TO b [, c TO d ...]` or `ALTER TABLE a RENAME [TO | AS] b`
+/// renames, as `(from, to)` pairs in statement order. An `ALTER TABLE` that renames after
+/// other changes (`ALTER TABLE a ADD c int, RENAME TO b`) is not recognised.
+pub fn renamed_tables(sql: &str, default_db: &str) -> Vec<(Qualified, Qualified)> {
+    let sql = sql.trim();
+    if let Some(rest) = strip_keyword(sql, "RENAME") {
+        let Some(mut rest) = strip_keyword(rest, "TABLE").or_else(|| strip_keyword(rest, "TABLES")) else {
+            return Vec::new();
+        };
+        rest = if_exists(rest);
+        let mut pairs = Vec::new();
+        loop {
+            let Some((from, r)) = qualified_then(rest, default_db) else { return pairs };
+            let Some(r) = strip_keyword(skip_wait(r), "TO") else { return pairs };
+            let Some((to, r)) = qualified_then(r, default_db) else { return pairs };
+            pairs.push((from, to));
+            match r.trim_start().strip_prefix(',') {
+                Some(r) => rest = r.trim_start(),
+                None => return pairs,
+            }
+        }
+    }
+    let Some(mut rest) = strip_keyword(sql, "ALTER") else { return Vec::new() };
+    for kw in ["ONLINE", "IGNORE"] {
+        rest = strip_keyword(rest, kw).unwrap_or(rest);
+    }
+    let Some(rest) = strip_keyword(rest, "TABLE") else { return Vec::new() };
+    let Some((from, r)) = qualified_then(if_exists(rest), default_db) else { return Vec::new() };
+    let Some(r) = strip_keyword(skip_wait(r), "RENAME") else { return Vec::new() };
+    let r = strip_keyword(r, "TO").or_else(|| strip_keyword(r, "AS")).unwrap_or(r);
+    let first = r.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    if ["COLUMN", "INDEX", "KEY"].contains(&first.as_str()) {
+        return Vec::new();
+    }
+    qualified_then(r, default_db).map(|(to, _)| vec![(from, to)]).unwrap_or_default()
+}
+
+/// Skips MariaDB's `IF EXISTS`.
+fn if_exists(s: &str) -> &str {
+    strip_keyword(s, "IF").and_then(|r| strip_keyword(r, "EXISTS")).unwrap_or(s)
+}
+
+/// Skips MariaDB's `WAIT n` / `NOWAIT` after a table name.
+fn skip_wait(s: &str) -> &str {
+    let s = s.trim_start();
+    if let Some(r) = strip_keyword(s, "NOWAIT") {
+        return r;
+    }
+    match strip_keyword(s, "WAIT") {
+        Some(r) => r.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.').trim_start(),
+        None => s,
+    }
+}
+
+fn qualified(rest: &str, default_db: &str) -> Option<Qualified> {
+    qualified_then(rest, default_db).map(|(q, _)| q)
+}
+
+/// A possibly qualified name at the start of `rest`, and what follows it.
+fn qualified_then<'a>(rest: &'a str, default_db: &str) -> Option<(Qualified, &'a str)> {
     let (first, rest) = ident(rest)?;
     match rest.strip_prefix('.') {
-        Some(after_dot) => Some((first, ident(after_dot)?.0)),
-        None => Some((default_db.to_string(), first)),
+        Some(after_dot) => {
+            let (second, rest) = ident(after_dot)?;
+            Some(((first, second), rest))
+        }
+        None => Some(((default_db.to_string(), first), rest)),
     }
 }
 
@@ -135,5 +200,24 @@ mod tests {
         assert_eq!(c("CREATE TEMPORARY TABLE t (id int)"), None);
         assert_eq!(c("CREATE INDEX i ON t (a)"), None);
         assert_eq!(c("CREATE TABLESPACE ts"), None);
+    }
+
+    #[test]
+    fn rename_statements() {
+        let q = |d: &str, t: &str| (d.to_string(), t.to_string());
+        let r = |s: &str| renamed_tables(s, "shop");
+        assert_eq!(r("RENAME TABLE a TO b"), vec![(q("shop", "a"), q("shop", "b"))]);
+        assert_eq!(
+            r("rename table `x`.`a b` to `y`.c, d TO old.d"),
+            vec![(q("x", "a b"), q("y", "c")), (q("shop", "d"), q("old", "d"))]
+        );
+        assert_eq!(r("RENAME TABLE IF EXISTS a WAIT 5 TO b"), vec![(q("shop", "a"), q("shop", "b"))]);
+        assert_eq!(r("ALTER TABLE a RENAME TO db2.b"), vec![(q("shop", "a"), q("db2", "b"))]);
+        assert_eq!(r("alter online table `a` rename as `b`"), vec![(q("shop", "a"), q("shop", "b"))]);
+        assert_eq!(r("ALTER TABLE a RENAME b"), vec![(q("shop", "a"), q("shop", "b"))]);
+        assert!(r("ALTER TABLE a RENAME COLUMN x TO y").is_empty());
+        assert!(r("ALTER TABLE a RENAME INDEX i TO j").is_empty());
+        assert!(r("ALTER TABLE a ADD c int").is_empty());
+        assert!(r("RENAME USER u TO v").is_empty());
     }
 }
