@@ -230,6 +230,14 @@ async fn postgres_on_demand_snapshot_leaves_another_table_streaming() {
     let reads: BTreeSet<i64> = big.iter().filter(|r| r.op() == Some("r")).filter_map(id_of).collect();
     assert_eq!(reads.len(), 200_000, "every row of the table, as r");
     assert!(big.iter().all(|r| r.value.as_ref().is_some_and(|v| v["source"]["snapshot"] == "incremental")));
+    // Each chunk is emitted at its own watermark: 200,000 keys in chunks of 5,000 are 40
+    // watermarks when the ranges follow the key's order (planned in text order they would not).
+    let chunks: BTreeSet<i64> = big
+        .iter()
+        .filter(|r| r.op() == Some("r"))
+        .filter_map(|r| r.value.as_ref()?["source"]["lsn"].as_i64())
+        .collect();
+    assert_eq!(chunks.len(), 40, "chunks of 5,000 rows in key order");
     let busy = read_topics(&rig.broker.bootstrap, &["ondemand.od.busy"], 100, 60);
     let (during, latency, gap) = streaming_during_snapshot(&big, &busy);
     assert!(during >= 100, "only {during} events of the streaming table while the snapshot ran");

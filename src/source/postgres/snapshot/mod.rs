@@ -207,6 +207,7 @@ impl Snapshotter {
             }
         }
         let progress = self.engine.ledger_mut().finish(outcome, emitted);
+        tracing::debug!(table = %self.engine.ledger().name(idx), seq = chunk.job.seq, rows = emitted, step = progress.step, "snapshot chunk emitted");
         emitter.commit_with(Position::Postgres { lsn: at }, Some(progress))?;
         Ok(())
     }

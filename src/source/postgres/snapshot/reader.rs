@@ -214,8 +214,15 @@ async fn boundary(
     lower: Option<&[String]>,
     chunk_rows: u32,
 ) -> Result<Option<Vec<String>>, SourceError> {
-    let cols: Vec<String> =
-        t.rel.key.iter().map(|&i| format!("{}::text", quote_ident(&t.rel.columns[i].name))).collect();
+    // Aliased: ORDER BY a bare name would take the text output column over the table's, sort
+    // the keys as text (not in the index's order) and scan the whole table for every chunk.
+    let cols: Vec<String> = t
+        .rel
+        .key
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| format!("{}::text AS cdcd_key{n}", quote_ident(&t.rel.columns[i].name)))
+        .collect();
     let sql = format!(
         "SELECT {} FROM {}{} ORDER BY {} OFFSET {} LIMIT 1",
         cols.join(", "),
