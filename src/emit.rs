@@ -115,10 +115,8 @@ impl Emitter {
         superseded: &Superseded,
     ) -> Result<bool, SessionError> {
         self.buf.set_change(change);
-        let stale = match self.buf.key_bytes() {
-            Some(k) => superseded.contains(key_hash(k)),
-            None => superseded.all,
-        };
+        let stale = superseded.all
+            || (!superseded.keys.is_empty() && self.buf.key_bytes().is_some_and(|k| superseded.contains(key_hash(k))));
         if stale {
             return Ok(false);
         }

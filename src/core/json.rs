@@ -80,21 +80,77 @@ pub fn write_number_or_str(out: &mut Vec<u8>, text: &[u8]) {
     }
 }
 
-/// Appends an integer.
+/// Appends an integer. (Hand-written: `write!` through `fmt` costs several times more, and
+/// every event carries about ten integers.)
 pub fn write_i64(out: &mut Vec<u8>, v: i64) {
-    use std::io::Write;
-    let _ = write!(out, "{v}");
+    if v < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, v.unsigned_abs());
 }
 
 /// Appends an unsigned integer.
 pub fn write_u64(out: &mut Vec<u8>, v: u64) {
-    use std::io::Write;
-    let _ = write!(out, "{v}");
+    write_padded(out, v, 1);
+}
+
+/// Appends `v` in decimal, zero-padded to at least `width` digits (at most 20).
+pub fn write_padded(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    // Two digits per division, as itoa does.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    out.extend_from_slice(&buf[start..]);
+}
+
+/// Appends `v` in upper-case hexadecimal, zero-padded to 16 digits.
+pub fn write_hex16(out: &mut Vec<u8>, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((v >> (shift * 4)) & 0xF) as usize]);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_match_std_formatting() {
+        let text = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        for v in [0, 1, -1, 9, 10, -10, 1_234_567, i64::MAX, i64::MIN, i64::MIN + 1] {
+            assert_eq!(text(&|o| write_i64(o, v)), v.to_string());
+        }
+        for v in [0, 7, 10, 99, 100, 101, 999, 1000, 12_345, 4_294_967_296, u64::MAX] {
+            assert_eq!(text(&|o| write_u64(o, v)), v.to_string());
+            assert_eq!(text(&|o| write_padded(o, v, 10)), format!("{v:010}"));
+            assert_eq!(text(&|o| write_hex16(o, v)), format!("{v:016X}"));
+        }
+        assert_eq!(text(&|o| write_padded(o, u64::MAX, 25)), u64::MAX.to_string());
+    }
 
     #[test]
     fn escapes_match_serde_json() {

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+use crate::core::json;
+
 /// A PostgreSQL write-ahead-log location (`pg_lsn`), printed the way PostgreSQL prints it: `16/B374D848`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);
@@ -124,8 +126,9 @@ impl fmt::Display for Position {
 /// phase 0 is the initial snapshot (LSN = the slot's consistent point), phase 1 streamed changes.
 /// MySQL sources pass [`BinlogPosition::as_u64`] of the transaction's start as the "LSN".
 pub fn event_position(out: &mut Vec<u8>, lsn: Lsn, snapshot: bool, index: u64) {
-    use std::io::Write;
-    let _ = write!(out, "{:016X}-{}-{:010}", lsn.0, if snapshot { 0 } else { 1 }, index);
+    json::write_hex16(out, lsn.0);
+    out.extend_from_slice(if snapshot { b"-0-" } else { b"-1-" });
+    json::write_padded(out, index, 10);
 }
 
 #[cfg(test)]
@@ -179,5 +182,7 @@ mod tests {
         assert!(first_stream < later);
         assert!(later < big);
         assert_eq!(first_stream.len(), big.len());
+        assert_eq!(pos(0x16_B374_D848, false, 42), "00000016B374D848-1-0000000042");
+        assert_eq!(pos(1, true, 12_345_678_901), "0000000000000001-0-12345678901");
     }
 }

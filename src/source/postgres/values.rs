@@ -115,6 +115,55 @@ fn write_bytea(out: &mut Vec<u8>, text: &[u8]) {
 /// `2024-01-02 03:04:05.5+00` -> `2024-01-02T03:04:05.5Z`; `0044-03-15 BC` -> `-0043-03-15`
 /// (ISO 8601 astronomical years); `infinity` stays a string.
 fn write_datetime(out: &mut Vec<u8>, text: &[u8], with_tz: bool) {
+    if !write_plain_datetime(out, text, with_tz) {
+        write_any_datetime(out, text, with_tz);
+    }
+}
+
+/// The common case, without allocating: an AD date or time, zoned ones in UTC (the session's
+/// time zone). Returns false, writing nothing, for anything else.
+fn write_plain_datetime(out: &mut Vec<u8>, text: &[u8], with_tz: bool) -> bool {
+    let body = match (with_tz, text.strip_suffix(b"+00")) {
+        (false, _) => text,
+        (true, Some(b)) => b,
+        (true, None) => return false,
+    };
+    let plain = body.len() >= 10
+        && body[..4].iter().all(u8::is_ascii_digit)
+        && body[4] == b'-'
+        && body.iter().all(|&b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b' '));
+    let space = body.iter().position(|&b| b == b' ');
+    if !plain || (with_tz && space.is_none()) {
+        return false;
+    }
+    out.push(b'"');
+    match space {
+        Some(i) => {
+            out.extend_from_slice(&body[..i]);
+            out.push(b'T');
+            out.extend_from_slice(&body[i + 1..]);
+        }
+        None => out.extend_from_slice(body),
+    }
+    if with_tz {
+        let time = space.map_or(body, |i| &body[i + 1..]);
+        let frac = match time.iter().position(|&b| b == b'.') {
+            Some(dot) => time.len() - dot - 1,
+            None => {
+                out.push(b'.');
+                0
+            }
+        };
+        for _ in frac..6 {
+            out.push(b'0');
+        }
+        out.push(b'Z');
+    }
+    out.push(b'"');
+    true
+}
+
+fn write_any_datetime(out: &mut Vec<u8>, text: &[u8], with_tz: bool) {
     let s = String::from_utf8_lossy(text);
     if s == "infinity" || s == "-infinity" {
         return json::write_str(out, &s);
@@ -313,6 +362,30 @@ mod tests {
         assert_eq!(render(&TimeTz, "13:14:15+02"), json!("13:14:15+02:00"));
         assert_eq!(render(&TimeTz, "13:14:15-03:30"), json!("13:14:15-03:30"));
         assert_eq!(render(&Interval, "P1Y2M3DT4H5M6S"), json!("P1Y2M3DT4H5M6S"));
+    }
+
+    #[test]
+    fn the_plain_datetime_shortcut_writes_what_the_general_path_writes() {
+        let cases = [
+            ("2024-02-29", false),
+            ("2024-02-29 13:14:15", false),
+            ("2024-02-29 13:14:15.123456", false),
+            ("2024-02-29 13:14:15+00", true),
+            ("2024-02-29 13:14:15.5+00", true),
+            ("1999-12-31 23:59:59.999999+00", true),
+        ];
+        for (text, tz) in cases {
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            assert!(write_plain_datetime(&mut fast, text.as_bytes(), tz), "{text}");
+            write_any_datetime(&mut general, text.as_bytes(), tz);
+            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(general).unwrap(), "{text}");
+        }
+        for (text, tz) in
+            [("0044-03-15 BC", false), ("infinity", true), ("2024-02-29 13:14:15+02", true), ("12024-01-01", false)]
+        {
+            let mut out = Vec::new();
+            assert!(!write_plain_datetime(&mut out, text.as_bytes(), tz) && out.is_empty(), "{text}");
+        }
     }
 
     #[test]

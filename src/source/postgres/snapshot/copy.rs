@@ -72,11 +72,16 @@ pub fn append_copy_line(line: &[u8], scratch: &mut Vec<u8>, cells: &mut Vec<Cell
         let start = scratch.len();
         let mut i = 0;
         while i < field.len() {
-            let b = field[i];
-            if b != b'\\' || i + 1 >= field.len() {
-                scratch.push(b);
-                i += 1;
-                continue;
+            // Most values have no escapes: copy up to the next backslash in one go.
+            let plain = field[i..].iter().position(|&b| b == b'\\').unwrap_or(field.len() - i);
+            scratch.extend_from_slice(&field[i..i + plain]);
+            i += plain;
+            if i >= field.len() {
+                break;
+            }
+            if i + 1 >= field.len() {
+                scratch.push(b'\\');
+                break;
             }
             let e = field[i + 1];
             i += 2;
