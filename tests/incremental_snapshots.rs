@@ -7,7 +7,7 @@
 //!   captured set is snapshotted;
 //! - `cdcd snapshot --table T [--filter]` (a Debezium signal row) re-snapshots one table while
 //!   another keeps streaming: the other table's events keep arriving during the snapshot, with
-//!   low latency.
+//!   low latency; a Debezium `stop-snapshot` row stops it for good.
 
 mod support;
 
@@ -245,6 +245,43 @@ async fn postgres_on_demand_snapshot_leaves_another_table_streaming() {
     assert!(gap < 1_000, "the streaming table went {gap} ms without an event during the snapshot");
     let signals: i64 = c.query_one("SELECT count(*) FROM public.cdcd_signal", &[]).await.unwrap().get(0);
     assert_eq!(signals, 1);
+
+    // Asked for again, then stopped by a hand-written Debezium stop-snapshot row: the stop is
+    // checkpointed, so a restart does not resume the snapshot.
+    let (code, out, err) = cdcd(&["snapshot", "--config", cfg, "--table", "od.big"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().matches("snapshot started").count() >= 2),
+        "{}",
+        daemon.logs()
+    );
+    c.batch_execute(
+        r#"INSERT INTO public.cdcd_signal VALUES ('stop-1', 'stop-snapshot', '{"data-collections": ["od.big"], "type": "incremental"}')"#,
+    )
+    .await
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("incremental snapshot stopped by a signal")),
+        "{}",
+        daemon.logs()
+    );
+    let big_progress = |cp: &serde_json::Value| {
+        cp["snapshot"]["tables"].as_array().and_then(|t| t.iter().find(|t| t["table"] == "od.big").cloned())
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            checkpoint(rig.dir.path(), "ondemand").and_then(|cp| big_progress(&cp)).is_some_and(|t| t["done"] == true)
+        }),
+        "the stop is not in the checkpoint: {:?}",
+        checkpoint(rig.dir.path(), "ondemand")
+    );
+    let rows = checkpoint(rig.dir.path(), "ondemand").and_then(|cp| big_progress(&cp)).and_then(|t| t["rows"].as_u64());
+    assert!(rows.is_some_and(|r| r < 200_000), "the stopped snapshot read every row anyway: {rows:?}");
+    daemon.stop();
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming")), "{}", daemon.logs());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!daemon.logs().contains("snapshot started"), "a stopped snapshot resumed: {}", daemon.logs());
     drop(daemon);
 }
 

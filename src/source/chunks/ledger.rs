@@ -150,6 +150,32 @@ impl ChunkLedger {
         self.set(TableProgress::streamed_only(name.to_string()))
     }
 
+    /// Stops the incremental snapshot of `name`, or every one when `None` (Debezium's
+    /// `stop-snapshot`): its run is retired and its progress marked done, so it does not resume
+    /// after a restart either. Returns the progress to checkpoint when a snapshot was stopped.
+    pub fn stop(&mut self, name: Option<&str>) -> Option<Arc<SnapshotProgress>> {
+        let mut stopped = Vec::new();
+        for t in &mut self.progress.tables {
+            if !t.done && t.kind == SnapshotKind::Incremental && name.is_none_or(|n| n == t.table) {
+                t.done = true;
+                stopped.push(t.table.clone());
+            }
+        }
+        if stopped.is_empty() {
+            tracing::info!(table = name.unwrap_or("(all)"), "stop-snapshot: no incremental snapshot of it is running");
+            return None;
+        }
+        for r in self.runs.iter_mut().filter(|r| stopped.contains(&r.name)) {
+            r.retired = true;
+        }
+        for table in &stopped {
+            let rows = self.progress.table(table).map_or(0, |t| t.rows);
+            tracing::info!(%table, rows, "incremental snapshot stopped by a signal");
+        }
+        self.progress.step += 1;
+        Some(Arc::new(self.progress.clone()))
+    }
+
     fn set(&mut self, entry: TableProgress) -> Arc<SnapshotProgress> {
         match self.progress.table_mut(&entry.table) {
             Some(t) => *t = entry,
@@ -366,5 +392,25 @@ mod tests {
         let p = l.finish(o, 2);
         assert!(l.all_done() && p.tables.iter().all(|t| t.done));
         assert_eq!(p.step, 4);
+    }
+
+    #[test]
+    fn stop_ends_incremental_snapshots_only() {
+        let progress = SnapshotProgress {
+            step: 7,
+            tables: vec![
+                TableProgress::pending("init".into(), SnapshotKind::Initial, None),
+                TableProgress::pending("inc".into(), SnapshotKind::Incremental, None),
+            ],
+        };
+        let mut l = ChunkLedger::new(progress, 2);
+        let (_, inc) = (l.add_table("init", 10).unwrap(), l.add_table("inc", 10).unwrap());
+        assert!(l.stop(Some("init")).is_none(), "an initial snapshot is not stopped by a signal");
+        assert!(l.stop(Some("other")).is_none());
+        let p = l.stop(None).expect("the incremental one stops");
+        assert_eq!(p.step, 8);
+        assert!(p.table("inc").unwrap().done && !p.table("init").unwrap().done);
+        assert!(l.stale(&Job { table: inc, seq: 0, lower: None, upper: None, attempt: 0 }), "its reads are dropped");
+        assert!(!l.all_done(), "the initial snapshot goes on");
     }
 }

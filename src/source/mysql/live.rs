@@ -2,7 +2,8 @@
 //! `tables` is streamed from its creation on, so it needs no snapshot (a snapshot of it still
 //! going is dropped); a table renamed to a name that matches is snapshotted incrementally (its
 //! rows were written under another name, so its topic has none of them); a row inserted into
-//! the signal table asks for a table to be snapshotted again (Debezium's `execute-snapshot`). Both are checkpointed with the transaction that
+//! the signal table asks for a table to be snapshotted again (Debezium's `execute-snapshot`) or
+//! stops incremental snapshots (`stop-snapshot`). Both are checkpointed with the transaction that
 //! carries them, so a crash does not lose them.
 
 use std::sync::Arc;
@@ -29,8 +30,8 @@ pub struct LiveTables {
     my: MysqlSourceConfig,
     ctx: Context,
     signal: Option<TableName>,
-    /// Snapshots asked for by signals in the open group.
-    requested: Vec<(String, Option<String>)>,
+    /// Signals in the open group.
+    signals: signal::Pending,
     /// Captured tables created in the open group.
     created: Vec<String>,
     conn: Option<Conn>,
@@ -38,7 +39,7 @@ pub struct LiveTables {
 
 impl LiveTables {
     pub fn new(my: &MysqlSourceConfig, ctx: Context, signal: Option<TableName>) -> Self {
-        LiveTables { my: my.clone(), ctx, signal, requested: Vec::new(), created: Vec::new(), conn: None }
+        LiveTables { my: my.clone(), ctx, signal, signals: signal::Pending::default(), created: Vec::new(), conn: None }
     }
 
     pub fn is_signal(&self, db: &str, name: &str) -> bool {
@@ -54,15 +55,7 @@ impl LiveTables {
                 Some(BinlogValue::Value(Value::Bytes(b))) => Some(String::from_utf8_lossy(b).into_owned()),
                 _ => None,
             };
-            let (sid, skind) = (text(id).unwrap_or_default(), text(kind).unwrap_or_default());
-            match signal::parse(&skind, text(data).as_deref()) {
-                Ok(Some(req)) => {
-                    tracing::info!(signal = %sid, tables = ?req.tables, "snapshot signal");
-                    self.requested.extend(req.tables);
-                }
-                Ok(None) => tracing::warn!(signal = %sid, kind = %skind, "signal type not supported by cdcd; ignored"),
-                Err(e) => tracing::warn!(signal = %sid, "signal ignored: {e}"),
-            }
+            self.signals.row(&text(id).unwrap_or_default(), &text(kind).unwrap_or_default(), text(data).as_deref());
         }
     }
 
@@ -80,14 +73,14 @@ impl LiveTables {
                 let to = TableName { db, name }.to_string();
                 tracing::info!(table = %to, from = %format_args!("{}.{}", from.0, from.1), "table renamed into source.tables: its rows are snapshotted incrementally");
                 self.created.retain(|c| *c != to);
-                self.requested.push((to, None));
+                self.signals.snapshots.push((to, None));
             }
         }
     }
 
     /// Something to do when the open group ends.
     pub fn has_work(&self) -> bool {
-        !self.requested.is_empty() || !self.created.is_empty()
+        !self.signals.is_empty() || !self.created.is_empty()
     }
 
     /// At the end of a group: records new tables and starts the snapshots asked for. Returns
@@ -98,11 +91,17 @@ impl LiveTables {
         emitter: &Emitter,
     ) -> Result<Option<Arc<SnapshotProgress>>, SourceError> {
         let mut progress = None;
+        // Stops first: a group that stops a table's snapshot and asks for it again restarts it.
+        for stop in std::mem::take(&mut self.signals.stops) {
+            if let Some(p) = snapshotter.stop(stop.as_deref(), emitter) {
+                progress = Some(p);
+            }
+        }
         for name in std::mem::take(&mut self.created) {
             tracing::info!(table = %name, "new table in the binlog matches source.tables: streamed from its creation, no snapshot needed");
             progress = Some(snapshotter.streamed_from_creation(&name));
         }
-        for (name, filter) in std::mem::take(&mut self.requested) {
+        for (name, filter) in std::mem::take(&mut self.signals.snapshots) {
             let Some((db, table)) = name.split_once('.') else {
                 tracing::warn!(table = %name, "snapshot signal: name the table as database.table; ignored");
                 continue;
@@ -123,6 +122,7 @@ impl LiveTables {
         if snapshotter.is_running() {
             snapshotter.launch();
             emitter.set_state(State::Snapshotting);
+            emitter.set_snapshot_estimate(snapshotter.estimated_rows());
         }
         Ok(progress)
     }

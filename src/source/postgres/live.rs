@@ -35,7 +35,7 @@ pub struct LiveTables {
     next_discovery: Instant,
     chunk_rows: u32,
     /// Snapshots asked for by signals in the open transaction, taken at its commit.
-    requested: Vec<(String, Option<String>)>,
+    signals: signal::Pending,
 }
 
 /// What the stream keeps for tables that may change while it runs.
@@ -64,7 +64,7 @@ impl LiveTables {
             next_discovery: Instant::now() + discovery.unwrap_or_default(),
             discovery,
             chunk_rows: s.chunk_rows,
-            requested: Vec::new(),
+            signals: signal::Pending::default(),
         }
     }
 
@@ -72,16 +72,9 @@ impl LiveTables {
         self.signal.as_ref() == Some(table)
     }
 
-    /// A row inserted into the signal table (its `type` and `data` columns).
+    /// A row inserted into the signal table (its `id`, `type` and `data` columns).
     pub fn signal_row(&mut self, id: &str, kind: &str, data: Option<&str>) {
-        match signal::parse(kind, data) {
-            Ok(Some(req)) => {
-                tracing::info!(signal = id, tables = ?req.tables, "snapshot signal");
-                self.requested.extend(req.tables);
-            }
-            Ok(None) => tracing::warn!(signal = id, kind, "signal type not supported by cdcd; ignored"),
-            Err(e) => tracing::warn!(signal = id, "signal ignored: {e}"),
-        }
+        self.signals.row(id, kind, data);
     }
 
     /// When the next look for new tables is due, if cdcd looks.
@@ -91,12 +84,12 @@ impl LiveTables {
 
     /// Whether there is work for [`LiveTables::apply`] between transactions.
     pub fn due(&self) -> bool {
-        !self.requested.is_empty() || self.discovery.is_some() && Instant::now() >= self.next_discovery
+        !self.signals.is_empty() || self.discovery.is_some() && Instant::now() >= self.next_discovery
     }
 
     /// Signals wait for their transaction's commit.
     pub fn has_requests(&self) -> bool {
-        !self.requested.is_empty()
+        !self.signals.is_empty()
     }
 
     /// Adds newly matching tables (when due) and starts the snapshots asked for. Returns the
@@ -109,13 +102,22 @@ impl LiveTables {
         emitter: &Emitter,
         ctx: &SourceContext,
     ) -> Result<Option<Arc<SnapshotProgress>>, SessionError> {
+        let mut snapshotter = snapshotter;
+        // Stops first: a transaction that stops a table's snapshot and asks for it again
+        // restarts it.
+        let mut progress = None;
+        for stop in std::mem::take(&mut self.signals.stops) {
+            if let Some(p) = snapshotter.as_deref_mut().and_then(|s| s.stop(stop.as_deref(), emitter)) {
+                progress = Some(p);
+            }
+        }
         // (table, row filter, asked for by a signal)
         let mut wanted: Vec<(TableRef, Option<String>, bool)> = Vec::new();
         if let Some(every) = self.discovery.filter(|_| Instant::now() >= self.next_discovery) {
             self.next_discovery = Instant::now() + every;
             wanted.extend(self.discover(catalog).await?.into_iter().map(|t| (t, None, false)));
         }
-        for (name, filter) in std::mem::take(&mut self.requested) {
+        for (name, filter) in std::mem::take(&mut self.signals.snapshots) {
             match self.captured.iter().find(|t| t.to_string() == name) {
                 Some(t) => wanted.push((t.clone(), filter, true)),
                 None => {
@@ -124,7 +126,7 @@ impl LiveTables {
             }
         }
         if wanted.is_empty() {
-            return Ok(None);
+            return Ok(progress);
         }
         let Some(snapshotter) = snapshotter else {
             tracing::warn!(
@@ -132,7 +134,6 @@ impl LiveTables {
             );
             return Ok(None);
         };
-        let mut progress = None;
         for (table, filter, asked) in wanted {
             let name = table.to_string();
             if !asked && self.mode == SnapshotMode::Never {
@@ -149,6 +150,7 @@ impl LiveTables {
         if snapshotter.is_running() {
             snapshotter.launch();
             emitter.set_state(State::Snapshotting);
+            emitter.set_snapshot_estimate(snapshotter.estimated_rows());
         }
         Ok(progress)
     }

@@ -116,6 +116,14 @@ impl Snapshotter {
         self.engine.ledger_mut().streamed_only(table)
     }
 
+    /// Stops the incremental snapshot of `table` (every one when `None`); returns the progress
+    /// to checkpoint when one was running.
+    pub fn stop(&mut self, table: Option<&str>, emitter: &Emitter) -> Option<Arc<SnapshotProgress>> {
+        let progress = self.engine.ledger_mut().stop(table)?;
+        self.engine.settle(emitter);
+        Some(progress)
+    }
+
     pub fn is_running(&self) -> bool {
         self.engine.is_running()
     }
