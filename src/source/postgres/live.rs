@@ -34,7 +34,7 @@ pub struct LiveTables {
     discovery: Option<Duration>,
     next_discovery: Instant,
     chunk_rows: u32,
-    /// Snapshots asked for by signals in the open transaction, taken at its commit.
+    /// Signals read in the open transaction, acted on at its commit.
     signals: signal::Pending,
 }
 
