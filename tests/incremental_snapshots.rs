@@ -7,7 +7,8 @@
 //!   captured set is snapshotted;
 //! - `cdcd snapshot --table T [--filter]` (a Debezium signal row) re-snapshots one table while
 //!   another keeps streaming: the other table's events keep arriving during the snapshot, with
-//!   low latency; a Debezium `stop-snapshot` row stops it for good.
+//!   low latency; a Debezium `stop-snapshot` row stops it for good, and a table dropped
+//!   mid-snapshot ends its snapshot without stopping the stream.
 
 mod support;
 
@@ -343,5 +344,24 @@ async fn mariadb_on_demand_snapshot_with_a_filter_leaves_another_table_streaming
     // MariaDB's source.ts_ms has whole seconds: allow for the truncation.
     assert!(latency < 2_000, "streaming events waited {latency} ms during the snapshot");
     assert!(gap < 1_000, "the streaming table went {gap} ms without an event during the snapshot");
+
+    // A table dropped while it is being snapshotted ends its snapshot; the stream goes on.
+    let (code, out, err) = cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", "incr_my_od.big"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().matches("snapshot started").count() >= 2),
+        "{}",
+        daemon.logs()
+    );
+    c.query_drop("DROP TABLE big").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("table no longer exists")),
+        "{}",
+        daemon.logs()
+    );
+    c.query_drop("INSERT INTO busy VALUES (1000000, 'after the drop')").await.unwrap();
+    let busy = read_topics(&broker.bootstrap, &["myod.incr_my_od.busy"], 1, 60);
+    assert!(busy.iter().any(|r| id_of(r) == Some(1_000_000)), "the stream stopped after the drop: {}", daemon.logs());
+    assert!(wait_until(Duration::from_secs(10), || daemon.logs().matches("snapshot finished").count() >= 2));
     drop(daemon);
 }

@@ -79,6 +79,8 @@ pub trait ChunkReader: Send + Sync + 'static {
     fn first_lower(&self, _plan: &Self::Plan, start: Option<Vec<String>>) -> Option<Vec<String>> {
         start
     }
+    /// The error says the table no longer exists (dropped or renamed while being read).
+    fn table_gone(&self, e: &SourceError) -> bool;
     /// Reads `job` from `lower` on, in one short transaction.
     fn read(
         &self,
@@ -91,7 +93,14 @@ pub trait ChunkReader: Send + Sync + 'static {
 
 /// The plans of every table added, by ledger index (shared with the tasks).
 type Plans<P> = Arc<RwLock<Vec<Arc<P>>>>;
-type Results<R> = Result<Held<R>, SourceError>;
+type Results<R> = Result<Outcome<R>, SourceError>;
+
+/// What a task reports.
+enum Outcome<R> {
+    Read(Held<R>),
+    /// Table `0` (ledger index) no longer exists: its snapshot ends.
+    Gone(usize),
+}
 
 /// A piece on its way to the stream, with the permit its job took from the read-ahead window
 /// (carried by the job's last piece; retried jobs read without one).
@@ -125,6 +134,8 @@ pub struct SnapshotEngine<R: ChunkReader> {
     /// them to be emitted.
     ready: Vec<Held<R::Rows>>,
     recent: RecentKeys,
+    /// Progress changed outside a chunk (a table gone), to checkpoint at the stream's place.
+    changed: Option<Arc<SnapshotProgress>>,
 }
 
 impl<R: ChunkReader> SnapshotEngine<R> {
@@ -143,6 +154,7 @@ impl<R: ChunkReader> SnapshotEngine<R> {
             results_tx,
             ready: Vec::new(),
             recent: RecentKeys::new(from),
+            changed: None,
         }
     }
 
@@ -191,7 +203,7 @@ impl<R: ChunkReader> SnapshotEngine<R> {
             let mut tasks = Vec::with_capacity(self.workers + 1);
             let (reader, plans, tx) = (self.reader.clone(), self.plans.clone(), self.results_tx.clone());
             tasks.push(TaskGuard(tokio::spawn(async move {
-                if let Err(e) = plan(reader, plans, plan_rx, planned_tx, window).await {
+                if let Err(e) = plan(reader, plans, plan_rx, planned_tx, window, tx.clone()).await {
                     let _ = tx.send(Err(e)).await;
                 }
             })));
@@ -227,9 +239,14 @@ impl<R: ChunkReader> SnapshotEngine<R> {
         let mut pulled = false;
         loop {
             match self.results.try_recv() {
-                Ok(Ok(held)) => {
+                Ok(Ok(Outcome::Read(held))) => {
                     self.ready.push(held);
                     pulled = true;
+                }
+                Ok(Ok(Outcome::Gone(table))) => {
+                    if let Some(p) = self.ledger.gone(table) {
+                        self.changed = Some(p);
+                    }
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => break,
@@ -246,6 +263,12 @@ impl<R: ChunkReader> SnapshotEngine<R> {
         let ledger = &self.ledger;
         let next = self.ready.iter().position(|h| h.piece.emit_at <= at && ledger.in_order(&h.piece.job));
         Ok(next.map(|i| self.ready.remove(i).piece))
+    }
+
+    /// Snapshot progress that changed without a chunk (a table gone while being read): the
+    /// source checkpoints it at its current place.
+    pub fn take_changed(&mut self) -> Option<Arc<SnapshotProgress>> {
+        self.changed.take()
     }
 
     /// The keys of table `id` (as the source records them) that the log changed since `piece`
@@ -321,6 +344,7 @@ async fn plan<R: ChunkReader>(
     mut tables: mpsc::UnboundedReceiver<(usize, Option<Vec<String>>)>,
     jobs: mpsc::Sender<(Job, OwnedSemaphorePermit)>,
     window: Arc<Semaphore>,
+    gone: mpsc::Sender<Results<R::Rows>>,
 ) -> Result<(), SourceError> {
     let mut conn = None;
     while let Some((index, start)) = tables.recv().await {
@@ -332,7 +356,14 @@ async fn plan<R: ChunkReader>(
         let mut lower = reader.first_lower(&plan, start);
         let mut seq = 0;
         loop {
-            let upper = reader.boundary(conn, &plan, lower.as_deref()).await?;
+            let upper = match reader.boundary(conn, &plan, lower.as_deref()).await {
+                Ok(u) => u,
+                Err(e) if reader.table_gone(&e) => {
+                    let _ = gone.send(Ok(Outcome::Gone(index))).await;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             let last = upper.is_none();
             let job = Job { table: index, seq, attempt: 0, lower: lower.clone(), upper: upper.clone() };
             let Ok(permit) = window.clone().acquire_owned().await else { return Ok(()) };
@@ -368,10 +399,21 @@ async fn work<R: ChunkReader>(
                     // The burst is at least one chunk, so this cannot be refused.
                     let _ = limiter.until_n_ready(n).await;
                 }
-                let piece = reader.read(&mut conn, &plan, &job, lower.clone()).await?;
+                let piece = match reader.read(&mut conn, &plan, &job, lower.clone()).await {
+                    Ok(p) => p,
+                    Err(e) if reader.table_gone(&e) => {
+                        // The failed read may have left a transaction open: start afresh.
+                        conn = reader.connect().await?;
+                        if results.send(Ok(Outcome::Gone(job.table))).await.is_err() {
+                            return Ok(());
+                        }
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let (complete, done) = (piece.complete, piece.done_upto.clone());
                 let held = Held { piece, _permit: if complete { permit.take() } else { None } };
-                if results.send(Ok(held)).await.is_err() {
+                if results.send(Ok(Outcome::Read(held))).await.is_err() {
                     return Ok(());
                 }
                 if complete {
@@ -413,6 +455,9 @@ mod tests {
         }
         async fn connect(&self) -> Result<(), SourceError> {
             Ok(())
+        }
+        fn table_gone(&self, _: &SourceError) -> bool {
+            false
         }
         async fn boundary(
             &self,

@@ -176,6 +176,19 @@ impl ChunkLedger {
         Some(Arc::new(self.progress.clone()))
     }
 
+    /// Table `index` no longer exists (dropped or renamed while being read): its snapshot ends
+    /// as done, the rows emitted so far stay. Returns the progress to checkpoint, once.
+    pub fn gone(&mut self, index: usize) -> Option<Arc<SnapshotProgress>> {
+        let run = self.runs.get_mut(index).filter(|r| !r.retired)?;
+        run.retired = true;
+        let name = run.name.clone();
+        let t = self.progress.table_mut(&name).filter(|t| !t.done)?;
+        t.done = true;
+        tracing::warn!(table = %name, rows = t.rows, "table no longer exists; its snapshot ends (the rows emitted so far stay)");
+        self.progress.step += 1;
+        Some(Arc::new(self.progress.clone()))
+    }
+
     fn set(&mut self, entry: TableProgress) -> Arc<SnapshotProgress> {
         match self.progress.table_mut(&entry.table) {
             Some(t) => *t = entry,
@@ -412,5 +425,17 @@ mod tests {
         assert!(p.table("inc").unwrap().done && !p.table("init").unwrap().done);
         assert!(l.stale(&Job { table: inc, seq: 0, lower: None, upper: None, attempt: 0 }), "its reads are dropped");
         assert!(!l.all_done(), "the initial snapshot goes on");
+    }
+
+    #[test]
+    fn a_table_gone_ends_its_snapshot_once() {
+        let progress =
+            SnapshotProgress { step: 0, tables: vec![TableProgress::pending("t".into(), SnapshotKind::Initial, None)] };
+        let mut l = ChunkLedger::new(progress, 2);
+        let t = l.add_table("t", 10).unwrap();
+        let p = l.gone(t).expect("progress to checkpoint");
+        assert!(p.table("t").unwrap().done && p.step == 1);
+        assert!(l.gone(t).is_none(), "reported by another worker too: once is enough");
+        assert!(l.all_done());
     }
 }

@@ -137,6 +137,9 @@ impl Snapshotter {
         while let Some(chunk) = self.engine.next_ready(here.as_u64(), emitter.durable_snapshot_step())? {
             self.emit_chunk(emitter, chunk, here).await?;
         }
+        if let Some(progress) = self.engine.take_changed() {
+            emitter.mark_progress(Position::Mysql(here.clone()), progress)?;
+        }
         self.engine.settle(emitter);
         Ok(())
     }

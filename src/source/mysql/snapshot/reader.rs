@@ -130,6 +130,11 @@ impl ChunkReader for ReadSettings {
         self.chunk_rows
     }
 
+    fn table_gone(&self, e: &SourceError) -> bool {
+        // ER_NO_SUCH_TABLE: dropped (or renamed) since it was planned.
+        e.server_code() == Some("1146")
+    }
+
     fn limiter(&self) -> Option<&Limiter> {
         self.limiter.as_deref()
     }

@@ -161,6 +161,9 @@ impl Snapshotter {
         while let Some(chunk) = self.engine.next_ready(at.0, emitter.durable_snapshot_step())? {
             self.emit_chunk(emitter, chunk, at).await?;
         }
+        if let Some(progress) = self.engine.take_changed() {
+            emitter.mark_progress(Position::Postgres { lsn: at }, progress)?;
+        }
         self.engine.settle(emitter);
         Ok(())
     }

@@ -157,6 +157,11 @@ impl ChunkReader for ReadSettings {
         self.chunk_rows
     }
 
+    fn table_gone(&self, e: &SourceError) -> bool {
+        // undefined_table: dropped (or renamed) since it was planned.
+        e.server_code() == Some("42P01")
+    }
+
     fn limiter(&self) -> Option<&Limiter> {
         self.limiter.as_deref()
     }
