@@ -283,6 +283,20 @@ async fn postgres_on_demand_snapshot_leaves_another_table_streaming() {
     assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming")), "{}", daemon.logs());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!daemon.logs().contains("snapshot started"), "a stopped snapshot resumed: {}", daemon.logs());
+
+    // A table dropped while it is being snapshotted ends its snapshot; the stream goes on.
+    let (code, out, err) = cdcd(&["snapshot", "--config", cfg, "--table", "od.big"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot started")), "{}", daemon.logs());
+    c.batch_execute("DROP TABLE od.big").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("table no longer exists")),
+        "{}",
+        daemon.logs()
+    );
+    c.batch_execute("INSERT INTO od.busy VALUES (1000000, 'after the drop')").await.unwrap();
+    let busy = read_topics(&rig.broker.bootstrap, &["ondemand.od.busy"], 1, 60);
+    assert!(busy.iter().any(|r| id_of(r) == Some(1_000_000)), "the stream stopped after the drop: {}", daemon.logs());
     drop(daemon);
 }
 

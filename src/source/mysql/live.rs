@@ -116,6 +116,10 @@ impl LiveTables {
                 None => self.conn.insert(connect(&self.my).await?),
             };
             let setup = table_setup(conn, &t, &self.ctx).await?;
+            if setup.table.columns.is_empty() {
+                tracing::warn!(table = %name, "snapshot asked for a table that does not exist; ignored");
+                continue;
+            }
             progress = Some(snapshotter.request(&name, filter));
             snapshotter.add(setup);
         }
