@@ -265,6 +265,14 @@ impl<R: ChunkReader> SnapshotEngine<R> {
         Ok(next.map(|i| self.ready.remove(i).piece))
     }
 
+    /// Stops the incremental snapshot of `table` (every one when `None`), and the tasks when
+    /// nothing is left to read; returns the progress to checkpoint when one was running.
+    pub fn stop(&mut self, table: Option<&str>, emitter: &Emitter) -> Option<Arc<SnapshotProgress>> {
+        let progress = self.ledger.stop(table)?;
+        self.settle(emitter);
+        Some(progress)
+    }
+
     /// Snapshot progress that changed without a chunk (a table gone while being read): the
     /// source checkpoints it at its current place.
     pub fn take_changed(&mut self) -> Option<Arc<SnapshotProgress>> {

@@ -95,9 +95,7 @@ impl Snapshotter {
     /// Stops the incremental snapshot of `table` (every one when `None`); returns the progress
     /// to checkpoint when one was running.
     pub fn stop(&mut self, table: Option<&str>, emitter: &Emitter) -> Option<Arc<SnapshotProgress>> {
-        let progress = self.engine.ledger_mut().stop(table)?;
-        self.engine.settle(emitter);
-        Some(progress)
+        self.engine.stop(table, emitter)
     }
 
     pub fn is_running(&self) -> bool {
