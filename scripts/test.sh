@@ -14,5 +14,7 @@ export CDCD_TEST_PG_REPLICA_URL=$(scripts/pg.sh start "$STATE/pg-replica" 54330 
 export CDCD_TEST_MYSQL_URL=$(scripts/mariadb.sh start "$STATE/mariadb" 33061)
 trap 'scripts/pg.sh stop "$STATE/pg"; scripts/pg.sh stop "$STATE/pg-replica"; scripts/mariadb.sh stop "$STATE/mariadb"' EXIT
 echo "test: PostgreSQL at $CDCD_TEST_PG_URL (logical) and $CDCD_TEST_PG_REPLICA_URL (replica); MariaDB at $CDCD_TEST_MYSQL_URL"
+# A fresh checkout gains nothing from incremental compilation, and its cache is gigabytes.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo build --bins --quiet
 cargo test --no-fail-fast -- --test-threads=4 "$@"
