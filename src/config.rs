@@ -237,12 +237,64 @@ pub struct KafkaSinkConfig {
     /// Where records the broker refuses for good (too large, invalid) go instead of stopping the
     /// connector; unset (default): such a record stops the connector with an error naming it.
     pub dead_letter_topic: Option<String>,
+    /// `friendly` (cdcd's JSON, the default) or `debezium` (Debezium's own representations).
+    #[serde(default)]
+    pub encoding: EncodingName,
+    /// Options of `encoding = "debezium"`, named as Debezium's.
+    #[serde(default)]
+    pub debezium: DebeziumConfig,
+}
+
+/// The envelope's value representation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingName {
+    /// cdcd's lossless JSON: exact decimals as strings, ISO-8601 times, no schemas.
+    #[default]
+    Friendly,
+    /// Debezium's: Connect types (decimals as bytes, times as epoch numbers), JsonConverter.
+    Debezium,
+}
+
+/// `[sink.debezium]`: Debezium's converter and connector options that change the encoding.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebeziumConfig {
+    /// JsonConverter's `schemas.enable`: each key and value as `{"schema": .., "payload": ..}`.
+    /// Default true, as Kafka Connect's JsonConverter.
+    #[serde(default = "yes")]
+    pub schemas_enable: bool,
+    #[serde(default)]
+    pub decimal_handling_mode: crate::core::connect::DecimalMode,
+    #[serde(default)]
+    pub time_precision_mode: crate::core::connect::TimeMode,
+    #[serde(default)]
+    pub binary_handling_mode: crate::core::connect::BinaryMode,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for DebeziumConfig {
+    fn default() -> Self {
+        DebeziumConfig {
+            schemas_enable: true,
+            decimal_handling_mode: Default::default(),
+            time_precision_mode: Default::default(),
+            binary_handling_mode: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
     pub topic_prefix: Option<String>,
+    #[serde(default)]
+    pub encoding: EncodingName,
+    #[serde(default)]
+    pub debezium: DebeziumConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -256,6 +308,33 @@ pub struct CheckpointConfig {
 }
 
 impl ConnectorConfig {
+    fn encoding(&self) -> (EncodingName, &DebeziumConfig) {
+        match &self.sink {
+            SinkConfig::Kafka(k) => (k.encoding, &k.debezium),
+            SinkConfig::Stdout(s) => (s.encoding, &s.debezium),
+        }
+    }
+
+    /// How the emitter encodes records.
+    pub fn encode(&self) -> crate::core::envelope::Encode {
+        match self.encoding() {
+            (EncodingName::Friendly, _) => crate::core::envelope::Encode::Friendly,
+            (EncodingName::Debezium, d) => crate::core::envelope::Encode::DebeziumJson { schemas: d.schemas_enable },
+        }
+    }
+
+    /// The Debezium options the sources build typed schemas with; `None` for cdcd's JSON.
+    pub fn typed_options(&self) -> Option<crate::core::connect::TypedOptions> {
+        match self.encoding() {
+            (EncodingName::Friendly, _) => None,
+            (EncodingName::Debezium, d) => Some(crate::core::connect::TypedOptions {
+                decimal: d.decimal_handling_mode,
+                time: d.time_precision_mode,
+                binary: d.binary_handling_mode,
+            }),
+        }
+    }
+
     pub fn topic_prefix(&self) -> &str {
         let p = match &self.sink {
             SinkConfig::Kafka(k) => k.topic_prefix.as_deref(),
@@ -463,6 +542,13 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             }
         }
     }
+    if cfg.typed_options().is_some() && matches!(cfg.source, SourceConfig::Mysql(_)) {
+        return Err(ConfigError::invalid(
+            path,
+            "sink.encoding",
+            "\"debezium\" is not yet available for MySQL/MariaDB sources; use \"friendly\" (the default)",
+        ));
+    }
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));
@@ -608,6 +694,27 @@ path = "/tmp/x"
     }
 
     #[test]
+    fn debezium_encoding_and_its_options() {
+        let c = p(&GOOD.replace("[sink.properties]", "encoding = \"debezium\"\n[sink.properties]")).unwrap();
+        assert_eq!(c.encode(), crate::core::envelope::Encode::DebeziumJson { schemas: true });
+        assert_eq!(c.typed_options(), Some(Default::default()));
+        let c = p(&format!(
+            "{}\n[sink.debezium]\nschemas_enable = false\ndecimal_handling_mode = \"string\"\nbinary_handling_mode = \"base64-url-safe\"",
+            GOOD.replace("[sink.properties]\n\"linger.ms\" = 5\n", "encoding = \"debezium\"\n").replace("[checkpoint]\npath = \"/tmp/x\"\n", "")
+        ))
+        .unwrap();
+        assert_eq!(c.encode(), crate::core::envelope::Encode::DebeziumJson { schemas: false });
+        let t = c.typed_options().unwrap();
+        assert_eq!(
+            (t.decimal, t.binary),
+            (crate::core::connect::DecimalMode::String, crate::core::connect::BinaryMode::Base64UrlSafe)
+        );
+        assert_eq!(p(GOOD).unwrap().encode(), crate::core::envelope::Encode::Friendly, "friendly stays the default");
+        let err = p(&GOOD.replace("[sink.properties]", "encoding = \"avro-ish\"\n[sink.properties]")).unwrap_err();
+        assert!(err.to_string().contains("avro-ish"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = p(&GOOD.replace("brokers =", "brokerz =")).unwrap_err().to_string();
         assert!(err.contains("brokerz"), "{err}");
@@ -650,6 +757,8 @@ type = "stdout"
         assert!(p(&text.replace("4242", "0")).unwrap_err().to_string().contains("source.server_id"));
         assert!(p(&text.replace("server_id = 4242", "")).unwrap_err().to_string().contains("server_id"));
         assert!(p(&text.replace("shop.*", "shop")).unwrap_err().to_string().contains("database.table"));
+        let err = p(&format!("{text}encoding = \"debezium\"\n")).unwrap_err().to_string();
+        assert!(err.contains("sink.encoding") && err.contains("not yet available"), "{err}");
         let keyed = format!("{text}\n[source.key_columns]\n\"shop.log\" = [\"a\", \"b\"]\n")
             .replace("[sink]\ntype = \"stdout\"\n", "")
             + "[sink]\ntype = \"stdout\"\n";

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::acks::AckTracker;
 use crate::core::checkpoint::SourceIdentity;
-use crate::core::envelope::{Change, Op, RecordBuf};
+use crate::core::envelope::{Change, Encode, Op, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
 use crate::core::recent_keys::{key_hash, Superseded};
@@ -31,6 +31,7 @@ pub struct Emitter {
     sink: Sink,
     tracker: Arc<AckTracker>,
     buf: RecordBuf,
+    encode: Encode,
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     frame: TxnFrame,
     events: u64,
@@ -52,6 +53,7 @@ impl Emitter {
             sink,
             tracker,
             buf: RecordBuf::default(),
+            encode: Encode::Friendly,
             identity,
             frame: TxnFrame::new(),
             events: 0,
@@ -59,6 +61,11 @@ impl Emitter {
             metrics,
             source_ts_us: 0,
         }
+    }
+
+    /// Sets the record encoding (cdcd's JSON unless told otherwise).
+    pub fn set_encoding(&mut self, encode: Encode) {
+        self.encode = encode;
     }
 
     /// The source says what it is doing (snapshotting, streaming), for readiness and status.
@@ -102,7 +109,7 @@ impl Emitter {
     /// Waits while the sink or the tracker is full: that wait is the back-pressure that stops
     /// the source from reading further.
     pub async fn emit(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
-        self.buf.set_change(change);
+        self.render(topic, change)?;
         self.send_rendered(topic, change.op).await
     }
 
@@ -114,14 +121,26 @@ impl Emitter {
         change: &Change<'_>,
         superseded: &Superseded,
     ) -> Result<bool, SessionError> {
-        self.buf.set_change(change);
+        self.render(topic, change)?;
         let stale = superseded.all
-            || (!superseded.keys.is_empty() && self.buf.key_bytes().is_some_and(|k| superseded.contains(key_hash(k))));
+            || (!superseded.keys.is_empty()
+                && self.buf.key_identity().is_some_and(|k| superseded.contains(key_hash(k))));
         if stale {
             return Ok(false);
         }
         self.send_rendered(topic, change.op).await?;
         Ok(true)
+    }
+
+    /// Encodes `change` into the record buffers. A value that does not fit its schema stops
+    /// the connector: sending it some other way would change the contract silently.
+    fn render(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SourceError> {
+        self.buf.encode(change, self.encode).map_err(|e| {
+            SourceError::Fatal(format!(
+                "cannot encode a change of topic {topic}: {e}. This is a bug in cdcd's type mapping; \
+                 please report it with the column's type"
+            ))
+        })
     }
 
     async fn send_rendered(&mut self, topic: &str, op: Op) -> Result<(), SessionError> {
@@ -179,10 +198,11 @@ impl Emitter {
         Ok(self.frame.mark(&self.tracker, position, Some(progress))?)
     }
 
-    /// The message key of the change last emitted (`None` for a keyless table), as the broker
-    /// gets it: what "the same row" means to consumers, so what snapshot deduplication compares.
+    /// The message key of the change last emitted (`None` for a keyless table) in cdcd's JSON,
+    /// whatever the wire encoding: what "the same row" means to consumers, so what snapshot
+    /// deduplication compares.
     pub fn last_key(&self) -> Option<&[u8]> {
-        self.buf.key_bytes()
+        self.buf.key_identity()
     }
 
     /// Like [`Emitter::mark`] for a place the log reached through events that carry no change

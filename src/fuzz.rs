@@ -11,14 +11,16 @@ use mysql_common::binlog::events::EventData;
 use mysql_common::binlog::EventStreamReader;
 use mysql_common::proto::MyDeserialize;
 
-use crate::core::envelope::{Change, Op, RecordBuf, WriteJson};
+use crate::core::connect::TableSchema;
+use crate::core::envelope::{Change, Encode, Image, Op, RecordBuf};
 use crate::core::position::Lsn;
 use crate::source::mysql::table::{self as my_table, Kind};
 use crate::source::mysql::{guard, mariadb_events, rows, stream as my_stream, values as my_values};
 use crate::source::postgres::catalog::TableRef;
 use crate::source::postgres::pgoutput::{self, Cell, Message, OldTuple};
 use crate::source::postgres::protocol::PG_EPOCH_OFFSET_US;
-use crate::source::postgres::relation::{self, Relation, SourceContext};
+use crate::source::postgres::relation::{self, ColumnDef, Relation, SourceContext};
+use crate::source::postgres::typed::PgType;
 use crate::source::postgres::values::{self as pg_values, ValueKind};
 use crate::source::tables::KeyColumns;
 
@@ -36,17 +38,19 @@ pub fn check_json(docs: &[Vec<u8>]) -> Result<(), String> {
 fn render(
     docs: &mut Vec<Vec<u8>>,
     op: Op,
-    key: Option<&impl WriteJson>,
-    before: Option<&impl WriteJson>,
-    after: Option<&impl WriteJson>,
-    source: &impl WriteJson,
+    key: Option<&impl Image>,
+    before: Option<&impl Image>,
+    after: Option<&impl Image>,
+    source: &impl Image,
+    schema: Option<&TableSchema>,
 ) {
     let change = Change {
         op,
-        key: key.map(|k| k as &dyn WriteJson),
-        before: before.map(|r| r as &dyn WriteJson),
-        after: after.map(|r| r as &dyn WriteJson),
+        key: key.map(|k| k as &dyn Image),
+        before: before.map(|r| r as &dyn Image),
+        after: after.map(|r| r as &dyn Image),
         source,
+        schema,
         ts_us: 0,
     };
     let mut buf = RecordBuf::default();
@@ -54,7 +58,15 @@ fn render(
     if key.is_some() {
         docs.push(buf.key.clone());
     }
-    docs.push(buf.value);
+    docs.push(buf.value.clone());
+    // Debezium's JSON from the same change: hostile values may fail to encode (a clear error),
+    // but what does encode must be JSON.
+    if change.schema.is_some() && buf.encode(&change, Encode::DebeziumJson { schemas: false }).is_ok() {
+        if key.is_some() {
+            docs.push(buf.key.clone());
+        }
+        docs.push(buf.value);
+    }
 }
 
 /// A stream of pgoutput messages, each framed by a big-endian u16 length (the seed corpus is
@@ -66,6 +78,7 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
         db: "fuzz".into(),
         topic_prefix: "fuzz".into(),
         keys: KeyColumns::default(),
+        typed: Some(Default::default()),
     };
     let mut docs = Vec::new();
     let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -84,7 +97,16 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
             }
             Message::Relation(r) => {
                 let key: Vec<String> = r.columns.iter().filter(|c| c.flags & 1 != 0).map(|c| c.name.clone()).collect();
-                let columns = r.columns.iter().map(|c| (c.name.clone(), kind_for_oid(c.type_oid))).collect();
+                let columns = r
+                    .columns
+                    .iter()
+                    .map(|c| ColumnDef {
+                        name: c.name.clone(),
+                        kind: kind_for_oid(c.type_oid),
+                        pg: PgType::builtin(c.type_oid, c.type_mod),
+                        not_null: false,
+                    })
+                    .collect();
                 let table = TableRef { schema: r.namespace, name: r.name };
                 if let Ok(rel) = Relation::new(r.id, table, columns, &key, &ctx) {
                     relations.insert(r.id, rel);
@@ -112,9 +134,10 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
             lsn: commit_lsn,
             commit_lsn,
             index,
+            last_commit_lsn: None,
         };
         index += 1;
-        render(&mut docs, op, key.as_ref(), before.as_ref(), after.as_ref(), &source);
+        render(&mut docs, op, key.as_ref(), before.as_ref(), after.as_ref(), &source, rel.schema.as_ref());
     }
     docs
 }
@@ -202,7 +225,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
                         index,
                     };
                     index += 1;
-                    render(&mut docs, c.op, key.as_ref(), before.as_ref(), after.as_ref(), &source);
+                    render(&mut docs, c.op, key.as_ref(), before.as_ref(), after.as_ref(), &source, None);
                 }
             }
             EventData::QueryEvent(q) => {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod core;
 pub mod emit;
+pub mod encode;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;

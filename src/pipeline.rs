@@ -174,6 +174,7 @@ async fn run_sessions(
         .as_ref()
         .map(|_| TaskGuard(tokio::spawn(watch_backlog(source.backlog_probe(), status.clone(), durable_rx.clone()))));
     let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
+    emitter.set_encoding(cfg.encode());
     let unacknowledged = |left: u64| {
         Error::Runtime(format!(
             "connector `{name}`: stopped with {left} events not yet acknowledged by the broker; they will be re-read from the checkpoint on the next start"

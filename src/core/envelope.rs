@@ -1,9 +1,13 @@
 //! The one envelope every connector emits (Debezium-compatible field names):
 //! value `{"before", "after", "source", "op", "ts_ms"}`, key = JSON object of the primary key.
 //! Records are written into reusable buffers; connectors provide rows and the `source` block as
-//! [`WriteJson`] implementations.
+//! [`Image`]s, which write themselves as cdcd's JSON ([`WriteJson`]) and as typed values for
+//! Debezium's encodings ([`WriteTyped`]), whose schemas the [`TableSchema`] holds.
 
+use crate::core::connect::{TableSchema, ValueWriter, WriteTyped};
 use crate::core::json;
+use crate::encode::avro::AvroWriter;
+use crate::encode::dbz_json::JsonWriter;
 
 /// The kind of change, with Debezium's one-letter codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +41,21 @@ pub trait WriteJson: Sync {
     fn write_json(&self, out: &mut Vec<u8>);
 }
 
+/// A row, key or `source` block: writes itself in every encoding.
+pub trait Image: WriteJson + WriteTyped {}
+impl<T: WriteJson + WriteTyped> Image for T {}
+
+/// How records are encoded, with what each needs per record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encode {
+    /// cdcd's own JSON (the default).
+    Friendly,
+    /// Debezium's JSON as JsonConverter writes it, with or without `{"schema","payload"}`.
+    DebeziumJson { schemas: bool },
+    /// Avro in the Confluent wire format, with the registry ids of the key and value schemas.
+    Avro { key_id: Option<u32>, value_id: u32 },
+}
+
 /// What a sink receives: topic, key bytes (None = null key) and value bytes (None = tombstone).
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
@@ -51,23 +70,78 @@ pub struct RecordBuf {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     has_key: bool,
+    /// The key as cdcd's JSON when the encoding is another: snapshot deduplication compares
+    /// keys as the source rendered them, whatever the wire encoding.
+    key_identity: Vec<u8>,
+    typed: bool,
 }
 
 /// The parts of one change event, borrowed from the connector's decoded row.
 pub struct Change<'a> {
     pub op: Op,
-    pub key: Option<&'a dyn WriteJson>,
-    pub before: Option<&'a dyn WriteJson>,
-    pub after: Option<&'a dyn WriteJson>,
-    pub source: &'a dyn WriteJson,
+    pub key: Option<&'a dyn Image>,
+    pub before: Option<&'a dyn Image>,
+    pub after: Option<&'a dyn Image>,
+    pub source: &'a dyn Image,
+    /// The table's schemas for the typed encodings (`None`: cdcd's JSON only).
+    pub schema: Option<&'a TableSchema>,
     /// When cdcd processed the event, microseconds since the epoch (Debezium's top-level
     /// `ts_ms` / `ts_us` / `ts_ns`).
     pub ts_us: i64,
 }
 
 impl RecordBuf {
-    /// Fills the buffers with `change`'s key and envelope.
+    /// Fills the buffers with `change`'s key and envelope in `encode`. Fails (naming the
+    /// problem) when a value does not fit the table's schema; nothing is then sent.
+    pub fn encode(&mut self, change: &Change<'_>, encode: Encode) -> Result<(), String> {
+        self.typed = encode != Encode::Friendly;
+        if !self.typed {
+            self.set_change(change);
+            return Ok(());
+        }
+        let schema = change.schema.ok_or("this source has no Debezium schemas for its tables")?;
+        self.has_key = change.key.is_some();
+        self.key_identity.clear();
+        if let Some(k) = change.key {
+            k.write_json(&mut self.key_identity);
+        }
+        self.key.clear();
+        self.value.clear();
+        match encode {
+            Encode::Friendly => unreachable!("handled above"),
+            Encode::DebeziumJson { schemas } => {
+                if let (Some(k), Some(ks)) = (change.key, &schema.key) {
+                    json_record(&mut self.key, schemas.then(|| schema.key_json()), |out| {
+                        let mut w = JsonWriter::new(ks, out);
+                        k.write_typed(&mut w);
+                        w.finish().map_err(|e| format!("key: {e}"))
+                    })?;
+                }
+                json_record(&mut self.value, schemas.then(|| schema.envelope_json()), |out| {
+                    let mut w = JsonWriter::new(&schema.envelope, out);
+                    write_envelope(&mut w, change);
+                    w.finish()
+                })?;
+            }
+            Encode::Avro { key_id, value_id } => {
+                if let (Some(k), Some(ks), Some(id)) = (change.key, &schema.key, key_id) {
+                    confluent_header(&mut self.key, id);
+                    let mut w = AvroWriter::new(ks, &mut self.key);
+                    k.write_typed(&mut w);
+                    w.finish().map_err(|e| format!("key: {e}"))?;
+                }
+                confluent_header(&mut self.value, value_id);
+                let mut w = AvroWriter::new(&schema.envelope, &mut self.value);
+                write_envelope(&mut w, change);
+                w.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills the buffers with `change`'s key and envelope in cdcd's JSON.
     pub fn set_change(&mut self, change: &Change<'_>) {
+        self.typed = false;
         self.set_key(change.key);
         let out = &mut self.value;
         out.clear();
@@ -85,8 +159,8 @@ impl RecordBuf {
         out.push(b'}');
     }
 
-    /// Sets only the key; used for the tombstone that follows a delete (the value is null).
-    pub fn set_key(&mut self, key: Option<&dyn WriteJson>) {
+    /// Sets only the key, in cdcd's JSON.
+    pub fn set_key(&mut self, key: Option<&dyn Image>) {
         self.key.clear();
         self.has_key = key.is_some();
         if let Some(k) = key {
@@ -107,9 +181,59 @@ impl RecordBuf {
     pub fn key_bytes(&self) -> Option<&[u8]> {
         self.has_key.then_some(self.key.as_slice())
     }
+
+    /// The key as cdcd's JSON, whatever the encoding: what "the same row" means to snapshot
+    /// deduplication.
+    pub fn key_identity(&self) -> Option<&[u8]> {
+        let k = if self.typed { &self.key_identity } else { &self.key };
+        self.has_key.then_some(k.as_slice())
+    }
 }
 
-fn write_opt(out: &mut Vec<u8>, v: Option<&dyn WriteJson>) {
+/// The envelope's typed values, in the order of [`TableSchema`]'s envelope fields.
+fn write_envelope(w: &mut dyn ValueWriter, change: &Change<'_>) {
+    w.begin();
+    for image in [change.before, change.after] {
+        match image {
+            Some(row) => row.write_typed(w),
+            None => w.null(),
+        }
+    }
+    change.source.write_typed(w);
+    w.null(); // transaction: metadata is not emitted (Debezium's default)
+    w.string(change.op.code());
+    w.int(change.ts_us.div_euclid(1000));
+    w.int(change.ts_us);
+    w.int(change.ts_us.saturating_mul(1000));
+    w.end();
+}
+
+/// A JsonConverter record: the payload, wrapped as `{"schema":..,"payload":..}` when schemas
+/// are on.
+fn json_record(
+    out: &mut Vec<u8>,
+    schema: Option<&[u8]>,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    if let Some(s) = schema {
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(s);
+        out.extend_from_slice(b",\"payload\":");
+    }
+    payload(out)?;
+    if schema.is_some() {
+        out.push(b'}');
+    }
+    Ok(())
+}
+
+/// Confluent's wire format: magic byte 0, then the schema id, big-endian.
+fn confluent_header(out: &mut Vec<u8>, id: u32) {
+    out.push(0);
+    out.extend_from_slice(&id.to_be_bytes());
+}
+
+fn write_opt(out: &mut Vec<u8>, v: Option<&dyn Image>) {
     match v {
         Some(v) => v.write_json(out),
         None => out.extend_from_slice(b"null"),
@@ -141,6 +265,11 @@ mod tests {
             out.extend_from_slice(self.0.as_bytes());
         }
     }
+    impl WriteTyped for Raw {
+        fn write_typed(&self, w: &mut dyn ValueWriter) {
+            w.fail("raw JSON has no schema");
+        }
+    }
 
     #[test]
     fn envelope_has_debezium_fields_and_is_valid_json() {
@@ -155,6 +284,7 @@ mod tests {
             before: Some(&before),
             after: Some(&after),
             source: &source,
+            schema: None,
             ts_us: 42_001,
         });
         let rec = buf.record("t");
@@ -178,7 +308,15 @@ mod tests {
     fn missing_key_is_a_null_key_not_an_empty_one() {
         let mut buf = RecordBuf::default();
         let src = Raw("{}");
-        buf.set_change(&Change { op: Op::Truncate, key: None, before: None, after: None, source: &src, ts_us: 1 });
+        buf.set_change(&Change {
+            op: Op::Truncate,
+            key: None,
+            before: None,
+            after: None,
+            source: &src,
+            schema: None,
+            ts_us: 1,
+        });
         assert!(buf.record("t").key.is_none());
         let v: serde_json::Value = serde_json::from_slice(buf.record("t").value.unwrap()).unwrap();
         assert!(v["before"].is_null() && v["after"].is_null());

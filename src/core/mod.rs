@@ -3,6 +3,7 @@
 
 pub mod acks;
 pub mod checkpoint;
+pub mod connect;
 pub mod envelope;
 pub mod json;
 pub mod pause;

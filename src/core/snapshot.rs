@@ -130,6 +130,15 @@ impl SnapshotMarker {
     }
 }
 
+/// The Connect schema of `source.snapshot`, as Debezium declares it (an enum with a default).
+pub fn snapshot_field_schema() -> crate::core::connect::Schema {
+    crate::core::connect::Schema::string()
+        .optional()
+        .logical("io.debezium.data.Enum")
+        .param("allowed", "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental")
+        .default_str("false")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -353,6 +353,8 @@ mod tests {
             properties: props.iter().map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string()))).collect(),
             max_events_per_second: None,
             dead_letter_topic: None,
+            encoding: Default::default(),
+            debezium: Default::default(),
         }
     }
 

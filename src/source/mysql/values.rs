@@ -95,6 +95,22 @@ pub struct Row<'a, C: Cells> {
     pub cells: &'a C,
 }
 
+/// Debezium's types for MySQL/MariaDB columns are not mapped yet; the configuration refuses
+/// typed encodings for these sources, so this is never reached from a valid configuration.
+impl<C: Cells> crate::core::connect::WriteTyped for Row<'_, C> {
+    fn write_typed(&self, w: &mut dyn crate::core::connect::ValueWriter) {
+        w.fail("Debezium encodings are not available for MySQL/MariaDB sources yet");
+    }
+}
+
+/// Debezium's types for MySQL/MariaDB columns are not mapped yet; the configuration refuses
+/// typed encodings for these sources, so this is never reached from a valid configuration.
+impl<C: Cells> crate::core::connect::WriteTyped for Key<'_, C> {
+    fn write_typed(&self, w: &mut dyn crate::core::connect::ValueWriter) {
+        w.fail("Debezium encodings are not available for MySQL/MariaDB sources yet");
+    }
+}
+
 impl<C: Cells> WriteJson for Row<'_, C> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');

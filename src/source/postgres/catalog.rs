@@ -9,6 +9,7 @@ use super::tls::PgUrl;
 use crate::source::tls_errors::{tls_reason, verify_fix};
 
 use super::conn::{sqlstate_is_definite, SESSION_OPTIONS};
+use super::typed::PgType;
 use super::values::{builtin_kind, ValueKind};
 use crate::core::position::Lsn;
 use crate::error::{ServerFailure, SourceError};
@@ -42,13 +43,21 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnMeta {
+    pub name: String,
+    pub type_oid: u32,
+    pub typmod: i32,
+    pub not_null: bool,
+}
+
 /// Column list and key of a table as the catalog sees it now.
 #[derive(Clone, Debug)]
 pub struct TableMeta {
     pub oid: u32,
     pub table: TableRef,
-    /// (name, type oid) in attnum order, without dropped or generated columns (as pgoutput sends).
-    pub columns: Vec<(String, u32)>,
+    /// In attnum order, without dropped or generated columns (as pgoutput sends them).
+    pub columns: Vec<ColumnMeta>,
     /// Primary-key column names, else replica-identity-index columns, else empty (null key).
     pub key: Vec<String>,
     /// `relreplident`: d, n, f, i.
@@ -241,13 +250,16 @@ impl Catalog {
         let cols = self
             .client
             .query(
-                "SELECT attname::text, atttypid FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 \
-                 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                "SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute WHERE attrelid = $1 \
+                 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
                 &[&oid],
             )
             .await
             .map_err(|e| sql_err("reading columns", e))?;
-        let columns = cols.iter().map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1))).collect();
+        let columns = cols
+            .iter()
+            .map(|r| ColumnMeta { name: r.get(0), type_oid: r.get(1), typmod: r.get(2), not_null: r.get(3) })
+            .collect();
         let keys = self
             .client
             .query(
@@ -301,6 +313,51 @@ impl Catalog {
         };
         self.kinds.insert(oid, kind.clone());
         Ok(kind)
+    }
+
+    /// The type Debezium's mapping needs for a column of type `oid` with modifier `typmod`:
+    /// domains resolved to their base type (and its modifier), arrays with their element type,
+    /// enums with their labels.
+    pub async fn pg_type(&mut self, oid: u32, typmod: i32) -> Result<PgType, SourceError> {
+        if builtin_kind(oid).is_some() {
+            let elem = match builtin_kind(oid) {
+                Some(ValueKind::Array(_)) => self.array_elem(oid, typmod).await?,
+                _ => None,
+            };
+            return Ok(PgType { oid, typmod, elem, enum_labels: None });
+        }
+        let row = self
+            .client
+            .query_opt(
+                "SELECT typtype::text, typbasetype, typtypmod, typelem, typcategory::text, \
+                 (SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid) \
+                 FROM pg_type t WHERE oid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_err("reading type", e))?;
+        let Some(r) = row else { return Ok(PgType::builtin(oid, typmod)) };
+        let (typtype, base, base_mod, elem, category): (String, u32, i32, u32, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        Ok(if typtype == "d" && base != 0 {
+            Box::pin(self.pg_type(base, if typmod >= 0 { typmod } else { base_mod })).await?
+        } else if category == "A" && elem != 0 {
+            PgType { oid, typmod, elem: Some(Box::new(Box::pin(self.pg_type(elem, typmod)).await?)), enum_labels: None }
+        } else {
+            PgType { oid, typmod, elem: None, enum_labels: r.get(5) }
+        })
+    }
+
+    async fn array_elem(&mut self, oid: u32, typmod: i32) -> Result<Option<Box<PgType>>, SourceError> {
+        let row = self
+            .client
+            .query_opt("SELECT typelem FROM pg_type WHERE oid = $1", &[&oid])
+            .await
+            .map_err(|e| sql_err("reading type", e))?;
+        match row.map(|r| r.get::<_, u32>(0)) {
+            Some(elem) if elem != 0 => Ok(Some(Box::new(Box::pin(self.pg_type(elem, typmod)).await?))),
+            _ => Ok(None),
+        }
     }
 
     pub async fn slot(&self, name: &str) -> Result<Option<SlotInfo>, SourceError> {

@@ -150,7 +150,7 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
 
 /// What will be captured of one table, and why.
 fn table_finding(t: &TableRef, m: &TableMeta, keys: &KeyColumns) -> Finding {
-    let columns: Vec<&str> = m.columns.iter().map(|(n, _)| n.as_str()).collect();
+    let columns: Vec<&str> = m.columns.iter().map(|c| c.name.as_str()).collect();
     let own: Vec<usize> = m.key.iter().filter_map(|k| columns.iter().position(|c| c == k)).collect();
     let key = match keys.resolve(&t.schema, &t.name, &columns, own) {
         Ok(k) if k.is_empty() => "null Kafka key".to_string(),

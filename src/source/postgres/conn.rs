@@ -19,7 +19,8 @@ pub type ReplicationWriter = WriteHalf<PgStream>;
 
 /// Session settings that make the server's text output what our value mapping expects.
 pub const SESSION_OPTIONS: &str =
-    "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex";
+    "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex \
+     -c lc_monetary=C";
 
 /// Where and as whom to connect, taken from the connector's URL.
 #[derive(Clone, Debug)]

@@ -216,7 +216,7 @@ pub async fn signal_table(catalog: &Catalog, pg: &PostgresSourceConfig) -> Resul
     };
     let meta = catalog.table_meta(oid).await?;
     for col in ["id", "type", "data"] {
-        if !meta.columns.iter().any(|(c, _)| c == col) {
+        if !meta.columns.iter().any(|c| c.name == *col) {
             return Err(SourceError::Fatal(format!(
                 "source.signal_table {name} has no column `{col}`; it needs Debezium's columns {SIGNAL_TABLE_DDL}"
             )));

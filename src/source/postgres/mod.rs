@@ -30,6 +30,7 @@ pub mod relation;
 pub mod snapshot;
 pub mod stream;
 pub mod tls;
+pub mod typed;
 pub mod values;
 
 use std::sync::{Arc, Mutex};
@@ -237,6 +238,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         db: system.database.clone(),
         topic_prefix: cfg.topic_prefix().to_string(),
         keys: KeyColumns::new(&pg.key_columns),
+        typed: cfg.typed_options(),
     };
     let identity = |created: Option<Lsn>| SourceIdentity::Postgres {
         system_identifier: system.system_identifier.clone(),

@@ -2,9 +2,13 @@
 //! the constant part of its `source` block. Built from pgoutput Relation messages while
 //! streaming and from the catalog during the snapshot, so both render rows identically.
 
+use std::sync::OnceLock;
+
 use super::catalog::TableRef;
 use super::pgoutput::{cell_text, Cell};
+use super::typed::{map_column, write_typed, write_unavailable, Mapped, PgType};
 use super::values::{write_value, ValueKind};
+use crate::core::connect::{Field, Schema, TableSchema, Type, TypedOptions, ValueWriter, WriteTyped};
 use crate::core::envelope::{write_times, WriteJson};
 use crate::core::json;
 use crate::core::position::{event_position, Lsn};
@@ -23,6 +27,17 @@ pub struct SourceContext {
     pub topic_prefix: String,
     /// Key columns the user configured per table, replacing the primary key.
     pub keys: KeyColumns,
+    /// Set when the sink encodes with Debezium's types: relations then carry their schemas.
+    pub typed: Option<TypedOptions>,
+}
+
+/// A column as the catalog or pgoutput describes it.
+#[derive(Clone, Debug)]
+pub struct ColumnDef {
+    pub name: String,
+    pub kind: ValueKind,
+    pub pg: PgType,
+    pub not_null: bool,
 }
 
 #[derive(Debug)]
@@ -31,6 +46,9 @@ pub struct Column {
     /// `"name":`, pre-rendered.
     json_key: Vec<u8>,
     pub kind: ValueKind,
+    /// How the typed encodings convert it, and its Connect schema.
+    mapped: Mapped,
+    schema: Schema,
 }
 
 #[derive(Debug)]
@@ -42,6 +60,10 @@ pub struct Relation {
     /// Indexes into `columns` of the message-key columns (primary key).
     pub key: Vec<usize>,
     source_prefix: Vec<u8>,
+    connector: String,
+    db: String,
+    /// Key and envelope schemas for the typed encodings (when the sink uses one).
+    pub schema: Option<TableSchema>,
 }
 
 impl Relation {
@@ -50,22 +72,27 @@ impl Relation {
     pub fn new(
         id: u32,
         table: TableRef,
-        columns: Vec<(String, ValueKind)>,
+        columns: Vec<ColumnDef>,
         key_names: &[String],
         ctx: &SourceContext,
     ) -> Result<Self, SourceError> {
-        let columns: Vec<Column> = columns
-            .into_iter()
-            .map(|(name, kind)| {
-                let mut json_key = Vec::with_capacity(name.len() + 3);
-                json::write_str(&mut json_key, &name);
-                json_key.push(b':');
-                Column { name, json_key, kind }
-            })
-            .collect();
-        let own_key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+        let opts = ctx.typed.unwrap_or_default();
+        let own_key: Vec<usize> = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let key = ctx.keys.resolve(&table.schema, &table.name, &names, own_key).map_err(SourceError::Fatal)?;
+        let columns: Vec<Column> = columns
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut json_key = Vec::with_capacity(c.name.len() + 3);
+                json::write_str(&mut json_key, &c.name);
+                json_key.push(b':');
+                let (mapped, mut schema) = map_column(&c.pg, &opts);
+                // As Debezium: a column is optional unless NOT NULL; key columns never are.
+                schema.optional = !c.not_null && !key.contains(&i);
+                Column { name: c.name, json_key, kind: c.kind, mapped, schema }
+            })
+            .collect();
         let mut p = Vec::new();
         p.extend_from_slice(b"{\"version\":");
         json::write_str(&mut p, env!("CARGO_PKG_VERSION"));
@@ -78,7 +105,33 @@ impl Relation {
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, &table.name);
         let topic = format!("{}.{}.{}", ctx.topic_prefix, table.schema, table.name);
-        Ok(Relation { id, table, topic, columns, key, source_prefix: p })
+        let schema = ctx.typed.map(|_| {
+            let field = |c: &Column| Field::new(c.name.clone(), c.schema.clone());
+            let mut key_fields: Vec<Field> = key.iter().map(|&i| field(&columns[i])).collect();
+            for f in &mut key_fields {
+                f.schema.optional = false;
+            }
+            TableSchema::new(&topic, key_fields, columns.iter().map(field).collect(), source_schema().clone())
+        });
+        Ok(Relation {
+            id,
+            table,
+            topic,
+            columns,
+            key,
+            source_prefix: p,
+            connector: ctx.connector.clone(),
+            db: ctx.db.clone(),
+            schema,
+        })
+    }
+
+    fn source_name(&self) -> &str {
+        &self.connector
+    }
+
+    fn source_db(&self) -> &str {
+        &self.db
     }
 
     pub fn has_key(&self) -> bool {
@@ -126,6 +179,96 @@ impl WriteJson for Key<'_> {
     }
 }
 
+impl WriteTyped for Row<'_> {
+    fn write_typed(&self, w: &mut dyn ValueWriter) {
+        let mut scratch = Vec::new();
+        w.begin();
+        for (i, col) in self.rel.columns.iter().enumerate() {
+            write_typed_cell(w, col, self.cells.get(i).copied().unwrap_or(Cell::Null), self.data, &mut scratch);
+        }
+        w.end();
+    }
+}
+
+impl WriteTyped for Key<'_> {
+    fn write_typed(&self, w: &mut dyn ValueWriter) {
+        let r = &self.0;
+        let mut scratch = Vec::new();
+        w.begin();
+        for &i in &r.rel.key {
+            write_typed_cell(w, &r.rel.columns[i], r.cells.get(i).copied().unwrap_or(Cell::Null), r.data, &mut scratch);
+        }
+        w.end();
+    }
+}
+
+fn write_typed_cell(w: &mut dyn ValueWriter, col: &Column, cell: Cell, data: &[u8], scratch: &mut Vec<u8>) {
+    match cell {
+        Cell::Text(..) => match cell_text(data, cell) {
+            Some(text) => write_typed(&col.mapped, text, w, scratch),
+            None => write_null(w, &col.schema),
+        },
+        Cell::Unchanged => write_unavailable(&col.mapped, w),
+        Cell::Null => write_null(w, &col.schema),
+    }
+}
+
+/// Null, or for a column that cannot be null (a NOT NULL column missing from a delete's old
+/// key-only image) the type's empty value, as Debezium's converters fall back to.
+fn write_null(w: &mut dyn ValueWriter, schema: &Schema) {
+    if schema.optional {
+        return w.null();
+    }
+    match &schema.ty {
+        Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64 => w.int(0),
+        Type::Float32 | Type::Float64 => w.float(0.0),
+        Type::Boolean => w.boolean(false),
+        Type::String => w.string(""),
+        Type::Bytes => w.bytes(if schema.name.as_deref() == Some(DECIMAL) { &[0] } else { &[] }),
+        Type::Array(_) => {
+            w.begin();
+            w.end();
+        }
+        Type::Struct(fields) => {
+            w.begin();
+            for f in fields {
+                write_null(w, &f.schema);
+            }
+            w.end();
+        }
+    }
+}
+
+const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
+
+/// Debezium's PostgreSQL `source` block schema (`io.debezium.connector.postgresql.Source`).
+pub fn source_schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let f = Field::new;
+        Schema::structure(vec![
+            f("version", Schema::string()),
+            f("connector", Schema::string()),
+            f("name", Schema::string()),
+            f("ts_ms", Schema::int64()),
+            f("snapshot", crate::core::snapshot::snapshot_field_schema()),
+            f("db", Schema::string()),
+            f("sequence", Schema::string().optional()),
+            f("ts_us", Schema::int64().optional()),
+            f("ts_ns", Schema::int64().optional()),
+            f("schema", Schema::string()),
+            f("table", Schema::string()),
+            f("txId", Schema::int64().optional()),
+            f("lsn", Schema::int64().optional()),
+            f("xmin", Schema::int64().optional()),
+            f("origin", Schema::string().optional()),
+            f("origin_lsn", Schema::int64().optional()),
+        ])
+        .named("io.debezium.connector.postgresql.Source")
+        .version(1)
+    })
+}
+
 fn write_cell(out: &mut Vec<u8>, col: &Column, cell: Cell, data: &[u8]) {
     match cell {
         Cell::Null => out.extend_from_slice(b"null"),
@@ -150,6 +293,49 @@ pub struct SourceBlock<'a> {
     pub commit_lsn: Lsn,
     /// The event's index within its transaction (snapshot: within its chunk).
     pub index: u64,
+    /// The commit LSN of the transaction streamed before this one in this session (the first
+    /// half of Debezium's `sequence`); `None` for snapshot rows and the session's first.
+    pub last_commit_lsn: Option<Lsn>,
+}
+
+impl WriteTyped for SourceBlock<'_> {
+    fn write_typed(&self, w: &mut dyn ValueWriter) {
+        let rel = self.rel;
+        w.begin();
+        w.string(env!("CARGO_PKG_VERSION"));
+        w.string("postgresql");
+        w.string(rel.source_name());
+        w.int(self.ts_us.div_euclid(1000));
+        w.string(self.snapshot.as_str());
+        w.string(rel.source_db());
+        let mut seq = String::with_capacity(48);
+        seq.push('[');
+        match self.last_commit_lsn {
+            Some(l) => {
+                seq.push('"');
+                seq.push_str(&l.0.to_string());
+                seq.push('"');
+            }
+            None => seq.push_str("null"),
+        }
+        seq.push_str(",\"");
+        seq.push_str(&self.lsn.0.to_string());
+        seq.push_str("\"]");
+        w.string(&seq);
+        w.int(self.ts_us);
+        w.int(self.ts_us.saturating_mul(1000));
+        w.string(&rel.table.schema);
+        w.string(&rel.table.name);
+        match self.tx_id {
+            Some(x) => w.int(x as i64),
+            None => w.null(),
+        }
+        w.int(self.lsn.0 as i64);
+        w.null(); // xmin
+        w.null(); // origin
+        w.null(); // origin_lsn
+        w.end();
+    }
 }
 
 impl WriteJson for SourceBlock<'_> {

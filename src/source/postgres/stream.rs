@@ -14,7 +14,7 @@ use super::conn::{ReplicationReader, ReplicationWriter};
 use super::live::LiveTables;
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
-use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
+use super::relation::{ColumnDef, Key, Relation, Row, SourceBlock, SourceContext};
 use super::snapshot::Snapshotter;
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
@@ -40,6 +40,8 @@ pub struct Streamer<'a> {
     pub resume_at: Lsn,
     relations: HashMap<u32, Relation>,
     txn: Option<Txn>,
+    /// Commit LSN of the last transaction streamed in this session (Debezium's `sequence`).
+    last_commit: Option<Lsn>,
     /// Inside a transaction that is skipped as already delivered.
     skipping: bool,
     old: Vec<Cell>,
@@ -63,6 +65,7 @@ impl<'a> Streamer<'a> {
             resume_at,
             relations: HashMap::new(),
             txn: None,
+            last_commit: None,
             skipping: false,
             old: Vec::new(),
             new: Vec::new(),
@@ -207,7 +210,7 @@ impl<'a> Streamer<'a> {
                 if std::mem::take(&mut self.skipping) {
                     return Ok(());
                 }
-                self.txn = None;
+                self.last_commit = self.txn.take().map(|t| t.final_lsn).or(self.last_commit);
                 self.last_mark = self.last_mark.max(end_lsn);
                 // Snapshots asked for by this transaction's signals are checkpointed with it,
                 // so a crash cannot pass the signals without keeping the request.
@@ -332,6 +335,7 @@ impl<'a> Streamer<'a> {
             lsn,
             commit_lsn: txn.final_lsn,
             index,
+            last_commit_lsn: self.last_commit,
         };
         let before_row = before.map(|t| Row { rel, cells: pick(t), data });
         let after_row = after.map(|t| Row { rel, cells: pick(t), data });
@@ -346,6 +350,7 @@ impl<'a> Streamer<'a> {
             before: before_row.as_ref().map(|r| r as _),
             after: after_row.as_ref().map(|r| r as _),
             source: &source,
+            schema: rel.schema.as_ref(),
             ts_us: now_us(),
         };
         let (commit_lsn, xid) = (txn.final_lsn, txn.xid);
@@ -360,15 +365,24 @@ impl<'a> Streamer<'a> {
 
     async fn build_relation(&mut self, r: RelationMsg) -> Result<Relation, SessionError> {
         let mut columns = Vec::with_capacity(r.columns.len());
+        // The key is the primary key as the catalog has it now; pgoutput only marks the replica
+        // identity, which is every column under REPLICA IDENTITY FULL. NOT NULL, which the
+        // typed encodings' schemas carry, is also only in the catalog.
+        let meta = self.catalog.table_meta(r.id).await.ok();
         for c in &r.columns {
-            columns.push((c.name.clone(), self.catalog.kind_for(c.type_oid).await?));
+            let not_null =
+                meta.as_ref().and_then(|m| m.columns.iter().find(|m| m.name == c.name)).is_some_and(|m| m.not_null);
+            columns.push(ColumnDef {
+                name: c.name.clone(),
+                kind: self.catalog.kind_for(c.type_oid).await?,
+                pg: self.catalog.pg_type(c.type_oid, c.type_mod).await?,
+                not_null,
+            });
         }
         let table = TableRef { schema: r.namespace.clone(), name: r.name.clone() };
-        // The key is the primary key as the catalog has it now; pgoutput only marks the replica
-        // identity, which is every column under REPLICA IDENTITY FULL.
-        let key = match self.catalog.table_meta(r.id).await {
-            Ok(meta) => meta.key,
-            Err(_) => r.columns.iter().filter(|c| c.flags & 1 == 1).map(|c| c.name.clone()).collect(),
+        let key = match meta {
+            Some(meta) => meta.key,
+            None => r.columns.iter().filter(|c| c.flags & 1 == 1).map(|c| c.name.clone()).collect(),
         };
         let rel = Relation::new(r.id, table, columns, &key, &self.ctx)?;
         if !rel.has_key() {

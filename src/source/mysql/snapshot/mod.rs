@@ -194,6 +194,7 @@ impl Snapshotter {
                 before: None,
                 after: Some(&after),
                 source: &source,
+                schema: None,
                 ts_us: emitted_at,
             };
             if emitter.emit_unless(&table.topic, &change, &superseded).await? {

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::catalog::{sql_err, Catalog, TableRef};
-use super::relation::{Key, Relation, Row, SourceBlock, SourceContext};
+use super::relation::{ColumnDef, Key, Relation, Row, SourceBlock, SourceContext};
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{Lsn, Position};
 use crate::core::recent_keys::{key_hash, Superseded};
@@ -204,6 +204,7 @@ impl Snapshotter {
                 lsn: Lsn(chunk.emit_at),
                 commit_lsn: at,
                 index: i as u64,
+                last_commit_lsn: None,
             };
             let change = Change {
                 op: Op::Read,
@@ -211,6 +212,7 @@ impl Snapshotter {
                 before: None,
                 after: Some(&row),
                 source: &source,
+                schema: rel.schema.as_ref(),
                 ts_us: emitted_at,
             };
             if emitter.emit_unless(&rel.topic, &change, &superseded).await? {
@@ -243,8 +245,13 @@ pub async fn table_setup(
 ) -> Result<TableSetup, SourceError> {
     let meta = catalog.table_meta_by_name(table).await?;
     let mut columns = Vec::with_capacity(meta.columns.len());
-    for (col, oid) in &meta.columns {
-        columns.push((col.clone(), catalog.kind_for(*oid).await?));
+    for c in &meta.columns {
+        columns.push(ColumnDef {
+            name: c.name.clone(),
+            kind: catalog.kind_for(c.type_oid).await?,
+            pg: catalog.pg_type(c.type_oid, c.typmod).await?,
+            not_null: c.not_null,
+        });
     }
     let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
     let size = catalog
