@@ -5,3 +5,4 @@
 pub mod avro;
 pub mod cursor;
 pub mod dbz_json;
+pub mod registry;
