@@ -257,23 +257,16 @@ pub enum EncodingName {
 }
 
 /// `[sink.debezium]`: Debezium's converter and connector options that change the encoding.
+/// Keys left out take their [`Default`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DebeziumConfig {
     /// JsonConverter's `schemas.enable`: each key and value as `{"schema": .., "payload": ..}`.
     /// Default true, as Kafka Connect's JsonConverter.
-    #[serde(default = "yes")]
     pub schemas_enable: bool,
-    #[serde(default)]
     pub decimal_handling_mode: crate::core::connect::DecimalMode,
-    #[serde(default)]
     pub time_precision_mode: crate::core::connect::TimeMode,
-    #[serde(default)]
     pub binary_handling_mode: crate::core::connect::BinaryMode,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for DebeziumConfig {
@@ -709,6 +702,18 @@ path = "/tmp/x"
             (t.decimal, t.binary),
             (crate::core::connect::DecimalMode::String, crate::core::connect::BinaryMode::Base64UrlSafe)
         );
+        let partial = format!(
+            "{}\n[sink.debezium]\ntime_precision_mode = \"connect\"",
+            GOOD.replace("[sink.properties]\n\"linger.ms\" = 5\n", "encoding = \"debezium\"\n")
+                .replace("[checkpoint]\npath = \"/tmp/x\"\n", "")
+        );
+        let c = p(&partial).unwrap();
+        assert_eq!(
+            c.encode(),
+            crate::core::envelope::Encode::DebeziumJson { schemas: true },
+            "keys left out keep their defaults"
+        );
+        assert_eq!(c.typed_options().unwrap().time, crate::core::connect::TimeMode::Connect);
         assert_eq!(p(GOOD).unwrap().encode(), crate::core::envelope::Encode::Friendly, "friendly stays the default");
         let err = p(&GOOD.replace("[sink.properties]", "encoding = \"avro-ish\"\n[sink.properties]")).unwrap_err();
         assert!(err.to_string().contains("avro-ish"), "{err}");

@@ -23,6 +23,12 @@ pub enum Type {
     Struct(Vec<Field>),
 }
 
+impl Type {
+    pub fn is_integer(&self) -> bool {
+        matches!(self, Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Field {
     pub name: String,

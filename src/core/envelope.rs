@@ -94,11 +94,15 @@ impl RecordBuf {
     /// Fills the buffers with `change`'s key and envelope in `encode`. Fails (naming the
     /// problem) when a value does not fit the table's schema; nothing is then sent.
     pub fn encode(&mut self, change: &Change<'_>, encode: Encode) -> Result<(), String> {
-        self.typed = encode != Encode::Friendly;
-        if !self.typed {
-            self.set_change(change);
-            return Ok(());
-        }
+        let (schemas, avro_ids) = match encode {
+            Encode::Friendly => {
+                self.set_change(change);
+                return Ok(());
+            }
+            Encode::DebeziumJson { schemas } => (schemas, None),
+            Encode::Avro { key_id, value_id } => (false, Some((key_id, value_id))),
+        };
+        self.typed = true;
         let schema = change.schema.ok_or("this source has no Debezium schemas for its tables")?;
         self.has_key = change.key.is_some();
         self.key_identity.clear();
@@ -107,9 +111,8 @@ impl RecordBuf {
         }
         self.key.clear();
         self.value.clear();
-        match encode {
-            Encode::Friendly => unreachable!("handled above"),
-            Encode::DebeziumJson { schemas } => {
+        match avro_ids {
+            None => {
                 if let (Some(k), Some(ks)) = (change.key, &schema.key) {
                     json_record(&mut self.key, schemas.then(|| schema.key_json()), |out| {
                         let mut w = JsonWriter::new(ks, out);
@@ -123,7 +126,7 @@ impl RecordBuf {
                     w.finish()
                 })?;
             }
-            Encode::Avro { key_id, value_id } => {
+            Some((key_id, value_id)) => {
                 if let (Some(k), Some(ks), Some(id)) = (change.key, &schema.key, key_id) {
                     confluent_header(&mut self.key, id);
                     let mut w = AvroWriter::new(ks, &mut self.key);

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Map, Value as Json};
 
-use super::cursor::{slot_name, Cursor, Slot};
+use super::cursor::{Cursor, Slot};
 use crate::core::connect::{Schema, Type, ValueWriter};
 
 /// The Avro schema (as JSON) for a Connect schema; `None` with the reason when it cannot be one.
@@ -201,15 +201,11 @@ impl<'s, 'o> AvroWriter<'s, 'o> {
         self.cursor.finish()
     }
 
-    /// Takes the next slot, checks its type with `ok`, and writes the union branch of a
-    /// non-null value in an optional slot.
+    /// Takes the next slot (its type checked by `ok`, `what` naming the value for the error)
+    /// and writes the union branch of a non-null value in an optional slot.
     fn slot(&mut self, what: &str, ok: impl Fn(&Type) -> bool) -> Option<&'s Schema> {
-        let slot = self.cursor.next_slot()?;
+        let slot = self.cursor.take(what, ok)?;
         let schema = slot.schema();
-        if !ok(&schema.ty) {
-            let msg = format!("{what} for {} of type {:?}", slot_name(&slot), schema.ty);
-            return self.cursor.fail(msg);
-        }
         if schema.optional && !matches!(slot, Slot::Root(_)) {
             write_long(self.out, branches(schema).0.into());
         }
@@ -217,20 +213,11 @@ impl<'s, 'o> AvroWriter<'s, 'o> {
     }
 }
 
-fn is_int(t: &Type) -> bool {
-    matches!(t, Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64)
-}
-
 impl ValueWriter for AvroWriter<'_, '_> {
     fn null(&mut self) {
-        let Some(slot) = self.cursor.next_slot() else { return };
-        let schema = slot.schema();
-        if !schema.optional || matches!(slot, Slot::Root(_)) {
-            let msg = format!("null for required {}", slot_name(&slot));
-            self.cursor.fail::<()>(msg);
-            return;
+        if let Some(slot) = self.cursor.take_null() {
+            write_long(self.out, branches(slot.schema()).1.into());
         }
-        write_long(self.out, branches(schema).1.into());
     }
 
     fn boolean(&mut self, v: bool) {
@@ -240,7 +227,7 @@ impl ValueWriter for AvroWriter<'_, '_> {
     }
 
     fn int(&mut self, v: i64) {
-        if let Some(s) = self.slot("an integer", is_int) {
+        if let Some(s) = self.slot("an integer", Type::is_integer) {
             let fits = match s.ty {
                 Type::Int8 => i8::try_from(v).is_ok(),
                 Type::Int16 => i16::try_from(v).is_ok(),

@@ -46,7 +46,7 @@ impl<'s> Cursor<'s> {
     }
 
     /// The slot the next value fills, or `None` (and an error recorded) when there is none.
-    pub fn next_slot(&mut self) -> Option<Slot<'s>> {
+    fn next_slot(&mut self) -> Option<Slot<'s>> {
         if self.error.is_some() {
             return None;
         }
@@ -75,6 +75,27 @@ impl<'s> Cursor<'s> {
             }
             _ => self.fail("a value inside something that is not a struct or array".into()),
         }
+    }
+
+    /// The next slot, which must hold a value of a type `accepts` allows; `what` names the
+    /// value in the error.
+    pub fn take(&mut self, what: &str, accepts: impl Fn(&Type) -> bool) -> Option<Slot<'s>> {
+        let slot = self.next_slot()?;
+        if !accepts(&slot.schema().ty) {
+            let msg = format!("{what} for {} of type {:?}", slot_name(&slot), slot.schema().ty);
+            return self.fail(msg);
+        }
+        Some(slot)
+    }
+
+    /// The next slot, which must be an optional field or element: null goes into it.
+    pub fn take_null(&mut self) -> Option<Slot<'s>> {
+        let slot = self.next_slot()?;
+        if !slot.schema().optional || matches!(slot, Slot::Root(_)) {
+            let msg = format!("null for required {}", slot_name(&slot));
+            return self.fail(msg);
+        }
+        Some(slot)
     }
 
     /// Enters the struct or array `schema` (the schema of the slot just taken).
@@ -124,7 +145,7 @@ impl<'s> Cursor<'s> {
 }
 
 /// The name a mismatch message uses for a slot.
-pub fn slot_name(slot: &Slot<'_>) -> String {
+fn slot_name(slot: &Slot<'_>) -> String {
     match slot {
         Slot::Root(s) => s.name.clone().unwrap_or_else(|| "the record".into()),
         Slot::Field(f, _) => format!("field {}", f.name),

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 
-use super::cursor::{slot_name, Cursor, Slot};
+use super::cursor::{Cursor, Slot};
 use crate::core::connect::{Schema, Type, ValueWriter};
 use crate::core::json;
 
@@ -23,28 +23,23 @@ impl<'s, 'o> JsonWriter<'s, 'o> {
         self.cursor.finish()
     }
 
-    /// Takes the next slot, writes its separator and field name, and checks that `ok` accepts
-    /// its type; `what` names the value for the error.
+    /// Takes the next slot (its type checked by `ok`, `what` naming the value for the error)
+    /// and writes its separator and field name.
     fn slot(&mut self, what: &str, ok: impl Fn(&Type) -> bool) -> Option<&'s Schema> {
-        let slot = self.cursor.next_slot()?;
+        let slot = self.cursor.take(what, ok)?;
+        self.open(&slot);
+        Some(slot.schema())
+    }
+
+    fn open(&mut self, slot: &Slot<'_>) {
         if slot.follows_another() {
             self.out.push(b',');
         }
-        if let Slot::Field(f, _) = &slot {
+        if let Slot::Field(f, _) = slot {
             json::write_str(self.out, &f.name);
             self.out.push(b':');
         }
-        let schema = slot.schema();
-        if !ok(&schema.ty) {
-            let msg = format!("{what} for {} of type {:?}", slot_name(&slot), schema.ty);
-            return self.cursor.fail(msg);
-        }
-        Some(schema)
     }
-}
-
-fn is_int(t: &Type) -> bool {
-    matches!(t, Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64)
 }
 
 /// A float as Jackson writes it: a number, or the strings `NaN`, `Infinity`, `-Infinity`.
@@ -63,20 +58,10 @@ pub fn write_float(out: &mut Vec<u8>, v: f64, single: bool) {
 
 impl ValueWriter for JsonWriter<'_, '_> {
     fn null(&mut self) {
-        let Some(slot) = self.cursor.next_slot() else { return };
-        if slot.follows_another() {
-            self.out.push(b',');
+        if let Some(slot) = self.cursor.take_null() {
+            self.open(&slot);
+            self.out.extend_from_slice(b"null");
         }
-        if let Slot::Field(f, _) = &slot {
-            json::write_str(self.out, &f.name);
-            self.out.push(b':');
-        }
-        if !slot.schema().optional {
-            let msg = format!("null for required {}", slot_name(&slot));
-            self.cursor.fail::<()>(msg);
-            return;
-        }
-        self.out.extend_from_slice(b"null");
     }
 
     fn boolean(&mut self, v: bool) {
@@ -86,7 +71,7 @@ impl ValueWriter for JsonWriter<'_, '_> {
     }
 
     fn int(&mut self, v: i64) {
-        if self.slot("an integer", is_int).is_some() {
+        if self.slot("an integer", Type::is_integer).is_some() {
             json::write_i64(self.out, v);
         }
     }

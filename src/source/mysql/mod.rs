@@ -398,8 +398,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         for setup in snapshot_setups(&mut conn, &progress, &tables, &ctx).await? {
             snapshotter.add(setup);
         }
-        snapshotter.launch();
-        emitter.set_snapshot_estimate(snapshotter.estimated_rows());
+        snapshotter.launch(emitter);
     }
     let live = live::LiveTables::new(my, ctx.clone(), signal);
     drop(conn);

@@ -92,7 +92,8 @@ pub struct SlotInfo {
 
 pub struct Catalog {
     client: Client,
-    kinds: HashMap<u32, ValueKind>,
+    /// Types by (oid, modifier), enums excepted.
+    types: HashMap<(u32, i32), PgType>,
 }
 
 pub fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
@@ -176,7 +177,7 @@ impl Catalog {
                 tracing::debug!("catalog connection ended: {e}");
             }
         });
-        Ok(Self { client, kinds: HashMap::new() })
+        Ok(Self { client, types: HashMap::new() })
     }
 
     pub fn client(&self) -> &Client {
@@ -278,47 +279,22 @@ impl Catalog {
         Ok(TableMeta { oid, table, columns, key, replica_identity, has_primary_key })
     }
 
-    /// How to render values of type `oid`: built-ins directly, domains as their base type,
-    /// arrays by element, everything else (enums, extension types) as text.
-    pub async fn kind_for(&mut self, oid: u32) -> Result<ValueKind, SourceError> {
-        if let Some(k) = builtin_kind(oid) {
-            return Ok(k);
+    /// The type of a column of type `oid` with modifier `typmod`, as both encodings need it
+    /// (cdcd's JSON through [`super::values::kind_of`], Debezium's through the typed mapping): domains
+    /// resolved to their base type (and its modifier), arrays with their element type, enums
+    /// with their labels. Looked up once per type; enums every time, as their labels change.
+    pub async fn pg_type(&mut self, oid: u32, typmod: i32) -> Result<PgType, SourceError> {
+        if let Some(t) = self.types.get(&(oid, typmod)) {
+            return Ok(t.clone());
         }
-        if let Some(k) = self.kinds.get(&oid) {
-            return Ok(k.clone());
+        let t = self.look_up_type(oid, typmod).await?;
+        if t.enum_labels.is_none() {
+            self.types.insert((oid, typmod), t.clone());
         }
-        let row = self
-            .client
-            .query_opt(
-                "SELECT typtype::text, typbasetype, typelem, typcategory::text FROM pg_type WHERE oid = $1",
-                &[&oid],
-            )
-            .await
-            .map_err(|e| sql_err("reading type", e))?;
-        let kind = match row {
-            Some(r) => {
-                let typtype: String = r.get(0);
-                let base: u32 = r.get(1);
-                let elem: u32 = r.get(2);
-                let category: String = r.get(3);
-                if typtype == "d" && base != 0 {
-                    Box::pin(self.kind_for(base)).await?
-                } else if category == "A" && elem != 0 {
-                    ValueKind::Array(Box::new(Box::pin(self.kind_for(elem)).await?))
-                } else {
-                    ValueKind::Text
-                }
-            }
-            None => ValueKind::Text,
-        };
-        self.kinds.insert(oid, kind.clone());
-        Ok(kind)
+        Ok(t)
     }
 
-    /// The type Debezium's mapping needs for a column of type `oid` with modifier `typmod`:
-    /// domains resolved to their base type (and its modifier), arrays with their element type,
-    /// enums with their labels.
-    pub async fn pg_type(&mut self, oid: u32, typmod: i32) -> Result<PgType, SourceError> {
+    async fn look_up_type(&mut self, oid: u32, typmod: i32) -> Result<PgType, SourceError> {
         if builtin_kind(oid).is_some() {
             let elem = match builtin_kind(oid) {
                 Some(ValueKind::Array(_)) => self.array_elem(oid, typmod).await?,

@@ -148,9 +148,8 @@ impl LiveTables {
             snapshotter.add(setup);
         }
         if snapshotter.is_running() {
-            snapshotter.launch();
+            snapshotter.launch(emitter);
             emitter.set_state(State::Snapshotting);
-            emitter.set_snapshot_estimate(snapshotter.estimated_rows());
         }
         Ok(progress)
     }

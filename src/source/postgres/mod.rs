@@ -380,8 +380,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             let table = TableRef { schema: schema.to_string(), name: name.to_string() };
             s.add(snapshot::table_setup(&mut catalog, &table, &ctx, tuning.chunk_rows).await?);
         }
-        s.launch();
-        emitter.set_snapshot_estimate(s.estimated_rows());
+        s.launch(emitter);
     }
     let snapshotting = snapshotter.as_ref().is_some_and(snapshot::Snapshotter::is_running);
     let messages = if can_snapshot { ", \"messages\" 'true'" } else { "" };

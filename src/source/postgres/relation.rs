@@ -126,14 +126,6 @@ impl Relation {
         })
     }
 
-    fn source_name(&self) -> &str {
-        &self.connector
-    }
-
-    fn source_db(&self) -> &str {
-        &self.db
-    }
-
     pub fn has_key(&self) -> bool {
         !self.key.is_empty()
     }
@@ -304,10 +296,10 @@ impl WriteTyped for SourceBlock<'_> {
         w.begin();
         w.string(env!("CARGO_PKG_VERSION"));
         w.string("postgresql");
-        w.string(rel.source_name());
+        w.string(&rel.connector);
         w.int(self.ts_us.div_euclid(1000));
         w.string(self.snapshot.as_str());
-        w.string(rel.source_db());
+        w.string(&rel.db);
         let mut seq = String::with_capacity(48);
         seq.push('[');
         match self.last_commit_lsn {

@@ -16,6 +16,7 @@ use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
 use super::relation::{ColumnDef, Key, Relation, Row, SourceBlock, SourceContext};
 use super::snapshot::Snapshotter;
+use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op};
 use crate::core::position::{Lsn, Position};
 use crate::core::snapshot::SnapshotMarker;
@@ -372,12 +373,8 @@ impl<'a> Streamer<'a> {
         for c in &r.columns {
             let not_null =
                 meta.as_ref().and_then(|m| m.columns.iter().find(|m| m.name == c.name)).is_some_and(|m| m.not_null);
-            columns.push(ColumnDef {
-                name: c.name.clone(),
-                kind: self.catalog.kind_for(c.type_oid).await?,
-                pg: self.catalog.pg_type(c.type_oid, c.type_mod).await?,
-                not_null,
-            });
+            let pg = self.catalog.pg_type(c.type_oid, c.type_mod).await?;
+            columns.push(ColumnDef { name: c.name.clone(), kind: kind_of(&pg), pg, not_null });
         }
         let table = TableRef { schema: r.namespace.clone(), name: r.name.clone() };
         let key = match meta {

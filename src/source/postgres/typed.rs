@@ -5,7 +5,7 @@
 
 use base64::Engine;
 
-use super::values::{write_value, ValueKind};
+use super::values::{decode_bytea_hex, write_value, ValueKind};
 use crate::core::connect::{decimal, BinaryMode, DecimalMode, Schema, TimeMode, TypedOptions, ValueWriter};
 
 /// A column's type as the catalog describes it: the base type (domains resolved), its
@@ -226,7 +226,7 @@ pub fn write_typed(m: &Mapped, text: &[u8], w: &mut dyn ValueWriter, scratch: &m
         Mapped::Text => w.string(s),
         Mapped::Bytes(mode) => {
             scratch.clear();
-            if !hex_decode(s.strip_prefix("\\x").unwrap_or(s), scratch) {
+            if !decode_bytea_hex(text, scratch) {
                 return bad(w, "bytea");
             }
             match mode {
@@ -291,7 +291,7 @@ pub fn write_typed(m: &Mapped, text: &[u8], w: &mut dyn ValueWriter, scratch: &m
             // Multi-dimensional arrays are flattened: Connect's array type has one dimension.
             if !each_array_element(s, |e| match e {
                 None => w.null(),
-                Some(item) => write_typed(elem, item.as_bytes(), w, &mut Vec::new()),
+                Some(item) => write_typed(elem, item.as_bytes(), w, scratch),
             }) {
                 w.fail(&format!("unexpected array text {s:?}"));
             }
@@ -307,21 +307,6 @@ fn parse_float(s: &str) -> Option<f64> {
         "-Infinity" => Some(f64::NEG_INFINITY),
         _ => s.parse().ok(),
     }
-}
-
-fn hex_decode(hex: &str, out: &mut Vec<u8>) -> bool {
-    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = hex.as_bytes();
-    if b.len() % 2 != 0 {
-        return false;
-    }
-    for pair in b.chunks(2) {
-        match (nib(pair[0]), nib(pair[1])) {
-            (Some(h), Some(l)) => out.push(h << 4 | l),
-            _ => return false,
-        }
-    }
-    true
 }
 
 /// A bit string (`1010`, most significant bit first) as Java's `BitSet.toByteArray` of its

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 
+use super::typed::PgType;
 use crate::core::json;
 
 /// How a column's text is rendered. Chosen once per column when its relation is seen.
@@ -69,6 +70,15 @@ pub fn builtin_kind(oid: u32) -> Option<ValueKind> {
     })
 }
 
+/// How to render values of a column's type: built-ins directly, domains as their base type,
+/// arrays by element, everything else (enums, extension types) as text.
+pub fn kind_of(t: &PgType) -> ValueKind {
+    builtin_kind(t.oid).unwrap_or_else(|| match &t.elem {
+        Some(elem) => ValueKind::Array(Box::new(kind_of(elem))),
+        None => ValueKind::Text,
+    })
+}
+
 /// Writes `text` (a value's text output) as the JSON for `kind`.
 pub fn write_value(out: &mut Vec<u8>, kind: &ValueKind, text: &[u8]) {
     match kind {
@@ -91,21 +101,31 @@ pub fn write_value(out: &mut Vec<u8>, kind: &ValueKind, text: &[u8]) {
     }
 }
 
-fn write_bytea(out: &mut Vec<u8>, text: &[u8]) {
+/// bytea's hex output (`\\x00ff`) as bytes, appended to `out`; false (with `out` in an
+/// unspecified state) when the text is not hex output.
+pub fn decode_bytea_hex(text: &[u8], out: &mut Vec<u8>) -> bool {
     let hex = text.strip_prefix(b"\\x").unwrap_or(text);
-    let mut bytes = Vec::with_capacity(hex.len() / 2);
     let nib = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
+    out.reserve(hex.len() / 2);
     for pair in hex.chunks(2) {
         match (pair.first().and_then(|&c| nib(c)), pair.get(1).and_then(|&c| nib(c))) {
-            (Some(h), Some(l)) => bytes.push(h << 4 | l),
-            // Not hex output: keep the text rather than lose it.
-            _ => return json::write_str_bytes(out, text),
+            (Some(h), Some(l)) => out.push(h << 4 | l),
+            _ => return false,
         }
+    }
+    true
+}
+
+fn write_bytea(out: &mut Vec<u8>, text: &[u8]) {
+    let mut bytes = Vec::new();
+    if !decode_bytea_hex(text, &mut bytes) {
+        // Not hex output: keep the text rather than lose it.
+        return json::write_str_bytes(out, text);
     }
     out.push(b'"');
     out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(&bytes).as_bytes());

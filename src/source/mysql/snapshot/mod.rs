@@ -75,9 +75,11 @@ impl Snapshotter {
         true
     }
 
-    /// Starts reading the tables added since the last call.
-    pub fn launch(&mut self) {
+    /// Starts reading the tables added since the last call, and tells the status how many
+    /// rows the running snapshot is now estimated to read.
+    pub fn launch(&mut self, emitter: &Emitter) {
         self.engine.launch();
+        emitter.set_snapshot_estimate(self.estimated_rows());
     }
 
     /// Records a snapshot of `table` asked for while streaming; returns the progress to

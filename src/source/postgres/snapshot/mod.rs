@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::catalog::{sql_err, Catalog, TableRef};
 use super::relation::{ColumnDef, Key, Relation, Row, SourceBlock, SourceContext};
+use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{Lsn, Position};
 use crate::core::recent_keys::{key_hash, Superseded};
@@ -94,9 +95,11 @@ impl Snapshotter {
         true
     }
 
-    /// Starts reading the tables added since the last call.
-    pub fn launch(&mut self) {
+    /// Starts reading the tables added since the last call, and tells the status how many
+    /// rows the running snapshot is now estimated to read.
+    pub fn launch(&mut self, emitter: &Emitter) {
         self.engine.launch();
+        emitter.set_snapshot_estimate(self.estimated_rows());
     }
 
     /// Records a snapshot of `table` asked for while streaming; returns the progress to
@@ -246,12 +249,8 @@ pub async fn table_setup(
     let meta = catalog.table_meta_by_name(table).await?;
     let mut columns = Vec::with_capacity(meta.columns.len());
     for c in &meta.columns {
-        columns.push(ColumnDef {
-            name: c.name.clone(),
-            kind: catalog.kind_for(c.type_oid).await?,
-            pg: catalog.pg_type(c.type_oid, c.typmod).await?,
-            not_null: c.not_null,
-        });
+        let pg = catalog.pg_type(c.type_oid, c.typmod).await?;
+        columns.push(ColumnDef { name: c.name.clone(), kind: kind_of(&pg), pg, not_null: c.not_null });
     }
     let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
     let size = catalog
