@@ -24,6 +24,10 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
   echo "deps: installing confluent-kafka (independent Kafka reader for tests)"
   python3 -m pip install -q confluent-kafka
 fi
+if ! python3 -c 'from confluent_kafka.schema_registry.avro import AvroDeserializer; import fastavro' 2>/dev/null; then
+  echo "deps: installing confluent-kafka's Avro and Schema Registry dependencies (independent Avro reader)"
+  python3 -m pip install -q fastavro authlib httpx attrs cachetools requests
+fi
 if ! python3 -c 'import prometheus_client' 2>/dev/null; then
   echo "deps: installing prometheus-client (independent parser for the metrics test)"
   python3 -m pip install -q prometheus-client

@@ -237,12 +237,45 @@ pub struct KafkaSinkConfig {
     /// Where records the broker refuses for good (too large, invalid) go instead of stopping the
     /// connector; unset (default): such a record stops the connector with an error naming it.
     pub dead_letter_topic: Option<String>,
-    /// `friendly` (cdcd's JSON, the default) or `debezium` (Debezium's own representations).
+    /// `json` (default) or `avro` (Confluent wire format with `[sink.schema_registry]`).
     #[serde(default)]
-    pub encoding: EncodingName,
+    pub format: FormatName,
+    /// `friendly` (cdcd's JSON, the default for `json`) or `debezium` (Debezium's own
+    /// representations; the only one `avro` carries).
+    pub encoding: Option<EncodingName>,
     /// Options of `encoding = "debezium"`, named as Debezium's.
     #[serde(default)]
     pub debezium: DebeziumConfig,
+    /// Where `format = "avro"` registers its schemas.
+    pub schema_registry: Option<SchemaRegistryConfig>,
+}
+
+/// The record format on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FormatName {
+    #[default]
+    Json,
+    /// Avro binary behind Confluent's 5-byte header (magic 0, schema id), schemas in a registry.
+    Avro,
+}
+
+/// `[sink.schema_registry]`: a Confluent-compatible Schema Registry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// `http://host:8081` or `https://host:8081[/prefix]`.
+    pub url: String,
+    /// Basic auth (Confluent's `basic.auth.user.info`); `${ENV}` references are expanded.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the registry's certificate (default: the system's CAs).
+    pub ca_file: Option<String>,
+    /// How subjects are named, as Confluent's serializers' `subject.name.strategy`.
+    #[serde(default)]
+    pub subject_name_strategy: crate::encode::subjects::SubjectNameStrategy,
+    /// Seconds to wait for one registry answer (default 30).
+    pub timeout_secs: Option<u64>,
 }
 
 /// The envelope's value representation.
@@ -303,16 +336,29 @@ pub struct CheckpointConfig {
 impl ConnectorConfig {
     fn encoding(&self) -> (EncodingName, &DebeziumConfig) {
         match &self.sink {
-            SinkConfig::Kafka(k) => (k.encoding, &k.debezium),
+            SinkConfig::Kafka(k) if k.format == FormatName::Avro => (EncodingName::Debezium, &k.debezium),
+            SinkConfig::Kafka(k) => (k.encoding.unwrap_or_default(), &k.debezium),
             SinkConfig::Stdout(s) => (s.encoding, &s.debezium),
         }
     }
 
-    /// How the emitter encodes records.
+    /// The schema registry of `format = "avro"` (`None` for JSON).
+    pub fn schema_registry(&self) -> Option<&SchemaRegistryConfig> {
+        match &self.sink {
+            SinkConfig::Kafka(k) if k.format == FormatName::Avro => k.schema_registry.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// How the emitter encodes records (for Avro, the schema ids are filled in per table).
     pub fn encode(&self) -> crate::core::envelope::Encode {
+        use crate::core::envelope::Encode;
+        if self.schema_registry().is_some() {
+            return Encode::Avro { key_id: None, value_id: 0 };
+        }
         match self.encoding() {
-            (EncodingName::Friendly, _) => crate::core::envelope::Encode::Friendly,
-            (EncodingName::Debezium, d) => crate::core::envelope::Encode::DebeziumJson { schemas: d.schemas_enable },
+            (EncodingName::Friendly, _) => Encode::Friendly,
+            (EncodingName::Debezium, d) => Encode::DebeziumJson { schemas: d.schemas_enable },
         }
     }
 
@@ -409,6 +455,15 @@ fn expand_all(cfg: &mut ConnectorConfig, path: &Path) -> Result<(), ConfigError>
     }
     if let SinkConfig::Kafka(k) = &mut cfg.sink {
         k.brokers = expand_env(&k.brokers).map_err(|m| ConfigError::invalid(path, "sink.brokers", m))?;
+        if let Some(r) = &mut k.schema_registry {
+            r.url = expand_env(&r.url).map_err(|m| ConfigError::invalid(path, "sink.schema_registry.url", m))?;
+            for (key, v) in [("username", &mut r.username), ("password", &mut r.password)] {
+                if let Some(s) = v {
+                    *s = expand_env(s)
+                        .map_err(|m| ConfigError::invalid(path, &format!("sink.schema_registry.{key}"), m))?;
+                }
+            }
+        }
         for (key, value) in k.properties.iter_mut() {
             if let toml::Value::String(s) = value {
                 *s = expand_env(s).map_err(|m| ConfigError::invalid(path, &format!("sink.properties.{key}"), m))?;
@@ -446,6 +501,9 @@ fn register_secrets(cfg: &ConnectorConfig) {
         }
     }
     if let SinkConfig::Kafka(k) = &cfg.sink {
+        if let Some(pw) = k.schema_registry.as_ref().and_then(|r| r.password.as_deref()) {
+            secrets::register(pw);
+        }
         for (key, value) in k.properties.iter() {
             if secrets::is_secret_property(key) {
                 secrets::register(&property_string(value).unwrap_or_default());
@@ -546,6 +604,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));
         }
+        check_format(path, k)?;
         for (key, value) in &k.properties {
             if property_string(value).is_none() {
                 return Err(ConfigError::invalid(
@@ -574,6 +633,50 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(path, "checkpoint.interval_ms", "must be at least 1"));
     }
     Ok(())
+}
+
+/// `format = "avro"` needs a registry and carries Debezium's representations only; a registry
+/// given to JSON would be silently unused, so it is refused too.
+fn check_format(path: &Path, k: &KafkaSinkConfig) -> Result<(), ConfigError> {
+    match (k.format, &k.schema_registry) {
+        (FormatName::Avro, None) => Err(ConfigError::invalid(
+            path,
+            "sink.schema_registry",
+            "format = \"avro\" needs a schema registry: add [sink.schema_registry] with url = \"http://host:8081\"",
+        )),
+        (FormatName::Avro, Some(_)) if k.encoding == Some(EncodingName::Friendly) => Err(ConfigError::invalid(
+            path,
+            "sink.encoding",
+            "format = \"avro\" carries Debezium's representations only; remove `encoding` or set it to \"debezium\"",
+        )),
+        (FormatName::Avro, Some(r)) => {
+            let settings = r.settings();
+            crate::encode::registry::RegistryClient::new(&settings, std::time::Duration::from_secs(1))
+                .map(|_| ())
+                .map_err(|e| ConfigError::invalid(path, "sink.schema_registry", e.to_string()))
+        }
+        (FormatName::Json, Some(_)) => Err(ConfigError::invalid(
+            path,
+            "sink.schema_registry",
+            "is only used with format = \"avro\"; add that or remove the section",
+        )),
+        (FormatName::Json, None) => Ok(()),
+    }
+}
+
+impl SchemaRegistryConfig {
+    pub fn settings(&self) -> crate::encode::registry::RegistrySettings {
+        crate::encode::registry::RegistrySettings {
+            url: self.url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.unwrap_or(30).max(1))
+    }
 }
 
 fn check_table_patterns(path: &Path, tables: &[String], shape: &str, example: &str) -> Result<(), ConfigError> {
@@ -717,6 +820,34 @@ path = "/tmp/x"
         assert_eq!(p(GOOD).unwrap().encode(), crate::core::envelope::Encode::Friendly, "friendly stays the default");
         let err = p(&GOOD.replace("[sink.properties]", "encoding = \"avro-ish\"\n[sink.properties]")).unwrap_err();
         assert!(err.to_string().contains("avro-ish"), "{err}");
+    }
+
+    #[test]
+    fn avro_needs_a_registry_and_carries_debeziums_values() {
+        let avro = |extra: &str| {
+            p(&GOOD.replace("[sink.properties]\n\"linger.ms\" = 5\n", &format!("format = \"avro\"\n{extra}")))
+        };
+        let registry = "[sink.schema_registry]\nurl = \"https://sr:8081\"\nusername = \"u\"\npassword = \"p\"\nsubject_name_strategy = \"record\"\n";
+        let c = avro(registry).unwrap();
+        assert_eq!(c.encode(), crate::core::envelope::Encode::Avro { key_id: None, value_id: 0 });
+        assert_eq!(c.typed_options(), Some(Default::default()), "Avro carries Debezium's representations");
+        let r = c.schema_registry().unwrap();
+        assert_eq!(r.subject_name_strategy, crate::encode::subjects::SubjectNameStrategy::Record);
+        assert_eq!(r.settings().username.as_deref(), Some("u"));
+
+        let err = avro("").unwrap_err().to_string();
+        assert!(err.contains("sink.schema_registry") && err.contains("url"), "{err}");
+        let err = avro(&format!("encoding = \"friendly\"\n{registry}")).unwrap_err().to_string();
+        assert!(err.contains("sink.encoding") && err.contains("debezium"), "{err}");
+        let err = avro("[sink.schema_registry]\nurl = \"ftp://sr\"\n").unwrap_err().to_string();
+        assert!(err.contains("not a registry URL"), "{err}");
+        let err =
+            p(&GOOD.replace("[sink.properties]", &format!("{registry}[sink.properties]"))).unwrap_err().to_string();
+        assert!(err.contains("only used with format = \"avro\""), "{err}");
+        let err = avro("[sink.schema_registry]\nurl = \"http://sr:1\"\nsubject_name_strategy = \"by_topic\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("by_topic"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::core::recent_keys::{key_hash, Superseded};
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
+use crate::encode::registry::RegistryError;
+use crate::encode::subjects::SchemaIdCache;
 use crate::error::{SessionError, SinkError, SourceError};
 use crate::metrics::ConnectorMetrics;
 use crate::sink::Sink;
@@ -32,6 +34,8 @@ pub struct Emitter {
     tracker: Arc<AckTracker>,
     buf: RecordBuf,
     encode: Encode,
+    /// Registry ids per table version, for `Encode::Avro`.
+    schema_ids: Option<SchemaIdCache>,
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     frame: TxnFrame,
     events: u64,
@@ -54,6 +58,7 @@ impl Emitter {
             tracker,
             buf: RecordBuf::default(),
             encode: Encode::Friendly,
+            schema_ids: None,
             identity,
             frame: TxnFrame::new(),
             events: 0,
@@ -66,6 +71,12 @@ impl Emitter {
     /// Sets the record encoding (cdcd's JSON unless told otherwise).
     pub fn set_encoding(&mut self, encode: Encode) {
         self.encode = encode;
+    }
+
+    /// Encodes records as Avro with the schema ids `ids` registers.
+    pub fn set_avro(&mut self, ids: SchemaIdCache) {
+        self.encode = Encode::Avro { key_id: None, value_id: 0 };
+        self.schema_ids = Some(ids);
     }
 
     /// The source says what it is doing (snapshotting, streaming), for readiness and status.
@@ -109,7 +120,7 @@ impl Emitter {
     /// Waits while the sink or the tracker is full: that wait is the back-pressure that stops
     /// the source from reading further.
     pub async fn emit(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
-        self.render(topic, change)?;
+        self.render(topic, change).await?;
         self.send_rendered(topic, change.op).await
     }
 
@@ -121,7 +132,7 @@ impl Emitter {
         change: &Change<'_>,
         superseded: &Superseded,
     ) -> Result<bool, SessionError> {
-        self.render(topic, change)?;
+        self.render(topic, change).await?;
         let stale = superseded.all
             || (!superseded.keys.is_empty()
                 && self.buf.key_identity().is_some_and(|k| superseded.contains(key_hash(k))));
@@ -134,8 +145,15 @@ impl Emitter {
 
     /// Encodes `change` into the record buffers. A value that does not fit its schema stops
     /// the connector: sending it some other way would change the contract silently.
-    fn render(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SourceError> {
-        self.buf.encode(change, self.encode).map_err(|e| {
+    async fn render(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SourceError> {
+        let encode = match (&mut self.schema_ids, change.schema) {
+            (Some(cache), Some(schema)) => {
+                let ids = cache.ids(topic, schema).await.map_err(registry_error)?;
+                Encode::Avro { key_id: ids.key, value_id: ids.value }
+            }
+            _ => self.encode,
+        };
+        self.buf.encode(change, encode).map_err(|e| {
             SourceError::Fatal(format!(
                 "cannot encode a change of topic {topic}: {e}. This is a bug in cdcd's type mapping; \
                  please report it with the column's type"
@@ -257,5 +275,18 @@ impl Emitter {
             }
         }
         Ok(())
+    }
+}
+
+/// A registry that said no stops the connector (sending the record without its schema would
+/// break every reader); one that cannot be reached is retried.
+fn registry_error(e: RegistryError) -> SourceError {
+    match e {
+        RegistryError::Refused { .. } => SourceError::Fatal(format!(
+            "{e}. Make the change compatible with the subject's compatibility level, or change that level \
+             (PUT /config/<subject>), then restart"
+        )),
+        RegistryError::Unavailable { .. } => SourceError::Transient(e.to_string()),
+        RegistryError::Config(_) => SourceError::Fatal(e.to_string()),
     }
 }

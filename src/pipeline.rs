@@ -175,6 +175,11 @@ async fn run_sessions(
         .map(|_| TaskGuard(tokio::spawn(watch_backlog(source.backlog_probe(), status.clone(), durable_rx.clone()))));
     let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
     emitter.set_encoding(cfg.encode());
+    if let Some(r) = cfg.schema_registry() {
+        let client = crate::encode::registry::RegistryClient::new(&r.settings(), r.timeout())
+            .map_err(|e| Error::Config(crate::config::ConfigError::Other(format!("connector `{name}`: {e}"))))?;
+        emitter.set_avro(crate::encode::subjects::SchemaIdCache::new(client, r.subject_name_strategy));
+    }
     let unacknowledged = |left: u64| {
         Error::Runtime(format!(
             "connector `{name}`: stopped with {left} events not yet acknowledged by the broker; they will be re-read from the checkpoint on the next start"

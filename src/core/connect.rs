@@ -290,6 +290,7 @@ pub struct TableSchema {
     pub envelope: Schema,
     key_json: Vec<u8>,
     envelope_json: Vec<u8>,
+    fingerprint: u64,
 }
 
 impl TableSchema {
@@ -324,7 +325,19 @@ impl TableSchema {
         }
         let mut envelope_json = Vec::new();
         envelope.write_json(&mut envelope_json, None);
-        TableSchema { key, envelope, key_json, envelope_json }
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&key_json, &envelope_json).hash(&mut h);
+            h.finish()
+        };
+        TableSchema { key, envelope, key_json, envelope_json, fingerprint }
+    }
+
+    /// Identifies this version of the table's schemas (equal schemas, equal fingerprints), so
+    /// registry ids can be cached per version.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// JsonConverter's schema JSON of the key (empty without key).

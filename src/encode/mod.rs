@@ -6,3 +6,4 @@ pub mod avro;
 pub mod cursor;
 pub mod dbz_json;
 pub mod registry;
+pub mod subjects;

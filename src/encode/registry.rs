@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::ssl::{SslConnector, SslMethod};
 
 /// Where the registry is and how to reach it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,8 +21,6 @@ pub struct RegistrySettings {
     pub password: Option<String>,
     /// PEM file of the CA that signed the registry's certificate (default: the system's).
     pub ca_file: Option<String>,
-    /// Skip certificate checks (tests only; logged as a warning).
-    pub insecure: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +93,6 @@ impl RegistryClient {
                 SslConnector::builder(SslMethod::tls_client()).map_err(|e| RegistryError::Config(e.to_string()))?;
             if let Some(ca) = &s.ca_file {
                 b.set_ca_file(ca).map_err(|e| RegistryError::Config(format!("ca_file {ca}: {e}")))?;
-            }
-            if s.insecure {
-                b.set_verify(SslVerifyMode::NONE);
             }
             Some(b.build())
         } else {

@@ -353,8 +353,10 @@ mod tests {
             properties: props.iter().map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string()))).collect(),
             max_events_per_second: None,
             dead_letter_topic: None,
-            encoding: Default::default(),
+            format: Default::default(),
+            encoding: None,
             debezium: Default::default(),
+            schema_registry: None,
         }
     }
 

@@ -3,9 +3,11 @@
 //! independent Kafka reader (Python confluent-kafka).
 #![allow(dead_code)]
 
+pub mod debezium;
 pub mod http;
 pub mod own_server;
 pub mod proxy;
+pub mod registry;
 pub mod workload;
 
 use std::io::{BufRead, BufReader, Write};
@@ -400,6 +402,9 @@ pub struct Rec {
     pub key: Option<Value>,
     /// None for a tombstone.
     pub value: Option<Value>,
+    /// Registry ids of the key's and value's Avro schemas (read with `--registry` only).
+    pub key_schema_id: Option<u32>,
+    pub value_schema_id: Option<u32>,
 }
 
 impl Rec {
@@ -439,7 +444,7 @@ pub fn read_topics_with(
     run_reader(bootstrap, topics, &until, timeout_secs)
 }
 
-fn run_reader(bootstrap: &str, topics: &[&str], until: &[&str], timeout_secs: u64) -> Vec<Rec> {
+pub(crate) fn run_reader(bootstrap: &str, topics: &[&str], until: &[&str], timeout_secs: u64) -> Vec<Rec> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/read_topics.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).args(["--bootstrap", bootstrap, "--timeout", &timeout_secs.to_string()]).args(until);
@@ -458,6 +463,8 @@ fn run_reader(bootstrap: &str, topics: &[&str], until: &[&str], timeout_secs: u6
                 partition: v["partition"].as_i64().unwrap_or(-1),
                 key: parse(&v["key"]),
                 value: parse(&v["value"]),
+                key_schema_id: v["key_schema_id"].as_u64().map(|id| id as u32),
+                value_schema_id: v["value_schema_id"].as_u64().map(|id| id as u32),
             }
         })
         .collect()

@@ -6,7 +6,10 @@ Stops once at least --min records were read and nothing new arrived for --idle s
 --timeout; with --to-end, once every partition is read to its end (exit 3 if that never happens).
 With --materialize, applies every record in partition order instead, as a materialized-view
 builder would, and prints only a summary as one JSON object:
-{"records", "reads", "distinct_reads", "state": {key: after-row, or null once deleted}}."""
+{"records", "reads", "distinct_reads", "state": {key: after-row, or null once deleted}}.
+With --registry URL, keys and values are Avro in Confluent's wire format: they are decoded with
+confluent-kafka's AvroDeserializer against that Schema Registry, printed as JsonConverter would
+write them (avro_values.py), and each line also carries "key_schema_id" and "value_schema_id"."""
 import argparse, json, sys, time, uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -21,6 +24,7 @@ ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
 ap.add_argument("--to-end", action="store_true",
                 help="stop once every partition is read up to the high watermark it had when all "
                      "topics were found (not for tansu, whose watermarks can lag)")
+ap.add_argument("--registry", help="Schema Registry URL: decode Avro keys and values")
 ap.add_argument("--materialize", action="store_true",
                 help="print a summary of the final state per key instead of every record")
 a = ap.parse_args()
@@ -36,6 +40,31 @@ c = Consumer({
     **dict(kv.split("=", 1) for kv in a.set),
 })
 assigned = set()
+decode = None
+if a.registry:
+    import os, struct
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from avro_values import to_connect
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    registry = SchemaRegistryClient({"url": a.registry})
+    deserializer = AvroDeserializer(registry)
+    schemas = {}
+
+    def decode(m, field):
+        """(JsonConverter text, schema id) of the message's key or value; (None, None) for null."""
+        raw = m.key() if field == MessageField.KEY else m.value()
+        if raw is None:
+            return None, None
+        magic, schema_id = struct.unpack(">bI", raw[:5])
+        if magic != 0:
+            raise SystemExit("not Confluent's wire format (magic byte %d) at %s/%d@%d" % (
+                magic, m.topic(), m.partition(), m.offset()))
+        if schema_id not in schemas:
+            schemas[schema_id] = json.loads(registry.get_schema(schema_id).schema_str)
+        value = deserializer(raw, SerializationContext(m.topic(), field))
+        return json.dumps(to_connect(value, schemas[schema_id]), ensure_ascii=False), schema_id
 
 
 def assign_new_partitions():
@@ -70,10 +99,14 @@ def handle(m):
     global state, reads
     k, v = m.key(), m.value()
     if not a.materialize:
-        out.write(json.dumps({
-            "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-            "key": None if k is None else k.decode(), "value": None if v is None else v.decode(),
-        }) + "\n")
+        line = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset()}
+        if decode:
+            line["key"], line["key_schema_id"] = decode(m, MessageField.KEY)
+            line["value"], line["value_schema_id"] = decode(m, MessageField.VALUE)
+        else:
+            line["key"] = None if k is None else k.decode()
+            line["value"] = None if v is None else v.decode()
+        out.write(json.dumps(line) + "\n")
         return
     if v is None:
         return  # tombstone: the delete before it already removed the row
