@@ -593,13 +593,6 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             }
         }
     }
-    if cfg.typed_options().is_some() && matches!(cfg.source, SourceConfig::Mysql(_)) {
-        return Err(ConfigError::invalid(
-            path,
-            "sink.encoding",
-            "\"debezium\" is not yet available for MySQL/MariaDB sources; use \"friendly\" (the default)",
-        ));
-    }
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));
@@ -893,8 +886,8 @@ type = "stdout"
         assert!(p(&text.replace("4242", "0")).unwrap_err().to_string().contains("source.server_id"));
         assert!(p(&text.replace("server_id = 4242", "")).unwrap_err().to_string().contains("server_id"));
         assert!(p(&text.replace("shop.*", "shop")).unwrap_err().to_string().contains("database.table"));
-        let err = p(&format!("{text}encoding = \"debezium\"\n")).unwrap_err().to_string();
-        assert!(err.contains("sink.encoding") && err.contains("not yet available"), "{err}");
+        let dbz = p(&format!("{text}encoding = \"debezium\"\n")).unwrap();
+        assert!(dbz.typed_options().is_some(), "Debezium's encoding is available for MySQL/MariaDB too");
         let keyed = format!("{text}\n[source.key_columns]\n\"shop.log\" = [\"a\", \"b\"]\n")
             .replace("[sink]\ntype = \"stdout\"\n", "")
             + "[sink]\ntype = \"stdout\"\n";

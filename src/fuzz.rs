@@ -167,6 +167,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
         topic_prefix: "fuzz".into(),
         flavor: "mariadb",
         keys: KeyColumns::default(),
+        typed: Some(Default::default()),
     };
     let mut docs = Vec::new();
     let mut reader = EventStreamReader::new(BinlogVersion::Version4);
@@ -225,7 +226,8 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
                         index,
                     };
                     index += 1;
-                    render(&mut docs, c.op, key.as_ref(), before.as_ref(), after.as_ref(), &source, None);
+                    let schema = table.typed.as_ref().map(|t| &t.schema);
+                    render(&mut docs, c.op, key.as_ref(), before.as_ref(), after.as_ref(), &source, schema);
                 }
             }
             EventData::QueryEvent(q) => {

@@ -47,11 +47,24 @@ pub struct Schema {
     pub parameters: Vec<(String, String)>,
     /// A default value, as a string; only string defaults occur (`source.snapshot`).
     pub default: Option<String>,
+    /// Whether Avro may also declare the semantic type's Avro logical type. Off where values
+    /// leave the logical type's range (MySQL's TIME spans ±838 hours, `time-micros` one day),
+    /// which would make Avro readers that honour logical types fail on them.
+    pub avro_logical: bool,
 }
 
 impl Schema {
     pub fn of(ty: Type) -> Self {
-        Schema { ty, optional: false, name: None, version: None, doc: None, parameters: Vec::new(), default: None }
+        Schema {
+            ty,
+            optional: false,
+            name: None,
+            version: None,
+            doc: None,
+            parameters: Vec::new(),
+            default: None,
+            avro_logical: true,
+        }
     }
     pub fn int8() -> Self {
         Self::of(Type::Int8)
@@ -87,6 +100,11 @@ impl Schema {
         Self::of(Type::Struct(fields))
     }
 
+    /// See [`Schema::avro_logical`].
+    pub fn without_avro_logical_type(mut self) -> Self {
+        self.avro_logical = false;
+        self
+    }
     pub fn optional(mut self) -> Self {
         self.optional = true;
         self
@@ -348,6 +366,51 @@ impl TableSchema {
     pub fn envelope_json(&self) -> &[u8] {
         &self.envelope_json
     }
+}
+
+/// Null, or for a field that cannot be null (a NOT NULL column missing from an old image that
+/// holds only the key) the type's empty value, as Debezium's converters fall back to.
+pub fn write_null_or_empty(w: &mut dyn ValueWriter, schema: &Schema) {
+    if schema.optional {
+        return w.null();
+    }
+    match &schema.ty {
+        Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64 => w.int(0),
+        Type::Float32 | Type::Float64 => w.float(0.0),
+        Type::Boolean => w.boolean(false),
+        Type::String => w.string(""),
+        Type::Bytes => w.bytes(if schema.name.as_deref() == Some(DECIMAL) { &[0] } else { &[] }),
+        Type::Array(_) => {
+            w.begin();
+            w.end();
+        }
+        Type::Struct(fields) => {
+            w.begin();
+            for f in fields {
+                write_null_or_empty(w, &f.schema);
+            }
+            w.end();
+        }
+    }
+}
+
+const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
+
+/// The fields every Debezium connector's `source` block starts with (its `AbstractSourceInfo`);
+/// each connector appends its own.
+pub fn common_source_fields() -> Vec<Field> {
+    let f = Field::new;
+    vec![
+        f("version", Schema::string()),
+        f("connector", Schema::string()),
+        f("name", Schema::string()),
+        f("ts_ms", Schema::int64()),
+        f("snapshot", crate::core::snapshot::snapshot_field_schema()),
+        f("db", Schema::string()),
+        f("sequence", Schema::string().optional()),
+        f("ts_us", Schema::int64().optional()),
+        f("ts_ns", Schema::int64().optional()),
+    ]
 }
 
 /// Decimal helpers shared by the connectors' mappings.

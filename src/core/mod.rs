@@ -11,4 +11,5 @@ pub mod position;
 pub mod recent_keys;
 pub mod snapshot;
 pub mod status;
+pub mod text_forms;
 pub mod txn;

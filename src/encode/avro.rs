@@ -100,7 +100,7 @@ fn convert(schema: &Schema, defined: &mut HashSet<String>) -> Result<Json, Strin
             props.insert("scale".into(), json!(scale));
             props.insert("precision".into(), json!(precision.max(scale).max(1)));
             props.insert("logicalType".into(), json!("decimal"));
-        } else if let Some(lt) = logical_type(name) {
+        } else if let Some(lt) = logical_type(name).filter(|_| schema.avro_logical) {
             props.insert("logicalType".into(), json!(lt));
         }
     }

@@ -31,6 +31,9 @@ fn script_dir() -> PathBuf {
 impl SchemaRegistry {
     /// Starts Karapace on a free port, storing its schemas in `bootstrap`'s `_schemas` topic.
     pub fn start(bootstrap: &str) -> SchemaRegistry {
+        // Tests run in parallel and the first start builds the shared virtualenv.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let script_dir = script_dir();
         let state = tempfile::tempdir().expect("registry state dir");
         let venv =

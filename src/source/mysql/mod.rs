@@ -27,6 +27,7 @@ pub mod statements;
 pub mod stream;
 pub mod table;
 pub mod tls;
+pub mod typed;
 pub mod values;
 
 use futures_util::future::BoxFuture;
@@ -320,6 +321,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         topic_prefix: cfg.topic_prefix().to_string(),
         flavor: info.flavor(),
         keys: crate::source::tables::KeyColumns::new(&my.key_columns),
+        typed: cfg.typed_options(),
     };
     let identity = info.identity();
     let use_gtid = match my.position {

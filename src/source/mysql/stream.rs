@@ -45,11 +45,35 @@ pub struct SourceBlock<'a> {
     pub index: u64,
 }
 
-/// Debezium's types for MySQL/MariaDB columns are not mapped yet; the configuration refuses
-/// typed encodings for these sources, so this is never reached from a valid configuration.
+/// In the order of [`table::source_schema`]; cdcd's `position` has no Debezium field.
 impl crate::core::connect::WriteTyped for SourceBlock<'_> {
     fn write_typed(&self, w: &mut dyn crate::core::connect::ValueWriter) {
-        w.fail("Debezium encodings are not available for MySQL/MariaDB sources yet");
+        let t = self.table;
+        let Some(typed) = &t.typed else {
+            return w.fail("the table has no Debezium schema (the sink's encoding is cdcd's JSON)");
+        };
+        w.begin();
+        w.string(env!("CARGO_PKG_VERSION"));
+        w.string(typed.flavor);
+        w.string(&typed.connector);
+        w.int(self.ts_us.div_euclid(1000));
+        w.string(self.snapshot.as_str());
+        w.string(&t.db);
+        w.null(); // sequence: Debezium's MySQL connector leaves it null
+        w.int(self.ts_us);
+        w.int(self.ts_us.saturating_mul(1000));
+        w.string(&t.name);
+        w.int(self.server_id.into());
+        match self.gtid {
+            Some(g) => w.string(g),
+            None => w.null(),
+        }
+        w.string(self.file);
+        w.int(i64::try_from(self.pos).unwrap_or(i64::MAX));
+        w.int(i64::try_from(self.row).unwrap_or(i64::MAX));
+        w.null(); // thread
+        w.null(); // query
+        w.end();
     }
 }
 
@@ -519,7 +543,7 @@ async fn emit<C: super::values::Cells>(
         before: before_row.as_ref().map(|r| r as _),
         after: after_row.as_ref().map(|r| r as _),
         source,
-        schema: None,
+        schema: table.typed.as_ref().map(|t| &t.schema),
         ts_us: now_us(),
     };
     emitter.emit(&table.topic, &change).await

@@ -8,7 +8,11 @@ use mysql_async::consts::ColumnType;
 
 use mysql_async::prelude::*;
 
+use std::sync::Arc;
+
+use super::typed::{map_column, Detail, Mapped};
 use super::{my_err, TableName};
+use crate::core::connect::{Field, Schema, TableSchema, TypedOptions};
 use crate::core::json;
 use crate::error::SourceError;
 use crate::source::tables::KeyColumns;
@@ -46,15 +50,31 @@ pub struct Column {
     pub name: String,
     pub json_key: Vec<u8>,
     pub kind: Kind,
+    /// Precision, scale, fractional seconds, nullability: what Debezium's types need.
+    pub detail: Detail,
 }
 
 impl Column {
     pub fn new(name: String, kind: Kind) -> Self {
+        Column::with_detail(name, kind, Detail { nullable: true, ..Default::default() })
+    }
+
+    pub fn with_detail(name: String, kind: Kind, detail: Detail) -> Self {
         let mut json_key = Vec::with_capacity(name.len() + 3);
         json::write_str(&mut json_key, &name);
         json_key.push(b':');
-        Column { name, json_key, kind }
+        Column { name, json_key, kind, detail }
     }
+}
+
+/// A table's columns in Debezium's types: how each value converts, and the record schemas.
+#[derive(Debug)]
+pub struct TypedTable {
+    pub columns: Vec<(Mapped, Schema)>,
+    pub schema: TableSchema,
+    /// For the `source` block: "mysql" or "mariadb", and the connector's name.
+    pub flavor: &'static str,
+    pub connector: String,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +86,8 @@ pub struct Table {
     pub key: Vec<usize>,
     /// `{"version":..,"connector":..,"name":..,"db":..,"table":..`, pre-rendered.
     pub source_prefix: Vec<u8>,
+    /// Present when the sink uses a typed encoding.
+    pub typed: Option<Arc<TypedTable>>,
 }
 
 impl Table {
@@ -81,14 +103,9 @@ impl Table {
         json::write_str(&mut p, db);
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, name);
-        Table {
-            db: db.to_string(),
-            name: name.to_string(),
-            topic: format!("{}.{}.{}", ctx.topic_prefix, db, name),
-            columns,
-            key,
-            source_prefix: p,
-        }
+        let topic = format!("{}.{}.{}", ctx.topic_prefix, db, name);
+        let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &key, &opts, ctx)));
+        Table { db: db.to_string(), name: name.to_string(), topic, columns, key, source_prefix: p, typed }
     }
 
     pub fn has_key(&self) -> bool {
@@ -104,6 +121,51 @@ pub struct Context {
     pub flavor: &'static str,
     /// Key columns the user configured per table, replacing the primary key.
     pub keys: KeyColumns,
+    /// Debezium's options when the sink uses a typed encoding.
+    pub typed: Option<TypedOptions>,
+}
+
+fn typed_table(topic: &str, columns: &[Column], key: &[usize], opts: &TypedOptions, ctx: &Context) -> TypedTable {
+    let typed: Vec<(Mapped, Schema)> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (m, mut schema) = map_column(&c.kind, &c.detail, opts);
+            // As Debezium: optional unless NOT NULL; key columns never are.
+            schema.optional = c.detail.nullable && !key.contains(&i);
+            (m, schema)
+        })
+        .collect();
+    let field = |i: usize| Field::new(columns[i].name.clone(), typed[i].1.clone());
+    let key_fields = key
+        .iter()
+        .map(|&i| {
+            let mut f = field(i);
+            f.schema.optional = false;
+            f
+        })
+        .collect();
+    let value_fields = (0..columns.len()).map(field).collect();
+    let schema = TableSchema::new(topic, key_fields, value_fields, source_schema(ctx.flavor));
+    TypedTable { columns: typed, schema, flavor: ctx.flavor, connector: ctx.connector.clone() }
+}
+
+/// Debezium's MySQL `source` block schema (`io.debezium.connector.mysql.Source`; MariaDB's
+/// connector names it `...mariadb.Source` with the same fields).
+pub fn source_schema(flavor: &str) -> Schema {
+    let f = Field::new;
+    let mut fields = crate::core::connect::common_source_fields();
+    fields.extend([
+        f("table", Schema::string().optional()),
+        f("server_id", Schema::int64()),
+        f("gtid", Schema::string().optional()),
+        f("file", Schema::string()),
+        f("pos", Schema::int64()),
+        f("row", Schema::int32()),
+        f("thread", Schema::int64().optional()),
+        f("query", Schema::string().optional()),
+    ]);
+    Schema::structure(fields).named(format!("io.debezium.connector.{flavor}.Source")).version(1)
 }
 
 impl Context {
@@ -276,7 +338,8 @@ pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, T
             index: i,
             detail: format!("{t:?}"),
         })?;
-        columns.push(Column::new(name, kind));
+        let nullable = tme.null_bitmask().get(i).is_some_and(|b| *b);
+        columns.push(Column::with_detail(name, kind, detail_from_table_map(*t, meta, nullable)));
     }
     let key = ctx.key_indexes(&db, &name, &columns, pk).map_err(TableMapError::KeyColumns)?;
     Ok(Table::new(&db, &name, columns, key, ctx))
@@ -296,6 +359,25 @@ pub fn from_table_map_minimal(tme: &TableMapEvent<'_>, schema: &Table) -> Result
         });
     }
     Ok(schema.clone())
+}
+
+/// What a TABLE_MAP column's metadata says beyond its kind (the same values information_schema
+/// gives, so streamed and snapshot rows get one schema).
+fn detail_from_table_map(t: ColumnType, meta: &[u8], nullable: bool) -> Detail {
+    use ColumnType::*;
+    let mut d = Detail { nullable, ..Default::default() };
+    match t {
+        MYSQL_TYPE_NEWDECIMAL => {
+            d.precision = meta.first().map(|&p| p.into());
+            d.scale = meta.get(1).map(|&s| s.into());
+        }
+        MYSQL_TYPE_DOUBLE => d.double = true,
+        MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 | MYSQL_TYPE_TIME2 => {
+            d.fsp = meta.first().copied().unwrap_or(0).into()
+        }
+        _ => {}
+    }
+    d
 }
 
 fn kind_for(
@@ -403,21 +485,30 @@ pub async fn table_from_information_schema(
     ctx: &Context,
 ) -> Result<Table, SourceError> {
     let q = |e| my_err("reading table metadata", e);
-    let cols: Vec<(String, String, String, Option<String>, String)> = conn
+    type Row = (String, String, String, Option<String>, Option<u64>, Option<u64>, Option<u64>, String);
+    let cols: Vec<Row> = conn
         .exec(
-            "SELECT column_name, data_type, column_type, character_set_name, column_key FROM information_schema.columns \
+            "SELECT column_name, data_type, column_type, character_set_name, numeric_precision, numeric_scale, \
+             datetime_precision, is_nullable FROM information_schema.columns \
              WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
             (&t.db, &t.name),
         )
         .await
         .map_err(q)?;
     let columns: Vec<Column> = cols
-        .iter()
-        .map(|(name, dt, ct, cs, _)| {
-            Column::new(
-                name.clone(),
-                kind_from_information_schema(&dt.to_ascii_lowercase(), &ct.to_ascii_lowercase(), cs.as_deref()),
-            )
+        .into_iter()
+        .map(|(name, dt, ct, cs, precision, scale, fsp, nullable)| {
+            let dt = dt.to_ascii_lowercase();
+            let kind = kind_from_information_schema(&dt, &ct.to_ascii_lowercase(), cs.as_deref());
+            let decimal = matches!(kind, Kind::Decimal);
+            let detail = Detail {
+                precision: precision.filter(|_| decimal).map(|p| p as u32),
+                scale: scale.filter(|_| decimal).map(|s| s as u32),
+                fsp: fsp.unwrap_or(0) as u32,
+                double: matches!(dt.as_str(), "double" | "real" | "double precision"),
+                nullable: nullable.eq_ignore_ascii_case("YES"),
+            };
+            Column::with_detail(name, kind, detail)
         })
         .collect();
     let pk: Vec<String> = conn

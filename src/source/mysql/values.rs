@@ -8,6 +8,8 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
 
 use super::table::{Kind, Table};
+use super::typed::write_typed;
+use crate::core::connect::{write_null_or_empty, ValueWriter, WriteTyped};
 use crate::core::envelope::WriteJson;
 use crate::core::json;
 
@@ -95,20 +97,38 @@ pub struct Row<'a, C: Cells> {
     pub cells: &'a C,
 }
 
-/// Debezium's types for MySQL/MariaDB columns are not mapped yet; the configuration refuses
-/// typed encodings for these sources, so this is never reached from a valid configuration.
-impl<C: Cells> crate::core::connect::WriteTyped for Row<'_, C> {
-    fn write_typed(&self, w: &mut dyn crate::core::connect::ValueWriter) {
-        w.fail("Debezium encodings are not available for MySQL/MariaDB sources yet");
+impl<C: Cells> WriteTyped for Row<'_, C> {
+    fn write_typed(&self, w: &mut dyn ValueWriter) {
+        write_typed_columns(self, 0..self.table.columns.len(), w);
     }
 }
 
-/// Debezium's types for MySQL/MariaDB columns are not mapped yet; the configuration refuses
-/// typed encodings for these sources, so this is never reached from a valid configuration.
-impl<C: Cells> crate::core::connect::WriteTyped for Key<'_, C> {
-    fn write_typed(&self, w: &mut dyn crate::core::connect::ValueWriter) {
-        w.fail("Debezium encodings are not available for MySQL/MariaDB sources yet");
+impl<C: Cells> WriteTyped for Key<'_, C> {
+    fn write_typed(&self, w: &mut dyn ValueWriter) {
+        write_typed_columns(&self.0, self.0.table.key.iter().copied(), w);
     }
+}
+
+/// The struct of `columns` of `row` in Debezium's types. Each value is converted from cdcd's
+/// own rendering of it, which is lossless for every kind, so the two encodings cannot disagree
+/// about what a cell holds.
+fn write_typed_columns<C: Cells>(row: &Row<'_, C>, columns: impl Iterator<Item = usize>, w: &mut dyn ValueWriter) {
+    let Some(typed) = &row.table.typed else {
+        return w.fail("the table has no Debezium schema (the sink's encoding is cdcd's JSON)");
+    };
+    let (mut text, mut scratch) = (Vec::new(), Vec::new());
+    w.begin();
+    for i in columns {
+        let (col, (mapped, schema)) = (&row.table.columns[i], &typed.columns[i]);
+        text.clear();
+        row.cells.write_cell(i, &col.kind, &mut text);
+        match serde_json::from_slice::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Null) => write_null_or_empty(w, schema),
+            Ok(v) => write_typed(mapped, &v, col.detail.nullable, w, &mut scratch),
+            Err(e) => w.fail(&format!("column {}: {e}", col.name)),
+        }
+    }
+    w.end();
 }
 
 impl<C: Cells> WriteJson for Row<'_, C> {

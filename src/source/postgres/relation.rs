@@ -8,7 +8,7 @@ use super::catalog::TableRef;
 use super::pgoutput::{cell_text, Cell};
 use super::typed::{map_column, write_typed, write_unavailable, Mapped, PgType};
 use super::values::{write_value, ValueKind};
-use crate::core::connect::{Field, Schema, TableSchema, Type, TypedOptions, ValueWriter, WriteTyped};
+use crate::core::connect::{write_null_or_empty, Field, Schema, TableSchema, TypedOptions, ValueWriter, WriteTyped};
 use crate::core::envelope::{write_times, WriteJson};
 use crate::core::json;
 use crate::core::position::{event_position, Lsn};
@@ -198,56 +198,20 @@ fn write_typed_cell(w: &mut dyn ValueWriter, col: &Column, cell: Cell, data: &[u
     match cell {
         Cell::Text(..) => match cell_text(data, cell) {
             Some(text) => write_typed(&col.mapped, text, w, scratch),
-            None => write_null(w, &col.schema),
+            None => write_null_or_empty(w, &col.schema),
         },
         Cell::Unchanged => write_unavailable(&col.mapped, w),
-        Cell::Null => write_null(w, &col.schema),
+        Cell::Null => write_null_or_empty(w, &col.schema),
     }
 }
-
-/// Null, or for a column that cannot be null (a NOT NULL column missing from a delete's old
-/// key-only image) the type's empty value, as Debezium's converters fall back to.
-fn write_null(w: &mut dyn ValueWriter, schema: &Schema) {
-    if schema.optional {
-        return w.null();
-    }
-    match &schema.ty {
-        Type::Int8 | Type::Int16 | Type::Int32 | Type::Int64 => w.int(0),
-        Type::Float32 | Type::Float64 => w.float(0.0),
-        Type::Boolean => w.boolean(false),
-        Type::String => w.string(""),
-        Type::Bytes => w.bytes(if schema.name.as_deref() == Some(DECIMAL) { &[0] } else { &[] }),
-        Type::Array(_) => {
-            w.begin();
-            w.end();
-        }
-        Type::Struct(fields) => {
-            w.begin();
-            for f in fields {
-                write_null(w, &f.schema);
-            }
-            w.end();
-        }
-    }
-}
-
-const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
 
 /// Debezium's PostgreSQL `source` block schema (`io.debezium.connector.postgresql.Source`).
 pub fn source_schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let f = Field::new;
-        Schema::structure(vec![
-            f("version", Schema::string()),
-            f("connector", Schema::string()),
-            f("name", Schema::string()),
-            f("ts_ms", Schema::int64()),
-            f("snapshot", crate::core::snapshot::snapshot_field_schema()),
-            f("db", Schema::string()),
-            f("sequence", Schema::string().optional()),
-            f("ts_us", Schema::int64().optional()),
-            f("ts_ns", Schema::int64().optional()),
+        let mut fields = crate::core::connect::common_source_fields();
+        fields.extend([
             f("schema", Schema::string()),
             f("table", Schema::string()),
             f("txId", Schema::int64().optional()),
@@ -255,9 +219,8 @@ pub fn source_schema() -> &'static Schema {
             f("xmin", Schema::int64().optional()),
             f("origin", Schema::string().optional()),
             f("origin_lsn", Schema::int64().optional()),
-        ])
-        .named("io.debezium.connector.postgresql.Source")
-        .version(1)
+        ]);
+        Schema::structure(fields).named("io.debezium.connector.postgresql.Source").version(1)
     })
 }
 

@@ -196,7 +196,7 @@ impl Snapshotter {
                 before: None,
                 after: Some(&after),
                 source: &source,
-                schema: None,
+                schema: table.typed.as_ref().map(|t| &t.schema),
                 ts_us: emitted_at,
             };
             if emitter.emit_unless(&table.topic, &change, &superseded).await? {

@@ -325,6 +325,7 @@ mod tests {
             topic_prefix: "c".into(),
             flavor: "mariadb",
             keys: crate::source::tables::KeyColumns::new(&Default::default()),
+            typed: None,
         };
         let columns: Vec<Column> =
             key_kinds.iter().enumerate().map(|(i, k)| Column::new(format!("k{i}"), k.clone())).collect();
