@@ -1,5 +1,7 @@
 # Shared pieces of the backlog benchmarks. Source from the repo root after setting STATE (a
-# scratch directory holding bench.toml, the checkpoint under state/, and logs).
+# scratch directory holding bench.toml, the checkpoint under state/, and logs). A script that
+# drains several connectors sets CONFIG (the connector file) and CKPT (its checkpoint folder)
+# before each prime_checkpoint / drain.
 
 now() { date +%s.%N; }
 secs() { python3 -c "print($2 - $1)"; }
@@ -18,9 +20,9 @@ start_broker() {
 # Runs cdcd until it has written its first checkpoint (so its slot / binlog position exists),
 # then stops it: everything written afterwards is the backlog.
 prime_checkpoint() {
-  ./target/release/cdcd run --config "$STATE/bench.toml" 2> "$STATE/cdcd-setup.log" &
+  ./target/release/cdcd run --config "${CONFIG:-$STATE/bench.toml}" 2> "$STATE/cdcd-setup.log" &
   CDCD_PID=$!
-  for _ in $(seq 100); do [ -s "$STATE/state/checkpoint.json" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -s "${CKPT:-$STATE/state}/checkpoint.json" ] && break; sleep 0.1; done
   kill -TERM $CDCD_PID; wait $CDCD_PID || true; CDCD_PID=
 }
 
@@ -31,7 +33,7 @@ drain() {
   local drained=$1 t0 t1 hwm
   peak=0
   t0=$(now)
-  ./target/release/cdcd run --config "$STATE/bench.toml" 2> "$STATE/cdcd.log" &
+  ./target/release/cdcd run --config "${CONFIG:-$STATE/bench.toml}" 2> "$STATE/cdcd.log" &
   CDCD_PID=$!
   while true; do
     hwm=$(awk '/VmHWM/ {print $2}' /proc/$CDCD_PID/status 2>/dev/null || echo 0)
@@ -49,6 +51,18 @@ drain() {
 }
 
 # The [sink] and [checkpoint] part of a bench connector file: the broker, checkpoint in $STATE/state.
+# $1 (optional): more [sink] keys and sections, written before [checkpoint].
 toml_tail() {
-  printf '[sink]\ntype = "kafka"\nbrokers = "%s"\n[checkpoint]\npath = "%s"\ninterval_ms = 100\n' "$BOOT" "$STATE/state"
+  printf '[sink]\ntype = "kafka"\nbrokers = "%s"\n%s\n[checkpoint]\npath = "%s"\ninterval_ms = 100\n' \
+    "$BOOT" "${1:-}" "${CKPT:-$STATE/state}"
+}
+
+# Writes $ROWS inserts into table `bench` of database `bench`, in transactions of $TXN_ROWS rows,
+# through the caller's `psql` function; sets END_LSN to the WAL position after them.
+pg_write_backlog() {
+  echo "bench: writing $ROWS row changes in transactions of $TXN_ROWS rows..."
+  psql -d bench -c "DO \$\$ BEGIN FOR i IN 0..($ROWS/$TXN_ROWS - 1) LOOP
+    INSERT INTO bench SELECT g, g % 1000, 'note ' || g, now(), g / 100.0 FROM generate_series(i*$TXN_ROWS + 1, (i+1)*$TXN_ROWS) g;
+    COMMIT; END LOOP; END \$\$;"
+  END_LSN=$(psql -d bench -c "SELECT pg_current_wal_insert_lsn()")
 }

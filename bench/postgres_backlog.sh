@@ -37,11 +37,7 @@ for slot in bench_floor_a bench_floor_b; do
   pg_recvlogical -h 127.0.0.1 -p "$PORT" -U cdcd -d bench -S $slot --create-slot -P pgoutput
 done
 
-echo "bench: writing $ROWS row changes in transactions of $TXN_ROWS rows..."
-psql -d bench -c "DO \$\$ BEGIN FOR i IN 0..($ROWS/$TXN_ROWS - 1) LOOP
-  INSERT INTO bench SELECT g, g % 1000, 'note ' || g, now(), g / 100.0 FROM generate_series(i*$TXN_ROWS + 1, (i+1)*$TXN_ROWS) g;
-  COMMIT; END LOOP; END \$\$;"
-END_LSN=$(psql -d bench -c "SELECT pg_current_wal_insert_lsn()")
+pg_write_backlog
 echo "bench: backlog ends at $END_LSN"
 
 # The floor runs before and after cdcd (cold and warm WAL); the faster run counts.

@@ -39,6 +39,8 @@ pub struct Emitter {
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     frame: TxnFrame,
     events: u64,
+    /// Key and value bytes of the changes emitted (tombstones not counted).
+    bytes: u64,
     status: Arc<ConnectorStatus>,
     metrics: ConnectorMetrics,
     /// Source commit time of the open transaction.
@@ -62,6 +64,7 @@ impl Emitter {
             identity,
             frame: TxnFrame::new(),
             events: 0,
+            bytes: 0,
             status,
             metrics,
             source_ts_us: 0,
@@ -178,6 +181,7 @@ impl Emitter {
             self.sink.send(self.buf.tombstone(topic), txn).await?;
         }
         self.events += 1;
+        self.bytes += bytes as u64;
         Ok(())
     }
 
@@ -244,6 +248,11 @@ impl Emitter {
     /// Changes emitted since start.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Key and value bytes of the changes emitted since start.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The session ended: any open transaction is forgotten (re-read by the next session).

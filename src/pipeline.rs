@@ -229,7 +229,7 @@ async fn run_sessions(
                 if left > 0 {
                     return Err(unacknowledged(left));
                 }
-                tracing::info!(connector = %name, events = emitter.events(), position = ?tracker.confirmed(), "stopped cleanly");
+                tracing::info!(connector = %name, events = emitter.events(), bytes = emitter.bytes(), position = ?tracker.confirmed(), "stopped cleanly");
                 return Ok(());
             }
             Err(SessionError::Source(e)) if e.is_transient() => {

@@ -308,7 +308,11 @@ pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, T
             numeric_i += 1;
         }
         let mut charset = None;
-        if is_character(*t) {
+        // MariaDB lists a charset for every column that has one, GEOMETRY (binary) included;
+        // MySQL only for the character types. Counting it wrong shifts every later column's
+        // charset (a VARCHAR after a GEOMETRY came out as binary).
+        let listed = is_character(*t) || (ctx.flavor == "mariadb" && *t == ColumnType::MYSQL_TYPE_GEOMETRY);
+        if listed {
             charset = charsets.get(char_i).copied().or_else(|| {
                 default_charset
                     .as_ref()
