@@ -31,6 +31,11 @@ fn script_dir() -> PathBuf {
 impl SchemaRegistry {
     /// Starts Karapace on a free port, storing its schemas in `bootstrap`'s `_schemas` topic.
     pub fn start(bootstrap: &str) -> SchemaRegistry {
+        SchemaRegistry::start_on(bootstrap, super::http::free_port())
+    }
+
+    /// [`SchemaRegistry::start`] on `port`.
+    pub fn start_on(bootstrap: &str, port: u16) -> SchemaRegistry {
         // Tests run in parallel and the first start builds the shared virtualenv.
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -38,7 +43,6 @@ impl SchemaRegistry {
         let state = tempfile::tempdir().expect("registry state dir");
         let venv =
             PathBuf::from(std::env::var("CDCD_TEST_STATE").unwrap_or_else(|_| "/tmp/cdcd-test".into())).join("sr-venv");
-        let port = super::http::free_port();
         let out = Command::new("bash")
             .arg(script_dir.join("start.sh"))
             .args([bootstrap, &port.to_string()])
