@@ -191,7 +191,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
         let Ok(Some(data)) = fenced(|| ev.read_data()) else { continue };
         match data {
             EventData::TableMapEvent(tme) => {
-                if let Ok(t) = fenced(|| my_table::from_table_map(&tme, &ctx)) {
+                if let Ok(t) = fenced(|| my_table::from_table_map(&tme, &ctx, tables.get(&tme.table_id()))) {
                     tables.insert(tme.table_id(), t);
                 }
             }

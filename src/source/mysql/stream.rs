@@ -355,7 +355,11 @@ pub async fn run(
                 let t = if !included(&my.tables, &db, &name) && !live.is_signal(&db, &name) {
                     None
                 } else if info.full_metadata() {
-                    let built = guard::decode(|| format!("{file}:{event_start}"), || table::from_table_map(&tme, &ctx));
+                    let previous = tables.get(&tme.table_id()).and_then(Option::as_ref);
+                    let built = guard::decode(
+                        || format!("{file}:{event_start}"),
+                        || table::from_table_map(&tme, &ctx, previous),
+                    );
                     Some(built.map_err(SourceError::Fatal)?.map_err(|e| SourceError::Fatal(e.to_string()))?)
                 } else {
                     let key = TableName { db: db.to_string(), name: name.to_string() };

@@ -45,7 +45,7 @@ pub enum Kind {
     Geometry,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Column {
     pub name: String,
     pub json_key: Vec<u8>,
@@ -223,8 +223,13 @@ pub enum TableMapError {
     KeyColumns(String),
 }
 
-/// Builds a [`Table`] from a TABLE_MAP event with FULL row metadata.
-pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, TableMapError> {
+/// Builds a [`Table`] from a TABLE_MAP event with FULL row metadata; `previous` is what the last
+/// map with this table id gave, reused when nothing changed.
+pub fn from_table_map(
+    tme: &TableMapEvent<'_>,
+    ctx: &Context,
+    previous: Option<&Table>,
+) -> Result<Table, TableMapError> {
     let db = tme.database_name().into_owned();
     let name = tme.table_name().into_owned();
     let full = format!("{db}.{name}");
@@ -346,6 +351,11 @@ pub fn from_table_map(tme: &TableMapEvent<'_>, ctx: &Context) -> Result<Table, T
         columns.push(Column::with_detail(name, kind, detail_from_table_map(*t, meta, nullable)));
     }
     let key = ctx.key_indexes(&db, &name, &columns, pk).map_err(TableMapError::KeyColumns)?;
+    // A table map precedes every transaction's rows; an unchanged table keeps what was built
+    // for it (the typed schemas above all, whose registry ids are cached by fingerprint).
+    if let Some(p) = previous.filter(|p| p.db == db && p.name == name && p.columns == columns && p.key == key) {
+        return Ok(p.clone());
+    }
     Ok(Table::new(&db, &name, columns, key, ctx))
 }
 
