@@ -18,6 +18,7 @@ SR_DIR=${CDCD_SCHEMA_REGISTRY_DIR:-$(cd .. && pwd)/shared/schema-registry}
 [ -x "$SR_DIR/start.sh" ] || SR_DIR=/work/shared/schema-registry
 scripts/deps.sh
 cargo build --release --bins --quiet
+[ -d "$STATE/pg" ] && scripts/pg.sh stop "$STATE/pg" >/dev/null 2>&1 || true
 rm -rf "$STATE" && mkdir -p "$STATE"
 BASE=$(scripts/pg.sh start "$STATE/pg" "$PORT" logical)
 export PGPASSWORD=cdcd
@@ -31,7 +32,7 @@ TANSU_PORT=$((PORT + 1000))
 "$TANSU" broker --listener-url "tcp://127.0.0.1:$TANSU_PORT" --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
   --storage-engine memory://tansu/ > "$STATE/tansu.log" 2>&1 &
 TANSU_PID=$!
-trap 'kill $BROKER_PID $TANSU_PID 2>/dev/null || true; bash "$SR_DIR/stop.sh" "$STATE/sr" >/dev/null 2>&1 || true; [ -n "$CDCD_PID" ] && kill $CDCD_PID 2>/dev/null || true' EXIT
+trap 'kill $BROKER_PID $TANSU_PID 2>/dev/null || true; scripts/pg.sh stop "$STATE/pg" >/dev/null 2>&1 || true; bash "$SR_DIR/stop.sh" "$STATE/sr" >/dev/null 2>&1 || true; [ -n "$CDCD_PID" ] && kill $CDCD_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$TANSU_PORT) 2>/dev/null && break; sleep 0.1; done
 REGISTRY=$(SR_VENV=${SR_VENV:-/tmp/cdcd-test/sr-venv} bash "$SR_DIR/start.sh" "127.0.0.1:$TANSU_PORT" $((PORT + 2000)) "$STATE/sr" |
   sed -n 's/^schema-registry=//p')
@@ -56,7 +57,11 @@ for f in "${FORMATS[@]}"; do
   prime_checkpoint
 done
 
+# A slot read once before the timed drains, so the first format does not pay for cold WAL.
+pg_recvlogical -h 127.0.0.1 -p "$PORT" -U cdcd -d bench -S bench_warm --create-slot -P pgoutput
 pg_write_backlog
+pg_recvlogical -h 127.0.0.1 -p "$PORT" -U cdcd -d bench -S bench_warm --start -o proto_version=1 \
+  -o publication_names=cdcd_friendly --endpos="$END_LSN" -f /dev/null --no-loop
 
 results=()
 for f in "${FORMATS[@]}"; do
@@ -84,8 +89,9 @@ for name, secs, peak, nbytes in runs:
     rate = rows / float(secs)
     per = "%.0f" % (int(nbytes) / rows) if int(nbytes) else "-"
     print("| %s | %.2f | %.0f | %.2fx | %s | %.1f MB |" % (names[name], float(secs), rate, rate / base, per, int(peak) / 1024))
-avro = rows / float(dict((r[0], r[1]) for r in runs)["avro"])
-plain = rows / float(dict((r[0], r[1]) for r in runs)["debezium_plain"])
+rate = {name: rows / float(secs) for name, secs, _, _ in runs}
+fastest_json = max(v for k, v in rate.items() if k != "avro")
 print()
-print("target: Avro at least as fast as JSON (Debezium's, schemas off): %s (%.2fx)" % ("PASS" if avro >= plain else "FAIL", avro / plain))
+print("target: Avro at least as fast as every JSON encoding: %s (%.2fx the fastest)" % (
+    "PASS" if rate["avro"] >= fastest_json else "FAIL", rate["avro"] / fastest_json))
 PY

@@ -4,7 +4,8 @@
 # the same run:
 #   decode floor : mariadb-binlog --read-from-remote-server --verbose, same events, to /dev/null
 #   produce floor: librdkafka producing N pre-built envelopes with cdcd's producer settings
-# Prints rows/s, the ratio to each floor, and cdcd's peak RSS (VmHWM).
+# Prints rows/s, the ratio to each floor, and cdcd's peak RSS (VmHWM). SINK_KEYS adds [sink]
+# settings, e.g. SINK_KEYS='encoding = "debezium"' to time Debezium's encoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -30,7 +31,7 @@ tables = ["bench.bench"]
 server_id = 7001
 snapshot = "never"
 TOML
-toml_tail >> "$STATE/bench.toml"
+toml_tail "${SINK_KEYS:-}" >> "$STATE/bench.toml"
 # First start records the current binlog end as the checkpoint; then the backlog accumulates.
 prime_checkpoint
 read -r START_FILE START_POS < <(my -e "SHOW MASTER STATUS" | awk '{print $1, $2}')

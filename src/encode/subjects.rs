@@ -38,17 +38,26 @@ pub struct SchemaIdCache {
     strategy: SubjectNameStrategy,
     /// topic -> table version fingerprint -> ids. Looked up by `&str` so a hit allocates nothing.
     ids: HashMap<String, HashMap<u64, SchemaIds>>,
+    /// The last answer: consecutive events mostly belong to one table, and comparing a topic
+    /// is cheaper than hashing it.
+    last: Option<(String, u64, SchemaIds)>,
 }
 
 impl SchemaIdCache {
     pub fn new(registry: RegistryClient, strategy: SubjectNameStrategy) -> Self {
-        SchemaIdCache { registry, strategy, ids: HashMap::new() }
+        SchemaIdCache { registry, strategy, ids: HashMap::new(), last: None }
     }
 
     /// The ids of `schema`'s key and envelope on `topic`, registering them when first seen.
     pub async fn ids(&mut self, topic: &str, schema: &TableSchema) -> Result<SchemaIds, RegistryError> {
-        if let Some(ids) = self.ids.get(topic).and_then(|m| m.get(&schema.fingerprint())) {
-            return Ok(*ids);
+        if let Some((t, f, ids)) = &self.last {
+            if *f == schema.fingerprint() && t == topic {
+                return Ok(*ids);
+            }
+        }
+        if let Some(&ids) = self.ids.get(topic).and_then(|m| m.get(&schema.fingerprint())) {
+            self.remember(topic, schema, ids);
+            return Ok(ids);
         }
         let key = match &schema.key {
             Some(k) => Some(self.register(topic, "key", k).await?),
@@ -57,7 +66,19 @@ impl SchemaIdCache {
         let value = self.register(topic, "value", &schema.envelope).await?;
         let ids = SchemaIds { key, value };
         self.ids.entry(topic.to_string()).or_default().insert(schema.fingerprint(), ids);
+        self.remember(topic, schema, ids);
         Ok(ids)
+    }
+
+    fn remember(&mut self, topic: &str, schema: &TableSchema, ids: SchemaIds) {
+        match &mut self.last {
+            Some((t, f, i)) => {
+                t.clear();
+                t.push_str(topic);
+                (*f, *i) = (schema.fingerprint(), ids);
+            }
+            None => self.last = Some((topic.to_string(), schema.fingerprint(), ids)),
+        }
     }
 
     async fn register(&mut self, topic: &str, part: &str, schema: &Schema) -> Result<u32, RegistryError> {
