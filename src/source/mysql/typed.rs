@@ -135,37 +135,68 @@ pub fn map_column(kind: &Kind, d: &Detail, opts: &TypedOptions) -> (Mapped, Sche
     }
 }
 
-/// Writes one non-null value, given as the JSON cdcd's own encoding renders it (lossless for
-/// every kind), as `m` says. `nullable`: whether a zero date may become null (Debezium writes
-/// MySQL's zero dates as null, or as the epoch in a NOT NULL column).
-pub fn write_typed(m: &Mapped, v: &serde_json::Value, nullable: bool, w: &mut dyn ValueWriter, scratch: &mut Vec<u8>) {
-    use serde_json::Value as J;
-    let bad = |w: &mut dyn ValueWriter| w.fail(&format!("unexpected value {v} for {m:?}"));
+/// One cell as cdcd's own JSON renders it (lossless for every kind), split just enough to
+/// convert: most cells are a number or a string without escapes, read in place.
+#[derive(Debug)]
+pub enum Friendly<'a> {
+    Null,
+    Number(&'a str),
+    Str(std::borrow::Cow<'a, str>),
+    /// An object (GEOMETRY's `{"wkb", "srid"}`).
+    Object(serde_json::Map<String, serde_json::Value>),
+}
+
+impl<'a> Friendly<'a> {
+    /// Splits one rendered JSON value.
+    pub fn parse(text: &'a [u8]) -> Result<Friendly<'a>, String> {
+        let s = std::str::from_utf8(text).map_err(|e| e.to_string())?;
+        match text.first() {
+            Some(b'n') if s == "null" => Ok(Friendly::Null),
+            Some(b'"') if !s.contains('\\') && s.len() >= 2 && s.ends_with('"') => {
+                Ok(Friendly::Str(std::borrow::Cow::Borrowed(&s[1..s.len() - 1])))
+            }
+            Some(b'"') => serde_json::from_str::<String>(s).map(|v| Friendly::Str(v.into())).map_err(|e| e.to_string()),
+            Some(b'{') => match serde_json::from_str(s) {
+                Ok(serde_json::Value::Object(o)) => Ok(Friendly::Object(o)),
+                Ok(other) => Err(format!("unexpected {other}")),
+                Err(e) => Err(e.to_string()),
+            },
+            Some(_) => Ok(Friendly::Number(s)),
+            None => Err("an empty value".into()),
+        }
+    }
+}
+
+/// Writes one non-null value as `m` says. `nullable`: whether a zero date may become null
+/// (Debezium writes MySQL's zero dates as null, or as the epoch in a NOT NULL column).
+pub fn write_typed(m: &Mapped, v: &Friendly<'_>, nullable: bool, w: &mut dyn ValueWriter, scratch: &mut Vec<u8>) {
+    use Friendly as J;
+    let bad = |w: &mut dyn ValueWriter| w.fail(&format!("unexpected value {v:?} for {m:?}"));
     let zero_date = |w: &mut dyn ValueWriter| if nullable { w.null() } else { w.int(0) };
     match (m, v) {
-        (Mapped::Int, J::Number(n)) => match n.as_i64() {
-            Some(i) => w.int(i),
-            None => bad(w),
+        (Mapped::Int, J::Number(n)) => match n.parse::<i64>() {
+            Ok(i) => w.int(i),
+            Err(_) => bad(w),
         },
-        (Mapped::UnsignedLong, J::Number(n)) => match n.as_u64() {
-            Some(u) => w.int(u as i64),
-            None => bad(w),
+        (Mapped::UnsignedLong, J::Number(n)) => match n.parse::<u64>() {
+            Ok(u) => w.int(u as i64),
+            Err(_) => bad(w),
         },
-        (Mapped::Float | Mapped::DecimalDouble, J::Number(n)) => match n.as_f64() {
+        (Mapped::Float | Mapped::DecimalDouble, J::Number(s)) => match parse_float(s) {
             Some(f) => w.float(f),
             None => bad(w),
         },
-        (Mapped::Float | Mapped::DecimalDouble, J::String(s)) => match parse_float(s) {
+        (Mapped::Float | Mapped::DecimalDouble, J::Str(s)) => match parse_float(s) {
             Some(f) => w.float(f),
             None => bad(w),
         },
-        (Mapped::Decimal { scale }, J::String(s)) => match decimal::unscaled_bytes(s, scratch) {
+        (Mapped::Decimal { scale }, J::Str(s)) => match decimal::unscaled_bytes(s, scratch) {
             Some(sc) if sc == *scale => w.bytes(scratch),
             _ => bad(w),
         },
-        (Mapped::DecimalText | Mapped::Text, J::String(s)) => w.string(s),
-        (Mapped::Bytes(mode), J::String(b64)) => {
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else { return bad(w) };
+        (Mapped::DecimalText | Mapped::Text, J::Str(s)) => w.string(s),
+        (Mapped::Bytes(mode), J::Str(b64)) => {
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) else { return bad(w) };
             match mode {
                 BinaryMode::Bytes => w.bytes(&bytes),
                 BinaryMode::Base64 => w.string(b64),
@@ -173,8 +204,8 @@ pub fn write_typed(m: &Mapped, v: &serde_json::Value, nullable: bool, w: &mut dy
                 BinaryMode::Hex => w.string(&hex(&bytes)),
             }
         }
-        (Mapped::Bit1, J::String(s)) => w.boolean(s == "1"),
-        (Mapped::Bits { bytes }, J::String(s)) => {
+        (Mapped::Bit1, J::Str(s)) => w.boolean(s == "1"),
+        (Mapped::Bits { bytes }, J::Str(s)) => {
             scratch.clear();
             scratch.resize(*bytes, 0);
             for (i, c) in s.bytes().rev().enumerate() {
@@ -186,21 +217,21 @@ pub fn write_typed(m: &Mapped, v: &serde_json::Value, nullable: bool, w: &mut dy
             }
             w.bytes(scratch)
         }
-        (Mapped::Date, J::String(s)) => match parse_date(s) {
+        (Mapped::Date, J::Str(s)) => match parse_date(s) {
             Some(days) => w.int(days),
             None => zero_date(w),
         },
-        (Mapped::DateTime { micros }, J::String(s)) => match parse_datetime(s) {
+        (Mapped::DateTime { micros }, J::Str(s)) => match parse_datetime(s) {
             Some(us) => w.int(if *micros { us } else { us.div_euclid(1000) }),
             None => zero_date(w),
         },
-        (Mapped::ZonedTimestamp { fsp }, J::String(s)) => match zoned_timestamp(s, *fsp) {
+        (Mapped::ZonedTimestamp { fsp }, J::Str(s)) => match zoned_timestamp(s, *fsp) {
             Some(iso) => w.string(&iso),
             None if nullable => w.null(),
             None => w.string("1970-01-01T00:00:00Z"),
         },
-        (Mapped::Time { micros }, J::String(s)) => {
-            let (neg, body) = s.strip_prefix('-').map_or((false, s.as_str()), |b| (true, b));
+        (Mapped::Time { micros }, J::Str(s)) => {
+            let (neg, body) = s.strip_prefix('-').map_or((false, s.as_ref()), |b| (true, b));
             match parse_time(body) {
                 Some(us) => {
                     let us = if neg { -us } else { us };
@@ -267,7 +298,8 @@ mod tests {
         let mut out = Vec::new();
         let mut w = JsonWriter::new(&row, &mut out);
         w.begin();
-        write_typed(&m, &friendly, d.nullable, &mut w, &mut Vec::new());
+        let text = friendly.to_string();
+        write_typed(&m, &Friendly::parse(text.as_bytes()).unwrap(), d.nullable, &mut w, &mut Vec::new());
         w.end();
         w.finish().unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -312,6 +344,20 @@ mod tests {
             typed(Kind::Geometry, d, json!({"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0})),
             r#"{"wkb":"AQEAAAAAAAAAAADwPwAAAAAAAABA","srid":0}"#
         );
+    }
+
+    #[test]
+    fn friendly_cells_are_split_in_place_unless_escaped() {
+        use std::borrow::Cow;
+        assert!(matches!(Friendly::parse(b"null"), Ok(Friendly::Null)));
+        assert!(matches!(Friendly::parse(b"-12"), Ok(Friendly::Number("-12"))));
+        assert!(matches!(Friendly::parse(br#""a b""#), Ok(Friendly::Str(Cow::Borrowed("a b")))));
+        match Friendly::parse(br#""say \"hi\"\n""#) {
+            Ok(Friendly::Str(Cow::Owned(s))) => assert_eq!(s, "say \"hi\"\n"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Friendly::parse(br#"{"srid":0}"#), Ok(Friendly::Object(_))));
+        assert!(Friendly::parse(b"").is_err() && Friendly::parse(br#""unterminated\"#).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
 
 use super::table::{Kind, Table};
-use super::typed::write_typed;
+use super::typed::{write_typed, Friendly};
 use crate::core::connect::{write_null_or_empty, ValueWriter, WriteTyped};
 use crate::core::envelope::WriteJson;
 use crate::core::json;
@@ -122,8 +122,8 @@ fn write_typed_columns<C: Cells>(row: &Row<'_, C>, columns: impl Iterator<Item =
         let (col, (mapped, schema)) = (&row.table.columns[i], &typed.columns[i]);
         text.clear();
         row.cells.write_cell(i, &col.kind, &mut text);
-        match serde_json::from_slice::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Null) => write_null_or_empty(w, schema),
+        match Friendly::parse(&text) {
+            Ok(Friendly::Null) => write_null_or_empty(w, schema),
             Ok(v) => write_typed(mapped, &v, col.detail.nullable, w, &mut scratch),
             Err(e) => w.fail(&format!("column {}: {e}", col.name)),
         }
