@@ -1,0 +1,29 @@
+"""Latency of records arriving in a Kafka topic: receive time minus the envelope's `source.ts_ms`
+(the commit time), from the end of every partition, polling every 5 ms. Prints n, p50, p99, p99.9
+and max in milliseconds. usage: latency_consume.py BOOTSTRAP TOPIC SECONDS"""
+import json, sys, time, uuid
+from confluent_kafka import Consumer, TopicPartition, OFFSET_END
+boot, topic, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+c = Consumer({"bootstrap.servers": boot, "group.id": uuid.uuid4().hex, "enable.auto.commit": False,
+              "fetch.wait.max.ms": 5, "topic.metadata.refresh.interval.ms": 500})
+while True:
+    md = c.list_topics(timeout=2)
+    t = md.topics.get(topic)
+    if t and t.partitions:
+        break
+    time.sleep(0.2)
+c.assign([TopicPartition(topic, p, OFFSET_END) for p in t.partitions])
+lat = []
+started_ms = time.time() * 1000
+end = time.time() + secs
+while time.time() < end:
+    m = c.poll(0.005)
+    if m is None or m.error() or m.value() is None:
+        continue
+    now = time.time() * 1000
+    v = json.loads(m.value())
+    if v["source"]["ts_ms"] >= started_ms:  # records from before the reader started do not count
+        lat.append(now - v["source"]["ts_ms"])
+lat.sort()
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+print("n=%d p50=%.1f p99=%.1f p999=%.1f max=%.1f" % (len(lat), q(.5), q(.99), q(.999), lat[-1] if lat else 0))
