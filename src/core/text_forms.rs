@@ -1,5 +1,6 @@
 //! Text forms shared by the connectors' typed mappings (Debezium JSON, Avro): dates, times,
-//! floats and bit strings as the databases print them, turned into Connect's numbers and bytes.
+//! floats and bit strings as the databases print them, turned into Connect's numbers and bytes,
+//! and bytes as hex text.
 
 pub fn parse_float(s: &str) -> Option<f64> {
     match s {
@@ -11,8 +12,20 @@ pub fn parse_float(s: &str) -> Option<f64> {
 }
 
 /// A bit string (`1010`, most significant bit first) as Java's `BitSet.toByteArray` of its
-/// value: little-endian bytes, trailing zero bytes dropped (Debezium's `Bits`).
+/// value: little-endian bytes, trailing zero bytes dropped (Debezium's PostgreSQL `Bits`).
 pub fn bits_le(s: &str, out: &mut Vec<u8>) -> bool {
+    if !bits_le_sized(s, out) {
+        return false;
+    }
+    while out.last() == Some(&0) {
+        out.pop();
+    }
+    true
+}
+
+/// A bit string as little-endian bytes, one byte per started 8 bits, none dropped (Debezium's
+/// MySQL `Bits`). False if `s` holds anything but `0` and `1`.
+pub fn bits_le_sized(s: &str, out: &mut Vec<u8>) -> bool {
     out.clear();
     let b = s.as_bytes();
     out.resize(b.len().div_ceil(8), 0);
@@ -23,10 +36,12 @@ pub fn bits_le(s: &str, out: &mut Vec<u8>) -> bool {
             _ => return false,
         }
     }
-    while out.last() == Some(&0) {
-        out.pop();
-    }
     true
+}
+
+/// Bytes as lowercase hex text.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Days from 1970-01-01 to the proleptic Gregorian date `y-m-d` (astronomical years).

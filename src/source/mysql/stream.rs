@@ -569,7 +569,7 @@ pub fn mysql_gtid_text(g: &mysql_async::binlog::events::GtidEvent) -> String {
 }
 
 fn uuid_text(sid: &[u8; 16]) -> String {
-    let h: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    let h = crate::core::text_forms::hex(sid);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 

@@ -9,7 +9,7 @@ use base64::Engine;
 
 use super::table::Kind;
 use crate::core::connect::{decimal, BinaryMode, DecimalMode, Field, Schema, TimeMode, TypedOptions, ValueWriter};
-use crate::core::text_forms::{parse_date, parse_float, parse_time};
+use crate::core::text_forms::{bits_le_sized, hex, parse_date, parse_float, parse_time};
 
 /// What the catalog says about a column beyond its [`Kind`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -206,15 +206,11 @@ pub fn write_typed(m: &Mapped, v: &Friendly<'_>, nullable: bool, w: &mut dyn Val
         }
         (Mapped::Bit1, J::Str(s)) => w.boolean(s == "1"),
         (Mapped::Bits { bytes }, J::Str(s)) => {
-            scratch.clear();
-            scratch.resize(*bytes, 0);
-            for (i, c) in s.bytes().rev().enumerate() {
-                match c {
-                    b'1' if i / 8 < *bytes => scratch[i / 8] |= 1 << (i % 8),
-                    b'0' => {}
-                    _ => return bad(w),
-                }
+            // A set bit past the column's width is a value the column cannot hold.
+            if !bits_le_sized(s, scratch) || scratch.iter().skip(*bytes).any(|&b| b != 0) {
+                return bad(w);
             }
+            scratch.resize(*bytes, 0);
             w.bytes(scratch)
         }
         (Mapped::Date, J::Str(s)) => match parse_date(s) {
@@ -279,10 +275,6 @@ fn zoned_timestamp(s: &str, fsp: u32) -> Option<String> {
     }
     out.push('Z');
     Some(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -295,16 +295,12 @@ fn key_text(t: &TablePlan, cells: &TextCells) -> Result<Vec<String>, SourceError
                 SourceError::Fatal(format!("snapshot of {}: a key column is null; keys must not be null", t.name))
             })?;
             if matches!(t.table.columns[i].kind, Kind::Binary) {
-                return Ok(hex_encode(bytes));
+                return Ok(crate::core::text_forms::hex(bytes));
             }
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| SourceError::Fatal(format!("snapshot of {}: a key value is not UTF-8 text", t.name)))
         })
         .collect()
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
