@@ -29,13 +29,19 @@ use crate::sink::Sink;
 /// broker is slow or down; the producer queue bounds the events themselves.
 pub const MAX_PENDING_TRANSACTIONS: usize = 10_000;
 
+/// How the emitter picks each record's encoding.
+enum Encoding {
+    /// The same for every record.
+    Fixed(Encode),
+    /// Avro, with each table version's registry ids.
+    Avro(Box<SchemaIdCache>),
+}
+
 pub struct Emitter {
     sink: Sink,
     tracker: Arc<AckTracker>,
     buf: RecordBuf,
-    encode: Encode,
-    /// Registry ids per table version, for `Encode::Avro`.
-    schema_ids: Option<SchemaIdCache>,
+    encoding: Encoding,
     identity: Arc<Mutex<Option<SourceIdentity>>>,
     frame: TxnFrame,
     events: u64,
@@ -59,8 +65,7 @@ impl Emitter {
             sink,
             tracker,
             buf: RecordBuf::default(),
-            encode: Encode::Friendly,
-            schema_ids: None,
+            encoding: Encoding::Fixed(Encode::Friendly),
             identity,
             frame: TxnFrame::new(),
             events: 0,
@@ -73,13 +78,12 @@ impl Emitter {
 
     /// Sets the record encoding (cdcd's JSON unless told otherwise).
     pub fn set_encoding(&mut self, encode: Encode) {
-        self.encode = encode;
+        self.encoding = Encoding::Fixed(encode);
     }
 
     /// Encodes records as Avro with the schema ids `ids` registers.
     pub fn set_avro(&mut self, ids: SchemaIdCache) {
-        self.encode = Encode::Avro { key_id: None, value_id: 0 };
-        self.schema_ids = Some(ids);
+        self.encoding = Encoding::Avro(Box::new(ids));
     }
 
     /// The source says what it is doing (snapshotting, streaming), for readiness and status.
@@ -149,12 +153,18 @@ impl Emitter {
     /// Encodes `change` into the record buffers. A value that does not fit its schema stops
     /// the connector: sending it some other way would change the contract silently.
     async fn render(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SourceError> {
-        let encode = match (&mut self.schema_ids, change.schema) {
-            (Some(cache), Some(schema)) => {
+        let encode = match (&mut self.encoding, change.schema) {
+            (Encoding::Fixed(encode), _) => *encode,
+            (Encoding::Avro(cache), Some(schema)) => {
                 let ids = cache.ids(topic, schema).await.map_err(registry_error)?;
                 Encode::Avro { key_id: ids.key, value_id: ids.value }
             }
-            _ => self.encode,
+            (Encoding::Avro(_), None) => {
+                return Err(SourceError::Fatal(format!(
+                    "cannot encode a change of topic {topic} as Avro: the source built no schema for its table. \
+                     This is a bug in cdcd; please report it"
+                )))
+            }
         };
         self.buf.encode(change, encode).map_err(|e| {
             SourceError::Fatal(format!(

@@ -174,11 +174,13 @@ async fn run_sessions(
         .as_ref()
         .map(|_| TaskGuard(tokio::spawn(watch_backlog(source.backlog_probe(), status.clone(), durable_rx.clone()))));
     let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
-    emitter.set_encoding(cfg.encode());
-    if let Some(r) = cfg.schema_registry() {
-        let client = crate::encode::registry::RegistryClient::new(&r.settings(), r.timeout())
-            .map_err(|e| Error::Config(crate::config::ConfigError::Other(format!("connector `{name}`: {e}"))))?;
-        emitter.set_avro(crate::encode::subjects::SchemaIdCache::new(client, r.subject_name_strategy));
+    match cfg.schema_registry() {
+        Some(r) => {
+            let client = crate::encode::registry::RegistryClient::new(&r.settings(), r.timeout())
+                .map_err(|e| Error::Config(crate::config::ConfigError::Other(format!("connector `{name}`: {e}"))))?;
+            emitter.set_avro(crate::encode::subjects::SchemaIdCache::new(client, r.subject_name_strategy));
+        }
+        None => emitter.set_encoding(cfg.encode()),
     }
     let unacknowledged = |left: u64| {
         Error::Runtime(format!(
