@@ -295,9 +295,9 @@ impl Catalog {
     }
 
     async fn look_up_type(&mut self, oid: u32, typmod: i32) -> Result<PgType, SourceError> {
-        if builtin_kind(oid).is_some() {
-            let elem = match builtin_kind(oid) {
-                Some(ValueKind::Array(_)) => self.array_elem(oid, typmod).await?,
+        if let Some(kind) = builtin_kind(oid) {
+            let elem = match kind {
+                ValueKind::Array(_) => self.array_elem(oid, typmod).await?,
                 _ => None,
             };
             return Ok(PgType { oid, typmod, elem, enum_labels: None });

@@ -263,19 +263,10 @@ impl WriteTyped for SourceBlock<'_> {
         w.int(self.ts_us.div_euclid(1000));
         w.string(self.snapshot.as_str());
         w.string(&rel.db);
-        let mut seq = String::with_capacity(48);
-        seq.push('[');
-        match self.last_commit_lsn {
-            Some(l) => {
-                seq.push('"');
-                seq.push_str(&l.0.to_string());
-                seq.push('"');
-            }
-            None => seq.push_str("null"),
-        }
-        seq.push_str(",\"");
-        seq.push_str(&self.lsn.0.to_string());
-        seq.push_str("\"]");
+        let seq = match self.last_commit_lsn {
+            Some(l) => format!("[\"{}\",\"{}\"]", l.0, self.lsn.0),
+            None => format!("[null,\"{}\"]", self.lsn.0),
+        };
         w.string(&seq);
         w.int(self.ts_us);
         w.int(self.ts_us.saturating_mul(1000));
