@@ -1,8 +1,9 @@
-"""Latency of records arriving in a Kafka topic: receive time minus the envelope's `source.ts_ms`
-(the commit time), from the end of every partition, polling every 5 ms. Prints n, p50, p99, p99.9
-and max in milliseconds. usage: latency_consume.py BOOTSTRAP TOPIC SECONDS"""
+"""Latency of records arriving in a Kafka topic: receive time minus the commit time the record
+carries (see latency_stamp), from the end of every partition, polling every 5 ms. Prints n,
+p50, p99, p99.9 and max in milliseconds. usage: latency_consume.py BOOTSTRAP TOPIC SECONDS"""
 import json, sys, time, uuid
 from confluent_kafka import Consumer, TopicPartition, OFFSET_END
+from latency_stamp import commit_ms, summary
 boot, topic, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
 c = Consumer({"bootstrap.servers": boot, "group.id": uuid.uuid4().hex, "enable.auto.commit": False,
               "fetch.wait.max.ms": 5, "topic.metadata.refresh.interval.ms": 500})
@@ -21,9 +22,7 @@ while time.time() < end:
     if m is None or m.error() or m.value() is None:
         continue
     now = time.time() * 1000
-    v = json.loads(m.value())
-    if v["source"]["ts_ms"] >= started_ms:  # records from before the reader started do not count
-        lat.append(now - v["source"]["ts_ms"])
-lat.sort()
-q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
-print("n=%d p50=%.1f p99=%.1f p999=%.1f max=%.1f" % (len(lat), q(.5), q(.99), q(.999), lat[-1] if lat else 0))
+    ts = commit_ms(json.loads(m.value()))
+    if ts >= started_ms:  # records from before the reader started do not count
+        lat.append(now - ts)
+print(summary(lat))
