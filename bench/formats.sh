@@ -66,10 +66,8 @@ pg_recvlogical -h 127.0.0.1 -p "$PORT" -U cdcd -d bench -S bench_warm --start -o
 results=()
 for f in "${FORMATS[@]}"; do
   use "$f"
-  drained() {
-    [ "$(psql -d postgres -c "SELECT confirmed_flush_lsn >= '$END_LSN'::pg_lsn FROM pg_replication_slots WHERE slot_name='cdcd_$f'")" = t ]
-  }
-  drain drained
+  wait_slot "cdcd_$f" "$END_LSN"
+  drain slot_drained
   bytes=$(sed -n 's/.*stopped cleanly.*bytes=\([0-9]*\).*/\1/p' "$STATE/cdcd.log")
   echo "bench: $f drained in ${cdcd_secs}s"
   results+=("$f $cdcd_secs $peak ${bytes:-0}")

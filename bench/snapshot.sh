@@ -24,7 +24,7 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }
 
 # cdcd on $STATE/bench.toml from a fresh checkpoint until the checkpoint marks the table done
 # (every row delivered and acknowledged); sets cdcd_secs and peak (lib.sh's drain).
-table_done() { grep -q '"done": *true' "$STATE/state/checkpoint.json" 2>/dev/null; }
+table_done() { file_matches "$STATE/state/checkpoint.json" '"done": *true'; }
 snapshot_run() {
   rm -rf "$STATE/state" && mkdir -p "$STATE/state"
   drain table_done

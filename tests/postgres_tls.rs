@@ -6,7 +6,8 @@
 //! Shown: snapshot and streaming over `verify-full` (SQL and replication connections both
 //! encrypted, says `cdcd check`); a client certificate with an encrypted key instead of a
 //! password; a wrong CA, a wrong host name and `sslmode=disable` each fail with an error that
-//! says why and what to change.
+//! says why and what to change. The cluster's Unix socket carries snapshot and stream with no
+//! TLS, as libpq does, whatever sslmode says.
 
 mod support;
 
@@ -76,6 +77,26 @@ async fn postgres_over_tls_verify_full_and_the_errors_that_say_why() {
     let ops: Vec<_> = all.iter().filter_map(|r| r.op()).collect();
     assert_eq!(ops.iter().filter(|o| **o == "r").count(), 3, "{ops:?}");
     assert!(ops.contains(&"c") && ops.contains(&"u"), "stream over TLS: {ops:?}\n{}", daemon.logs());
+    assert_eq!(daemon.stop(), Some(0));
+
+    // The server's Unix socket (pg_hba.conf: `local ... trust`): as with libpq, no TLS there,
+    // whatever sslmode says, and `cdcd check` does not call it a plaintext connection.
+    let socket_url = format!(
+        "postgres://cdcd@/tls_e2e?host={}&port={PORT}&sslmode=verify-full&sslrootcert={ca}",
+        server.dir().display()
+    );
+    let (code, out) = check(dir, "socket", &socket_url);
+    assert_eq!(code, 0, "{out}");
+    for conn in ["SQL connection: Unix socket", "replication connection: Unix socket"] {
+        assert!(out.contains(conn), "expected `{conn}` in:\n{out}");
+    }
+    let cfg = write_config(dir, "socket", &socket_url, r#"["public.t"]"#, &kafka_sink(&broker.bootstrap), "");
+    let daemon = Daemon::start(&cfg);
+    let snap = read_topics(&broker.bootstrap, &["socket.public.t"], 4, 60);
+    assert_eq!(snap.len(), 4, "snapshot over the Unix socket\n{}", daemon.logs());
+    psql(&server, "tls_e2e", "DELETE FROM t WHERE id = 4");
+    let all = read_topics(&broker.bootstrap, &["socket.public.t"], 6, 60);
+    assert!(all.iter().any(|r| r.op() == Some("d")), "stream over the Unix socket\n{}", daemon.logs());
     assert_eq!(daemon.stop(), Some(0));
 
     // A client certificate (encrypted key, its passphrase in sslpassword) instead of a password.

@@ -21,6 +21,7 @@ pub mod live;
 pub mod mariadb_events;
 #[cfg(test)]
 mod mysql8_events;
+mod row_image;
 pub mod rows;
 pub mod snapshot;
 pub mod statements;

@@ -30,11 +30,11 @@ pub fn row_changes(table: &Table, tme: &TableMapEvent<'_>, rows: &RowsEventData<
         | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
         _ => Op::Delete,
     };
-    let mut changes = Vec::new();
-    for (n, row) in rows.rows(tme).enumerate() {
+    let images = super::row_image::read_rows(tme, rows)
+        .map_err(|e| format!("cannot decode a row of {}.{}: {e}", table.db, table.name))?;
+    let mut changes = Vec::with_capacity(images.len());
+    for (n, (before, mut after)) in images.into_iter().enumerate() {
         let row_no = n as u64;
-        let (before, mut after) =
-            row.map_err(|e| format!("cannot decode a row of {}.{}: {e}", table.db, table.name))?;
         if let (Some(b), Some(a)) = (&before, &mut after) {
             json_diff::resolve(b, a).map_err(|e| format!("{}.{}: {e}", table.db, table.name))?;
         }

@@ -50,6 +50,7 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         Ok(r) if r.get::<_, bool>(0) => {
             format!("TLS ({}, {}, {})", r.get::<_, String>(1), r.get::<_, String>(2), url.tls.verification())
         }
+        Ok(_) if url.is_unix_socket() => super::conn::LOCAL_SOCKET.to_string(),
         Ok(_) => "not encrypted".to_string(),
         Err(e) => format!("unknown ({e})"),
     };
@@ -223,7 +224,9 @@ fn check_checkpoint(
 /// absent (which the connection itself refuses, so this is belt and braces).
 fn encryption_finding(connection: &str, encryption: &str, mode: SslMode) -> Finding {
     let what = format!("{connection}: {encryption} (sslmode={})", mode.as_str());
-    if encryption == "not encrypted" && mode.requires_tls() {
+    if encryption == super::conn::LOCAL_SOCKET {
+        ok(what)
+    } else if encryption == "not encrypted" && mode.requires_tls() {
         fail(what, "the server must offer TLS for this sslmode")
     } else if encryption == "not encrypted" {
         Finding::note(what, "set sslmode=require (or verify-full with sslrootcert) to refuse plaintext")

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::tls::{describe_session, tls_server_end_point, PgStream, PgUrl, SslMode, TlsSettings};
 use crate::error::{ServerFailure, SourceError};
@@ -22,11 +22,17 @@ pub const SESSION_OPTIONS: &str =
     "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex \
      -c lc_monetary=C";
 
+/// How [`ReplicationConn::encryption`] describes a Unix-socket connection.
+pub const LOCAL_SOCKET: &str = "Unix socket (not encrypted; it does not leave this host)";
+
 /// Where and as whom to connect, taken from the connector's URL.
 #[derive(Clone, Debug)]
 pub struct ConnParams {
     pub host: String,
     pub port: u16,
+    /// The server's Unix socket (`<directory>/.s.PGSQL.<port>`) when the URL's host is a
+    /// directory, as libpq reads it; `None` for TCP.
+    pub socket: Option<std::path::PathBuf>,
     pub user: String,
     pub password: Option<Vec<u8>>,
     pub dbname: String,
@@ -40,22 +46,19 @@ impl ConnParams {
     pub fn from_url(url: &PgUrl, timeout: std::time::Duration) -> Result<Self, SourceError> {
         use tokio_postgres::config::Host;
         let cfg = &url.config;
-        let host = match cfg.get_hosts().first() {
-            Some(Host::Tcp(h)) => h.clone(),
-            Some(Host::Unix(p)) => {
-                return Err(SourceError::Fatal(format!(
-                    "source.url: Unix-socket host {} is not supported for replication yet; use a TCP host such as 127.0.0.1",
-                    p.display()
-                )))
-            }
-            None => "localhost".to_string(),
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let (host, socket) = match cfg.get_hosts().first() {
+            Some(Host::Tcp(h)) => (h.clone(), None),
+            Some(Host::Unix(dir)) => (dir.display().to_string(), Some(dir.join(format!(".s.PGSQL.{port}")))),
+            None => ("localhost".to_string(), None),
         };
         let user = cfg.get_user().map(str::to_string).ok_or_else(|| {
             SourceError::Fatal("source.url has no user name (postgres://USER:password@host/db)".into())
         })?;
         Ok(Self {
             host,
-            port: cfg.get_ports().first().copied().unwrap_or(5432),
+            port,
+            socket,
             dbname: cfg.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone()),
             user,
             password: cfg.get_password().map(<[u8]>::to_vec),
@@ -172,7 +175,10 @@ pub fn bound_dead_peer(stream: &TcpStream, timeout: std::time::Duration) {
 impl ReplicationConn {
     /// Opens a replication connection; the whole handshake is bounded by `p.timeout`.
     pub async fn connect(p: &ConnParams, application_name: &str) -> Result<Self, SourceError> {
-        let addr = format!("{}:{}", p.host, p.port);
+        let addr = match &p.socket {
+            Some(path) => path.display().to_string(),
+            None => format!("{}:{}", p.host, p.port),
+        };
         tokio::time::timeout(p.timeout, Self::handshake(p, &addr, application_name)).await.unwrap_or_else(|_| {
             Err(SourceError::Transient(format!(
                 "PostgreSQL at {addr} did not complete the connection handshake within {} s",
@@ -188,21 +194,29 @@ impl ReplicationConn {
 
     /// Whether and how this connection is encrypted.
     pub fn encryption(&self, tls: &TlsSettings) -> String {
-        match self.stream.ssl() {
-            Some(ssl) => describe_session(ssl, tls),
-            None => "not encrypted".into(),
+        match (&self.stream, self.stream.ssl()) {
+            (PgStream::Unix(_), _) => LOCAL_SOCKET.into(),
+            (_, Some(ssl)) => describe_session(ssl, tls),
+            (_, None) => "not encrypted".into(),
         }
     }
 
     async fn handshake(p: &ConnParams, addr: &str, application_name: &str) -> Result<Self, SourceError> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| {
+        let cannot = |e: std::io::Error| {
             SourceError::Transient(format!(
                 "cannot connect to PostgreSQL at {addr}: {e} (is the server running and listening on that address?)"
             ))
-        })?;
-        let _ = stream.set_nodelay(true);
-        bound_dead_peer(&stream, p.timeout);
-        let stream = negotiate_tls(stream, p).await?;
+        };
+        let stream = match &p.socket {
+            // Like libpq, no TLS over a Unix socket: the bytes never leave this host.
+            Some(path) => PgStream::Unix(UnixStream::connect(path).await.map_err(cannot)?),
+            None => {
+                let stream = TcpStream::connect(addr).await.map_err(cannot)?;
+                let _ = stream.set_nodelay(true);
+                bound_dead_peer(&stream, p.timeout);
+                negotiate_tls(stream, p).await?
+            }
+        };
         let mut conn = Self {
             stream,
             rbuf: BytesMut::with_capacity(1 << 16),
@@ -456,30 +470,43 @@ fn parse_data_row(body: &[u8]) -> Result<Vec<Option<String>>, SourceError> {
     Ok(row)
 }
 
+/// The least room offered to each read of the server's stream.
+const READ_SIZE: usize = 1 << 16;
+
 /// Reads one framed backend message, buffering as needed.
 async fn read_message<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut BytesMut) -> Result<BackendMessage, SourceError> {
     loop {
-        if buf.len() >= 5 {
-            let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-            if len < 4 {
-                return Err(SourceError::Transient(format!("malformed message length {len} from PostgreSQL")));
-            }
-            let total = 1 + len as usize;
-            if buf.len() >= total {
-                let mut frame = buf.split_to(total);
-                let tag = frame[0];
-                frame.advance(5);
-                return Ok(BackendMessage { tag, body: frame.freeze() });
-            }
-            buf.reserve(total - buf.len());
-        } else {
-            buf.reserve(1 << 16);
+        if let Some(m) = buffered_message(buf)? {
+            return Ok(m);
         }
         let n = r.read_buf(buf).await.map_err(|e| io_err("reading from PostgreSQL", e))?;
         if n == 0 {
             return Err(SourceError::Transient("PostgreSQL closed the replication connection".into()));
         }
     }
+}
+
+/// Takes one complete message off the front of `buf`, if there is one; otherwise reserves room
+/// for the rest of it and at least [`READ_SIZE`] more, so the next read takes whatever the
+/// server has sent (a backlog read a few hundred bytes at a time costs a system call per row).
+fn buffered_message(buf: &mut BytesMut) -> Result<Option<BackendMessage>, SourceError> {
+    if buf.len() < 5 {
+        buf.reserve(READ_SIZE);
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(SourceError::Transient(format!("malformed message length {len} from PostgreSQL")));
+    }
+    let total = 1 + len as usize;
+    if buf.len() < total {
+        buf.reserve(total - buf.len() + READ_SIZE);
+        return Ok(None);
+    }
+    let mut frame = buf.split_to(total);
+    let tag = frame[0];
+    frame.advance(5);
+    Ok(Some(BackendMessage { tag, body: frame.freeze() }))
 }
 
 /// The read half of a replication stream in CopyBoth mode.
@@ -493,14 +520,31 @@ impl ReplicationReader {
     pub async fn next_copy_data(&mut self) -> Result<Bytes, SourceError> {
         loop {
             let m = read_message(&mut self.read, &mut self.rbuf).await?;
-            match m.tag {
-                b'd' => return Ok(m.body),
-                b'E' => return Err(ServerError::parse(&m.body).into_source_error("replication stream")),
-                b'c' => {
-                    return Err(SourceError::Transient("PostgreSQL ended the replication stream (CopyDone)".into()))
-                }
-                _ => {}
+            if let Some(data) = copy_data(m)? {
+                return Ok(data);
             }
         }
+    }
+
+    /// The next CopyData payload if it has already arrived, without waiting: a backlog arrives
+    /// in reads of many messages, and taking them straight from the buffer spares each one a
+    /// trip through the streaming loop's `select!` (timers, shutdown, status writer).
+    pub fn buffered_copy_data(&mut self) -> Result<Option<Bytes>, SourceError> {
+        while let Some(m) = buffered_message(&mut self.rbuf)? {
+            if let Some(data) = copy_data(m)? {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The payload of a CopyData message; `None` for messages to skip (notices, parameter changes).
+fn copy_data(m: BackendMessage) -> Result<Option<Bytes>, SourceError> {
+    match m.tag {
+        b'd' => Ok(Some(m.body)),
+        b'E' => Err(ServerError::parse(&m.body).into_source_error("replication stream")),
+        b'c' => Err(SourceError::Transient("PostgreSQL ended the replication stream (CopyDone)".into())),
+        _ => Ok(None),
     }
 }

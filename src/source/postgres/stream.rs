@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
@@ -134,6 +134,10 @@ impl<'a> Streamer<'a> {
                 if *shutdown.borrow() {
                     return Ok(());
                 }
+                if let Some(data) = reader.buffered_copy_data()? {
+                    self.on_message(data, &reply_tx).await?;
+                    continue;
+                }
                 // The next look for new tables, which must happen on a quiet database too.
                 // (Inside a transaction it waits for the commit, which looks anyway.)
                 let discovery = self
@@ -170,28 +174,34 @@ impl<'a> Streamer<'a> {
                         timeout.as_secs()
                     )))??,
                 };
-                match protocol::parse(data).map_err(|e| SourceError::Transient(e.to_string()))? {
-                    ReplicationMessage::Keepalive { wal_end, reply } => {
-                        if reply {
-                            let _ = reply_tx.try_send(());
-                        }
-                        // Between transactions every commit before wal_end has been sent, so
-                        // the position is safe to confirm once what came before is delivered.
-                        if !self.emitter.in_transaction() && !self.skipping && wal_end > self.last_mark {
-                            self.last_mark = wal_end;
-                            self.emitter.mark(Position::Postgres { lsn: wal_end })?;
-                        }
-                        if !self.emitter.in_transaction() && !self.skipping {
-                            self.between_transactions().await?;
-                        }
-                    }
-                    ReplicationMessage::XLogData { wal_start, data } => self.handle(wal_start, &data).await?,
-                }
+                self.on_message(data, &reply_tx).await?;
             }
         }
         .await;
         status.abort();
         result
+    }
+
+    /// One CopyData payload of the replication stream: a keepalive or a pgoutput message.
+    async fn on_message(&mut self, data: Bytes, reply_tx: &mpsc::Sender<()>) -> Result<(), SessionError> {
+        match protocol::parse(data).map_err(|e| SourceError::Transient(e.to_string()))? {
+            ReplicationMessage::Keepalive { wal_end, reply } => {
+                if reply {
+                    let _ = reply_tx.try_send(());
+                }
+                // Between transactions every commit before wal_end has been sent, so the
+                // position is safe to confirm once what came before is delivered.
+                if !self.emitter.in_transaction() && !self.skipping && wal_end > self.last_mark {
+                    self.last_mark = wal_end;
+                    self.emitter.mark(Position::Postgres { lsn: wal_end })?;
+                }
+                if !self.emitter.in_transaction() && !self.skipping {
+                    self.between_transactions().await?;
+                }
+            }
+            ReplicationMessage::XLogData { wal_start, data } => self.handle(wal_start, &data).await?,
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, wal_start: Lsn, data: &[u8]) -> Result<(), SessionError> {

@@ -102,6 +102,13 @@ pub struct PgUrl {
 
 const TLS_KEYS: [&str; 5] = ["sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword"];
 
+impl PgUrl {
+    /// Whether the host is a directory holding the server's Unix socket.
+    pub fn is_unix_socket(&self) -> bool {
+        matches!(self.config.get_hosts().first(), Some(tokio_postgres::config::Host::Unix(_)))
+    }
+}
+
 /// Parses a URL (`postgres://user:pw@host/db?sslmode=verify-full&sslrootcert=/ca.pem`) or a
 /// key=value string (`host=db sslmode=require`).
 pub fn parse_url(url: &str) -> Result<PgUrl, String> {
@@ -135,7 +142,11 @@ pub fn parse_url(url: &str) -> Result<PgUrl, String> {
         return Err("sslcert and sslkey go together (the client certificate and its private key)".into());
     }
     let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("{e}"))?;
+    // A Unix-socket host (a directory) never uses TLS, as with libpq: the server would refuse
+    // the SSLRequest and `require` would then fail although nothing leaves the host.
+    let unix = matches!(config.get_hosts().first(), Some(tokio_postgres::config::Host::Unix(_)));
     config.ssl_mode(match tls.mode {
+        _ if unix => tokio_postgres::config::SslMode::Disable,
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         _ => tokio_postgres::config::SslMode::Require,
@@ -297,12 +308,14 @@ pub fn tls_server_end_point(ssl: &SslRef) -> Option<Vec<u8>> {
 pub enum PgStream {
     Plain(TcpStream),
     Tls(Box<SslStream<TcpStream>>),
+    /// A Unix-domain socket on this host (never TLS, as with libpq).
+    Unix(tokio::net::UnixStream),
 }
 
 impl PgStream {
     pub fn ssl(&self) -> Option<&SslRef> {
         match self {
-            PgStream::Plain(_) => None,
+            PgStream::Plain(_) | PgStream::Unix(_) => None,
             PgStream::Tls(s) => Some(s.ssl()),
         }
     }
@@ -313,6 +326,7 @@ impl AsyncRead for PgStream {
         match self.get_mut() {
             PgStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             PgStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            PgStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -322,6 +336,7 @@ impl AsyncWrite for PgStream {
         match self.get_mut() {
             PgStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             PgStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            PgStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -329,6 +344,7 @@ impl AsyncWrite for PgStream {
         match self.get_mut() {
             PgStream::Plain(s) => Pin::new(s).poll_flush(cx),
             PgStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            PgStream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -336,6 +352,7 @@ impl AsyncWrite for PgStream {
         match self.get_mut() {
             PgStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             PgStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            PgStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
