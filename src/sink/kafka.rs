@@ -33,9 +33,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("partitioner", "murmur2_random"),
     ("linger.ms", "5"),
     ("queue.buffering.max.messages", "100000"),
-    // 6 MB keeps a fast source under 32 MB of RSS while the broker catches up; a larger queue
+    // 4 MB keeps a fast source under 32 MB of RSS while the broker catches up; a larger queue
     // bought no throughput on our backlog benchmarks (bench/mysql_backlog.sh).
-    ("queue.buffering.max.kbytes", "6144"),
+    ("queue.buffering.max.kbytes", "4096"),
     ("batch.size", "1000000"),
     ("compression.type", "lz4"),
     ("reconnect.backoff.ms", "100"),

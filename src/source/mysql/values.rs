@@ -192,16 +192,37 @@ pub(crate) fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
         (_, Value::UInt(u)) => json::write_u64(out, *u),
         (_, Value::Float(f)) => write_float(out, &f.to_string()),
         (_, Value::Double(d)) => write_float(out, &d.to_string()),
-        (Kind::Date, Value::Date(y, m, d, ..)) => json::write_str(out, &format!("{y:04}-{m:02}-{d:02}")),
+        // Dates and times are ASCII: written straight into the buffer, no string per value.
+        (Kind::Date, Value::Date(y, m, d, ..)) => {
+            out.push(b'"');
+            write_date(out, *y, *m, *d);
+            out.push(b'"');
+        }
         (Kind::Timestamp, Value::Date(y, mo, d, h, mi, s, us)) => {
-            json::write_str(out, &format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z"))
+            out.push(b'"');
+            write_date(out, *y, *mo, *d);
+            out.push(b'T');
+            write_clock(out, u64::from(*h), *mi, *s);
+            out.push(b'.');
+            json::write_padded(out, u64::from(*us), 6);
+            out.extend_from_slice(b"Z\"");
         }
         (_, Value::Date(y, mo, d, h, mi, s, us)) => {
-            json::write_str(out, &format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}", fraction(*us)))
+            out.push(b'"');
+            write_date(out, *y, *mo, *d);
+            out.push(b'T');
+            write_clock(out, u64::from(*h), *mi, *s);
+            write_fraction(out, *us);
+            out.push(b'"');
         }
         (_, Value::Time(neg, days, h, m, s, us)) => {
-            let hours = u64::from(*days) * 24 + u64::from(*h);
-            json::write_str(out, &format!("{}{hours:02}:{m:02}:{s:02}{}", if *neg { "-" } else { "" }, fraction(*us)))
+            out.push(b'"');
+            if *neg {
+                out.push(b'-');
+            }
+            write_clock(out, u64::from(*days) * 24 + u64::from(*h), *m, *s);
+            write_fraction(out, *us);
+            out.push(b'"');
         }
         (Kind::Timestamp, Value::Bytes(b)) => write_epoch_timestamp(out, b),
         (_, Value::Bytes(b)) => write_text(out, kind, b),
@@ -292,12 +313,36 @@ fn write_epoch_timestamp(out: &mut Vec<u8>, b: &[u8]) {
     )
 }
 
-fn fraction(us: u32) -> String {
+/// `YYYY-MM-DD`.
+fn write_date(out: &mut Vec<u8>, y: u16, m: u8, d: u8) {
+    json::write_padded(out, u64::from(y), 4);
+    out.push(b'-');
+    json::write_padded(out, u64::from(m), 2);
+    out.push(b'-');
+    json::write_padded(out, u64::from(d), 2);
+}
+
+/// `HH:MM:SS` (hours may take more than two digits, for TIME).
+fn write_clock(out: &mut Vec<u8>, h: u64, m: u8, s: u8) {
+    json::write_padded(out, h, 2);
+    out.push(b':');
+    json::write_padded(out, u64::from(m), 2);
+    out.push(b':');
+    json::write_padded(out, u64::from(s), 2);
+}
+
+/// `.ffffff` without trailing zeros; nothing for a whole second.
+fn write_fraction(out: &mut Vec<u8>, us: u32) {
     if us == 0 {
-        return String::new();
+        return;
     }
-    let s = format!(".{us:06}");
-    s.trim_end_matches('0').to_string()
+    let (mut v, mut digits) = (u64::from(us), 6usize);
+    while v % 10 == 0 {
+        v /= 10;
+        digits = digits.saturating_sub(1);
+    }
+    out.push(b'.');
+    json::write_padded(out, v, digits);
 }
 
 /// `12:00:01.500000` -> `12:00:01.5`, `12:00:01.000` -> `12:00:01` (PostgreSQL's style).
