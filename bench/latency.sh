@@ -143,6 +143,7 @@ echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
 for r in "${results[@]}"; do echo "$r"; done | python3 -c '
 import sys, re
 rows = [l.split() for l in sys.stdin]
+summaries = []
 kv = lambda r: dict(x.split("=", 1) for x in r[3:])
 p99 = {(r[0], r[1], r[2]): float(kv(r)["p99"]) for r in rows}
 for r in rows:
@@ -152,4 +153,11 @@ for r in rows:
         ratio = "%.2fx" % (p99[(r[0], r[1], "kafka")] / p99[(r[0], r[1], "floor")])
     extra = " (cdcd cpu %s)" % d["cpu"] if "cpu" in d else ""
     print("| %s | %s | %s%s | %s | %s | %s | %s | %s | %s |" % (r[0], r[1], r[2], extra, d["n"], d["p50"], d["p99"], d["p999"], d["max"], ratio))
+for (source, rate, path), v in p99.items():
+    if path == "kafka" and (source, rate, "floor") in p99:
+        floor = p99[(source, rate, "floor")]
+        summaries.append("summary|latency p99 (lower is better), %s, %s commits/s|%.1f ms|plain librdkafka producer, same load|%.1f ms|%.2fx|" % (
+            source, rate, v, floor, v / floor))
+print()
+print("\n".join(summaries))
 '

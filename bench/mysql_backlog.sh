@@ -79,6 +79,8 @@ print("| floor: librdkafka producing %d pre-built envelopes | %.2f | %.0f | %.2f
 print("| cdcd: binlog -> envelope -> Kafka (acks=all, idempotent) | %.2f | %.0f | 1.00x |" % (cdcd, c))
 print()
 print("cdcd peak RSS (VmHWM): %.1f MB" % (peak_kb / 1024))
+print("summary|MariaDB backlog, %s rows|%.0f rows/s|librdkafka producing pre-built envelopes|%.0f rows/s|%.2fx|%.1f MB" % (
+    "{:,}".format(rows), c, p, c / p, peak_kb / 1024))
 print("targets (issue 10): >= 500,000 rows/s: %s; >= 0.6x the produce floor: %s; peak RSS < 32 MB: %s" % (
     "PASS" if c >= 500000 else "FAIL", "PASS" if c / p >= 0.6 else "FAIL", "PASS" if peak_kb < 32 * 1024 else "FAIL"))
 PY

@@ -81,9 +81,11 @@ echo "bench: floor runs over TCP ${floor_tcp_a}s / ${floor_tcp_b}s, over the Uni
 
 python3 - "$ROWS" "$(python3 -c "print(min($server_a, $server_b))")" \
   "$(python3 -c "print(min($floor_tcp_a, $floor_tcp_b))")" "$(python3 -c "print(min($floor_unix_a, $floor_unix_b))")" \
-  "$cdcd_tcp" "$cdcd_unix" "$peak_tcp" "$peak_unix" "$cpu_tcp" "$cpu_unix" <<'PY'
+  "$cdcd_tcp" "$cdcd_unix" "$peak_tcp" "$peak_unix" "$cpu_tcp" "$cpu_unix" "$TXN_ROWS" <<'PY'
 import sys
 rows = int(sys.argv[1])
+txn_rows = int(sys.argv[11])
+txns = "one transaction" if txn_rows >= rows else "{:,} transactions".format(rows // txn_rows)
 server, floor_tcp, floor_unix, cdcd_tcp, cdcd_unix = map(float, sys.argv[2:7])
 peak_tcp, peak_unix = int(sys.argv[7]), int(sys.argv[8])
 cpu = {"TCP": float(sys.argv[9]), "Unix socket": float(sys.argv[10])}
@@ -100,8 +102,11 @@ for name, s, peak in [("floor: pg_recvlogical -> /dev/null, TCP", floor_tcp, Non
     print("| %s | %.2f | %.0f | %.2fx | %s |" % (name, s, rate(s), rate(s) / sr, "%.1f MB" % (peak / 1024) if peak else ""))
 print()
 print("cdcd's CPU time (all threads): %.2f s over TCP, %.2f s over the Unix socket" % (cpu["TCP"], cpu["Unix socket"]))
-for name, s, peak in [("TCP", cdcd_tcp, peak_tcp), ("Unix socket", cdcd_unix, peak_unix)]:
+for name, s, peak, floor in [("TCP", cdcd_tcp, peak_tcp, floor_tcp), ("Unix socket", cdcd_unix, peak_unix, floor_unix)]:
     cr = rate(s)
+    # One line per transport for bench/run.sh's summary table.
+    print("summary|PostgreSQL backlog, %s rows in %s, %s|%.0f rows/s|server decode (peek); pg_recvlogical %.0f rows/s|%.0f rows/s|%.2fx|%.1f MB" % (
+        "{:,}".format(rows), txns, name, cr, rate(floor), sr, cr / sr, peak / 1024))
     print("targets (issue 10), cdcd over %s: >= 400,000 rows/s: %s; >= 0.4x the server decode: %s; peak RSS < 32 MB: %s" % (
         name, "PASS" if cr >= 400000 else "FAIL", "PASS" if cr / sr >= 0.4 else "FAIL", "PASS" if peak < 32 * 1024 else "FAIL"))
 PY

@@ -106,8 +106,10 @@ record "MariaDB: cdcd -> Kafka (mock cluster, acks=all, idempotent)" "$cdcd_secs
 scripts/mariadb.sh stop "$STATE/mariadb" >/dev/null 2>&1 || true
 
 python3 - "$ROWS" "$RESULTS" <<'PY'
-import sys
+import io, sys
 rows = int(sys.argv[1])
+summaries = io.StringIO()
+floor_names = {"PostgreSQL": "COPY (SELECT ...) TO STDOUT", "MariaDB": "mariadb --quick"}
 print()
 print("| snapshot of %d rows, %s | seconds | rows/s | vs floor | peak RSS |" % (rows, "2 cores"))
 print("|---|---:|---:|---:|---:|")
@@ -120,10 +122,14 @@ for line in open(sys.argv[2]):
     rss = "" if peak == "-" else "%.1f MB" % (int(peak) / 1024)
     print("| %s | %.2f | %.0f | %s | %s |" % (what, secs, rate, ratio, rss))
     if what.endswith("idempotent)"):
+        print("summary|%s snapshot, %s rows|%.0f rows/s|%s|%.0f rows/s|%.2fx|%s" % (
+            what.split(":")[0], "{:,}".format(rows), rate, floor_names.get(what.split(":")[0], "floor"),
+            rows / float(floor), float(floor) / secs, rss), file=summaries)
         verdicts.append("%s: >= 250,000 rows/s %s, >= 0.5x floor %s, RSS < 64 MB %s" % (
             what.split(":")[0], "PASS" if rate >= 250000 else "FAIL",
             "PASS" if float(floor) / secs >= 0.5 else "FAIL", "PASS" if int(peak) < 64 * 1024 else "FAIL"))
 print()
 for v in verdicts:
     print("targets, " + v)
+print(summaries.getvalue(), end="")
 PY
