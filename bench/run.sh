@@ -38,7 +38,7 @@ echo
 echo "| benchmark | cdcd | floor | floor result | cdcd / floor | cdcd peak RSS |"
 echo "|---|---:|---|---:|---:|---:|"
 for name in "${ran[@]}"; do
-  grep -h '^summary|' "$OUT/$name.log" | cut -d'|' -f2- | sed 's/^/| /; s/$/ |/'
+  grep -h '^summary|' "$OUT/$name.log" | cut -d'|' -f2- | sed 's/|/ | /g; s/^/| /; s/$/ |/'
 done
 for name in "${ran[@]}"; do
   echo
