@@ -16,6 +16,7 @@
 #   FLOOR_PROPS='linger.ms=1'      extra producer settings for the floor
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 SOURCES=${SOURCES:-"postgres mariadb"}
 RATES=${RATES:-"200 1000 5000"}
 PATHS=${PATHS:-"stdout floor kafka"}
@@ -92,7 +93,6 @@ LUA
 connector() {
   { printf 'name = "%s"\n' "$1"; source_toml; printf '%s\n[checkpoint]\npath = "%s"\n' "$2" "$STATE/state-$1"; } > "$STATE/$1.toml"
 }
-cpu_secs() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 
 results=()
 size=500

@@ -4,6 +4,8 @@
 # before each prime_checkpoint / drain.
 
 now() { date +%s.%N; }
+# CPU seconds (user + system, all threads) process $1 has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 secs() { python3 -c "print($2 - $1)"; }
 
 # Starts cdcd-mock-broker; sets BOOT (its bootstrap address). The broker, and any cdcd still
@@ -44,7 +46,7 @@ drain() {
   exec {tick}<&-
   t1=$(now)
   peak=$(awk '/VmHWM/ {print $2}' /proc/$CDCD_PID/status)
-  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' /proc/$CDCD_PID/stat)
+  cpu=$(cpu_secs $CDCD_PID)
   kill -TERM $CDCD_PID; wait $CDCD_PID || true; CDCD_PID=
   cdcd_secs=$(secs "$t0" "$t1")
   delivered=$(sed -n 's/.*stopped cleanly.*events=\([0-9]*\).*/\1/p' "$STATE/cdcd.log")

@@ -46,7 +46,7 @@ impl<'a> Layout<'a> {
         let mut enum_set_charsets = extractor.iter_enum_and_set_charset();
         let mut primary_key = extractor.iter_primary_key().peekable();
         let mut names = extractor.iter_column_name();
-        let mut metas = Vec::with_capacity(num_columns);
+        let mut columns = Vec::with_capacity(num_columns);
         for i in 0..num_columns {
             let ty = match tme.get_column_type(i) {
                 Ok(Some(ty)) => ty,
@@ -54,10 +54,7 @@ impl<'a> Layout<'a> {
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             };
             // Walks the columns before i; once per event, so it no longer matters.
-            metas.push((ty, tme.get_column_metadata(i).unwrap_or(&[])));
-        }
-        let mut columns = Vec::with_capacity(num_columns);
-        for (i, (ty, meta)) in metas.into_iter().enumerate() {
+            let meta = tme.get_column_metadata(i).unwrap_or(&[]);
             let unsigned = ty.is_numeric_type().then(|| signedness.next()).flatten().unwrap_or_default();
             let charset = if ty.is_character_type() {
                 charsets.next().transpose()?.unwrap_or_default()
@@ -93,22 +90,17 @@ impl<'a> Layout<'a> {
         }
         Ok(Layout { columns })
     }
-
-    /// The `Column` list of an image with the columns `present`.
-    fn image_columns(&self, present: &[bool]) -> Arc<[Column]> {
-        self.columns.iter().zip(present).filter(|(_, &p)| p).map(|(c, _)| c.column.clone()).collect()
-    }
 }
 
-/// One image's bitmap of present columns and its shared `Column` list.
+/// The columns one image holds (by index, in order) and their shared `Column` list.
 struct Image {
-    present: Vec<bool>,
+    present: Vec<usize>,
     columns: Arc<[Column]>,
 }
 
 impl Image {
-    fn new(layout: &Layout<'_>, present: Vec<bool>) -> Self {
-        let columns = layout.image_columns(&present);
+    fn new(layout: &Layout<'_>, present: Vec<usize>) -> Self {
+        let columns = present.iter().map(|&i| layout.columns[i].column.clone()).collect();
         Image { present, columns }
     }
 
@@ -117,8 +109,7 @@ impl Image {
         let present = self.columns.len();
         let nulls: &[u8] = buf.parse(present.div_ceil(8))?;
         let mut values = Vec::with_capacity(present);
-        let columns = layout.columns.iter().zip(&self.present).filter(|(_, &p)| p);
-        for (image_idx, (col, _)) in columns.enumerate() {
+        for (image_idx, col) in self.present.iter().map(|&i| &layout.columns[i]).enumerate() {
             let null = nulls.get(image_idx / 8).is_none_or(|b| b & (1 << (image_idx % 8)) != 0);
             if null {
                 values.push(Some(BinlogValue::Value(Value::NULL)));
@@ -153,12 +144,10 @@ pub fn read_rows<'a>(
     }
     let n = n as usize;
     let layout = Layout::new(tme, n)?;
-    let before = rows
-        .columns_before_image()
-        .map(|bits| Image::new(&layout, (0..n).map(|i| bits.get(i).as_deref().copied().unwrap_or(false)).collect()));
-    let after = rows
-        .columns_after_image()
-        .map(|bits| Image::new(&layout, (0..n).map(|i| bits.get(i).as_deref().copied().unwrap_or(false)).collect()));
+    let before =
+        rows.columns_before_image().map(|bits| Image::new(&layout, bits.iter_ones().filter(|&i| i < n).collect()));
+    let after =
+        rows.columns_after_image().map(|bits| Image::new(&layout, bits.iter_ones().filter(|&i| i < n).collect()));
     let mut buf = ParseBuf(rows.rows_data());
     let mut out = Vec::new();
     while !buf.is_empty() {

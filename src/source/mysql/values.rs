@@ -200,18 +200,14 @@ pub(crate) fn write_value(out: &mut Vec<u8>, kind: &Kind, v: &Value) {
         }
         (Kind::Timestamp, Value::Date(y, mo, d, h, mi, s, us)) => {
             out.push(b'"');
-            write_date(out, *y, *mo, *d);
-            out.push(b'T');
-            write_clock(out, u64::from(*h), *mi, *s);
+            write_date_time(out, *y, *mo, *d, *h, *mi, *s);
             out.push(b'.');
             json::write_padded(out, u64::from(*us), 6);
             out.extend_from_slice(b"Z\"");
         }
         (_, Value::Date(y, mo, d, h, mi, s, us)) => {
             out.push(b'"');
-            write_date(out, *y, *mo, *d);
-            out.push(b'T');
-            write_clock(out, u64::from(*h), *mi, *s);
+            write_date_time(out, *y, *mo, *d, *h, *mi, *s);
             write_fraction(out, *us);
             out.push(b'"');
         }
@@ -320,6 +316,13 @@ fn write_date(out: &mut Vec<u8>, y: u16, m: u8, d: u8) {
     json::write_padded(out, u64::from(m), 2);
     out.push(b'-');
     json::write_padded(out, u64::from(d), 2);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`.
+fn write_date_time(out: &mut Vec<u8>, y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8) {
+    write_date(out, y, mo, d);
+    out.push(b'T');
+    write_clock(out, u64::from(h), mi, s);
 }
 
 /// `HH:MM:SS` (hours may take more than two digits, for TIME).

@@ -141,17 +141,18 @@ pub fn parse_url(url: &str) -> Result<PgUrl, String> {
     if tls.cert.is_some() != tls.key.is_some() {
         return Err("sslcert and sslkey go together (the client certificate and its private key)".into());
     }
-    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("{e}"))?;
+    let config: tokio_postgres::Config = rest.parse().map_err(|e| format!("{e}"))?;
+    let mut url = PgUrl { config, tls };
     // A Unix-socket host (a directory) never uses TLS, as with libpq: the server would refuse
     // the SSLRequest and `require` would then fail although nothing leaves the host.
-    let unix = matches!(config.get_hosts().first(), Some(tokio_postgres::config::Host::Unix(_)));
-    config.ssl_mode(match tls.mode {
+    let unix = url.is_unix_socket();
+    url.config.ssl_mode(match url.tls.mode {
         _ if unix => tokio_postgres::config::SslMode::Disable,
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         _ => tokio_postgres::config::SslMode::Require,
     });
-    Ok(PgUrl { config, tls })
+    Ok(url)
 }
 
 fn split_uri(url: &str) -> Result<(String, Vec<(String, String)>), String> {
