@@ -206,7 +206,8 @@ impl Verdict {
 /// Checks: every committed row still live has an insert or snapshot event (for a seeded row an
 /// update will do: a snapshot drops rows the log changed while they were read, in favour of the
 /// log's events, as Debezium's incremental snapshots do), no event mentions a rolled-back id,
-/// and the materialized state equals `source` row for row.
+/// and the materialized state equals `source` row for row. Only seeded rows may predate the
+/// stream's start: a workload must not commit before the connector's first checkpoint.
 pub fn verify(recs: &[Rec], w: &Workload, source: &BTreeMap<i64, Value>) -> Verdict {
     let mut created = BTreeSet::new();
     let mut mentioned = BTreeSet::new();
