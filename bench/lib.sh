@@ -7,6 +7,13 @@ now() { date +%s.%N; }
 # CPU seconds (user + system, all threads) process $1 has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 secs() { python3 -c "print($2 - $1)"; }
+# CPU seconds the whole machine has spent busy (all cores, every process) since boot: the
+# difference over a run, divided by its length, is how many cores it kept busy.
+machine_busy() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit}' /proc/stat
+}
+# Cores kept busy between machine_busy readings $1 and $2 over $3 seconds.
+cores() { python3 -c "print('%.2f' % (($2 - $1) / $3))"; }
 
 # Starts cdcd-mock-broker; sets BOOT (its bootstrap address). The broker, and any cdcd still
 # running, are killed when the script exits.
