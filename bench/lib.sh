@@ -37,9 +37,9 @@ prime_checkpoint() {
 
 # Runs cdcd until the command "$1" succeeds (the backlog is confirmed drained). Sets cdcd_secs,
 # peak (kB, VmHWM: the kernel keeps the high-water mark, so it is read once at the end), cpu
-# (cdcd's CPU seconds, all threads) and delivered, and fails unless exactly $ROWS events were delivered. The check runs every 20 ms
-# and must not start a process per check: on 2 cores, a psql or python3 every 50 ms took a
-# quarter of the machine away from the server and cdcd being measured.
+# (cdcd's CPU seconds, all threads) and delivered, and fails unless exactly $ROWS events were
+# delivered. The check runs every 20 ms and must not start a process per check: on 2 cores, a
+# psql or python3 every 50 ms took a quarter of the machine away from the server and cdcd.
 drain() {
   local drained=$1 t0 t1 tick
   exec {tick}<> <(:) # read -t on it is a sleep without a process

@@ -74,10 +74,8 @@ walsender_run() { # $1 URL, $2 pause in µs once the socket is empty
 }
 # Server-side decode floor: peek (not consume); the faster of two runs counts.
 server_run() {
-  local t0 t1; t0=$(now)
-  psql -d bench -c "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('bench_server', '$END_LSN', NULL,
-    'proto_version', '1', 'publication_names', 'cdcd_bench')" > /dev/null
-  t1=$(now); secs "$t0" "$t1"
+  timed psql -d bench -c "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('bench_server', '$END_LSN', NULL,
+    'proto_version', '1', 'publication_names', 'cdcd_bench')"
 }
 TCP_URL="$BASE/bench"
 UNIX_URL="postgres://cdcd@/bench?host=$SOCKET_DIR&port=$PORT"
@@ -102,7 +100,7 @@ echo "bench: seconds and busy cores, before / after cdcd: pg_recvlogical over TC
 # The faster of two "seconds cores" runs.
 best() { if python3 -c "import sys; sys.exit(not float('${1% *}') <= float('${2% *}'))"; then echo "$1"; else echo "$2"; fi; }
 
-SERVER=$(python3 -c "print(min($server_a, $server_b))") \
+SERVER=$(best "$server_a" "$server_b") \
 FLOOR_TCP=$(best "$floor_tcp_a" "$floor_tcp_b") FLOOR_UNIX=$(best "$floor_unix_a" "$floor_unix_b") \
 WS_TCP=$(best "$ws_tcp_a" "$ws_tcp_b") WS_UNIX=$(best "$ws_unix_a" "$ws_unix_b") \
 CDCD_TCP="$cdcd_tcp $cores_tcp" CDCD_UNIX="$cdcd_unix $cores_unix" PEAK_TCP=$peak_tcp PEAK_UNIX=$peak_unix \
@@ -113,11 +111,12 @@ rows, txn_rows = int(e["ROWS"]), int(e["TXN_ROWS"])
 txns = "one transaction" if txn_rows >= rows else "{:,} transactions".format(rows // txn_rows)
 run = lambda k: tuple(map(float, e[k].split()))  # (seconds, busy cores)
 rate = lambda s: rows / s
-sr = rate(float(e["SERVER"]))
+sr = rate(run("SERVER")[0])
 print()
 print("| backlog of %d row changes | seconds | rows/s | vs server decode | busy cores (of 2) | peak RSS |" % rows)
 print("|---|---:|---:|---:|---:|---:|")
-print("| server decode: pg_logical_slot_peek_binary_changes (pgoutput), counted in SQL | %.2f | %.0f | 1.00x | | |" % (rows / sr, sr))
+print("| server decode: pg_logical_slot_peek_binary_changes (pgoutput), counted in SQL | %.2f | %.0f | 1.00x | %.2f | |" % (
+    rows / sr, sr, run("SERVER")[1]))
 for name, key, peak in [("walsender floor: a client that only counts, pausing 1 ms when idle, TCP", "WS_TCP", None),
                         ("walsender floor: a client that only counts, pausing 0.2 ms when idle, Unix socket", "WS_UNIX", None),
                         ("pg_recvlogical -> /dev/null, TCP", "FLOOR_TCP", None),

@@ -6,7 +6,7 @@
 #   latency      : bench/latency.sh, both sources, 200 / 1,000 / 5,000 commits/s
 #   snapshot     : bench/snapshot.sh without Debezium (SNAPSHOT=0 skips it)
 #   formats      : bench/formats.sh, Avro through a real Schema Registry (FORMATS=0 skips it)
-# About 25 minutes with everything on.
+# About 15 minutes with everything on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cdcd-bench-run}

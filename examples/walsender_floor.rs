@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use cdcd::core::envelope::now_us;
 use cdcd::core::position::Lsn;
 use cdcd::source::postgres::conn::{ConnParams, ReplicationConn};
 use cdcd::source::postgres::protocol::{parse, standby_status, ReplicationMessage};
@@ -51,8 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Without answers the walsender leaves its fast path (and at wal_sender_timeout,
             // drops the connection). The slot is not advanced: it is a twin used only here.
             ReplicationMessage::Keepalive { reply: true, .. } => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
-                standby_status(&mut status, last, Lsn(0), now, false);
+                standby_status(&mut status, last, Lsn(0), now_us(), false);
                 writer.write_all(&status).await?;
                 status.clear();
             }

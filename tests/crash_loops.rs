@@ -9,7 +9,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +93,7 @@ async fn mariadb_savepoint_torture_under_kill_9() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let first_checkpoint = dir.path().join("crashsp-state/checkpoint.json");
+        let first_checkpoint = checkpoint_path(dir.path(), "crashsp");
         tokio::spawn(async move {
             let mut c = mysql_conn("crash_sp").await;
             wait_for_stream_start(&first_checkpoint, &stop).await;
@@ -126,15 +126,15 @@ async fn mariadb_savepoint_torture_under_kill_9() {
 
 // ---- PostgreSQL ----
 
-/// Runs `w` against `url` from the connector's first checkpoint (in `state_dir`) until `stop`.
+/// Runs `w` against `url` from the connector's first checkpoint (`first_checkpoint`, a file)
+/// until `stop`.
 fn spawn_pg_writer(
     url: String,
     mut w: Workload,
-    state_dir: &Path,
+    first_checkpoint: PathBuf,
     stop: Arc<AtomicBool>,
     pause_ms: u64,
 ) -> tokio::task::JoinHandle<Workload> {
-    let first_checkpoint = state_dir.join("checkpoint.json");
     tokio::spawn(async move {
         let c = connect(&url).await;
         wait_for_stream_start(&first_checkpoint, &stop).await;
@@ -179,7 +179,7 @@ async fn postgres_mixed_transactions_under_kill_9() {
     let sink = kafka_sink(&broker.bootstrap) + SLOW_SINK;
     tighten(&write_config(dir.path(), "crashpg", &db.url, r#"["public.sp"]"#, &sink, ""));
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_pg_writer(db.url.clone(), w, &dir.path().join("crashpg-state"), stop.clone(), 100);
+    let writer = spawn_pg_writer(db.url.clone(), w, checkpoint_path(dir.path(), "crashpg"), stop.clone(), 100);
     kill_loop(&dir.path().join("crashpg.toml"), KILLS, 2500, &mut rng).await;
     stop.store(true, Ordering::Relaxed);
     let w = writer.await.unwrap();
@@ -204,7 +204,7 @@ async fn postgres_kill_9_during_a_100k_row_snapshot() {
     let cfg = dir.path().join("crashsnap.toml");
     // Changes keep arriving while the snapshot is read and re-read.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_pg_writer(db.url.clone(), w, &dir.path().join("crashsnap-state"), stop.clone(), 200);
+    let writer = spawn_pg_writer(db.url.clone(), w, checkpoint_path(dir.path(), "crashsnap"), stop.clone(), 200);
     let mut snapshot_kills = 0;
     for _ in 0..12 {
         let daemon = Daemon::start(&cfg);

@@ -75,7 +75,7 @@ async fn bad_server_settings_and_purged_binlogs_are_clear_errors() {
     let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     let daemon = Daemon::start(&cfg);
-    let ck = dir.path().join("settings-state/checkpoint.json");
+    let ck = checkpoint_path(dir.path(), "settings");
     assert!(wait_until(Duration::from_secs(30), || ck.exists()), "{}", daemon.logs());
     c.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

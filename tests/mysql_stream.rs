@@ -155,10 +155,7 @@ async fn resumes_by_gtid_and_by_file_offset_without_loss() {
         c.query_drop(format!("INSERT INTO t VALUES ({}), ({})", base + 1, base + 2)).await.unwrap();
         assert_eq!(read_topics(&broker.bootstrap, &[&format!("{name}.my_resume.t")], 2, 60).len(), 2);
         assert_eq!(daemon.stop(), Some(0));
-        let ck: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(format!("{name}-state/checkpoint.json"))).unwrap(),
-        )
-        .unwrap();
+        let ck: Value = checkpoint(dir.path(), name).expect("a checkpoint after a clean stop");
         assert_eq!(ck["position"]["type"], "mysql");
         assert!(ck["position"]["file"].as_str().unwrap().starts_with("binlog."), "{ck}");
         assert!(ck["position"]["gtid"].as_str().unwrap().starts_with("0-1-"), "{ck}");

@@ -167,7 +167,7 @@ async fn slot_dropped_behind_our_back_stops_with_resnapshot_advice() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = stdout_config(dir.path(), "slotgone", &db.url, r#"["public.t"]"#);
     let daemon = Daemon::start(&cfg);
-    let ck = dir.path().join("slotgone-state/checkpoint.json");
+    let ck = checkpoint_path(dir.path(), "slotgone");
     assert!(wait_until(Duration::from_secs(30), || ck.exists()), "no checkpoint written:\n{}", daemon.logs());
     assert_eq!(daemon.stop(), Some(0));
 

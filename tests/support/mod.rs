@@ -510,10 +510,16 @@ pub fn maria_seq(gtid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where a connector named `name` configured by [`write_config`] / [`write_mysql_config`] in
+/// `dir` keeps its checkpoint file.
+pub fn checkpoint_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}-state/checkpoint.json"))
+}
+
 /// The checkpoint a connector named `name` configured by [`write_config`] / [`write_mysql_config`]
 /// in `dir` has written, if any.
 pub fn checkpoint(dir: &Path, name: &str) -> Option<Value> {
-    let text = std::fs::read_to_string(dir.join(format!("{name}-state/checkpoint.json"))).ok()?;
+    let text = std::fs::read_to_string(checkpoint_path(dir, name)).ok()?;
     serde_json::from_str(&text).ok()
 }
 

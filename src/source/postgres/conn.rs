@@ -480,11 +480,18 @@ async fn read_message<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut BytesMut) ->
         if let Some(m) = buffered_message(buf)? {
             return Ok(m);
         }
-        let n = r.read_buf(buf).await.map_err(|e| io_err("reading from PostgreSQL", e))?;
-        if n == 0 {
-            return Err(SourceError::Transient("PostgreSQL closed the replication connection".into()));
-        }
+        read_more(r, buf).await?;
     }
+}
+
+/// One read of whatever the server has sent into `buf`; returns how many bytes came. A closed
+/// connection is an error.
+async fn read_more<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut BytesMut) -> Result<usize, SourceError> {
+    let n = r.read_buf(buf).await.map_err(|e| io_err("reading from PostgreSQL", e))?;
+    if n == 0 {
+        return Err(SourceError::Transient("PostgreSQL closed the replication connection".into()));
+    }
+    Ok(n)
 }
 
 /// Takes one complete message off the front of `buf`, if there is one; otherwise reserves room
@@ -538,21 +545,15 @@ impl ReplicationReader {
     /// Cancel-safe: a partly read message stays in the buffer.
     pub async fn next_copy_data(&mut self) -> Result<Bytes, SourceError> {
         loop {
-            if let Some(m) = buffered_message(&mut self.rbuf)? {
-                if let Some(data) = copy_data(m)? {
-                    return Ok(data);
-                }
-                continue;
+            if let Some(data) = self.buffered_copy_data()? {
+                return Ok(data);
             }
             // Only while behind: a live stream's reads are far smaller, and keep their latency.
             if std::mem::take(&mut self.drained_backlog) && self.pace {
                 tokio::time::sleep(BACKLOG_PACE).await;
             }
             let room = self.rbuf.capacity() - self.rbuf.len();
-            let n = self.read.read_buf(&mut self.rbuf).await.map_err(|e| io_err("reading from PostgreSQL", e))?;
-            if n == 0 {
-                return Err(SourceError::Transient("PostgreSQL closed the replication connection".into()));
-            }
+            let n = read_more(&mut self.read, &mut self.rbuf).await?;
             self.drained_backlog = n >= BACKLOG_READ && n < room;
         }
     }
