@@ -35,30 +35,46 @@ pub fn register(value: &str) {
 
 /// Secrets shorter than this are masked only where they stand alone (not inside a longer word):
 /// a password like `cdcd` would otherwise mask every slot and publication name derived from a
-/// connector called `cdcd_...`. Where such a password travels (`user:cdcd@host`, `pw=cdcd`) it
-/// is delimited and still masked.
+/// connector called `cdcd_...`, or a path like `/tmp/cdcd-demo/state`. Where such a password
+/// travels (`user:cdcd@host`, `pw=cdcd`, `... cdcd.` at the end of a sentence) it is delimited
+/// and still masked.
 const WHOLE_WORD_BELOW: usize = 8;
 
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// `-` and `.` join words (`cdcd-demo`, `db.cdcd.internal`) but only between word characters:
+/// `pw=cdcd.` or `cdcd-` at a line's end still leave `cdcd` standing alone.
+fn is_joiner(c: char) -> bool {
+    c == '-' || c == '.'
+}
+
+/// Whether the text around an occurrence (`before` it reversed, `after` it) continues a word.
+fn glued(mut before: std::iter::Rev<std::str::Chars<'_>>, mut after: std::str::Chars<'_>) -> bool {
+    let continues = |first: Option<char>, second: Option<char>| match first {
+        Some(c) if is_word(c) => true,
+        Some(c) if is_joiner(c) => second.is_some_and(is_word),
+        _ => false,
+    };
+    continues(before.next(), before.next()) || continues(after.next(), after.next())
+}
+
 /// `text` with each stand-alone occurrence of `word` masked.
 fn mask_words(text: &str, word: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(word) {
-        let before = rest[..i].chars().next_back();
-        let after = rest[i + word.len()..].chars().next();
-        out.push_str(&rest[..i]);
-        if before.is_some_and(is_word) || after.is_some_and(is_word) {
-            out.push_str(word);
-        } else {
+    let mut done = 0;
+    let mut from = 0;
+    while let Some(i) = text[from..].find(word).map(|i| i + from) {
+        let end = i + word.len();
+        if !glued(text[..i].chars().rev(), text[end..].chars()) {
+            out.push_str(&text[done..i]);
             out.push_str(MASK);
+            done = end;
         }
-        rest = &rest[i + word.len()..];
+        from = end;
     }
-    out.push_str(rest);
+    out.push_str(&text[done..]);
     out
 }
 
@@ -245,6 +261,12 @@ mod tests {
             mask_words("slot=cdcd_m url=postgres://cdcd:cdcd@h pw=cdcd", "cdcd"),
             "slot=cdcd_m url=postgres://***:***@h pw=***"
         );
+        // The demo's checkpoint path, with the demo's password `cdcd` (issue 20, item 7).
+        assert_eq!(
+            mask_words("checkpoint /tmp/cdcd-demo/state/checkpoint.json, user cdcd. pw cdcd-", "cdcd"),
+            "checkpoint /tmp/cdcd-demo/state/checkpoint.json, user ***. pw ***-"
+        );
+        assert_eq!(mask_words("host db.cdcd.internal, x-cdcd, cdcd2", "cdcd"), "host db.cdcd.internal, x-cdcd, cdcd2");
     }
 
     #[test]

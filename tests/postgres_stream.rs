@@ -234,3 +234,70 @@ async fn primary_key_change_is_delete_then_create_and_types_are_lossless() {
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Issue 20, item 3: a table removed from `tables` stops streaming after a restart, and leaves
+/// cdcd's publication.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_removed_from_tables_stops_streaming_and_leaves_the_publication() {
+    let db = TestDb::create("e2e_unselect").await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE secret (id int PRIMARY KEY, pw text);")
+        .await
+        .unwrap();
+    let rig = Rig::new(&db.url, "unselect", r#"["public.a", "public.secret"]"#, "");
+    let topics = ["unselect.public.a", "unselect.public.secret"];
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || checkpoint(rig.dir.path(), "unselect").is_some()));
+    c.batch_execute("INSERT INTO a VALUES (1); INSERT INTO secret VALUES (1, 'one');").await.unwrap();
+    assert_eq!(read_topics(&rig.broker.bootstrap, &topics, 2, 60).len(), 2, "log:\n{}", daemon.logs());
+    assert_eq!(daemon.stop(), Some(0));
+
+    let text =
+        std::fs::read_to_string(&rig.cfg).unwrap().replace(r#"["public.a", "public.secret"]"#, r#"["public.a"]"#);
+    std::fs::write(&rig.cfg, text).unwrap();
+    let daemon = Daemon::start(&rig.cfg);
+    c.batch_execute("INSERT INTO secret VALUES (2, 'two'); INSERT INTO a VALUES (2);").await.unwrap();
+    let recs = read_topics(&rig.broker.bootstrap, &topics, 3, 60);
+    let ids = |topic: &str| -> Vec<i64> {
+        recs.iter().filter(|r| r.topic == topic).filter_map(|r| r.value.as_ref()?["after"]["id"].as_i64()).collect()
+    };
+    assert_eq!(ids("unselect.public.a"), [1, 2], "log:\n{}", daemon.logs());
+    assert_eq!(
+        ids("unselect.public.secret"),
+        [1],
+        "a table no longer in `tables` was published; log:\n{}",
+        daemon.logs()
+    );
+    let published: Vec<String> = c
+        .query("SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'cdcd_unselect'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(published, ["a"]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Issue 20, item 3: a publication of the user's that is wider than `tables` (`FOR ALL TABLES`)
+/// sends every table to the slot; only the selected ones are published.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publication_for_all_tables_publishes_only_the_selected_tables() {
+    let db = TestDb::create("e2e_alltables").await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);").await.unwrap();
+    // FOR ALL TABLES takes a superuser (scripts/pg.sh: postgres, same password).
+    let admin = connect(&db.url.replacen("://cdcd:", "://postgres:", 1)).await;
+    admin.batch_execute("CREATE PUBLICATION everything FOR ALL TABLES").await.unwrap();
+    let rig = Rig::new(&db.url, "alltables", r#"["public.a"]"#, "publication = \"everything\"");
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || checkpoint(rig.dir.path(), "alltables").is_some()));
+    c.batch_execute("INSERT INTO b VALUES (1); TRUNCATE b; INSERT INTO a VALUES (1); INSERT INTO b VALUES (2);")
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO a VALUES (2);").await.unwrap();
+    let recs = read_topics(&rig.broker.bootstrap, &["alltables.public.a", "alltables.public.b"], 2, 60);
+    assert_eq!(recs.len(), 2, "records: {recs:#?}\nlog:\n{}", daemon.logs());
+    assert!(recs.iter().all(|r| r.topic == "alltables.public.a"), "{recs:#?}");
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -425,21 +425,57 @@ impl Catalog {
 
     /// Removes those of `tables` that publication `name` holds. Used to move a table that lost
     /// its replica identity out of a publication that publishes updates, where it would make the
-    /// application's own UPDATEs fail. Failure is only a warning: cdcd does not own every
-    /// publication it reads (e.g. one made `FOR ALL TABLES`).
+    /// application's own UPDATEs fail.
     pub async fn remove_from_publication(&self, name: &str, tables: &[TableRef]) -> Result<(), SourceError> {
         let Some(have) = self.publication_tables(name).await? else { return Ok(()) };
-        let present: Vec<String> = tables.iter().filter(|t| have.contains(t)).map(|t| t.quoted()).collect();
-        if present.is_empty() {
+        let present: Vec<&TableRef> = tables.iter().filter(|t| have.contains(t)).collect();
+        self.drop_tables(name, &present, "their replica identity changed").await
+    }
+
+    /// Makes publication `name` hold no table but `keep`, as Debezium's filtered publications do
+    /// (`ALTER PUBLICATION ... SET TABLE`): a table that left `tables` stops reaching the slot. A
+    /// publication `FOR ALL TABLES` or for whole schemas cannot drop single tables; the stream
+    /// skips what `tables` does not select either way.
+    pub async fn retain_in_publication(&self, name: &str, keep: &[TableRef]) -> Result<(), SourceError> {
+        // Schema publications (`FOR TABLES IN SCHEMA`) came with PostgreSQL 15.
+        let version = self.setting("server_version_num").await?.parse::<u32>().unwrap_or(0);
+        let schemas = if version >= 150000 {
+            " OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n WHERE n.pnpubid = p.oid)"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT p.puballtables{schemas} FROM pg_catalog.pg_publication p WHERE p.pubname = $1");
+        let whole = self
+            .client
+            .query_opt(&sql, &[&name])
+            .await
+            .map_err(|e| sql_err("reading publication", e))?
+            .map(|r| r.get::<_, bool>(0));
+        match whole {
+            None => return Ok(()),
+            Some(true) => {
+                tracing::info!(publication = name, "the publication covers whole schemas or every table: cdcd publishes only the tables source.tables selects and skips the others' changes");
+                return Ok(());
+            }
+            Some(false) => {}
+        }
+        let Some(have) = self.publication_tables(name).await? else { return Ok(()) };
+        let extra: Vec<&TableRef> = have.iter().filter(|t| !keep.contains(t)).collect();
+        self.drop_tables(name, &extra, "source.tables no longer selects them").await
+    }
+
+    /// `ALTER PUBLICATION name DROP TABLE tables`. Failure is only a warning: cdcd does not own
+    /// every publication it reads, and the stream skips unselected tables anyway.
+    async fn drop_tables(&self, name: &str, tables: &[&TableRef], why: &str) -> Result<(), SourceError> {
+        if tables.is_empty() {
             return Ok(());
         }
-        let sql = format!("ALTER PUBLICATION {} DROP TABLE {}", quote_ident(name), present.join(", "));
+        let list = tables.iter().map(|t| t.quoted()).collect::<Vec<_>>().join(", ");
+        let sql = format!("ALTER PUBLICATION {} DROP TABLE {list}", quote_ident(name));
         match self.client.batch_execute(&sql).await {
-            Ok(()) => {
-                tracing::warn!(publication = name, tables = %present.join(", "), "moved tables out of the publication (their replica identity changed)")
-            }
+            Ok(()) => tracing::warn!(publication = name, tables = %list, "removed tables from the publication ({why})"),
             Err(e) => {
-                tracing::warn!(publication = name, tables = %present.join(", "), "could not move tables out of the publication: {e}")
+                tracing::warn!(publication = name, tables = %list, "could not remove tables from the publication ({why}): {e}; their changes still reach the slot and are skipped")
             }
         }
         Ok(())

@@ -68,6 +68,11 @@ impl LiveTables {
         }
     }
 
+    /// Whether the stream publishes the table's changes (or reads it as the signal table).
+    pub fn captures(&self, table: &TableRef) -> bool {
+        self.captured.contains(table) || self.is_signal(table)
+    }
+
     pub fn is_signal(&self, table: &TableRef) -> bool {
         self.signal.as_ref() == Some(table)
     }

@@ -133,13 +133,16 @@ async fn reconcile_publications(
     // Out of the publication that publishes updates first, so the application never sees an
     // UPDATE fail because of us; then into the insert-only one.
     catalog.remove_from_publication(&names.publication, &selection.insert_only).await?;
+    // Tables that left `tables` leave the publications too, so their changes stop reaching the
+    // slot (the stream skips them in any case).
+    catalog.retain_in_publication(&names.publication, &selection.full).await?;
     catalog.ensure_publication(&names.publication, &selection.full, None, true).await?;
     let mut streamed = vec![names.publication.clone()];
     if catalog
         .ensure_publication(&names.insert_publication, &selection.insert_only, Some("insert, truncate"), false)
         .await?
     {
-        catalog.remove_from_publication(&names.insert_publication, &selection.full).await?;
+        catalog.retain_in_publication(&names.insert_publication, &selection.insert_only).await?;
         streamed.push(names.insert_publication.clone());
     }
     Ok(streamed)

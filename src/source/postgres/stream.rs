@@ -40,6 +40,10 @@ pub struct Streamer<'a> {
     /// Transactions whose commit LSN is before this were already delivered.
     pub resume_at: Lsn,
     relations: HashMap<u32, Relation>,
+    /// Relations the publication sends but `tables` does not select (a publication `FOR ALL
+    /// TABLES`, or one that held a table before it left `tables`): their changes are not
+    /// published. Kept whole, so a table that starts to match later can be built then.
+    ignored: HashMap<u32, RelationMsg>,
     txn: Option<Txn>,
     /// Commit LSN of the last transaction streamed in this session (Debezium's `sequence`).
     last_commit: Option<Lsn>,
@@ -65,6 +69,7 @@ impl<'a> Streamer<'a> {
             emitter,
             resume_at,
             relations: HashMap::new(),
+            ignored: HashMap::new(),
             txn: None,
             last_commit: None,
             skipping: false,
@@ -102,6 +107,7 @@ impl<'a> Streamer<'a> {
             if let Some(p) = progress {
                 self.emitter.mark_progress(Position::Postgres { lsn: self.last_mark }, p)?;
             }
+            self.adopt_captured().await?;
         }
         if let Some(s) = &mut self.snapshot {
             s.emit_ready(self.emitter, self.last_mark).await?;
@@ -229,10 +235,18 @@ impl<'a> Streamer<'a> {
                     Some(live) => live.apply(self.catalog, self.snapshot.as_mut(), self.emitter, &self.ctx).await?,
                     None => None,
                 };
+                self.adopt_captured().await?;
                 self.emitter.commit_with(Position::Postgres { lsn: end_lsn }, progress)?;
                 self.between_transactions().await?;
             }
+            Message::Relation(r) if !self.selects(&r) => {
+                if self.ignored.insert(r.id, r.clone()).is_none() {
+                    tracing::info!(table = %format_args!("{}.{}", r.namespace, r.name), "the publication sends this table but source.tables does not select it: its changes are not published");
+                }
+                self.relations.remove(&r.id);
+            }
             Message::Relation(r) => {
+                self.ignored.remove(&r.id);
                 let limit = self.timeout;
                 let rel = tokio::time::timeout(limit, self.build_relation(r)).await.map_err(|_| {
                     SourceError::Transient(format!("catalog lookup took over {} s; reconnecting", limit.as_secs()))
@@ -240,6 +254,8 @@ impl<'a> Streamer<'a> {
                 self.relations.insert(rel.id, rel);
             }
             _ if self.skipping => {}
+            Message::Insert { rel } | Message::Update { rel, .. } | Message::Delete { rel, .. }
+                if !self.ignored.is_empty() && self.ignored.contains_key(&rel) => {}
             Message::Insert { rel } if self.is_signal(rel) => self.signal(data, rel),
             Message::Update { rel, .. } | Message::Delete { rel, .. } if self.is_signal(rel) => {}
             Message::Insert { rel } => self.emit_row(data, rel, wal_start, Op::Create, None, Some(Tuple::New)).await?,
@@ -248,6 +264,7 @@ impl<'a> Streamer<'a> {
                 self.emit_row(data, rel, wal_start, Op::Delete, Some(Tuple::Old), None).await?
             }
             Message::Truncate { rels, .. } => {
+                let rels: Vec<u32> = rels.into_iter().filter(|r| !self.ignored.contains_key(r)).collect();
                 for rel in rels {
                     self.emit_row(data, rel, wal_start, Op::Truncate, None, None).await?;
                     if let (Some(s), Some(t)) = (&mut self.snapshot, &self.txn) {
@@ -289,6 +306,24 @@ impl<'a> Streamer<'a> {
             let before = (old == OldTuple::Full).then_some(Tuple::Old);
             self.emit_row(data, rel_id, lsn, Op::Update, before, Some(Tuple::New)).await
         }
+    }
+
+    /// Whether `tables` (or the signal table) selects the relation.
+    fn selects(&self, r: &RelationMsg) -> bool {
+        let table = TableRef { schema: r.namespace.clone(), name: r.name.clone() };
+        self.live.as_ref().is_none_or(|live| live.captures(&table))
+    }
+
+    /// Builds the ignored relations whose tables `tables` now selects (found by discovery), so
+    /// their changes from here on are published.
+    async fn adopt_captured(&mut self) -> Result<(), SessionError> {
+        let adopt: Vec<u32> = self.ignored.values().filter(|r| self.selects(r)).map(|r| r.id).collect();
+        for id in adopt {
+            let Some(r) = self.ignored.remove(&id) else { continue };
+            let rel = self.build_relation(r).await?;
+            self.relations.insert(rel.id, rel);
+        }
+        Ok(())
     }
 
     fn is_signal(&self, rel: u32) -> bool {

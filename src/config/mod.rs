@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::secrets::{self, ConnUrl, Properties};
 
+mod unique;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -423,7 +425,7 @@ pub fn load(path: &Path) -> Result<Vec<ConnectorConfig>, ConfigError> {
         vec![path.to_path_buf()]
     };
     let configs = files.iter().map(|f| load_file(f)).collect::<Result<Vec<_>, _>>()?;
-    check_unique(&configs)?;
+    unique::check(&configs)?;
     Ok(configs)
 }
 
@@ -721,30 +723,6 @@ pub fn property_string(v: &toml::Value) -> Option<String> {
         toml::Value::Boolean(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-fn check_unique(configs: &[ConnectorConfig]) -> Result<(), ConfigError> {
-    let mut names = BTreeMap::new();
-    let mut dirs = BTreeMap::new();
-    for c in configs {
-        if let Some(other) = names.insert(c.name.clone(), c.file.clone()) {
-            return Err(ConfigError::Other(format!(
-                "connector name `{}` is used by both {} and {}; names must be unique",
-                c.name,
-                other.display(),
-                c.file.display()
-            )));
-        }
-        if let Some(other) = dirs.insert(c.checkpoint_dir(), c.file.clone()) {
-            return Err(ConfigError::Other(format!(
-                "{} and {} share checkpoint directory {}; give each connector its own",
-                other.display(),
-                c.file.display(),
-                c.checkpoint_dir().display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
