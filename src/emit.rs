@@ -9,9 +9,9 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::core::acks::AckTracker;
+use crate::core::acks::{AckTracker, HoldId, TxnId};
 use crate::core::checkpoint::SourceIdentity;
-use crate::core::envelope::{Change, Encode, Op, RecordBuf};
+use crate::core::envelope::{Change, Encode, Op, Record, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
 use crate::core::recent_keys::{key_hash, Superseded};
@@ -28,6 +28,27 @@ use crate::sink::Sink;
 /// its end position (for MySQL a GTID set, which can be long), so this bounds memory while the
 /// broker is slow or down; the producer queue bounds the events themselves.
 pub const MAX_PENDING_TRANSACTIONS: usize = 10_000;
+
+/// A change encoded earlier, sent later ([`Emitter::render_held`]).
+pub struct HeldRecord {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    /// The key as cdcd's JSON (what snapshot deduplication compares).
+    key_identity: Option<Vec<u8>>,
+    op: Op,
+}
+
+impl HeldRecord {
+    /// Key and value bytes.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.value.len()
+    }
+
+    pub fn key_identity(&self) -> Option<&[u8]> {
+        self.key_identity.as_deref()
+    }
+}
 
 /// How the emitter picks each record's encoding.
 enum Encoding {
@@ -175,6 +196,20 @@ impl Emitter {
     }
 
     async fn send_rendered(&mut self, topic: &str, op: Op) -> Result<(), SessionError> {
+        let txn = self.next_slot().await?;
+        let record = self.buf.record(topic);
+        let bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
+        let has_key = record.key.is_some();
+        self.sink.send(record, txn).await?;
+        if op == Op::Delete && has_key {
+            self.sink.send(self.buf.tombstone(topic), txn).await?;
+        }
+        self.count(topic, op, bytes);
+        Ok(())
+    }
+
+    /// The tracker slot of the open transaction's next event; waits for room before its first.
+    async fn next_slot(&mut self) -> Result<TxnId, SessionError> {
         if self.frame.next_index() == 0 {
             self.wait_for_room().await?;
         }
@@ -182,17 +217,48 @@ impl Emitter {
         if index == 0 {
             self.tracker.set_source_ts(txn, self.source_ts_us);
         }
-        let record = self.buf.record(topic);
-        let bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
-        let has_key = record.key.is_some();
-        self.sink.send(record, txn).await?;
+        Ok(txn)
+    }
+
+    fn count(&mut self, topic: &str, op: Op, bytes: usize) {
         self.metrics.event(topic, op, bytes);
-        if op == Op::Delete && has_key {
-            self.sink.send(self.buf.tombstone(topic), txn).await?;
-        }
         self.events += 1;
         self.bytes += bytes as u64;
+    }
+
+    /// Encodes `change` now to send it later with [`Emitter::send_held`], in another transaction:
+    /// the changes of a prepared XA transaction wait for its `XA COMMIT`.
+    pub async fn render_held(&mut self, topic: &str, change: &Change<'_>) -> Result<HeldRecord, SessionError> {
+        self.render(topic, change).await?;
+        Ok(HeldRecord {
+            topic: topic.to_string(),
+            key: self.buf.key_bytes().map(<[u8]>::to_vec),
+            value: self.buf.value.clone(),
+            key_identity: self.buf.key_identity().map(<[u8]>::to_vec),
+            op: change.op,
+        })
+    }
+
+    /// Sends a change rendered earlier as part of the open transaction.
+    pub async fn send_held(&mut self, held: &HeldRecord) -> Result<(), SessionError> {
+        let txn = self.next_slot().await?;
+        let topic = held.topic.as_str();
+        let key = held.key.as_deref();
+        self.sink.send(Record { topic, key, value: Some(&held.value) }, txn).await?;
+        if held.op == Op::Delete && key.is_some() {
+            self.sink.send(Record { topic, key, value: None }, txn).await?;
+        }
+        self.count(topic, held.op, held.size());
         Ok(())
+    }
+
+    /// Keeps the checkpoint at `at` or before until [`Emitter::release`] (or the session's end).
+    pub fn hold(&self, at: Position) -> HoldId {
+        self.tracker.hold(at)
+    }
+
+    pub fn release(&self, id: HoldId) {
+        self.tracker.release(id)
     }
 
     /// Closes the open transaction at `position`, its end in the source's log. It becomes

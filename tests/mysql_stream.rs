@@ -174,3 +174,63 @@ async fn resumes_by_gtid_and_by_file_offset_without_loss() {
         assert_eq!(daemon.stop(), Some(0));
     }
 }
+
+/// Issue 20, item 2: an XA transaction is published at its XA COMMIT (two-phase or ONE PHASE),
+/// never when it is rolled back after XA PREPARE, and a kill -9 between PREPARE and COMMIT
+/// loses nothing: the checkpoint stays before the PREPARE until the outcome is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn xa_transactions_are_published_at_commit_never_at_prepare() {
+    let mut c = mysql_db("my_xa").await;
+    c.query_drop("CREATE TABLE t (id int PRIMARY KEY, v varchar(20))").await.unwrap();
+    let (dir, broker, cfg) = rig("myxa", r#"["my_xa.t"]"#, 5191, "snapshot = \"never\"");
+    let topic = ["myxa.my_xa.t"];
+    let ids = |recs: &[Rec]| -> Vec<i64> {
+        let mut v: Vec<i64> = recs.iter().filter_map(|r| r.value.as_ref()?["after"]["id"].as_i64()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(60), || checkpoint(dir.path(), "myxa").is_some()), "{}", daemon.logs());
+    for sql in [
+        "XA START 'rolled'",
+        "INSERT INTO t VALUES (1, 'never existed')",
+        "XA END 'rolled'",
+        "XA PREPARE 'rolled'",
+        "XA ROLLBACK 'rolled'",
+        "XA START 'later'",
+        "INSERT INTO t VALUES (2, 'prepared')",
+        "XA END 'later'",
+        "XA PREPARE 'later'",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let prepared_at: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    // A prepared XA transaction belongs to no session (MariaDB 10.5+): commit it from another.
+    drop(c);
+    let mut c = mysql_db_conn("my_xa").await;
+    c.query_drop("INSERT INTO t VALUES (3, 'plain')").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &topic, 1, 60);
+    assert_eq!(ids(&recs), [3], "only the plain insert may be published yet; log:\n{}", daemon.logs());
+    // The checkpoint moved on past the plain insert's position, but not past the PREPARE.
+    let plain_at: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let cp = checkpoint(dir.path(), "myxa").expect("checkpoint");
+    let cp_seq = maria_seq(cp["position"]["gtid"].as_str().unwrap_or(""));
+    assert!(
+        cp_seq < maria_seq(&prepared_at) && maria_seq(&prepared_at) < maria_seq(&plain_at),
+        "checkpoint {cp} must stay before the PREPARE ({prepared_at}); log:\n{}",
+        daemon.logs()
+    );
+    daemon.kill9();
+    c.query_drop("XA COMMIT 'later'").await.unwrap();
+    for sql in ["XA START 'one'", "INSERT INTO t VALUES (4, 'one phase')", "XA END 'one'", "XA COMMIT 'one' ONE PHASE"]
+    {
+        c.query_drop(sql).await.unwrap();
+    }
+    let daemon = Daemon::start(&cfg);
+    let recs = read_topics(&broker.bootstrap, &topic, 4, 60);
+    assert_eq!(ids(&recs), [2, 3, 4], "records: {recs:#?}\nlog:\n{}", daemon.logs());
+    assert!(recs.iter().all(|r| r.value.as_ref().is_some_and(|v| v["op"] == "c")), "only creations: {recs:#?}");
+    assert_eq!(daemon.stop(), Some(0));
+}

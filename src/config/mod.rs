@@ -94,6 +94,14 @@ pub struct MysqlSourceConfig {
     /// `signal.data.collection`: `id`, `type`, `data` columns; `execute-snapshot` snapshots
     /// tables again while streaming. `cdcd snapshot` writes these rows. Default: none.
     pub signal_table: Option<String>,
+    /// Most memory, in MB, that the changes of prepared XA transactions may hold while they wait
+    /// for their `XA COMMIT` or `XA ROLLBACK` (they are published only at the commit).
+    #[serde(default = "default_xa_max_prepared_mb")]
+    pub xa_max_prepared_mb: u32,
+}
+
+fn default_xa_max_prepared_mb() -> u32 {
+    256
 }
 
 impl MysqlSourceConfig {

@@ -26,6 +26,10 @@ struct Slot {
     progress: Option<Arc<SnapshotProgress>>,
 }
 
+/// A place the checkpoint must not pass until it is released (see [`AckTracker::hold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HoldId(u64);
+
 #[derive(Default)]
 struct Inner {
     /// TxnId of `slots[0]`.
@@ -39,6 +43,10 @@ struct Inner {
     failure: Option<String>,
     in_flight: u64,
     failed_events: u64,
+    /// Places the checkpoint may not pass, in the order they were taken (so the first is the
+    /// earliest in the log).
+    holds: std::collections::BTreeMap<HoldId, Position>,
+    next_hold: u64,
 }
 
 #[derive(Default)]
@@ -123,17 +131,42 @@ impl AckTracker {
     }
 
     /// Forgets transactions that will never be committed (their session died). Only valid when
-    /// nothing is in flight; their changes are re-read from the checkpoint.
+    /// nothing is in flight; their changes are re-read from the checkpoint. Holds end with the
+    /// session too, but not before they pulled the confirmed position back to the earliest of
+    /// them: the next session re-reads from there and takes them again.
     pub fn abandon_open(&self) {
         let mut g = self.lock();
         let n = g.slots.len() as u64;
         g.slots.clear();
         g.base += n;
+        g.confirmed = g.held_confirmed();
+        g.holds.clear();
     }
 
-    /// The highest position whose every preceding event is delivered.
+    /// Keeps the checkpoint at `at` (a transaction boundary the source passed) or before, until
+    /// [`AckTracker::release`]: for a transaction whose outcome comes later in the log (a
+    /// prepared XA transaction), so a crash before the outcome re-reads it.
+    pub fn hold(&self, at: Position) -> HoldId {
+        let mut g = self.lock();
+        let id = HoldId(g.next_hold);
+        g.next_hold += 1;
+        g.holds.insert(id, at);
+        id
+    }
+
+    pub fn release(&self, id: HoldId) {
+        self.lock().holds.remove(&id);
+    }
+
+    /// Places held (for status).
+    pub fn holds(&self) -> usize {
+        self.lock().holds.len()
+    }
+
+    /// The highest position whose every preceding event is delivered, and that no hold keeps
+    /// the checkpoint behind.
     pub fn confirmed(&self) -> Option<Position> {
-        self.lock().confirmed.clone()
+        self.lock().held_confirmed()
     }
 
     /// The newest snapshot progress that is delivered along with everything before it.
@@ -192,6 +225,14 @@ impl AckTracker {
 }
 
 impl Inner {
+    /// `confirmed`, or the earliest hold where that is before it.
+    fn held_confirmed(&self) -> Option<Position> {
+        match (self.holds.values().next(), &self.confirmed) {
+            (Some(h), Some(c)) if c.partial_cmp(h) != Some(std::cmp::Ordering::Less) => Some(h.clone()),
+            (_, c) => c.clone(),
+        }
+    }
+
     fn slot_mut(&mut self, txn: TxnId) -> Option<&mut Slot> {
         let idx = txn.0.checked_sub(self.base)?;
         self.slots.get_mut(idx as usize)
@@ -226,6 +267,30 @@ mod tests {
 
     fn pos(n: u64) -> Position {
         Position::Postgres { lsn: Lsn(n) }
+    }
+
+    #[test]
+    fn a_hold_keeps_the_confirmed_position_until_released_or_the_session_ends() {
+        let t = AckTracker::new();
+        t.mark(pos(10), None);
+        let h = t.hold(pos(10));
+        let a = t.begin();
+        t.expect(a);
+        t.commit(a, pos(20), None);
+        t.delivered(a);
+        t.mark(pos(30), None);
+        assert_eq!(t.confirmed(), Some(pos(10)), "a held place caps the checkpoint");
+        assert_eq!(t.pending_slots(), 0, "delivered transactions behind a hold cost no memory");
+        t.release(h);
+        assert_eq!(t.confirmed(), Some(pos(30)));
+        // A session that ends with a hold leaves the confirmed position at the hold.
+        let _h = t.hold(pos(30));
+        t.mark(pos(40), None);
+        t.abandon_open();
+        assert_eq!(t.confirmed(), Some(pos(30)));
+        assert_eq!(t.holds(), 0);
+        t.mark(pos(50), None);
+        assert_eq!(t.confirmed(), Some(pos(50)));
     }
 
     #[test]

@@ -52,6 +52,17 @@ pub async fn mysql_db(name: &str) -> mysql_async::Conn {
     c
 }
 
+/// Another connection to database `name` made by [`mysql_db`].
+pub async fn mysql_db_conn(name: &str) -> mysql_async::Conn {
+    use mysql_async::prelude::*;
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap())
+        .await
+        .expect("connect to test MariaDB");
+    c.query_drop(format!("USE {name}")).await.unwrap();
+    c.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.unwrap();
+    c
+}
+
 /// A connector file for a MySQL source (the shared test server) streaming `tables` into `sink`.
 pub fn write_mysql_config(
     dir: &Path,

@@ -63,6 +63,43 @@ impl MysqlGtidSet {
         *ranges = merged;
     }
 
+    /// The set without one transaction (`uuid:gno` or `uuid:tag:gno`, as
+    /// [`super::stream::mysql_gtid_text`] writes it): where the log stood before it.
+    pub fn without(&self, gtid: &str) -> MysqlGtidSet {
+        let mut out = self.clone();
+        let parts: Vec<&str> = gtid.split(':').collect();
+        let (uuid, tag, gno) = match parts.as_slice() {
+            [uuid, gno] => (*uuid, "", *gno),
+            [uuid, tag, gno] => (*uuid, *tag, *gno),
+            _ => return out,
+        };
+        let Ok(gno) = gno.parse::<u64>() else { return out };
+        let key = (uuid.to_ascii_lowercase(), tag.to_ascii_lowercase());
+        if let Some(ranges) = out.0.get_mut(&key) {
+            *ranges = ranges
+                .iter()
+                .flat_map(|&(a, b)| {
+                    let mut kept = Vec::with_capacity(2);
+                    if gno < a || gno > b {
+                        kept.push((a, b));
+                    } else {
+                        if gno > a {
+                            kept.push((a, gno - 1));
+                        }
+                        if gno < b {
+                            kept.push((gno + 1, b));
+                        }
+                    }
+                    kept
+                })
+                .collect();
+            if ranges.is_empty() {
+                out.0.remove(&key);
+            }
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -121,6 +158,18 @@ mod tests {
 
     const A: &str = "439192bd-f37c-11e4-bbeb-0242ac11035a";
     const B: &str = "b5cd1624-5f30-11e4-b4e9-1051721bd241";
+
+    #[test]
+    fn without_one_transaction() {
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let set = MysqlGtidSet::parse(&format!("{u}:1-10:20,{u}:tag:1-3")).unwrap();
+        assert_eq!(set.without(&format!("{u}:5")).to_string(), format!("{u}:1-4:6-10:20:tag:1-3"));
+        assert_eq!(set.without(&format!("{u}:20")).to_string(), format!("{u}:1-10:tag:1-3"));
+        assert_eq!(set.without(&format!("{u}:tag:3")).to_string(), format!("{u}:1-10:20:tag:1-2"));
+        assert_eq!(set.without(&format!("{u}:99")), set);
+        let one = MysqlGtidSet::parse(&format!("{u}:1")).unwrap();
+        assert!(one.without(&format!("{u}:1")).is_empty());
+    }
 
     #[test]
     fn parses_and_prints_like_mysql() {

@@ -30,6 +30,7 @@ pub mod table;
 pub mod tls;
 pub mod typed;
 pub mod values;
+pub mod xa;
 
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::*;

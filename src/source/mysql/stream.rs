@@ -19,6 +19,7 @@ use super::snapshot::Snapshotter;
 use super::statements::{classify_query, truncated_table, QueryKind};
 use super::table::{self, table_from_information_schema, Context, Table};
 use super::values::{Key, Row};
+use super::xa::{self, Held, PreparedSet, XaStatement, Xid};
 use super::{connect, included, my_err, ServerInfo, TableName};
 use super::{guard, rows};
 use crate::config::MysqlSourceConfig;
@@ -117,6 +118,18 @@ impl GtidState {
         };
         (!s.is_empty()).then_some(s)
     }
+
+    /// The state before the group whose GTID is `gtid` (MySQL; MariaDB's is taken before its
+    /// GTID event is applied).
+    fn text_without(&self, gtid: Option<&str>) -> Option<String> {
+        match (self, gtid) {
+            (GtidState::Mysql(set), Some(g)) => {
+                let s = set.without(g).to_string();
+                (!s.is_empty()).then_some(s)
+            }
+            _ => self.text(),
+        }
+    }
 }
 
 /// The binlog event group (transaction) being read. Its framing lives in the emitter; this is
@@ -129,6 +142,19 @@ struct Group {
     /// PREPARE ends the group. Statements inside it (SAVEPOINT, ROLLBACK TO SAVEPOINT, the
     /// CREATE of a CREATE ... SELECT) do not.
     explicit: bool,
+    /// The group's first event's offset in its file.
+    pos: u64,
+    /// An XA transaction's group: its changes are held until the outcome ([`xa`]).
+    xa: Option<XaGroup>,
+}
+
+/// What an XA group keeps while it is read.
+struct XaGroup {
+    xid: Xid,
+    /// Where the log stood before the group: the checkpoint stays there until the outcome.
+    before: BinlogPosition,
+    held: Vec<Held>,
+    bytes: usize,
 }
 
 /// Where in the binlog an event sits: the parts of its `source` block that are not the table's.
@@ -153,7 +179,7 @@ impl Group {
             Some(g) => emitter.begin_at(format_args!("{file}:{pos} (gtid {g})"), ts_us)?,
             None => emitter.begin_at(format_args!("{file}:{pos}"), ts_us)?,
         }
-        Ok(Group { start: binlog_u64(file, pos), gtid, explicit })
+        Ok(Group { start: binlog_u64(file, pos), gtid, explicit, pos, xa: None })
     }
 
     /// The `source` block for the group's next event (row `row` of its rows event).
@@ -251,6 +277,7 @@ pub async fn run(
     // MINIMAL row metadata only: columns from information_schema, per table, until the next DDL.
     let mut schemas: HashMap<TableName, Table> = HashMap::new();
     let mut schema_conn: Option<mysql_async::Conn> = None;
+    let mut prepared = PreparedSet::new((my.xa_max_prepared_mb as usize) << 20);
     loop {
         if group.is_none() && snapshot.is_running() {
             // Between event groups: a chunk the stream has passed goes out here.
@@ -298,12 +325,20 @@ pub async fn run(
         match kind {
             mariadb_events::GTID => {
                 let g = mariadb_events::parse_gtid(ev.data()).map_err(|e| SourceError::Fatal(e.to_string()))?;
+                let xa = xa::maria_prepared_xid(ev.data()).map(|xid| XaGroup {
+                    xid,
+                    before: BinlogPosition { file: file.clone(), pos: event_start, gtid: gtid.text() },
+                    held: Vec::new(),
+                    bytes: 0,
+                });
                 if let GtidState::Maria(pos) = &mut gtid {
                     pos.update(g.domain_id, header.server_id(), g.seq_no);
                 }
                 let text = format!("{}-{}-{}", g.domain_id, header.server_id(), g.seq_no);
                 // A standalone GTID (DDL) has no BEGIN/COMMIT: its one statement ends it.
-                group = Some(Group::open(emitter, &file, event_start, ts_us, Some(text), !g.standalone())?);
+                let mut opened = Group::open(emitter, &file, event_start, ts_us, Some(text), !g.standalone())?;
+                opened.xa = xa;
+                group = Some(opened);
                 continue;
             }
             mariadb_events::GTID_LIST | mariadb_events::BINLOG_CHECKPOINT => {
@@ -389,7 +424,7 @@ pub async fn run(
                     // Row events always follow a BEGIN; tolerate a server that omits it.
                     group = Some(Group::open(emitter, &file, event_start, ts_us, None, true)?);
                 }
-                let Some(g) = group.as_ref() else { continue };
+                let Some(g) = group.as_mut() else { continue };
                 let changes =
                     guard::decode(|| format!("{file}:{event_start}"), || rows::row_changes(table, tme, &rows))
                         .and_then(|r| r)
@@ -401,6 +436,20 @@ pub async fn run(
                     continue;
                 }
                 let at = At { file: &file, pos: event_start, ts_us, server_id: header.server_id() };
+                if let Some(mut x) = g.xa.take() {
+                    // Held until the outcome; numbered within the group, as sent ones are.
+                    for c in changes {
+                        let source = g.source(table, &at, c.row_no, x.held.len() as u64);
+                        let change = change(table, c.op, c.before.as_ref(), c.after.as_ref(), &source);
+                        let record = emitter.render_held(&table.topic, &change.change()).await?;
+                        x.bytes += record.size();
+                        let table = TableName { db: table.db.clone(), name: table.name.clone() };
+                        x.held.push(Held { record, table });
+                    }
+                    prepared.reserve(x.bytes)?;
+                    g.xa = Some(x);
+                    continue;
+                }
                 let watched = snapshot.watched(&table.db, &table.name);
                 for c in changes {
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
@@ -410,8 +459,18 @@ pub async fn run(
                     }
                 }
             }
+            EventData::XaPrepareLogEvent(_) if group.as_ref().is_some_and(|g| g.xa.is_some()) => {
+                let Some(XaGroup { xid, before, held, .. }) = group.take().and_then(|g| g.xa) else { continue };
+                // Taken before the group's end is marked, so the checkpoint never passes it; a
+                // transaction that changed no captured table holds nothing back.
+                let hold = (!held.is_empty()).then(|| emitter.hold(Position::Mysql(before)));
+                tracing::debug!(%xid, changes = held.len(), "XA transaction prepared; its changes wait for XA COMMIT");
+                if let Some(stale) = prepared.prepare(xid, held, hold) {
+                    emitter.release(stale);
+                }
+                end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
+            }
             EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => match group.take() {
-                // An XA transaction's changes are emitted at its PREPARE, as a replica applies them.
                 Some(_) => end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?,
                 None => {
                     tracing::warn!(at = %format_args!("{file}:{event_start}"), "transaction end without a transaction start in the binlog; ignored")
@@ -420,6 +479,79 @@ pub async fn run(
             EventData::QueryEvent(qe) => {
                 let sql = qe.query();
                 let trimmed = sql.trim();
+                if let Some(statement) = xa::statement(trimmed) {
+                    let before = |g: &Group| BinlogPosition {
+                        file: file.clone(),
+                        pos: g.pos,
+                        gtid: gtid.text_without(g.gtid.as_deref()),
+                    };
+                    match statement {
+                        // MySQL opens an XA transaction's group with XA START.
+                        XaStatement::Start(xid) => match &mut group {
+                            Some(g) => {
+                                g.explicit = true;
+                                g.xa = Some(XaGroup { before: before(g), xid, held: Vec::new(), bytes: 0 });
+                            }
+                            None => {
+                                let mut g = Group::open(emitter, &file, event_start, ts_us, None, true)?;
+                                g.xa = Some(XaGroup { before: before(&g), xid, held: Vec::new(), bytes: 0 });
+                                group = Some(g);
+                            }
+                        },
+                        XaStatement::Commit { xid, one_phase } => {
+                            let Some(g) = group.as_mut() else { continue };
+                            let held = match g.xa.take() {
+                                // ONE PHASE ends the group that holds the changes.
+                                Some(x) if one_phase && x.xid == xid => Some(x.held),
+                                other => {
+                                    g.xa = other;
+                                    match prepared.take(&xid) {
+                                        Some((held, hold)) => {
+                                            if let Some(h) = hold {
+                                                emitter.release(h);
+                                            }
+                                            Some(held)
+                                        }
+                                        None => None,
+                                    }
+                                }
+                            };
+                            match held {
+                                Some(held) => {
+                                    for h in held {
+                                        emitter.send_held(&h.record).await?;
+                                        if let Some(id) = snapshot.watched(&h.table.db, &h.table.name) {
+                                            snapshot.record(id, g.start, h.record.key_identity());
+                                        }
+                                    }
+                                }
+                                None => {
+                                    tracing::warn!(%xid, at = %format_args!("{file}:{event_start}"), "XA COMMIT of a transaction whose XA PREPARE lies before where cdcd started reading: its changes were not captured. Re-snapshot the tables it changed (cdcd snapshot)")
+                                }
+                            }
+                            if !g.explicit || one_phase {
+                                group = None;
+                                end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
+                            }
+                        }
+                        XaStatement::Rollback(xid) => {
+                            if let Some((held, hold)) = prepared.take(&xid) {
+                                tracing::debug!(%xid, changes = held.len(), "XA transaction rolled back; its changes are dropped");
+                                if let Some(h) = hold {
+                                    emitter.release(h);
+                                }
+                            }
+                            if let Some(g) = group.take() {
+                                if g.explicit && g.xa.is_none() {
+                                    group = Some(g);
+                                } else {
+                                    end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let kind = classify_query(trimmed);
                 match kind {
                     QueryKind::Begin => {
@@ -535,22 +667,52 @@ async fn emit<C: super::values::Cells>(
     after: Option<&C>,
     source: &SourceBlock<'_>,
 ) -> Result<(), SessionError> {
-    let before_row = before.map(|cells| Row { table, cells });
-    let after_row = after.map(|cells| Row { table, cells });
+    emitter.emit(&table.topic, &change(table, op, before, after, source).change()).await
+}
+
+/// One change's rows and key, which its [`Change`] borrows.
+struct Parts<'a, C: super::values::Cells> {
+    table: &'a Table,
+    op: Op,
+    before: Option<Row<'a, C>>,
+    after: Option<Row<'a, C>>,
+    key: Option<Key<'a, C>>,
+    source: &'a SourceBlock<'a>,
+}
+
+fn change<'a, C: super::values::Cells>(
+    table: &'a Table,
+    op: Op,
+    before: Option<&'a C>,
+    after: Option<&'a C>,
+    source: &'a SourceBlock<'a>,
+) -> Parts<'a, C> {
     let key = match after.or(before) {
         Some(cells) if table.has_key() && op != Op::Truncate => Some(Key(Row { table, cells })),
         _ => None,
     };
-    let change = Change {
+    Parts {
+        table,
         op,
-        key: key.as_ref().map(|k| k as _),
-        before: before_row.as_ref().map(|r| r as _),
-        after: after_row.as_ref().map(|r| r as _),
+        before: before.map(|cells| Row { table, cells }),
+        after: after.map(|cells| Row { table, cells }),
+        key,
         source,
-        schema: table.typed.as_ref().map(|t| &t.schema),
-        ts_us: now_us(),
-    };
-    emitter.emit(&table.topic, &change).await
+    }
+}
+
+impl<C: super::values::Cells> Parts<'_, C> {
+    fn change(&self) -> Change<'_> {
+        Change {
+            op: self.op,
+            key: self.key.as_ref().map(|k| k as _),
+            before: self.before.as_ref().map(|r| r as _),
+            after: self.after.as_ref().map(|r| r as _),
+            source: self.source,
+            schema: self.table.typed.as_ref().map(|t| &t.schema),
+            ts_us: now_us(),
+        }
+    }
 }
 
 /// The fake ROTATE event that opens a stream (log position 0) arrives before the format
