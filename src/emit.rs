@@ -14,7 +14,6 @@ use crate::core::checkpoint::SourceIdentity;
 use crate::core::envelope::{Change, Encode, Op, Record, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
-use crate::core::recent_keys::{key_hash, Superseded};
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
@@ -150,25 +149,6 @@ impl Emitter {
     pub async fn emit(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
         self.render(topic, change).await?;
         self.send_rendered(topic, change.op).await
-    }
-
-    /// Sends one snapshot row unless the log superseded its key while it was read (a keyless
-    /// row only when the whole table was not); returns whether it was sent.
-    pub async fn emit_unless(
-        &mut self,
-        topic: &str,
-        change: &Change<'_>,
-        superseded: &Superseded,
-    ) -> Result<bool, SessionError> {
-        self.render(topic, change).await?;
-        let stale = superseded.all
-            || (!superseded.keys.is_empty()
-                && self.buf.key_identity().is_some_and(|k| superseded.contains(key_hash(k))));
-        if stale {
-            return Ok(false);
-        }
-        self.send_rendered(topic, change.op).await?;
-        Ok(true)
     }
 
     /// Encodes `change` into the record buffers. A value that does not fit its schema stops

@@ -120,6 +120,10 @@ pub enum SinkError {
     Config(String),
     #[error("delivery failed: {0}")]
     Delivery(String),
+    /// The broker refused a batch as too large; re-sending from the checkpoint one record at
+    /// a time tells which record it was.
+    #[error("{0}")]
+    Replay(String),
     #[error("{0}")]
     Io(String),
 }

@@ -202,7 +202,12 @@ async fn check(path: PathBuf) -> Result<(), Error> {
                     Ok(n) => say!("  ok    Kafka brokers {} reachable ({n} broker(s) in metadata)", k.brokers),
                     Err(e) => {
                         failed += 1;
-                        say!("  FAIL  Kafka brokers {}: {e}\n        fix: check sink.brokers and that the broker is running", k.brokers);
+                        // A TLS or SASL failure means the broker answered: its fix is in `e`.
+                        if cdcd::sink::kafka::security_fix(&e).is_some() {
+                            say!("  FAIL  Kafka brokers {}: {e}", k.brokers);
+                        } else {
+                            say!("  FAIL  Kafka brokers {}: {e}\n        fix: check sink.brokers and that the broker is running", k.brokers);
+                        }
                     }
                 }
             }

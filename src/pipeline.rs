@@ -105,6 +105,27 @@ async fn watch_backlog(
 }
 
 /// Runs one connector until shutdown (Ok) or a definite error, keeping `status` current.
+/// After a session ended early: waits until every record it sent is acknowledged (or refused),
+/// so the tracker holds only the next session's transactions. False when shutdown came first.
+async fn settle_in_flight(
+    tracker: &AckTracker,
+    emitter: &mut Emitter,
+    ck: &mut Checkpointer,
+    shutdown: &watch::Receiver<bool>,
+    name: &str,
+) -> Result<bool, Error> {
+    while tracker.in_flight() > 0 && !*shutdown.borrow() {
+        emitter.sink_mut().drain(tracker, Duration::from_secs(5)).await;
+        emitter.health().map_err(|source| Error::Sink { connector: name.to_string(), source })?;
+        ck.save()?;
+    }
+    if *shutdown.borrow() {
+        ck.save()?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 pub async fn run_connector(
     cfg: ConnectorConfig,
     source: Box<dyn Source>,
@@ -219,6 +240,9 @@ async fn run_sessions(
                         if let Some(reason) = tracker.failure() {
                             break Err(SessionError::Sink(SinkError::Delivery(reason)));
                         }
+                        if let Some(reason) = tracker.take_replay() {
+                            break Err(SessionError::Sink(SinkError::Replay(reason)));
+                        }
                     }
                 }
             }
@@ -243,15 +267,7 @@ async fn run_sessions(
                 status.set(State::Retrying);
                 counters.reconnect();
                 tracing::warn!(connector = %name, error = %e, retry_in_secs = backoff.as_secs(), "source session ended; resuming from the last checkpoint");
-                // Unacknowledged events will be re-read; wait for the broker before going on so
-                // the tracker holds only the next session's transactions.
-                while tracker.in_flight() > 0 && !*shutdown.borrow() {
-                    emitter.sink_mut().drain(&tracker, Duration::from_secs(5)).await;
-                    emitter.health().map_err(|source| Error::Sink { connector: name.clone(), source })?;
-                    ck.save()?;
-                }
-                if *shutdown.borrow() {
-                    ck.save()?;
+                if !settle_in_flight(&tracker, &mut emitter, &mut ck, &shutdown, &name).await? {
                     return match tracker.in_flight() {
                         0 => Ok(()),
                         left => Err(unacknowledged(left)),
@@ -264,6 +280,18 @@ async fn run_sessions(
                     _ = sd.changed() => return Ok(()),
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+            Err(SessionError::Sink(SinkError::Replay(reason))) => {
+                tracing::warn!(connector = %name, "{reason}; re-reading from the last checkpoint and sending one record at a time until past it, so that only a record too large on its own is refused (if this repeats for small records, the topic's max.message.bytes is below the producer's batch size: lower sink.properties \"batch.size\")");
+                if !settle_in_flight(&tracker, &mut emitter, &mut ck, &shutdown, &name).await? {
+                    return match tracker.in_flight() {
+                        0 => Ok(()),
+                        left => Err(unacknowledged(left)),
+                    };
+                }
+                let until = tracker.newest_committed();
+                tracker.abandon_open();
+                emitter.sink_mut().replay_isolated(until);
             }
             Err(SessionError::Source(source)) => return Err(Error::Source { connector: name, source }),
             Err(SessionError::Sink(source)) => return Err(Error::Sink { connector: name, source }),

@@ -16,6 +16,17 @@ fn topic_recs<'a>(recs: &'a [Rec], topic: &str) -> Vec<&'a Rec> {
     recs.iter().filter(|r| r.topic == topic).collect()
 }
 
+/// Column `col` of every snapshot read (`r`) of `topic`, sorted.
+fn snapshot_reads(recs: &[Rec], topic: &str, col: &str) -> Vec<i64> {
+    let mut v: Vec<i64> = topic_recs(recs, topic)
+        .iter()
+        .filter(|r| r.op() == Some("r"))
+        .filter_map(|r| r.value.as_ref()?["after"][col].as_i64())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_wildcard_over_a_pgbench_schema_captures_the_keyless_history_table() {
     let db = TestDb::create("keyless_pg").await;
@@ -142,5 +153,111 @@ async fn mariadb_keyless_tables_get_null_keys_or_configured_ones() {
     assert_eq!(u.value.as_ref().unwrap()["before"], json!({"a": 2, "b": "live"}), "full row image as before");
     let logk: Vec<_> = topic_recs(&recs, "klm.keyless_my.logk").iter().map(|r| r.key.clone()).collect();
     assert_eq!(logk, [Some(json!({"code": "pre"})), Some(json!({"code": "live"})), Some(json!({"code": "live"}))]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Issue 20, item 1: `key_columns` that are not unique are only the Kafka key. A keyless table
+/// keyed by a column shared by 30 rows each, a keyed table re-keyed the same way while a writer
+/// updates it, and a keyless table whose key columns a unique index proves unique, all
+/// snapshotted in chunks of 10: every row arrives, and per row the last event is the source's.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_non_unique_key_columns_lose_no_snapshot_row() {
+    let db = TestDb::create("nonunique_pg").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE k (g int NOT NULL, v int NOT NULL);
+         INSERT INTO k SELECT i % 2, i FROM generate_series(1, 60) i;
+         CREATE TABLE p (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);
+         INSERT INTO p SELECT i, i % 2, 0 FROM generate_series(1, 60) i;
+         CREATE TABLE u (code int NOT NULL UNIQUE, v int);
+         INSERT INTO u SELECT i, i FROM generate_series(1, 60) i;
+         ALTER TABLE k REPLICA IDENTITY FULL; ALTER TABLE u REPLICA IDENTITY FULL;",
+    )
+    .await
+    .unwrap();
+    let rig = Rig::new(
+        &db.url,
+        "nonuq",
+        r#"["public.k", "public.p", "public.u"]"#,
+        "snapshot_chunk_rows = 10\nsnapshot_workers = 2\n[source.key_columns]\n\"public.k\" = [\"g\"]\n\"public.p\" = [\"g\"]\n\"public.u\" = [\"code\"]\n",
+    );
+    let daemon = Daemon::start(&rig.cfg);
+    // Updates of p while its chunks are read: the stale snapshot copy must never come last.
+    for round in 1..=40 {
+        c.execute("UPDATE p SET v = $1 WHERE id % 7 = $2", &[&round, &(round % 7)]).await.unwrap();
+    }
+    let target: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+    wait_for_checkpoint(rig.dir.path(), "nonuq", &daemon, Duration::from_secs(90), |cp| {
+        cp["snapshot"]["tables"].as_array().is_some_and(|t| t.iter().all(|t| t["done"] == true))
+            && pg_lsn(cp["position"]["lsn"].as_str().unwrap_or("0/0")) >= pg_lsn(&target)
+    });
+    let recs = read_topics_to_end(&rig.broker.bootstrap, &["nonuq.public.k", "nonuq.public.p", "nonuq.public.u"], 60);
+    let reads = |topic: &str, col: &str| snapshot_reads(&recs, topic, col);
+    assert_eq!(reads("nonuq.public.k", "v"), (1..=60).collect::<Vec<_>>(), "log:\n{}", daemon.logs());
+    assert_eq!(reads("nonuq.public.u", "code"), (1..=60).collect::<Vec<_>>());
+    assert!(daemon.logs().contains("key_columns are not proven unique"), "{}", daemon.logs());
+    // p: per row (one partition per key g, so in order), the last event is the source's row.
+    let mut last = std::collections::BTreeMap::new();
+    for r in topic_recs(&recs, "nonuq.public.p") {
+        if let Some(after) = r.value.as_ref().map(|v| v["after"].clone()).filter(|a| !a.is_null()) {
+            last.insert(after["id"].as_i64().unwrap(), after["v"].as_i64().unwrap());
+        }
+    }
+    let source: std::collections::BTreeMap<i64, i64> =
+        c.query("SELECT id::int8, v::int8 FROM p", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(last, source, "log:\n{}", daemon.logs());
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Issue 20, item 1 on MariaDB: the same three tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_non_unique_key_columns_lose_no_snapshot_row() {
+    let mut c = mysql_db("nonunique_my").await;
+    c.query_drop(
+        "CREATE TABLE k (g int NOT NULL, v int NOT NULL);
+         CREATE TABLE p (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);
+         CREATE TABLE u (code int NOT NULL UNIQUE, v int);",
+    )
+    .await
+    .unwrap();
+    for i in 1..=60 {
+        c.exec_drop("INSERT INTO k VALUES (?, ?)", (i % 2, i)).await.unwrap();
+        c.exec_drop("INSERT INTO p VALUES (?, ?, 0)", (i, i % 2)).await.unwrap();
+        c.exec_drop("INSERT INTO u VALUES (?, ?)", (i, i)).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let cfg = write_mysql_config(
+        dir.path(),
+        "nonuqm",
+        r#"["nonunique_my.k", "nonunique_my.p", "nonunique_my.u"]"#,
+        5391,
+        &kafka_sink(&broker.bootstrap),
+        "snapshot_chunk_rows = 10\nsnapshot_workers = 2\n[source.key_columns]\n\"nonunique_my.k\" = [\"g\"]\n\"nonunique_my.p\" = [\"g\"]\n\"nonunique_my.u\" = [\"code\"]\n",
+    );
+    let daemon = Daemon::start(&cfg);
+    for round in 1..=40 {
+        c.exec_drop("UPDATE p SET v = ? WHERE id % 7 = ?", (round, round % 7)).await.unwrap();
+    }
+    let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    wait_for_checkpoint(dir.path(), "nonuqm", &daemon, Duration::from_secs(90), |cp| {
+        cp["snapshot"]["tables"].as_array().is_some_and(|t| t.iter().all(|t| t["done"] == true))
+            && maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+    });
+    let topics = ["nonuqm.nonunique_my.k", "nonuqm.nonunique_my.p", "nonuqm.nonunique_my.u"];
+    let recs = read_topics_to_end(&broker.bootstrap, &topics, 60);
+    let reads = |topic: &str, col: &str| snapshot_reads(&recs, topic, col);
+    assert_eq!(reads(topics[0], "v"), (1..=60).collect::<Vec<_>>(), "log:\n{}", daemon.logs());
+    assert_eq!(reads(topics[2], "code"), (1..=60).collect::<Vec<_>>());
+    assert!(daemon.logs().contains("key_columns are not proven unique"), "{}", daemon.logs());
+    let mut last = std::collections::BTreeMap::new();
+    for r in topic_recs(&recs, topics[1]) {
+        if let Some(after) = r.value.as_ref().map(|v| v["after"].clone()).filter(|a| !a.is_null()) {
+            last.insert(after["id"].as_i64().unwrap(), after["v"].as_i64().unwrap());
+        }
+    }
+    let source: std::collections::BTreeMap<i64, i64> =
+        c.query::<(i64, i64), _>("SELECT id, v FROM p").await.unwrap().into_iter().collect();
+    assert_eq!(last, source, "log:\n{}", daemon.logs());
     assert_eq!(daemon.stop(), Some(0));
 }

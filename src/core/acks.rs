@@ -41,6 +41,9 @@ struct Inner {
     /// The snapshot step the checkpoint store holds: chunks up to it are never read again.
     durable_step: u64,
     failure: Option<String>,
+    /// A refusal that re-sending differently may mend: the session re-reads from the
+    /// checkpoint (see [`AckTracker::refused_for_replay`]).
+    replay: Option<String>,
     in_flight: u64,
     failed_events: u64,
     /// Places the checkpoint may not pass, in the order they were taken (so the first is the
@@ -98,6 +101,35 @@ impl AckTracker {
         g.failure.get_or_insert(reason);
     }
 
+    /// One event of `txn` was refused in a way re-sending it differently may mend (the broker
+    /// refused a whole batch as too large, for one record in it or for their sum). As with
+    /// [`AckTracker::failed`] nothing at or after `txn` is confirmed in this session; the
+    /// pipeline ends it and re-reads from the checkpoint ([`AckTracker::take_replay`]).
+    pub fn refused_for_replay(&self, txn: TxnId, reason: String) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.failed = true;
+        }
+        g.replay.get_or_insert(reason);
+    }
+
+    /// Why the session must re-read from the checkpoint, once.
+    pub fn take_replay(&self) -> Option<String> {
+        self.lock().replay.take()
+    }
+
+    /// The newest position a transaction of this session committed at.
+    pub fn newest_committed(&self) -> Option<Position> {
+        self.lock().slots.iter().rev().find_map(|s| s.committed.clone())
+    }
+
+    /// The sink can deliver nothing (the broker refused its credentials): a failure with no
+    /// transaction of its own, which stops the connector like a failed event.
+    pub fn fail(&self, reason: String) {
+        self.lock().failure.get_or_insert(reason);
+    }
+
     /// `txn` has no more events; once they are all delivered, `position` may be checkpointed.
     /// `progress`, if any, is the snapshot progress this transaction completes (a chunk).
     pub fn commit(&self, txn: TxnId, position: Position, progress: Option<Arc<SnapshotProgress>>) {
@@ -141,6 +173,8 @@ impl AckTracker {
         g.base += n;
         g.confirmed = g.held_confirmed();
         g.holds.clear();
+        // What the abandoned transactions' refusals asked for is being done: the re-read.
+        g.replay = None;
     }
 
     /// Keeps the checkpoint at `at` (a transaction boundary the source passed) or before, until

@@ -8,22 +8,23 @@
 //! the broker refuses for good is handled by [`super::dead_letter`].
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 
 use super::dead_letter::{describe, refusal_fix, refuses_record, DeadLetterContext, DeadLetters};
 use crate::config::{property_string, KafkaSinkConfig};
 use crate::core::acks::{AckTracker, TxnId};
 use crate::core::envelope::Record;
 use crate::core::pause::{PauseClock, PauseReport};
+use crate::core::position::Position;
 use crate::error::SinkError;
 
 /// Producer settings cdcd relies on; a user may not weaken the first two.
@@ -42,11 +43,24 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("reconnect.backoff.max.ms", "5000"),
 ];
 
+/// How often a repeated broker error (a refused login, an unreachable broker) is logged again.
+const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 pub struct AckContext {
     tracker: Arc<AckTracker>,
     connector: String,
     delivery_errors: AtomicU64,
     dead_letters: Option<Arc<DeadLetters>>,
+    /// The broker refused the configured credentials or permissions: nothing will get through
+    /// until the configuration changes, so the connector stops.
+    definite: Mutex<Option<String>>,
+    /// When each kind of repeated error was last logged.
+    last_logged: Mutex<Vec<(&'static str, Instant)>>,
+    /// Records purged unsent at shutdown (reported in one line).
+    purged: AtomicU64,
+    /// Each record is sent alone and awaited (see [`KafkaSink::replay_isolated`]): a size
+    /// refusal then concerns that one record.
+    isolated: AtomicBool,
 }
 
 impl AckContext {
@@ -71,15 +85,73 @@ impl AckContext {
         if code.is_some_and(refuses_record) {
             reason.push_str("; fix: ");
             reason.push_str(refusal_fix());
+        } else if code.is_some_and(authorization_failure) {
+            reason.push_str(
+                "; fix: grant the sink's user WRITE (and DESCRIBE) on the topic, and IDEMPOTENT_WRITE on the cluster",
+            );
         }
         self.tracker.failed(txn, reason.clone());
         Err(reason)
     }
+
+    /// Whether an error of this `kind` should be logged now (at most once per interval).
+    fn log_now(&self, kind: &'static str) -> bool {
+        let mut last = self.last_logged.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match last.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, at)) if now.duration_since(*at) < REPEAT_LOG_INTERVAL => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                last.push((kind, now));
+                true
+            }
+        }
+    }
+
+    /// The broker refused the credentials: record it once, for the connector to stop on.
+    fn authentication_failed(&self, reason: &str) {
+        let mut definite = self.definite.lock().unwrap_or_else(|e| e.into_inner());
+        if definite.is_some() {
+            return;
+        }
+        let message = format!(
+            "the Kafka broker refused the sink's credentials ({reason}); check sasl.mechanism, sasl.username and sasl.password under [sink.properties] (and that the user exists on the broker). The connector stops: retrying cannot help"
+        );
+        tracing::error!(connector = %self.connector, "{message}");
+        self.tracker.fail(message.clone());
+        *definite = Some(message);
+    }
+}
+
+/// Whether librdkafka's error is the broker refusing the login itself.
+fn authentication_failure(error: &KafkaError, reason: &str) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    ) || reason.contains("SASL authentication error")
+        || reason.contains("Authentication failed")
+}
+
+/// Whether a delivery error is the broker refusing the user's permissions.
+fn authorization_failure(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+    )
 }
 
 impl ClientContext for AckContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         let c = &self.connector;
+        // librdkafka logs each failed connection attempt too; `error` below reports them once.
+        if security_fix(msg).is_some() || msg.contains("Connection refused") {
+            return tracing::debug!(connector = %c, facility = fac, "librdkafka: {msg}");
+        }
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 tracing::error!(connector = %c, facility = fac, "librdkafka: {msg}")
@@ -90,15 +162,20 @@ impl ClientContext for AckContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker-down and connection errors are expected during outages; librdkafka retries them.
-        // TLS and authentication failures are retried too, but they need the operator.
+        // A refused login is definite. Broker-down and connection errors are expected during
+        // outages and TLS errors may be a certificate being rolled: librdkafka retries those,
+        // and each kind is logged at most once a minute.
+        if authentication_failure(&error, reason) {
+            return self.authentication_failed(reason);
+        }
         match security_fix(reason) {
-            Some(fix) => {
-                tracing::error!(connector = %self.connector, "kafka: {error}: {reason}; {fix} (retrying; events are held, not dropped)")
+            Some(fix) if self.log_now("security") => {
+                tracing::error!(connector = %self.connector, "kafka: {error}: {reason}; {fix} (retrying; events are held, not dropped; repeated at most once a minute)")
             }
-            None => {
-                tracing::warn!(connector = %self.connector, "kafka: {error}: {reason} (retrying; events are held, not dropped)")
+            None if self.log_now("broker") => {
+                tracing::warn!(connector = %self.connector, "kafka: {error}: {reason} (retrying; events are held, not dropped; repeated at most once a minute)")
             }
+            _ => tracing::debug!(connector = %self.connector, "kafka: {error}: {reason}"),
         }
     }
 }
@@ -110,9 +187,34 @@ impl ProducerContext for AckContext {
         let txn = TxnId(opaque as u64);
         match result {
             Ok(_) => self.tracker.delivered(txn),
+            // Purged unsent at shutdown: re-read from the checkpoint next time; one summary line.
+            Err((err, _))
+                if matches!(
+                    err.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) =>
+            {
+                self.purged.fetch_add(1, Ordering::Relaxed);
+                self.tracker.failed(txn, "not delivered before the connector stopped".into());
+            }
+            // The broker refuses a whole batch when it is too large: innocent records with the
+            // guilty one, or none guilty (their sum was too large). Only a record refused
+            // alone is at fault, so the batch is sent again one record at a time.
+            Err((err, msg))
+                if err.rdkafka_error_code().is_some_and(refuses_record) && !self.isolated.load(Ordering::Relaxed) =>
+            {
+                let reason = format!(
+                    "the broker refused a batch of records as too large ({err}), among them {}",
+                    describe(msg.topic(), msg.key(), msg.payload())
+                );
+                tracing::debug!(connector = %self.connector, "{reason}");
+                self.tracker.refused_for_replay(txn, reason);
+            }
             Err((err, msg)) => {
                 if let Err(reason) = self.refused(txn, msg.topic(), msg.key(), msg.payload(), err) {
-                    tracing::error!(connector = %self.connector, "kafka delivery failed definitively: {reason}");
+                    if self.log_now("delivery") {
+                        tracing::error!(connector = %self.connector, "kafka delivery failed definitively: {reason}");
+                    }
                 }
             }
         }
@@ -124,6 +226,9 @@ pub struct KafkaSink {
     tracker: Arc<AckTracker>,
     limiter: Option<DefaultDirectRateLimiter>,
     connector: String,
+    /// While records are sent one at a time after a refused batch: until the checkpoint is
+    /// past this place (`None`: until it first moves).
+    isolate_until: Option<Option<Position>>,
 }
 
 impl KafkaSink {
@@ -148,19 +253,67 @@ impl KafkaSink {
             connector: connector.to_string(),
             delivery_errors: AtomicU64::new(0),
             dead_letters,
+            definite: Mutex::new(None),
+            last_logged: Mutex::new(Vec::new()),
+            purged: AtomicU64::new(0),
+            isolated: AtomicBool::new(false),
         };
         let producer: ThreadedProducer<AckContext> = client_config
             .create_with_context(context)
             .map_err(|e| SinkError::Config(format!("cannot create Kafka producer: {e}")))?;
         let limiter =
             cfg.max_events_per_second.and_then(NonZeroU32::new).map(|n| RateLimiter::direct(Quota::per_second(n)));
-        Ok(Self { producer, tracker, limiter, connector: connector.to_string() })
+        Ok(Self { producer, tracker, limiter, connector: connector.to_string(), isolate_until: None })
+    }
+
+    /// After the broker refused a batch as too large: until the checkpoint passes `until`
+    /// (the furthest place the failed session committed), each record is sent alone and its
+    /// delivery awaited, so a refusal names the one record at fault and its neighbours go
+    /// through in order.
+    pub fn replay_isolated(&mut self, until: Option<Position>) {
+        self.producer.context().isolated.store(true, Ordering::Relaxed);
+        self.isolate_until = Some(until);
+    }
+
+    /// Ends isolation once the checkpoint is past where it was asked for.
+    fn isolation_over(&mut self) -> bool {
+        let Some(until) = &self.isolate_until else { return true };
+        let past = match (self.tracker.confirmed(), until) {
+            (Some(c), Some(u)) => c.partial_cmp(u) == Some(std::cmp::Ordering::Greater),
+            (c, None) => c.is_some(),
+            (None, Some(_)) => false,
+        };
+        if past {
+            tracing::info!(connector = %self.connector, "past the refused batch; records are batched again");
+            self.producer.context().isolated.store(false, Ordering::Relaxed);
+            self.isolate_until = None;
+        }
+        past
+    }
+
+    /// Waits until every record handed over is acknowledged (or refused).
+    async fn await_deliveries(&self) -> Result<(), SinkError> {
+        while self.tracker.in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.health()?;
+        }
+        Ok(())
     }
 
     pub async fn send(&mut self, record: Record<'_>, txn: TxnId) -> Result<(), SinkError> {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
+        if !self.isolation_over() {
+            self.queue(record, txn).await?;
+            // Its own batch: nothing else is queued until it is acknowledged or refused.
+            let _ = self.producer.flush(Duration::ZERO);
+            return self.await_deliveries().await;
+        }
+        self.queue(record, txn).await
+    }
+
+    async fn queue(&mut self, record: Record<'_>, txn: TxnId) -> Result<(), SinkError> {
         self.tracker.expect(txn);
         let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(record.topic, txn.0 as usize);
         if let Some(k) = record.key {
@@ -205,7 +358,15 @@ impl KafkaSink {
         }
     }
 
+    /// A failure no retry can mend (the broker refused the credentials), once seen.
+    pub fn definite_failure(&self) -> Option<String> {
+        self.producer.context().definite.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn health(&self) -> Result<(), SinkError> {
+        if let Some(reason) = self.definite_failure() {
+            return Err(SinkError::Delivery(reason));
+        }
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             return Err(SinkError::Delivery(format!("Kafka producer hit a fatal error ({code:?}): {reason}")));
         }
@@ -215,9 +376,15 @@ impl KafkaSink {
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {
-        let _ = self.producer.flush(Duration::from_secs(0));
+        // What the drain could not deliver is purged here; its delivery reports count it.
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let _ = self.producer.flush(Duration::from_secs(1));
         if let Some(dlq) = &self.producer.context().dead_letters {
             dlq.flush();
+        }
+        let purged = self.producer.context().purged.load(Ordering::Relaxed);
+        if purged > 0 {
+            tracing::warn!(connector = %self.connector, records = purged, "records not delivered before the connector stopped were dropped from the producer queue; they are re-read from the checkpoint on the next start, nothing is lost");
         }
     }
 }

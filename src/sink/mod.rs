@@ -43,6 +43,14 @@ impl Sink {
         }
     }
 
+    /// After a batch the broker refused: send one record at a time until the checkpoint is
+    /// past `until` (see `KafkaSink::replay_isolated`).
+    pub fn replay_isolated(&mut self, until: Option<crate::core::position::Position>) {
+        if let Sink::Kafka(k) = self {
+            k.replay_isolated(until);
+        }
+    }
+
     /// A definite, unrecoverable sink failure noticed outside a delivery report, if any.
     pub fn health(&self) -> Result<(), SinkError> {
         match self {
@@ -60,7 +68,8 @@ impl Sink {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = tracker.in_flight();
-            if left == 0 || tokio::time::Instant::now() >= deadline {
+            let hopeless = matches!(self, Sink::Kafka(k) if k.definite_failure().is_some());
+            if left == 0 || hopeless || tokio::time::Instant::now() >= deadline {
                 return left;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

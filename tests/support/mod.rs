@@ -5,8 +5,10 @@
 
 pub mod debezium;
 pub mod http;
+pub mod kafka;
 pub mod own_server;
 pub mod proxy;
+pub mod random_workload;
 pub mod registry;
 pub mod workload;
 

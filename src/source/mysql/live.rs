@@ -14,7 +14,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Value};
 
 use super::snapshot::{Snapshotter, TableSetup};
-use super::table::{table_from_information_schema, Context, Table};
+use super::table::{chunk_key, table_from_information_schema, Context, Table};
 use super::{connect, included, my_err, statements, TableName};
 use crate::config::MysqlSourceConfig;
 use crate::core::snapshot::SnapshotProgress;
@@ -142,7 +142,8 @@ pub async fn table_setup(conn: &mut Conn, t: &TableName, ctx: &Context) -> Resul
         )
         .await
         .map_err(|e| my_err("snapshot: reading the table estimate", e))?;
-    Ok(TableSetup { name: t.clone(), table: Arc::new(table), estimate: estimate.flatten().unwrap_or(0) })
+    let chunk_key = chunk_key(conn, t, &table).await?;
+    Ok(TableSetup { name: t.clone(), table: Arc::new(table), chunk_key, estimate: estimate.flatten().unwrap_or(0) })
 }
 
 /// The configured signal table, which must exist with Debezium's columns.

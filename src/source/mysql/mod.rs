@@ -437,7 +437,8 @@ async fn snapshot_setups(
         let Some(t) = tables.iter().find(|t| t.to_string() == p.table) else { continue };
         let table = table::table_from_information_schema(conn, t, ctx).await?;
         let estimate = estimates.iter().find(|(d, n, _)| d == &t.db && n == &t.name).and_then(|e| e.2).unwrap_or(0);
-        setups.push(snapshot::TableSetup { name: t.clone(), table: Arc::new(table), estimate });
+        let chunk_key = table::chunk_key(conn, t, &table).await?;
+        setups.push(snapshot::TableSetup { name: t.clone(), table: Arc::new(table), chunk_key, estimate });
     }
     Ok(setups)
 }

@@ -18,7 +18,7 @@ use super::mariadb_events::{self, MariaGtidPos};
 use super::snapshot::Snapshotter;
 use super::statements::{classify_query, truncated_table, QueryKind};
 use super::table::{self, table_from_information_schema, Context, Table};
-use super::values::{Key, Row};
+use super::values::{Identity, Key, Row};
 use super::xa::{self, Held, PreparedSet, XaStatement, Xid};
 use super::{connect, included, my_err, ServerInfo, TableName};
 use super::{guard, rows};
@@ -443,8 +443,13 @@ pub async fn run(
                         let change = change(table, c.op, c.before.as_ref(), c.after.as_ref(), &source);
                         let record = emitter.render_held(&table.topic, &change.change()).await?;
                         x.bytes += record.size();
+                        let identity = if table.identity == table.key {
+                            record.key_identity().map(<[u8]>::to_vec)
+                        } else {
+                            identity_of(table, c.after.as_ref().or(c.before.as_ref()))
+                        };
                         let table = TableName { db: table.db.clone(), name: table.name.clone() };
-                        x.held.push(Held { record, table });
+                        x.held.push(Held { record, table, identity });
                     }
                     prepared.reserve(x.bytes)?;
                     g.xa = Some(x);
@@ -455,7 +460,14 @@ pub async fn run(
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
                     if let Some(id) = watched {
-                        snapshot.record(id, g.start, emitter.last_key());
+                        // Snapshot chunks are told apart by identity, which is the message key
+                        // unless `key_columns` replaced a primary key.
+                        if table.identity == table.key {
+                            snapshot.record(id, g.start, emitter.last_key());
+                        } else {
+                            let identity = identity_of(table, c.after.as_ref().or(c.before.as_ref()));
+                            snapshot.record(id, g.start, identity.as_deref());
+                        }
                     }
                 }
             }
@@ -521,7 +533,7 @@ pub async fn run(
                                     for h in held {
                                         emitter.send_held(&h.record).await?;
                                         if let Some(id) = snapshot.watched(&h.table.db, &h.table.name) {
-                                            snapshot.record(id, g.start, h.record.key_identity());
+                                            snapshot.record(id, g.start, h.identity.as_deref());
                                         }
                                     }
                                 }
@@ -668,6 +680,14 @@ async fn emit<C: super::values::Cells>(
     source: &SourceBlock<'_>,
 ) -> Result<(), SessionError> {
     emitter.emit(&table.topic, &change(table, op, before, after, source).change()).await
+}
+
+/// A changed row's identity (see [`Table::identity`]) in JSON, `None` without one.
+fn identity_of<C: super::values::Cells>(table: &Table, row: Option<&C>) -> Option<Vec<u8>> {
+    let cells = row.filter(|_| !table.identity.is_empty())?;
+    let mut out = Vec::new();
+    Identity(Row { table, cells }).write_json(&mut out);
+    Some(out)
 }
 
 /// One change's rows and key, which its [`Change`] borrows.

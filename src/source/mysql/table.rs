@@ -84,6 +84,9 @@ pub struct Table {
     pub topic: String,
     pub columns: Vec<Column>,
     pub key: Vec<usize>,
+    /// What tells rows apart to snapshot deduplication: the primary key, else the configured
+    /// key columns. Unlike `key`, never replaced by `key_columns` that need not be unique.
+    pub identity: Vec<usize>,
     /// `{"version":..,"connector":..,"name":..,"db":..,"table":..`, pre-rendered.
     pub source_prefix: Vec<u8>,
     /// Present when the sink uses a typed encoding.
@@ -105,7 +108,16 @@ impl Table {
         json::write_str(&mut p, name);
         let topic = format!("{}.{}.{}", ctx.topic_prefix, db, name);
         let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &key, &opts, ctx)));
-        Table { db: db.to_string(), name: name.to_string(), topic, columns, key, source_prefix: p, typed }
+        let identity = key.clone();
+        Table { db: db.to_string(), name: name.to_string(), topic, columns, key, identity, source_prefix: p, typed }
+    }
+
+    /// The table's own primary key, when `key` may be configured columns instead.
+    pub fn with_primary_key(mut self, pk: Vec<usize>) -> Self {
+        if !pk.is_empty() {
+            self.identity = pk;
+        }
+        self
     }
 
     pub fn has_key(&self) -> bool {
@@ -350,13 +362,16 @@ pub fn from_table_map(
         let nullable = tme.null_bitmask().get(i).is_some_and(|b| *b);
         columns.push(Column::with_detail(name, kind, detail_from_table_map(*t, meta, nullable)));
     }
-    let key = ctx.key_indexes(&db, &name, &columns, pk).map_err(TableMapError::KeyColumns)?;
+    let key = ctx.key_indexes(&db, &name, &columns, pk.clone()).map_err(TableMapError::KeyColumns)?;
+    let identity = if pk.is_empty() { &key } else { &pk };
     // A table map precedes every transaction's rows; an unchanged table keeps what was built
     // for it (the typed schemas above all, whose registry ids are cached by fingerprint).
-    if let Some(p) = previous.filter(|p| p.db == db && p.name == name && p.columns == columns && p.key == key) {
+    if let Some(p) = previous
+        .filter(|p| p.db == db && p.name == name && p.columns == columns && p.key == key && &p.identity == identity)
+    {
         return Ok(p.clone());
     }
-    Ok(Table::new(&db, &name, columns, key, ctx))
+    Ok(Table::new(&db, &name, columns, key, ctx).with_primary_key(pk))
 }
 
 /// With MINIMAL row metadata: `schema` (from information_schema) names the columns. Its
@@ -533,9 +548,46 @@ pub async fn table_from_information_schema(
         )
         .await
         .map_err(q)?;
-    let pk = pk.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
-    let key = ctx.key_indexes(&t.db, &t.name, &columns, pk).map_err(SourceError::Fatal)?;
-    Ok(Table::new(&t.db, &t.name, columns, key, ctx))
+    let pk: Vec<usize> = pk.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let key = ctx.key_indexes(&t.db, &t.name, &columns, pk.clone()).map_err(SourceError::Fatal)?;
+    Ok(Table::new(&t.db, &t.name, columns, key, ctx).with_primary_key(pk))
+}
+
+/// The columns snapshot chunks of `table` are cut by: its identity when that is unique and
+/// never null (a primary key, or `key_columns` a unique index proves unique); else none, and
+/// the table is read whole, since resuming at `key > last` would skip rows sharing the last key.
+pub async fn chunk_key(conn: &mut mysql_async::Conn, t: &TableName, table: &Table) -> Result<Vec<usize>, SourceError> {
+    if table.identity.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = |e| my_err("reading unique indexes", e);
+    let names: Vec<&str> = table.identity.iter().map(|&i| table.columns[i].name.as_str()).collect();
+    let not_null = table.identity.iter().all(|&i| !table.columns[i].detail.nullable);
+    // Every column of every unique index (a primary key is one too). A prefix (`sub_part`)
+    // makes an index unique over the prefix only, which proves nothing about the column.
+    let unique: Vec<(String, Option<String>, Option<u64>)> = conn
+        .exec(
+            "SELECT index_name, column_name, sub_part FROM information_schema.statistics \
+             WHERE table_schema = ? AND table_name = ? AND non_unique = 0",
+            (&t.db, &t.name),
+        )
+        .await
+        .map_err(q)?;
+    let mut indexes: std::collections::BTreeMap<&str, bool> = Default::default();
+    for (index, column, sub_part) in &unique {
+        let covered = sub_part.is_none() && column.as_deref().is_some_and(|c| names.contains(&c));
+        *indexes.entry(index.as_str()).or_insert(true) &= covered;
+    }
+    let proven = indexes.values().any(|&covered| covered);
+    if not_null && proven {
+        return Ok(table.identity.clone());
+    }
+    tracing::info!(
+        table = %t,
+        key_columns = %names.join(", "),
+        "snapshot: key_columns are not proven unique (no unique index over non-null columns among them), so the table is read in one consistent read; they remain the Kafka message key"
+    );
+    Ok(Vec::new())
 }
 
 #[cfg(test)]

@@ -150,17 +150,31 @@ pub struct Key<'a, C: Cells>(pub Row<'a, C>);
 
 impl<C: Cells> WriteJson for Key<'_, C> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
-        for (n, &i) in self.0.table.key.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            let col = &self.0.table.columns[i];
-            out.extend_from_slice(&col.json_key);
-            self.0.cells.write_cell(i, &col.kind, out);
-        }
-        out.push(b'}');
+        write_json_columns(&self.0, &self.0.table.key, out);
     }
+}
+
+/// The row's identity (see [`Table::identity`]) in the message key's JSON form, so that where
+/// the two are the same columns their bytes are the same too.
+pub struct Identity<'a, C: Cells>(pub Row<'a, C>);
+
+impl<C: Cells> WriteJson for Identity<'_, C> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_columns(&self.0, &self.0.table.identity, out);
+    }
+}
+
+fn write_json_columns<C: Cells>(row: &Row<'_, C>, columns: &[usize], out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (n, &i) in columns.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let col = &row.table.columns[i];
+        out.extend_from_slice(&col.json_key);
+        row.cells.write_cell(i, &col.kind, out);
+    }
+    out.push(b'}');
 }
 
 /// Renders the key of `cells` alone, for comparing old and new keys of an update.

@@ -22,6 +22,8 @@ use crate::error::SourceError;
 pub struct Held {
     pub record: HeldRecord,
     pub table: TableName,
+    /// The row's identity for snapshot deduplication (see `Table::identity`).
+    pub identity: Option<Vec<u8>>,
 }
 
 /// An XA transaction id, as `gtrid-hex,bqual-hex,formatID`, however the log spelled it.

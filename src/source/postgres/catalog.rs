@@ -279,6 +279,24 @@ impl Catalog {
         Ok(TableMeta { oid, table, columns, key, replica_identity, has_primary_key })
     }
 
+    /// Key-column sets of the table's valid unique indexes (no expressions, no predicate).
+    pub async fn unique_column_sets(&mut self, oid: u32) -> Result<Vec<Vec<String>>, SourceError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i \
+                 JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND k.ord <= i.indnkeyatts \
+                 AND i.indpred IS NULL AND i.indexprs IS NULL \
+                 GROUP BY i.indexrelid",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_err("reading unique indexes", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The type of a column of type `oid` with modifier `typmod`, as both encodings need it
     /// (cdcd's JSON through [`super::values::kind_of`], Debezium's through the typed mapping): domains
     /// resolved to their base type (and its modifier), arrays with their element type, enums

@@ -57,8 +57,12 @@ pub struct Relation {
     pub table: TableRef,
     pub topic: String,
     pub columns: Vec<Column>,
-    /// Indexes into `columns` of the message-key columns (primary key).
+    /// Indexes into `columns` of the message-key columns (primary key, or `key_columns`).
     pub key: Vec<usize>,
+    /// What tells rows apart to snapshot deduplication: the table's own key (primary key or
+    /// replica-identity index), else the configured key columns. Unlike `key`, never replaced
+    /// by `key_columns` that need not be unique.
+    pub identity: Vec<usize>,
     source_prefix: Vec<u8>,
     connector: String,
     db: String,
@@ -79,7 +83,8 @@ impl Relation {
         let opts = ctx.typed.unwrap_or_default();
         let own_key: Vec<usize> = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        let key = ctx.keys.resolve(&table.schema, &table.name, &names, own_key).map_err(SourceError::Fatal)?;
+        let key = ctx.keys.resolve(&table.schema, &table.name, &names, own_key.clone()).map_err(SourceError::Fatal)?;
+        let identity = if own_key.is_empty() { key.clone() } else { own_key };
         let columns: Vec<Column> = columns
             .into_iter()
             .enumerate()
@@ -119,6 +124,7 @@ impl Relation {
             topic,
             columns,
             key,
+            identity,
             source_prefix: p,
             connector: ctx.connector.clone(),
             db: ctx.db.clone(),
@@ -157,18 +163,31 @@ pub struct Key<'a>(pub Row<'a>);
 
 impl WriteJson for Key<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let r = &self.0;
-        out.push(b'{');
-        for (n, &i) in r.rel.key.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            let col = &r.rel.columns[i];
-            out.extend_from_slice(&col.json_key);
-            write_cell(out, col, r.cells.get(i).copied().unwrap_or(Cell::Null), r.data);
-        }
-        out.push(b'}');
+        write_columns(out, &self.0, &self.0.rel.key);
     }
+}
+
+/// The row's identity (see [`Relation::identity`]) in the message key's JSON form, so that
+/// where the two are the same columns their bytes are the same too.
+pub struct Identity<'a>(pub Row<'a>);
+
+impl WriteJson for Identity<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_columns(out, &self.0, &self.0.rel.identity);
+    }
+}
+
+fn write_columns(out: &mut Vec<u8>, r: &Row<'_>, columns: &[usize]) {
+    out.push(b'{');
+    for (n, &i) in columns.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let col = &r.rel.columns[i];
+        out.extend_from_slice(&col.json_key);
+        write_cell(out, col, r.cells.get(i).copied().unwrap_or(Cell::Null), r.data);
+    }
+    out.push(b'}');
 }
 
 impl WriteTyped for Row<'_> {

@@ -14,10 +14,10 @@ use super::conn::{ReplicationReader, ReplicationWriter};
 use super::live::LiveTables;
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
-use super::relation::{ColumnDef, Key, Relation, Row, SourceBlock, SourceContext};
+use super::relation::{ColumnDef, Identity, Key, Relation, Row, SourceBlock, SourceContext};
 use super::snapshot::Snapshotter;
 use super::values::kind_of;
-use crate::core::envelope::{now_us, Change, Op};
+use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{Lsn, Position};
 use crate::core::snapshot::SnapshotMarker;
 use crate::emit::Emitter;
@@ -52,6 +52,8 @@ pub struct Streamer<'a> {
     old: Vec<Cell>,
     new: Vec<Cell>,
     merged: Vec<Cell>,
+    /// A changed row's identity, where it is not its message key.
+    identity_scratch: Vec<u8>,
     last_mark: Lsn,
     /// Bound on catalog lookups made while streaming (same as the connection's).
     timeout: Duration,
@@ -76,6 +78,7 @@ impl<'a> Streamer<'a> {
             old: Vec::new(),
             new: Vec::new(),
             merged: Vec::new(),
+            identity_scratch: Vec::new(),
             last_mark: resume_at,
             timeout: Duration::from_secs(30),
             snapshot: None,
@@ -402,8 +405,19 @@ impl<'a> Streamer<'a> {
         let (commit_lsn, xid) = (txn.final_lsn, txn.xid);
         self.emitter.emit(&rel.topic, &change).await?;
         if op != Op::Truncate {
-            if let Some(s) = &mut self.snapshot {
-                s.record(rel_id, commit_lsn, xid, self.emitter.last_key());
+            if let Some(s) = self.snapshot.as_mut().filter(|s| s.watches(rel_id)) {
+                // Snapshot chunks are told apart by identity, which is the message key unless
+                // `key_columns` replaced a primary key.
+                let identity = if rel.identity == rel.key {
+                    self.emitter.last_key()
+                } else {
+                    self.identity_scratch.clear();
+                    if let Some(t) = key_tuple.filter(|_| !rel.identity.is_empty()) {
+                        Identity(Row { rel, cells: pick(t), data }).write_json(&mut self.identity_scratch);
+                    }
+                    (!self.identity_scratch.is_empty()).then_some(self.identity_scratch.as_slice())
+                };
+                s.record(rel_id, commit_lsn, xid, identity);
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::table::Table;
-use super::values::{Key, Row, TextCells};
+use super::values::{Identity, Key, Row, TextCells};
 use super::TableName;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{BinlogPosition, Position};
@@ -28,12 +28,17 @@ use reader::{ChunkRead, ReadSettings, TablePlan};
 pub struct TableSetup {
     pub name: TableName,
     pub table: Arc<Table>,
+    /// The unique, non-null columns chunks are cut by (`table::chunk_key`); empty: the table
+    /// is read whole.
+    pub chunk_key: Vec<usize>,
     pub estimate: u64,
 }
 
 struct TableRun {
     table: Arc<Table>,
     kind: SnapshotKind,
+    /// Cut by a unique key, so the binlog's changes supersede chunk rows by key (else by table).
+    keyed: bool,
 }
 
 pub struct Snapshotter {
@@ -66,12 +71,18 @@ impl Snapshotter {
         let name = setup.name.to_string();
         let Some(p) = self.engine.ledger().progress().table(&name) else { return false };
         let kind = p.kind;
-        let plan = TablePlan { name: setup.name.clone(), table: setup.table.clone(), filter: p.filter.clone() };
+        let keyed = !setup.chunk_key.is_empty();
+        let plan = TablePlan {
+            name: setup.name.clone(),
+            table: setup.table.clone(),
+            filter: p.filter.clone(),
+            chunk_key: setup.chunk_key,
+        };
         let Some(index) = self.engine.add(&name, setup.estimate, plan) else { return false };
         debug_assert_eq!(index, self.runs.len());
         let next_id = self.ids.len() as u32;
         self.ids.entry((setup.table.db.clone(), setup.table.name.clone())).or_insert(next_id);
-        self.runs.push(TableRun { table: setup.table, kind });
+        self.runs.push(TableRun { table: setup.table, kind, keyed });
         true
     }
 
@@ -151,15 +162,15 @@ impl Snapshotter {
         here: &BinlogPosition,
     ) -> Result<(), SessionError> {
         let idx = chunk.job.table;
-        let (table, kind) = (self.runs[idx].table.clone(), self.runs[idx].kind);
+        let (table, kind, keyed) = (self.runs[idx].table.clone(), self.runs[idx].kind, self.runs[idx].keyed);
         let id = self.ids.get(&(table.db.clone(), table.name.clone())).copied().unwrap_or(u32::MAX);
         let Some(superseded) = self.engine.superseded(id, &chunk, |_| false) else {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
-        let n = chunk.rows.rows.len();
-        let first = (0..n).find(|&i| self.kept(&table, &chunk.rows.rows[i], &superseded));
-        let last = (0..n).rev().find(|&i| self.kept(&table, &chunk.rows.rows[i], &superseded));
+        let kept: Vec<bool> = chunk.rows.rows.iter().map(|c| self.kept(&table, keyed, c, &superseded)).collect();
+        let first = kept.iter().position(|&k| k);
+        let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
         emitter.begin(format_args!(
             "snapshot chunk {} of {} at {}:{}",
@@ -172,7 +183,7 @@ impl Snapshotter {
         let mut emitted = 0u64;
         // One processing time for the chunk: reading the clock per row costs more than the row.
         let emitted_at = now_us();
-        for (i, cells) in chunk.rows.rows.iter().enumerate() {
+        for (i, cells) in chunk.rows.rows.iter().enumerate().filter(|(i, _)| kept[*i]) {
             let (is_first, is_last) = (Some(i) == first, Some(i) == last);
             let marker =
                 if is_first || is_last { self.engine.ledger().marker(&outcome, is_first, is_last) } else { plain };
@@ -199,22 +210,25 @@ impl Snapshotter {
                 schema: table.typed.as_ref().map(|t| &t.schema),
                 ts_us: emitted_at,
             };
-            if emitter.emit_unless(&table.topic, &change, &superseded).await? {
-                emitted += 1;
-            }
+            emitter.emit(&table.topic, &change).await?;
+            emitted += 1;
         }
         let progress = self.engine.ledger_mut().finish(outcome, emitted);
         emitter.commit_with(Position::Mysql(here.clone()), Some(progress))?;
         Ok(())
     }
 
-    /// Whether `cells` survive the binlog's changes.
-    fn kept(&mut self, table: &Table, cells: &TextCells, superseded: &Superseded) -> bool {
-        if !table.has_key() {
-            return !superseded.all;
+    /// Whether `cells` survive the binlog's changes: by the row's identity when the table is
+    /// cut by a unique key, else only a TRUNCATE drops it.
+    fn kept(&mut self, table: &Table, keyed: bool, cells: &TextCells, superseded: &Superseded) -> bool {
+        if superseded.all {
+            return false;
+        }
+        if !keyed || superseded.keys.is_empty() {
+            return true;
         }
         self.key_scratch.clear();
-        Key(Row { table, cells }).write_json(&mut self.key_scratch);
+        Identity(Row { table, cells }).write_json(&mut self.key_scratch);
         !superseded.contains(key_hash(&self.key_scratch))
     }
 }

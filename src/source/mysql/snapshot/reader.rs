@@ -35,11 +35,13 @@ pub struct TablePlan {
     pub name: TableName,
     pub table: Arc<Table>,
     pub filter: Option<String>,
+    /// Indexes of the unique, non-null columns chunks are cut by; empty: read whole.
+    pub chunk_key: Vec<usize>,
 }
 
 impl TablePlan {
     fn keyed(&self) -> bool {
-        self.table.has_key()
+        !self.chunk_key.is_empty()
     }
 
     fn from(&self) -> String {
@@ -47,14 +49,14 @@ impl TablePlan {
     }
 
     fn order_by(&self) -> String {
-        self.table.key.iter().map(|&i| quote(&self.table.columns[i].name)).collect::<Vec<_>>().join(", ")
+        self.chunk_key.iter().map(|&i| quote(&self.table.columns[i].name)).collect::<Vec<_>>().join(", ")
     }
 
     /// A key value as an SQL literal. Integers go in as numbers (a string would be compared as
     /// a double and lose precision past 2^53); everything else as a string in the column's
     /// collation, which is also the order `ORDER BY` walks.
     fn literal(&self, key_pos: usize, text: &str, no_backslash_escapes: bool) -> Result<String, SourceError> {
-        let col = &self.table.columns[self.table.key[key_pos]];
+        let col = &self.table.columns[self.chunk_key[key_pos]];
         let bad = || SourceError::Fatal(format!("snapshot of {}: cannot resume at key value {text:?}", self.name));
         Ok(match col.kind {
             Kind::Int { unsigned: true, .. } => {
@@ -72,9 +74,9 @@ impl TablePlan {
     /// range optimizer uses the primary key (row-value comparisons are not always range-scanned).
     fn compare(&self, values: &[String], strict: &str, last: &str, nbe: bool) -> Result<String, SourceError> {
         let mut cond = String::new();
-        let n = self.table.key.len().min(values.len());
+        let n = self.chunk_key.len().min(values.len());
         for i in (0..n).rev() {
-            let col = quote(&self.table.columns[self.table.key[i]].name);
+            let col = quote(&self.table.columns[self.chunk_key[i]].name);
             let lit = self.literal(i, &values[i], nbe)?;
             cond = if i == n - 1 {
                 format!("{col} {last} {lit}")
@@ -287,8 +289,7 @@ pub fn text_cells(row: mysql_async::Row) -> TextCells {
 
 /// The key of a row as text for the checkpoint (binary keys in hex).
 fn key_text(t: &TablePlan, cells: &TextCells) -> Result<Vec<String>, SourceError> {
-    t.table
-        .key
+    t.chunk_key
         .iter()
         .map(|&i| {
             let bytes = cells.0.get(i).and_then(Option::as_deref).ok_or_else(|| {
@@ -325,11 +326,12 @@ mod tests {
         };
         let columns: Vec<Column> =
             key_kinds.iter().enumerate().map(|(i, k)| Column::new(format!("k{i}"), k.clone())).collect();
-        let key = (0..columns.len()).collect();
+        let key: Vec<usize> = (0..columns.len()).collect();
         TablePlan {
             name: TableName { db: "d".into(), name: "t".into() },
-            table: Arc::new(Table::new("d", "t", columns, key, &ctx)),
+            table: Arc::new(Table::new("d", "t", columns, key.clone(), &ctx)),
             filter: None,
+            chunk_key: key,
         }
     }
 

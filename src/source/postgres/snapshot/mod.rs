@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::catalog::{sql_err, Catalog, TableRef};
-use super::relation::{ColumnDef, Key, Relation, Row, SourceBlock, SourceContext};
+use super::relation::{ColumnDef, Identity, Key, Relation, Row, SourceBlock, SourceContext};
 use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{Lsn, Position};
@@ -37,13 +37,18 @@ struct TableRun {
     oid: u32,
     rel: Arc<Relation>,
     kind: SnapshotKind,
+    /// Cut by a unique key, so the log's changes supersede chunk rows by key (else by table).
+    keyed: bool,
 }
 
 /// What the tables to read need from the session that starts them.
 pub struct TableSetup {
     pub table: TableRef,
     pub rel: Arc<Relation>,
-    /// Without a key: the table's size in blocks and blocks per chunk.
+    /// The unique, non-null columns chunks are cut by (the relation's identity when it is
+    /// one); empty: by `ctid` blocks.
+    pub chunk_key: Vec<usize>,
+    /// Without a chunk key: the table's size in blocks and blocks per chunk.
     pub blocks: u64,
     pub blocks_per_chunk: u64,
     pub estimate: u64,
@@ -75,23 +80,21 @@ impl Snapshotter {
         let name = setup.table.to_string();
         let Some(p) = self.engine.ledger().progress().table(&name) else { return false };
         let kind = p.kind;
+        let keyed = !setup.chunk_key.is_empty();
         let plan = TablePlan {
             table: setup.table.clone(),
             rel: setup.rel.clone(),
             filter: p.filter.clone(),
+            chunk_key: setup.chunk_key,
             blocks: setup.blocks,
             blocks_per_chunk: setup.blocks_per_chunk,
             // With a key, rows the log also has are dropped by key instead.
-            streamed_after: p
-                .streamed_after
-                .as_deref()
-                .filter(|_| !setup.rel.has_key())
-                .and_then(reader::Visibility::parse),
+            streamed_after: p.streamed_after.as_deref().filter(|_| !keyed).and_then(reader::Visibility::parse),
         };
         let Some(index) = self.engine.add(&name, setup.estimate, plan) else { return false };
         debug_assert_eq!(index, self.runs.len());
         self.by_oid.insert(setup.rel.id, index);
-        self.runs.push(TableRun { oid: setup.rel.id, kind, rel: setup.rel });
+        self.runs.push(TableRun { oid: setup.rel.id, kind, rel: setup.rel, keyed });
         true
     }
 
@@ -171,17 +174,18 @@ impl Snapshotter {
 
     async fn emit_chunk(&mut self, emitter: &mut Emitter, chunk: ChunkRead, at: Lsn) -> Result<(), SessionError> {
         let idx = chunk.job.table;
-        let (oid, rel, kind) = {
+        let (oid, rel, kind, keyed) = {
             let r = &self.runs[idx];
-            (r.oid, r.rel.clone(), r.kind)
+            (r.oid, r.rel.clone(), r.kind, r.keyed)
         };
         let Some(superseded) = self.engine.superseded(oid, &chunk, |x| chunk.rows.visibility.invisible(x)) else {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
         let n = chunk.rows.rows.len();
-        let first = (0..n).find(|&i| self.kept(&rel, &chunk, i, &superseded));
-        let last = (0..n).rev().find(|&i| self.kept(&rel, &chunk, i, &superseded));
+        let kept: Vec<bool> = (0..n).map(|i| self.kept(&rel, keyed, &chunk, i, &superseded)).collect();
+        let first = kept.iter().position(|&k| k);
+        let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
         emitter.begin(format_args!(
             "snapshot chunk {} of {} at lsn {}",
@@ -192,7 +196,7 @@ impl Snapshotter {
         let mut emitted = 0u64;
         // One processing time for the chunk: reading the clock per row costs more than the row.
         let emitted_at = now_us();
-        for i in 0..n {
+        for i in (0..n).filter(|&i| kept[i]) {
             let cells = chunk.rows.rows.row(i);
             let (is_first, is_last) = (Some(i) == first, Some(i) == last);
             let marker =
@@ -218,9 +222,8 @@ impl Snapshotter {
                 schema: rel.schema.as_ref(),
                 ts_us: emitted_at,
             };
-            if emitter.emit_unless(&rel.topic, &change, &superseded).await? {
-                emitted += 1;
-            }
+            emitter.emit(&rel.topic, &change).await?;
+            emitted += 1;
         }
         let progress = self.engine.ledger_mut().finish(outcome, emitted);
         tracing::debug!(table = %self.engine.ledger().name(idx), seq = chunk.job.seq, rows = emitted, step = progress.step, "snapshot chunk emitted");
@@ -228,13 +231,18 @@ impl Snapshotter {
         Ok(())
     }
 
-    /// Whether row `i` of `chunk` survives the log's changes.
-    fn kept(&mut self, rel: &Relation, chunk: &ChunkRead, i: usize, superseded: &Superseded) -> bool {
-        if !rel.has_key() {
-            return !superseded.all;
+    /// Whether row `i` of `chunk` survives the log's changes: by its identity when the table
+    /// is cut by a unique key, else only a TRUNCATE drops it.
+    fn kept(&mut self, rel: &Relation, keyed: bool, chunk: &ChunkRead, i: usize, superseded: &Superseded) -> bool {
+        if superseded.all {
+            return false;
+        }
+        if !keyed || superseded.keys.is_empty() {
+            return true;
         }
         self.key_scratch.clear();
-        Key(Row { rel, cells: chunk.rows.rows.row(i), data: &chunk.rows.rows.data }).write_json(&mut self.key_scratch);
+        Identity(Row { rel, cells: chunk.rows.rows.row(i), data: &chunk.rows.rows.data })
+            .write_json(&mut self.key_scratch);
         !superseded.contains(key_hash(&self.key_scratch))
     }
 }
@@ -253,6 +261,27 @@ pub async fn table_setup(
         columns.push(ColumnDef { name: c.name.clone(), kind: kind_of(&pg), pg, not_null: c.not_null });
     }
     let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
+    let chunk_key = if !meta.key.is_empty() {
+        rel.identity.clone()
+    } else if rel.identity.is_empty() {
+        Vec::new()
+    } else {
+        // Configured key columns: chunk by them only where a unique index proves them unique
+        // and none can be null; else a key shared by rows would end a chunk inside its run.
+        let names: Vec<&str> = rel.identity.iter().map(|&i| rel.columns[i].name.as_str()).collect();
+        let not_null = rel.identity.iter().all(|&i| meta.columns.get(i).is_some_and(|c| c.not_null));
+        let unique = catalog.unique_column_sets(meta.oid).await?;
+        if not_null && unique.iter().any(|set| set.iter().all(|c| names.contains(&c.as_str()))) {
+            rel.identity.clone()
+        } else {
+            tracing::info!(
+                table = %table,
+                key_columns = %names.join(", "),
+                "snapshot: key_columns are not proven unique (no unique index over non-null columns among them), so the table is read by physical position (ctid); they remain the Kafka message key"
+            );
+            Vec::new()
+        }
+    };
     let size = catalog
         .client()
         .query_one(
@@ -267,6 +296,7 @@ pub async fn table_setup(
     Ok(TableSetup {
         table: table.clone(),
         rel: Arc::new(rel),
+        chunk_key,
         blocks: blocks.max(0) as u64,
         blocks_per_chunk: (u64::from(chunk_rows) / per_block).max(1),
         estimate: tuples as u64,

@@ -8,8 +8,10 @@
 //!    commit past it even when the database is otherwise idle.
 //!
 //! The stream emits the chunk once it passes `emit_at`, dropping the rows the log changed since
-//! `lo` (see `core::recent_keys`). Tables with a key are cut by key (keyset pagination over the
-//! key's index); tables without one by block ranges of `ctid`.
+//! `lo` (see `core::recent_keys`). Tables with a unique key are cut by key (keyset pagination
+//! over the key's index); tables without one by block ranges of `ctid`. `key_columns` that no
+//! unique index proves unique are only a message key: such tables are cut by `ctid` too, since
+//! resuming at `key > last` would skip the rows that share the last key.
 
 use std::sync::Arc;
 
@@ -31,7 +33,9 @@ pub struct TablePlan {
     pub table: TableRef,
     pub rel: Arc<Relation>,
     pub filter: Option<String>,
-    /// Without a key: the table's size in blocks when planned, and blocks per chunk.
+    /// Indexes of the unique, non-null columns chunks are cut by; empty: by `ctid` blocks.
+    pub chunk_key: Vec<usize>,
+    /// Without a chunk key: the table's size in blocks when planned, and blocks per chunk.
     pub blocks: u64,
     pub blocks_per_chunk: u64,
     /// Without a key: rows written by transactions this view cannot see were streamed; skip them.
@@ -40,11 +44,11 @@ pub struct TablePlan {
 
 impl TablePlan {
     fn keyed(&self) -> bool {
-        self.rel.has_key()
+        !self.chunk_key.is_empty()
     }
 
     fn key_list(&self) -> String {
-        let names: Vec<String> = self.rel.key.iter().map(|&i| quote_ident(&self.rel.columns[i].name)).collect();
+        let names: Vec<String> = self.chunk_key.iter().map(|&i| quote_ident(&self.rel.columns[i].name)).collect();
         if names.len() == 1 {
             names[0].clone()
         } else {
@@ -62,7 +66,7 @@ impl TablePlan {
     }
 
     fn order_by(&self) -> String {
-        self.rel.key.iter().map(|&i| quote_ident(&self.rel.columns[i].name)).collect::<Vec<_>>().join(", ")
+        self.chunk_key.iter().map(|&i| quote_ident(&self.rel.columns[i].name)).collect::<Vec<_>>().join(", ")
     }
 
     /// The WHERE clause of the range `(lower, upper]` (by key) or `[lower, upper)` (by block).
@@ -222,8 +226,7 @@ async fn boundary(
     // Aliased: ORDER BY a bare name would take the text output column over the table's, sort
     // the keys as text (not in the index's order) and scan the whole table for every chunk.
     let cols: Vec<String> = t
-        .rel
-        .key
+        .chunk_key
         .iter()
         .enumerate()
         .map(|(n, &i)| format!("{}::text AS cdcd_key{n}", quote_ident(&t.rel.columns[i].name)))
@@ -341,8 +344,7 @@ fn written_by(rows: &RowBuf) -> Option<u32> {
 /// The key of the last row read, as text.
 fn last_key(t: &TablePlan, rows: &RowBuf) -> Result<Vec<String>, SourceError> {
     let cells = rows.row(rows.len() - 1);
-    t.rel
-        .key
+    t.chunk_key
         .iter()
         .map(|&i| {
             let text = cells.get(i).and_then(|&c| cell_text(&rows.data, c));
