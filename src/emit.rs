@@ -241,6 +241,11 @@ impl Emitter {
         self.tracker.release(id)
     }
 
+    /// Releases `id` once everything up to `at` is delivered (see `AckTracker::release_after`).
+    pub fn release_after(&self, id: HoldId, at: Position) {
+        self.tracker.release_after(id, at)
+    }
+
     /// Closes the open transaction at `position`, its end in the source's log. It becomes
     /// checkpointable once its events and every earlier one are delivered.
     pub fn commit(&mut self, position: Position) -> Result<(), SessionError> {

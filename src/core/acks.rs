@@ -49,6 +49,9 @@ struct Inner {
     /// Places the checkpoint may not pass, in the order they were taken (so the first is the
     /// earliest in the log).
     holds: std::collections::BTreeMap<HoldId, Position>,
+    /// Holds that end once the confirmed position reaches the place given (the delivery of
+    /// the transaction that settled them), see [`AckTracker::release_after`].
+    releasing: Vec<(HoldId, Position)>,
     next_hold: u64,
 }
 
@@ -173,6 +176,7 @@ impl AckTracker {
         g.base += n;
         g.confirmed = g.held_confirmed();
         g.holds.clear();
+        g.releasing.clear();
         // What the abandoned transactions' refusals asked for is being done: the re-read.
         g.replay = None;
     }
@@ -190,6 +194,15 @@ impl AckTracker {
 
     pub fn release(&self, id: HoldId) {
         self.lock().holds.remove(&id);
+    }
+
+    /// Releases `id` once everything up to `at` is delivered: the transaction at `at` carries
+    /// what the hold protected (an XA COMMIT publishing its prepared changes), and until it is
+    /// delivered a crash must still re-read from the hold.
+    pub fn release_after(&self, id: HoldId, at: Position) {
+        let mut g = self.lock();
+        g.releasing.push((id, at));
+        g.settle_releases();
     }
 
     /// Places held (for status).
@@ -267,6 +280,18 @@ impl Inner {
         }
     }
 
+    fn settle_releases(&mut self) {
+        let Some(confirmed) = self.confirmed.clone() else { return };
+        let holds = &mut self.holds;
+        self.releasing.retain(|(id, at)| {
+            let reached = confirmed.partial_cmp(at).is_some_and(|o| o != std::cmp::Ordering::Less);
+            if reached {
+                holds.remove(id);
+            }
+            !reached
+        });
+    }
+
     fn slot_mut(&mut self, txn: TxnId) -> Option<&mut Slot> {
         let idx = txn.0.checked_sub(self.base)?;
         self.slots.get_mut(idx as usize)
@@ -291,6 +316,9 @@ impl Inner {
                 _ => break,
             }
         }
+        if !self.releasing.is_empty() {
+            self.settle_releases();
+        }
     }
 }
 
@@ -301,6 +329,23 @@ mod tests {
 
     fn pos(n: u64) -> Position {
         Position::Postgres { lsn: Lsn(n) }
+    }
+
+    #[test]
+    fn a_hold_released_after_a_place_lasts_until_that_place_is_delivered() {
+        let t = AckTracker::new();
+        let prepare = t.begin();
+        t.commit(prepare, pos(10), None);
+        let hold = t.hold(pos(5));
+        let commit = t.begin();
+        t.expect(commit);
+        t.commit(commit, pos(30), None);
+        t.release_after(hold, pos(30));
+        assert_eq!(t.confirmed(), Some(pos(5)), "the XA COMMIT's records are not delivered yet");
+        assert_eq!(t.holds(), 1);
+        t.delivered(commit);
+        assert_eq!(t.confirmed(), Some(pos(30)));
+        assert_eq!(t.holds(), 0);
     }
 
     #[test]

@@ -126,13 +126,13 @@ impl AckContext {
     }
 }
 
-/// Whether librdkafka's error is the broker refusing the login itself.
+/// Whether librdkafka's error is the broker refusing the login itself. librdkafka reports a
+/// connection lost during the SASL exchange (a broker restarting) as an authentication error
+/// too, so the broker's own verdict is what counts.
 fn authentication_failure(error: &KafkaError, reason: &str) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-    ) || reason.contains("SASL authentication error")
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::SaslAuthenticationFailed)
         || reason.contains("Authentication failed")
+        || reason.contains("invalid credentials")
 }
 
 /// Whether a delivery error is the broker refusing the user's permissions.
@@ -272,7 +272,9 @@ impl KafkaSink {
     /// through in order.
     pub fn replay_isolated(&mut self, until: Option<Position>) {
         self.producer.context().isolated.store(true, Ordering::Relaxed);
-        self.isolate_until = Some(until);
+        // Nothing committed yet in the failed session (the refused transaction was still being
+        // read): past the checkpoint it re-reads from, which is that transaction's end at best.
+        self.isolate_until = Some(until.or_else(|| self.tracker.confirmed()));
     }
 
     /// Ends isolation once the checkpoint is past where it was asked for.

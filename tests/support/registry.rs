@@ -1,6 +1,6 @@
 //! A real Confluent-compatible Schema Registry for the Avro tests: Karapace 6.2.0 (Aiven,
-//! Apache-2.0), whose source and start script live in `../shared/schema-registry/` beside this
-//! repository (or where `CDCD_SCHEMA_REGISTRY_DIR` points), run against the test's tansu broker.
+//! Apache-2.0), started by `scripts/schema-registry/start.sh` (which finds Karapace's source
+//! beside this repository, or fetches it; see the script), run against the test's tansu broker.
 //! Its virtualenv is built once per machine (`CDCD_TEST_STATE`/sr-venv) and reused.
 
 use std::path::{Path, PathBuf};
@@ -19,10 +19,10 @@ pub struct SchemaRegistry {
 fn script_dir() -> PathBuf {
     let dir = std::env::var_os("CDCD_SCHEMA_REGISTRY_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("schema-registry"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("schema-registry"));
     assert!(
         dir.join("start.sh").exists(),
-        "no Schema Registry start script at {}: the Avro tests need Karapace's (set CDCD_SCHEMA_REGISTRY_DIR)",
+        "no Schema Registry start script at {} (CDCD_SCHEMA_REGISTRY_DIR must name a directory holding Karapace's start.sh)",
         dir.display()
     );
     dir

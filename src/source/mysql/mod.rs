@@ -275,7 +275,17 @@ pub async fn current_position(conn: &mut Conn, info: &ServerInfo) -> Result<Binl
     let row = row.ok_or_else(|| SourceError::Fatal("the server reports no binary log; enable log_bin".into()))?;
     let file: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or(4);
-    let gtid = if info.mariadb { var(conn, "gtid_binlog_pos").await? } else { var(conn, "gtid_executed").await? };
+    // The GTID state must be the one at file:pos exactly: read apart, a commit in between would
+    // be in the GTID set but after the position, and resuming by GTID would skip it.
+    let gtid: Option<String> = if info.mariadb {
+        conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&file, pos))
+            .await
+            .map_err(|e| my_err("reading the GTID position of the binlog position", e))?
+            .flatten()
+    } else {
+        // Executed_Gtid_Set, from the same status row.
+        row.get::<Option<String>, _>(4).flatten().map(|g| g.replace('\n', ""))
+    };
     Ok(BinlogPosition { file, pos, gtid: gtid.filter(|g| !g.is_empty()) })
 }
 

@@ -471,8 +471,19 @@ pub async fn run(
                     }
                 }
             }
-            EventData::XaPrepareLogEvent(_) if group.as_ref().is_some_and(|g| g.xa.is_some()) => {
-                let Some(XaGroup { xid, before, held, .. }) = group.take().and_then(|g| g.xa) else { continue };
+            EventData::XaPrepareLogEvent(body) if group.as_ref().is_some_and(|g| g.xa.is_some()) => {
+                let Some((start, XaGroup { xid, before, held, .. })) =
+                    group.take().and_then(|g| Some((g.start, g.xa?)))
+                else {
+                    continue;
+                };
+                // MySQL logs `XA COMMIT ... ONE PHASE` as this event with its first byte set
+                // (one_phase), and no XA COMMIT after it: the outcome is here.
+                if <[u8]>::first(&body) == Some(&1) {
+                    publish_held(emitter, &mut snapshot, held, start).await?;
+                    end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
+                    continue;
+                }
                 // Taken before the group's end is marked, so the checkpoint never passes it; a
                 // transaction that changed no captured table holds nothing back.
                 let hold = (!held.is_empty()).then(|| emitter.hold(Position::Mysql(before)));
@@ -512,31 +523,24 @@ pub async fn run(
                         },
                         XaStatement::Commit { xid, one_phase } => {
                             let Some(g) = group.as_mut() else { continue };
-                            let held = match g.xa.take() {
+                            let (held, hold) = match g.xa.take() {
                                 // ONE PHASE ends the group that holds the changes.
-                                Some(x) if one_phase && x.xid == xid => Some(x.held),
+                                Some(x) if one_phase && x.xid == xid => (Some(x.held), None),
                                 other => {
                                     g.xa = other;
                                     match prepared.take(&xid) {
-                                        Some((held, hold)) => {
-                                            if let Some(h) = hold {
-                                                emitter.release(h);
-                                            }
-                                            Some(held)
-                                        }
-                                        None => None,
+                                        Some((held, hold)) => (Some(held), hold),
+                                        None => (None, None),
                                     }
                                 }
                             };
+                            // The hold keeps the checkpoint before the PREPARE until the changes
+                            // published here are delivered, not merely sent.
+                            if let Some(h) = hold {
+                                emitter.release_after(h, end(&gtid));
+                            }
                             match held {
-                                Some(held) => {
-                                    for h in held {
-                                        emitter.send_held(&h.record).await?;
-                                        if let Some(id) = snapshot.watched(&h.table.db, &h.table.name) {
-                                            snapshot.record(id, g.start, h.identity.as_deref());
-                                        }
-                                    }
-                                }
+                                Some(held) => publish_held(emitter, &mut snapshot, held, g.start).await?,
                                 None => {
                                     tracing::warn!(%xid, at = %format_args!("{file}:{event_start}"), "XA COMMIT of a transaction whose XA PREPARE lies before where cdcd started reading: its changes were not captured. Re-snapshot the tables it changed (cdcd snapshot)")
                                 }
@@ -680,6 +684,23 @@ async fn emit<C: super::values::Cells>(
     source: &SourceBlock<'_>,
 ) -> Result<(), SessionError> {
     emitter.emit(&table.topic, &change(table, op, before, after, source).change()).await
+}
+
+/// Sends the changes of a committed XA transaction, held since its PREPARE; `start` is where
+/// the group that published them began (for snapshot deduplication).
+async fn publish_held(
+    emitter: &mut Emitter,
+    snapshot: &mut Snapshotter,
+    held: Vec<Held>,
+    start: u64,
+) -> Result<(), SessionError> {
+    for h in held {
+        emitter.send_held(&h.record).await?;
+        if let Some(id) = snapshot.watched(&h.table.db, &h.table.name) {
+            snapshot.record(id, start, h.identity.as_deref());
+        }
+    }
+    Ok(())
 }
 
 /// A changed row's identity (see [`Table::identity`]) in JSON, `None` without one.
