@@ -4,7 +4,8 @@
 //! moments, starting during its initial snapshot. Then a consumer's replica, built from every
 //! record in partition order, must equal the source tables, and no record may carry a value
 //! written by rolled-back work. The seed is printed; `CDCD_TEST_SEED` repeats a run and
-//! `CDCD_DIFF_KILLS` (default 10) makes it longer.
+//! `CDCD_DIFF_KILLS` (default 10) makes it longer. The records go through the real Apache Kafka
+//! broker `scripts/test.sh` starts.
 
 mod support;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::*;
 use serde_json::Value;
+use support::kafka::RealKafka;
 use support::random_workload::{normalize, replica, rolled_back_seen, Flavor, RandomWorkload, TABLES_DDL};
 use support::*;
 
@@ -36,6 +38,13 @@ async fn until_stream_starts(first_checkpoint: &Path, stop: &AtomicBool) {
     while !first_checkpoint.exists() && !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A connector name, and so topic names, of this run alone: the real broker outlives one test
+/// binary, and a topic there keeps every record (the mock cluster drops a partition's oldest
+/// records past 100,000, which a long `CDCD_DIFF_KILLS` run passes).
+fn run_name(base: &str) -> String {
+    format!("{base}{}", std::process::id())
 }
 
 fn snapshot_done(cp: &Value) -> bool {
@@ -102,21 +111,22 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
     let mut w = RandomWorkload::new(seed, Flavor::Postgres);
     c.batch_execute(&TABLES_DDL.join(";")).await.unwrap();
     c.batch_execute(&w.seed(SEED_ROWS).join(";")).await.unwrap();
-    let topics = ["diffpg.public.a", "diffpg.public.b"];
-    let broker = Broker::with_topics(&[(topics[0], 1), (topics[1], 1)]);
+    let (kafka, name) = (RealKafka::get(), run_name("diffpg"));
+    let topics = [format!("{name}.public.a"), format!("{name}.public.b")];
+    let topics = [topics[0].as_str(), topics[1].as_str()];
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        "diffpg",
+        &name,
         &db.url,
         r#"["public.a", "public.b"]"#,
-        &kafka_sink(&broker.bootstrap),
+        &kafka_sink(&kafka.bootstrap),
         "snapshot_chunk_rows = 50",
     );
     tighten(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (stop, url, first) = (stop.clone(), db.url.clone(), checkpoint_path(dir.path(), "diffpg"));
+        let (stop, url, first) = (stop.clone(), db.url.clone(), checkpoint_path(dir.path(), &name));
         tokio::spawn(async move {
             let c = connect(&url).await;
             until_stream_starts(&first, &stop).await;
@@ -134,10 +144,10 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
 
     let target: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
     let daemon = Daemon::start(&cfg);
-    wait_for_checkpoint(dir.path(), "diffpg", &daemon, Duration::from_secs(180), |cp| {
+    wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(180), |cp| {
         snapshot_done(cp) && pg_lsn(cp["position"]["lsn"].as_str().unwrap_or("0/0")) >= pg_lsn(&target)
     });
-    let recs = read_topics_to_end(&broker.bootstrap, &topics, 120);
+    let recs = read_topics_to_end(&kafka.bootstrap, &topics, 300);
     let text = |v: Option<String>| v.map_or(Value::Null, Value::from);
     let a = c.query("SELECT id, v, n FROM a", &[]).await.unwrap();
     let a = rows(
@@ -176,21 +186,22 @@ async fn mariadb_random_workload_under_kill_9_replicates_exactly() {
     for sql in TABLES_DDL.iter().map(|s| s.to_string()).chain(w.seed(SEED_ROWS)) {
         c.query_drop(sql).await.unwrap();
     }
-    let topics = ["diffmy.diff_my.a", "diffmy.diff_my.b"];
-    let broker = Broker::with_topics(&[(topics[0], 1), (topics[1], 1)]);
+    let (kafka, name) = (RealKafka::get(), run_name("diffmy"));
+    let topics = [format!("{name}.diff_my.a"), format!("{name}.diff_my.b")];
+    let topics = [topics[0].as_str(), topics[1].as_str()];
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_mysql_config(
         dir.path(),
-        "diffmy",
+        &name,
         r#"["diff_my.a", "diff_my.b"]"#,
         5481,
-        &kafka_sink(&broker.bootstrap),
+        &kafka_sink(&kafka.bootstrap),
         "snapshot_chunk_rows = 50",
     );
     tighten(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (stop, first) = (stop.clone(), checkpoint_path(dir.path(), "diffmy"));
+        let (stop, first) = (stop.clone(), checkpoint_path(dir.path(), &name));
         tokio::spawn(async move {
             let mut c = mysql_db_conn("diff_my").await;
             until_stream_starts(&first, &stop).await;
@@ -209,10 +220,10 @@ async fn mariadb_random_workload_under_kill_9_replicates_exactly() {
 
     let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
     let daemon = Daemon::start(&cfg);
-    wait_for_checkpoint(dir.path(), "diffmy", &daemon, Duration::from_secs(180), |cp| {
+    wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(180), |cp| {
         snapshot_done(cp) && maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
     });
-    let recs = read_topics_to_end(&broker.bootstrap, &topics, 120);
+    let recs = read_topics_to_end(&kafka.bootstrap, &topics, 300);
     let a: Vec<(i64, Option<String>, Option<i64>)> = c.query("SELECT id, v, n FROM a").await.unwrap();
     let b: Vec<(i64, Option<i64>, Option<String>)> = c.query("SELECT id, a_id, note FROM b").await.unwrap();
     let opt = |v: Option<Value>| v.unwrap_or(Value::Null);

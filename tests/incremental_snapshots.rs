@@ -306,11 +306,7 @@ async fn mariadb_on_demand_snapshot_with_a_filter_leaves_another_table_streaming
     c.query_drop("CREATE TABLE busy (id INT PRIMARY KEY, v TEXT)").await.unwrap();
     c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, v TEXT)").await.unwrap();
     c.query_drop("INSERT INTO big SELECT seq, repeat('b', 50) FROM seq_1_to_200000").await.unwrap();
-    c.query_drop(
-        "CREATE TABLE cdcd_signal (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))",
-    )
-    .await
-    .unwrap();
+    c.query_drop(MY_SIGNAL_TABLE).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     let extra = "snapshot = \"never\"\nsignal_table = \"incr_my_od.cdcd_signal\"\nsnapshot_chunk_rows = 5000\nsnapshot_workers = 2\nsnapshot_max_rows_per_sec = 50000";
@@ -378,4 +374,110 @@ async fn mariadb_on_demand_snapshot_with_a_filter_leaves_another_table_streaming
     assert!(busy.iter().any(|r| id_of(r) == Some(1_000_000)), "the stream stopped after the drop: {}", daemon.logs());
     assert!(wait_until(Duration::from_secs(10), || daemon.logs().matches("snapshot finished").count() >= 2));
     drop(daemon);
+}
+
+const PG_SIGNAL_TABLE: &str =
+    "CREATE TABLE public.cdcd_signal (id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048))";
+const MY_SIGNAL_TABLE: &str =
+    "CREATE TABLE cdcd_signal (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048))";
+
+/// Sends `cdcd snapshot --table TABLE --filter FILTER` for the connector in `cfg`.
+fn signal_filter(cfg: &std::path::Path, table: &str, filter: &str) {
+    let (code, out, err) = cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", table, "--filter", filter]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Waits for the line that ends a request whose filter cannot be used, naming `cause`.
+fn wait_for_refused_filter(daemon: &Daemon, nth: usize, cause: &str) {
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().matches("cannot be used").count() >= nth),
+        "{}",
+        daemon.logs()
+    );
+    assert!(daemon.logs().contains(cause), "the line names the cause ({cause}): {}", daemon.logs());
+}
+
+/// After two refused filters and a streamed insert of id 1000: a good filter (`id <= 10`) still
+/// works, the stream went on, and each bad request was one line.
+fn check_after_refused_filters(daemon: &Daemon, bootstrap: &str, topic: &str) {
+    let recs = read_topics(bootstrap, &[topic], 11, 60);
+    let reads: BTreeSet<i64> = recs.iter().filter(|r| r.op() == Some("r")).filter_map(id_of).collect();
+    assert_eq!(reads, (1..=10).collect(), "only the last request's rows, as r: {}", daemon.logs());
+    assert!(recs.iter().any(|r| r.op() == Some("c") && id_of(r) == Some(1000)), "{}", daemon.logs());
+    assert_eq!(daemon.logs().matches("cannot be used").count(), 2, "one line per bad request: {}", daemon.logs());
+}
+
+/// Issue 20 item 13: a signal's `filter` is pasted into the snapshot's queries, which run as the
+/// source user. They run read-only and under `snapshot_statement_timeout_secs`: a filter that
+/// writes or runs too long ends that request with one line naming the filter and the fix, writes
+/// nothing, and leaves the stream (and later requests) working.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_signal_filter_that_writes_or_runs_too_long_ends_only_its_request() {
+    let db = TestDb::create("incr_filter").await;
+    let c = db.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g; \
+         CREATE SEQUENCE probe; {PG_SIGNAL_TABLE}"
+    ))
+    .await
+    .unwrap();
+    let rig = Rig::new(
+        &db.url,
+        "filtered",
+        r#"["public.t"]"#,
+        "snapshot = \"never\"\nsignal_table = \"public.cdcd_signal\"\nsnapshot_statement_timeout_secs = 1",
+    );
+    let daemon = Daemon::start(&rig.cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming")), "{}", daemon.logs());
+
+    signal_filter(&rig.cfg, "public.t", "nextval('probe') > 0");
+    wait_for_refused_filter(&daemon, 1, "read-only");
+    let called: bool = c.query_one("SELECT is_called FROM probe", &[]).await.unwrap().get(0);
+    assert!(!called, "the filter wrote (nextval ran): {}", daemon.logs());
+    signal_filter(&rig.cfg, "public.t", "pg_sleep(5) IS NOT NULL");
+    wait_for_refused_filter(&daemon, 2, "snapshot_statement_timeout_secs");
+
+    c.batch_execute("INSERT INTO t VALUES (1000, 'streamed')").await.unwrap();
+    signal_filter(&rig.cfg, "public.t", "id <= 10");
+    check_after_refused_filters(&daemon, &rig.broker.bootstrap, "filtered.public.t");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_signal_filter_that_writes_or_runs_too_long_ends_only_its_request() {
+    let mut c = mysql_db("incr_my_filter").await;
+    for sql in [
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)",
+        "INSERT INTO t SELECT seq, 'x' FROM seq_1_to_100",
+        "CREATE SEQUENCE probe",
+        MY_SIGNAL_TABLE,
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let extra =
+        "snapshot = \"never\"\nsignal_table = \"incr_my_filter.cdcd_signal\"\nsnapshot_statement_timeout_secs = 1";
+    let cfg = write_mysql_config(
+        dir.path(),
+        "myfilter",
+        r#"["incr_my_filter.t"]"#,
+        5613,
+        &kafka_sink(&broker.bootstrap),
+        extra,
+    );
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+
+    signal_filter(&cfg, "incr_my_filter.t", "NEXTVAL(incr_my_filter.probe) > 0");
+    wait_for_refused_filter(&daemon, 1, "read-only");
+    let next: Option<i64> = c.query_first("SELECT NEXTVAL(probe)").await.unwrap();
+    assert_eq!(next, Some(1), "the filter wrote (NEXTVAL ran): {}", daemon.logs());
+    signal_filter(&cfg, "incr_my_filter.t", "SLEEP(5) = 0");
+    wait_for_refused_filter(&daemon, 2, "snapshot_statement_timeout_secs");
+
+    c.query_drop("INSERT INTO t VALUES (1000, 'streamed')").await.unwrap();
+    signal_filter(&cfg, "incr_my_filter.t", "id <= 10");
+    check_after_refused_filters(&daemon, &broker.bootstrap, "myfilter.incr_my_filter.t");
+    assert_eq!(daemon.stop(), Some(0));
 }

@@ -9,7 +9,11 @@ use serde::Deserialize;
 
 use crate::secrets::{self, ConnUrl, Properties};
 
+mod snapshot;
 mod unique;
+
+pub use snapshot::SnapshotTuning;
+use snapshot::{default_chunk_rows, default_statement_timeout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -90,6 +94,10 @@ pub struct MysqlSourceConfig {
     /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
     #[serde(default)]
     pub snapshot_max_rows_per_sec: u32,
+    /// Longest a snapshot query may run, in seconds, before the server cancels it (the chunk is
+    /// then retried); it bounds a slow or hostile signal `filter` too. 0: no limit.
+    #[serde(default = "default_statement_timeout")]
+    pub snapshot_statement_timeout_secs: u64,
     /// A table (`database.table`) whose inserted rows are signals, as Debezium's
     /// `signal.data.collection`: `id`, `type`, `data` columns; `execute-snapshot` snapshots
     /// tables again while streaming. `cdcd snapshot` writes these rows. Default: none.
@@ -106,7 +114,12 @@ fn default_xa_max_prepared_mb() -> u32 {
 
 impl MysqlSourceConfig {
     pub fn snapshot_tuning(&self) -> SnapshotTuning {
-        SnapshotTuning::new(self.snapshot_chunk_rows, self.snapshot_workers, self.snapshot_max_rows_per_sec)
+        SnapshotTuning::new(
+            self.snapshot_chunk_rows,
+            self.snapshot_workers,
+            self.snapshot_max_rows_per_sec,
+            self.snapshot_statement_timeout_secs,
+        )
     }
 }
 
@@ -165,6 +178,10 @@ pub struct PostgresSourceConfig {
     /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
     #[serde(default)]
     pub snapshot_max_rows_per_sec: u32,
+    /// Longest a snapshot query may run, in seconds, before the server cancels it (the chunk is
+    /// then retried); it bounds a slow or hostile signal `filter` too. 0: no limit.
+    #[serde(default = "default_statement_timeout")]
+    pub snapshot_statement_timeout_secs: u64,
     /// A table (`schema.table`) whose inserted rows are signals, as Debezium's
     /// `signal.data.collection`: `id`, `type`, `data` columns; `execute-snapshot` snapshots
     /// tables again while streaming. `cdcd snapshot` writes these rows. Default: none.
@@ -179,39 +196,14 @@ fn default_table_discovery() -> u64 {
     10
 }
 
-fn default_chunk_rows() -> u32 {
-    8192
-}
-
-/// How snapshots read, from a source's `snapshot_*` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SnapshotTuning {
-    pub chunk_rows: u32,
-    pub workers: usize,
-    pub max_rows_per_sec: u32,
-}
-
-impl SnapshotTuning {
-    pub fn new(chunk_rows: u32, workers: Option<u32>, max_rows_per_sec: u32) -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        SnapshotTuning {
-            chunk_rows: chunk_rows.max(1),
-            workers: workers.map_or(cores.clamp(1, 4), |w| w.max(1) as usize),
-            max_rows_per_sec,
-        }
-    }
-
-    /// The shared rate limiter, when a limit is set (its burst holds at least one chunk).
-    pub fn limiter(&self) -> Option<std::sync::Arc<governor::DefaultDirectRateLimiter>> {
-        let rate = std::num::NonZeroU32::new(self.max_rows_per_sec)?;
-        let burst = std::num::NonZeroU32::new(self.max_rows_per_sec.max(self.chunk_rows))?;
-        Some(std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))))
-    }
-}
-
 impl PostgresSourceConfig {
     pub fn snapshot_tuning(&self) -> SnapshotTuning {
-        SnapshotTuning::new(self.snapshot_chunk_rows, self.snapshot_workers, self.snapshot_max_rows_per_sec)
+        SnapshotTuning::new(
+            self.snapshot_chunk_rows,
+            self.snapshot_workers,
+            self.snapshot_max_rows_per_sec,
+            self.snapshot_statement_timeout_secs,
+        )
     }
 }
 

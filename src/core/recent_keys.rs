@@ -121,13 +121,19 @@ impl RecentKeys {
         Ok(out)
     }
 
-    /// Drops entries no open chunk needs: older than [`RETENTION`] and before `keep_from` (the
-    /// lowest `lo` of the chunks being read; `None` when none is).
-    pub fn prune(&mut self, keep_from: Option<u64>) {
-        let now = Instant::now();
+    /// Drops entries no chunk needs: older than [`RETENTION`], before `keep_from` (the lowest
+    /// `lo` of the chunks read and waiting; `None` when none is), and recorded more than
+    /// [`RETENTION`] before `reading_since` (when the oldest read still running began: its `lo`
+    /// is not known yet, but every change at or after it is recorded after the read began).
+    pub fn prune(&mut self, keep_from: Option<u64>, reading_since: Option<Instant>) {
+        self.prune_at(Instant::now(), keep_from, reading_since);
+    }
+
+    fn prune_at(&mut self, now: Instant, keep_from: Option<u64>, reading_since: Option<Instant>) {
         while let Some(e) = self.entries.front() {
             let old = now.duration_since(e.at) > RETENTION;
-            if old && keep_from.is_none_or(|k| e.pos < k) {
+            let before_reads = reading_since.is_none_or(|s| s.duration_since(e.at) > RETENTION);
+            if old && before_reads && keep_from.is_none_or(|k| e.pos < k) {
                 // A chunk still being read whose window reaches back this far must be read
                 // again rather than checked against fewer changes than there were.
                 self.horizon = self.horizon.max(e.pos + 1);
@@ -183,9 +189,37 @@ mod tests {
     fn prune_keeps_what_open_chunks_and_the_retention_need() {
         let mut r = RecentKeys::new(0);
         r.record(1, 10, 1, key_hash(b"a"));
-        r.prune(None);
+        r.prune(None, None);
         assert_eq!(r.len(), 1, "younger than the retention");
         assert_ne!(key_hash(b"a"), key_hash(b"b"));
         assert_ne!(key_hash(b""), ALL_KEYS);
+    }
+
+    /// Issue 20 item 14: a chunk read that runs past the retention under writes must still be
+    /// checkable when it returns, or it is read again, and again, for as long as writes go on.
+    #[test]
+    fn a_read_still_running_keeps_what_it_will_be_checked_against() {
+        let t0 = Instant::now();
+        let later = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut r = RecentKeys::new(0);
+        r.record(1, 10, 1, key_hash(b"a")); // before the read began
+        let read_began = Instant::now();
+        r.record(1, 20, 2, key_hash(b"b")); // during the read (its lo is 15, say)
+
+        // 30 s later the read is still running: only what is older than the read by more than
+        // the retention may go, so the read's window stays covered.
+        r.prune_at(later(30), None, Some(read_began));
+        assert_eq!(r.len(), 2, "entries from the retention before the read on are kept");
+        assert_eq!(r.superseded(1, 15, |_| false).map(|s| s.keys.len()), Ok(1));
+
+        // The read returned and waits for its watermark: its lo keeps its window.
+        r.prune_at(later(30 + RETENTION.as_secs() * 2), Some(15), None);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.superseded(1, 15, |_| false).map(|s| s.keys.len()), Ok(1));
+
+        // With nothing open, everything old goes, and an old window is no longer covered.
+        r.prune_at(later(30 + RETENTION.as_secs() * 2), None, None);
+        assert!(r.is_empty());
+        assert!(r.superseded(1, 15, |_| false).is_err());
     }
 }

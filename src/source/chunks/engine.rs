@@ -79,8 +79,10 @@ pub trait ChunkReader: Send + Sync + 'static {
     fn first_lower(&self, _plan: &Self::Plan, start: Option<Vec<String>>) -> Option<Vec<String>> {
         start
     }
-    /// The error says the table no longer exists (dropped or renamed while being read).
-    fn table_gone(&self, e: &SourceError) -> bool;
+    /// Why `e` ends the table's snapshot rather than the session: the table no longer exists
+    /// (dropped or renamed while being read), or the signal's filter cannot run. `None`: the
+    /// error is the session's.
+    fn ends_table(&self, plan: &Self::Plan, e: &SourceError) -> Option<String>;
     /// Reads `job` from `lower` on, in one short transaction.
     fn read(
         &self,
@@ -98,8 +100,9 @@ type Results<R> = Result<Outcome<R>, SourceError>;
 /// What a task reports.
 enum Outcome<R> {
     Read(Held<R>),
-    /// Table `0` (ledger index) no longer exists: its snapshot ends.
-    Gone(usize),
+    /// Table `0` (ledger index) cannot be read any further, for the reason `1`: its snapshot
+    /// ends.
+    Ended(usize, String),
 }
 
 /// A piece on its way to the stream, with the permit its job took from the read-ahead window
@@ -107,6 +110,44 @@ enum Outcome<R> {
 struct Held<R> {
     piece: Piece<R>,
     _permit: Option<OwnedSemaphorePermit>,
+    _reading: ReadMark,
+}
+
+/// When each chunk read still running (or read and on its way to the engine) began: the keys
+/// the log changes meanwhile must be kept for it, however long it takes (a read's `lo` is only
+/// known once it returns).
+#[derive(Default)]
+struct ReadsInFlight {
+    next: u64,
+    started: std::collections::BTreeMap<u64, std::time::Instant>,
+}
+
+type SharedReads = Arc<std::sync::Mutex<ReadsInFlight>>;
+
+/// One read in [`ReadsInFlight`], for as long as the mark lives.
+struct ReadMark {
+    reads: SharedReads,
+    id: u64,
+}
+
+impl ReadMark {
+    fn start(reads: &SharedReads) -> ReadMark {
+        let mut r = reads.lock().unwrap_or_else(|e| e.into_inner());
+        let id = r.next;
+        r.next += 1;
+        r.started.insert(id, std::time::Instant::now());
+        ReadMark { reads: reads.clone(), id }
+    }
+}
+
+impl Drop for ReadMark {
+    fn drop(&mut self) {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).started.remove(&self.id);
+    }
+}
+
+fn earliest_read(reads: &SharedReads) -> Option<std::time::Instant> {
+    reads.lock().unwrap_or_else(|e| e.into_inner()).started.values().min().copied()
 }
 
 fn plan_at<P>(plans: &Plans<P>, index: usize) -> Option<Arc<P>> {
@@ -134,6 +175,7 @@ pub struct SnapshotEngine<R: ChunkReader> {
     /// them to be emitted.
     ready: Vec<Held<R::Rows>>,
     recent: RecentKeys,
+    reads: SharedReads,
     /// Progress changed outside a chunk (a table gone), to checkpoint at the stream's place.
     changed: Option<Arc<SnapshotProgress>>,
 }
@@ -154,6 +196,7 @@ impl<R: ChunkReader> SnapshotEngine<R> {
             results_tx,
             ready: Vec::new(),
             recent: RecentKeys::new(from),
+            reads: SharedReads::default(),
             changed: None,
         }
     }
@@ -208,7 +251,13 @@ impl<R: ChunkReader> SnapshotEngine<R> {
                 }
             })));
             for _ in 0..self.workers {
-                let fut = work(self.reader.clone(), self.plans.clone(), queues.clone(), self.results_tx.clone());
+                let fut = work(
+                    self.reader.clone(),
+                    self.plans.clone(),
+                    queues.clone(),
+                    self.results_tx.clone(),
+                    self.reads.clone(),
+                );
                 tasks.push(TaskGuard(tokio::spawn(fut)));
             }
             self.running = Some(Running { to_plan, retry, _tasks: tasks });
@@ -243,8 +292,8 @@ impl<R: ChunkReader> SnapshotEngine<R> {
                     self.ready.push(held);
                     pulled = true;
                 }
-                Ok(Ok(Outcome::Gone(table))) => {
-                    if let Some(p) = self.ledger.gone(table) {
+                Ok(Ok(Outcome::Ended(table, why))) => {
+                    if let Some(p) = self.ledger.ended(table, &why) {
                         self.changed = Some(p);
                     }
                 }
@@ -303,7 +352,7 @@ impl<R: ChunkReader> SnapshotEngine<R> {
     /// After the stream emitted what was ready: forgets keys no waiting piece needs, logs
     /// progress, and stops the tasks once every table is done.
     pub fn settle(&mut self, emitter: &Emitter) {
-        self.recent.prune(self.ready.iter().map(|h| h.piece.lo).min());
+        self.recent.prune(self.ready.iter().map(|h| h.piece.lo).min(), earliest_read(&self.reads));
         self.ledger.report(false);
         if self.running.is_some() && self.ledger.all_done() {
             self.running = None;
@@ -366,11 +415,13 @@ async fn plan<R: ChunkReader>(
         loop {
             let upper = match reader.boundary(conn, &plan, lower.as_deref()).await {
                 Ok(u) => u,
-                Err(e) if reader.table_gone(&e) => {
-                    let _ = gone.send(Ok(Outcome::Gone(index))).await;
-                    break;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match reader.ends_table(&plan, &e) {
+                    Some(why) => {
+                        let _ = gone.send(Ok(Outcome::Ended(index, why))).await;
+                        break;
+                    }
+                    None => return Err(e),
+                },
             };
             let last = upper.is_none();
             let job = Job { table: index, seq, attempt: 0, lower: lower.clone(), upper: upper.clone() };
@@ -394,6 +445,7 @@ async fn work<R: ChunkReader>(
     plans: Plans<R::Plan>,
     queues: Arc<Mutex<JobQueues>>,
     results: mpsc::Sender<Results<R::Rows>>,
+    reads: SharedReads,
 ) {
     let outcome = async {
         let mut conn = reader.connect().await?;
@@ -407,20 +459,21 @@ async fn work<R: ChunkReader>(
                     // The burst is at least one chunk, so this cannot be refused.
                     let _ = limiter.until_n_ready(n).await;
                 }
+                let reading = ReadMark::start(&reads);
                 let piece = match reader.read(&mut conn, &plan, &job, lower.clone()).await {
                     Ok(p) => p,
-                    Err(e) if reader.table_gone(&e) => {
+                    Err(e) => {
+                        let Some(why) = reader.ends_table(&plan, &e) else { return Err(e) };
                         // The failed read may have left a transaction open: start afresh.
                         conn = reader.connect().await?;
-                        if results.send(Ok(Outcome::Gone(job.table))).await.is_err() {
+                        if results.send(Ok(Outcome::Ended(job.table, why))).await.is_err() {
                             return Ok(());
                         }
                         break;
                     }
-                    Err(e) => return Err(e),
                 };
                 let (complete, done) = (piece.complete, piece.done_upto.clone());
-                let held = Held { piece, _permit: if complete { permit.take() } else { None } };
+                let held = Held { piece, _permit: if complete { permit.take() } else { None }, _reading: reading };
                 if results.send(Ok(Outcome::Read(held))).await.is_err() {
                     return Ok(());
                 }
@@ -464,8 +517,8 @@ mod tests {
         async fn connect(&self) -> Result<(), SourceError> {
             Ok(())
         }
-        fn table_gone(&self, _: &SourceError) -> bool {
-            false
+        fn ends_table(&self, _: &(), _: &SourceError) -> Option<String> {
+            None
         }
         async fn boundary(
             &self,

@@ -176,15 +176,16 @@ impl ChunkLedger {
         Some(Arc::new(self.progress.clone()))
     }
 
-    /// Table `index` no longer exists (dropped or renamed while being read): its snapshot ends
-    /// as done, the rows emitted so far stay. Returns the progress to checkpoint, once.
-    pub fn gone(&mut self, index: usize) -> Option<Arc<SnapshotProgress>> {
+    /// Table `index` cannot be read any further (`why`: dropped or renamed while being read, or
+    /// its signal's filter fails): its snapshot ends as done, the rows emitted so far stay.
+    /// Returns the progress to checkpoint, once.
+    pub fn ended(&mut self, index: usize, why: &str) -> Option<Arc<SnapshotProgress>> {
         let run = self.runs.get_mut(index).filter(|r| !r.retired)?;
         run.retired = true;
         let name = run.name.clone();
         let t = self.progress.table_mut(&name).filter(|t| !t.done)?;
         t.done = true;
-        tracing::warn!(table = %name, rows = t.rows, "table no longer exists; its snapshot ends (the rows emitted so far stay)");
+        tracing::warn!(table = %name, rows = t.rows, "{why}; the table's snapshot ends (the rows emitted so far stay), streaming goes on");
         self.progress.step += 1;
         Some(Arc::new(self.progress.clone()))
     }
@@ -433,9 +434,9 @@ mod tests {
             SnapshotProgress { step: 0, tables: vec![TableProgress::pending("t".into(), SnapshotKind::Initial, None)] };
         let mut l = ChunkLedger::new(progress, 2);
         let t = l.add_table("t", 10).unwrap();
-        let p = l.gone(t).expect("progress to checkpoint");
+        let p = l.ended(t, "table no longer exists").expect("progress to checkpoint");
         assert!(p.table("t").unwrap().done && p.step == 1);
-        assert!(l.gone(t).is_none(), "reported by another worker too: once is enough");
+        assert!(l.ended(t, "table no longer exists").is_none(), "reported by another worker too: once is enough");
         assert!(l.all_done());
     }
 }

@@ -93,6 +93,13 @@ pub fn my_err(context: &str, e: mysql_async::Error) -> SourceError {
                 "the source user needs SELECT, RELOAD, REPLICATION SLAVE and REPLICATION CLIENT (MariaDB: BINLOG MONITOR)",
             ),
             1049 | 1146 => failure.definite("check the database and table names"),
+            1792 => failure.definite("snapshot reads are read-only: a signal's filter may only read"),
+            // MySQL's max_execution_time, MariaDB's max_statement_time: the chunk is retried.
+            3024 | 1969 => ServerFailure {
+                fix: Some("the query ran past its statement timeout: raise source.snapshot_statement_timeout_secs (0: no limit), or narrow the signal's filter".into()),
+                ..failure
+            }
+            .into(),
             _ => failure.into(),
         };
     }
@@ -406,6 +413,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         info: info.clone(),
         chunk_rows: tuning.chunk_rows,
         limiter: tuning.limiter(),
+        statement_timeout: tuning.statement_timeout,
     };
     let mut snapshotter = snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start.as_u64());
     if progress.unfinished().next().is_some() {

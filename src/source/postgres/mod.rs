@@ -373,6 +373,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             timeout,
             chunk_rows: tuning.chunk_rows,
             limiter: tuning.limiter(),
+            statement_timeout: tuning.statement_timeout,
             connector: cfg.name.clone(),
         };
         snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start)

@@ -25,7 +25,7 @@ use crate::core::envelope::now_us;
 use crate::core::position::BinlogPosition;
 use crate::error::SourceError;
 use crate::source::chunks::engine::Limiter;
-use crate::source::chunks::{ChunkReader, Job, Piece};
+use crate::source::chunks::{filter_failure, ChunkReader, Job, Piece};
 use crate::source::mysql::table::{Kind, Table};
 use crate::source::mysql::values::TextCells;
 use crate::source::mysql::{connect, current_position, my_err, quote, ServerInfo, TableName};
@@ -121,6 +121,7 @@ pub struct ReadSettings {
     pub info: ServerInfo,
     pub chunk_rows: u32,
     pub limiter: Option<Arc<Limiter>>,
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 impl ChunkReader for ReadSettings {
@@ -132,9 +133,13 @@ impl ChunkReader for ReadSettings {
         self.chunk_rows
     }
 
-    fn table_gone(&self, e: &SourceError) -> bool {
+    fn ends_table(&self, plan: &TablePlan, e: &SourceError) -> Option<String> {
         // ER_NO_SUCH_TABLE: dropped (or renamed) since it was planned.
-        e.server_code() == Some("1146")
+        if e.server_code() == Some("1146") {
+            return Some("table no longer exists".into());
+        }
+        let timed_out = matches!(e.server_code(), Some("3024" | "1969"));
+        filter_failure(plan.filter.as_deref(), e, timed_out)
     }
 
     fn limiter(&self) -> Option<&Limiter> {
@@ -179,7 +184,16 @@ impl Reader {
     async fn open(settings: &ReadSettings) -> Result<Reader, SourceError> {
         let mut conn = connect(&settings.my).await?;
         let q = |e| my_err("snapshot: opening a reader", e);
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(q)?;
+        // Every query of the session is read-only and bounded in time: a signal's `filter` is
+        // pasted into these queries.
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
+        let timeout = settings.statement_timeout.unwrap_or_default();
+        let limit = if settings.info.mariadb {
+            format!("SET SESSION max_statement_time = {}", timeout.as_secs_f64())
+        } else {
+            format!("SET SESSION max_execution_time = {}", timeout.as_millis())
+        };
+        conn.query_drop(limit).await.map_err(q)?;
         let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(q)?;
         let no_backslash_escapes = mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
         Ok(Reader { conn, no_backslash_escapes })

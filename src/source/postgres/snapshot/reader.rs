@@ -20,9 +20,9 @@ use futures_util::StreamExt;
 use super::copy::RowBuf;
 use crate::core::envelope::now_us;
 use crate::core::position::Lsn;
-use crate::error::SourceError;
+use crate::error::{ServerFailure, SourceError};
 use crate::source::chunks::engine::Limiter;
-use crate::source::chunks::{ChunkReader, Job, Piece};
+use crate::source::chunks::{filter_failure, ChunkReader, Job, Piece};
 use crate::source::postgres::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
 use crate::source::postgres::pgoutput::cell_text;
 use crate::source::postgres::relation::Relation;
@@ -148,6 +148,7 @@ pub struct ReadSettings {
     pub timeout: std::time::Duration,
     pub chunk_rows: u32,
     pub limiter: Option<Arc<Limiter>>,
+    pub statement_timeout: Option<std::time::Duration>,
     /// Written into the watermark message so other readers of the WAL can tell whose it is.
     pub connector: String,
 }
@@ -161,9 +162,12 @@ impl ChunkReader for ReadSettings {
         self.chunk_rows
     }
 
-    fn table_gone(&self, e: &SourceError) -> bool {
+    fn ends_table(&self, plan: &TablePlan, e: &SourceError) -> Option<String> {
         // undefined_table: dropped (or renamed) since it was planned.
-        e.server_code() == Some("42P01")
+        if e.server_code() == Some("42P01") {
+            return Some("table no longer exists".into());
+        }
+        filter_failure(plan.filter.as_deref(), e, e.server_code() == Some("57014"))
     }
 
     fn limiter(&self) -> Option<&Limiter> {
@@ -173,10 +177,15 @@ impl ChunkReader for ReadSettings {
     async fn connect(&self) -> Result<Catalog, SourceError> {
         let catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
         // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
-        // writer to flush it.
+        // writer to flush it. Every query of the session is read-only (the watermark, a logical
+        // message, is allowed in a read-only transaction) and bounded in time: a signal's
+        // `filter` is pasted into these queries.
+        let timeout_ms = self.statement_timeout.map_or(0, |t| t.as_millis());
         catalog
             .client()
-            .batch_execute("SET synchronous_commit = on")
+            .batch_execute(&format!(
+                "SET synchronous_commit = on; SET default_transaction_read_only = on; SET statement_timeout = {timeout_ms}"
+            ))
             .await
             .map_err(|e| sql_err("snapshot: session settings", e))?;
         Ok(catalog)
@@ -216,6 +225,25 @@ impl ChunkReader for ReadSettings {
     }
 }
 
+/// [`sql_err`], saying what to do when the session's limits stopped a query: a snapshot query
+/// ran too long (transient: the chunk is retried), or a signal's filter tried to write.
+fn read_err(context: &str, e: tokio_postgres::Error) -> SourceError {
+    let fix = match e.code().map(|c| c.code()) {
+        Some("57014") => "the query ran past its statement timeout: raise source.snapshot_statement_timeout_secs (0: no limit), or narrow the signal's filter",
+        Some("25006") => "snapshot reads are read-only: a signal's filter may only read",
+        _ => return sql_err(context, e),
+    };
+    let Some(db) = e.as_db_error() else { return sql_err(context, e) };
+    SourceError::from(ServerFailure {
+        context: context.to_string(),
+        code_label: "SQLSTATE",
+        code: db.code().code().to_string(),
+        message: db.message().to_string(),
+        fix: Some(fix.to_string()),
+        transient: db.code().code() == "57014",
+    })
+}
+
 /// The key `chunk_rows` rows past `lower`, or `None` when fewer are left.
 async fn boundary(
     catalog: &Catalog,
@@ -243,7 +271,7 @@ async fn boundary(
         .client()
         .query(sql.as_str(), &[])
         .await
-        .map_err(|e| sql_err(&format!("snapshot: planning chunks of {}", t.table), e))?;
+        .map_err(|e| read_err(&format!("snapshot: planning chunks of {}", t.table), e))?;
     let Some(row) = rows.first() else { return Ok(None) };
     let mut key = Vec::with_capacity(cols.len());
     for i in 0..cols.len() {
@@ -270,12 +298,12 @@ async fn read_piece(
     };
     let bad = |what: &str| SourceError::Transient(format!("snapshot: the server returned no {what}"));
     // Two messages: several statements in one would run in one implicit transaction.
-    let lo = client.simple_query("SELECT pg_current_wal_insert_lsn()::text").await.map_err(|e| sql_err(&what, e))?;
+    let lo = client.simple_query("SELECT pg_current_wal_insert_lsn()::text").await.map_err(|e| read_err(&what, e))?;
     let lo: Lsn = first_text(lo).and_then(|s| s.parse().ok()).ok_or_else(|| bad("WAL position"))?;
     let opened = client
         .simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text")
         .await
-        .map_err(|e| sql_err(&what, e))?;
+        .map_err(|e| read_err(&what, e))?;
     let visibility = first_text(opened).and_then(|s| Visibility::parse(&s)).ok_or_else(|| bad("snapshot"))?;
     let read_at_us = now_us();
     let limit = u64::from(settings.chunk_rows.max(1)) * 2;
@@ -295,12 +323,12 @@ async fn read_piece(
             t.range(lower.as_deref(), job.upper.as_deref())
         )
     };
-    let stream = client.copy_out(sql.as_str()).await.map_err(|e| sql_err(&what, e))?;
+    let stream = client.copy_out(sql.as_str()).await.map_err(|e| read_err(&what, e))?;
     futures_util::pin_mut!(stream);
     let mut rows = RowBuf::default();
     let mut pending: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| sql_err(&what, e))?;
+        let chunk = chunk.map_err(|e| read_err(&what, e))?;
         pending.extend_from_slice(&chunk);
         let mut consumed = 0;
         while let Some(nl) = pending[consumed..].iter().position(|&b| b == b'\n') {
@@ -314,14 +342,14 @@ async fn read_piece(
         }
         pending.drain(..consumed);
     }
-    client.batch_execute("COMMIT").await.map_err(|e| sql_err(&what, e))?;
+    client.batch_execute("COMMIT").await.map_err(|e| read_err(&what, e))?;
     let truncated = t.keyed() && rows.len() as u64 >= limit;
     let done_upto = if truncated { Some(last_key(t, &rows)?) } else { job.upper.clone() };
     let payload = format!("{} {} {}", settings.connector, t.table, job.seq);
     let emitted = client
         .query_one("SELECT pg_logical_emit_message(true, 'cdcd_snapshot', $1)::text", &[&payload])
         .await
-        .map_err(|e| sql_err("snapshot: writing the chunk's watermark", e))?;
+        .map_err(|e| read_err("snapshot: writing the chunk's watermark", e))?;
     let emit_at: Lsn = emitted.get::<_, String>(0).parse().map_err(|_| bad("watermark position"))?;
     Ok(Piece {
         job: Job { lower, ..job.clone() },
