@@ -126,16 +126,30 @@ async fn settle_in_flight(
     Ok(true)
 }
 
+/// How a connector ended.
+pub struct ConnectorEnd {
+    pub result: Result<(), Error>,
+    /// After a failure, the task still reading the source's backlog: a failed connector's slot
+    /// keeps WAL, and its gauges must keep saying how much for as long as it stays down (the
+    /// runner drops this when the connector restarts or leaves the configuration).
+    pub backlog: Option<TaskGuard>,
+}
+
 pub async fn run_connector(
     cfg: ConnectorConfig,
     source: Box<dyn Source>,
     status: Arc<ConnectorStatus>,
     metrics: Option<Arc<Metrics>>,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), Error> {
-    let result = run_sessions(cfg, source, status.clone(), metrics, shutdown).await;
+) -> ConnectorEnd {
+    let (durable_tx, durable_rx) = watch::channel(None);
+    // Asking the server how far ahead its log is costs a query, so only when metrics are served.
+    let backlog = metrics
+        .as_ref()
+        .map(|_| TaskGuard(tokio::spawn(watch_backlog(source.backlog_probe(), status.clone(), durable_rx))));
+    let result = run_sessions(cfg, source, status.clone(), metrics, shutdown, durable_tx).await;
     status.set(if result.is_ok() { State::Stopped } else { State::Failed });
-    result
+    ConnectorEnd { backlog: backlog.filter(|_| result.is_err()), result }
 }
 
 async fn run_sessions(
@@ -144,6 +158,7 @@ async fn run_sessions(
     status: Arc<ConnectorStatus>,
     metrics: Option<Arc<Metrics>>,
     shutdown: watch::Receiver<bool>,
+    durable_tx: watch::Sender<Option<Position>>,
 ) -> Result<(), Error> {
     let name = cfg.name.clone();
     let mut store = FileCheckpointStore::open(&cfg.checkpoint_dir())?;
@@ -162,7 +177,8 @@ async fn run_sessions(
     let tracker = Arc::new(AckTracker::new());
     let sink = Sink::build(&cfg, tracker.clone()).map_err(|source| Error::Sink { connector: name.clone(), source })?;
     let identity = Arc::new(Mutex::new(initial.as_ref().map(|c| c.source.clone())));
-    let (durable_tx, durable_rx) = watch::channel(initial.as_ref().map(|c| c.position.clone()));
+    durable_tx.send_replace(initial.as_ref().map(|c| c.position.clone()));
+    let durable_rx = durable_tx.subscribe();
     let last_write: LastWrite =
         Arc::new(Mutex::new((initial.as_ref().map(|c| c.position.clone()), std::time::Instant::now())));
     let counters = match &metrics {
@@ -190,10 +206,6 @@ async fn run_sessions(
         last_write,
         snapshot: initial.as_ref().and_then(|c| c.snapshot.clone()),
     };
-    // Asking the server how far ahead its log is costs a query, so only when metrics are served.
-    let _backlog = metrics
-        .as_ref()
-        .map(|_| TaskGuard(tokio::spawn(watch_backlog(source.backlog_probe(), status.clone(), durable_rx.clone()))));
     let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
     match cfg.schema_registry() {
         Some(r) => {

@@ -22,7 +22,8 @@ use crate::error::Error;
 use crate::http::{serve, Endpoints};
 use crate::metrics::Metrics;
 use crate::notify::{supervise, Notifier};
-use crate::pipeline::{run_connector, DRAIN_TIMEOUT};
+use crate::pipeline::{run_connector, ConnectorEnd, DRAIN_TIMEOUT};
+use crate::source::TaskGuard;
 
 /// Runs `configs` (loaded from `path`) until stopped; `http` is where to serve health,
 /// readiness, status and metrics.
@@ -76,7 +77,14 @@ impl Signals {
 }
 
 /// What a connector task returns: its name and how it ended.
-type Ended = (String, Result<(), Error>);
+type Ended = (String, ConnectorEnd);
+
+/// A connector that ended with an error, and the watch that keeps its backlog gauges current
+/// while it stays down.
+struct Failed {
+    error: Error,
+    _backlog: Option<TaskGuard>,
+}
 
 /// A running connector task and how to stop it.
 struct Live {
@@ -97,7 +105,7 @@ struct Connectors {
     /// Connectors stopping because they were removed from the configuration.
     removing: BTreeSet<String>,
     /// The error each ended connector failed with; cleared when it runs again.
-    failures: BTreeMap<String, Error>,
+    failures: BTreeMap<String, Failed>,
 }
 
 impl Connectors {
@@ -134,7 +142,7 @@ impl Connectors {
         }
         let _ = stop_all.send(true);
         match std::mem::take(&mut self.failures).into_values().next() {
-            Some(e) => Err(e),
+            Some(f) => Err(f.error),
             None => Ok(()),
         }
     }
@@ -152,21 +160,24 @@ impl Connectors {
     }
 
     fn ended(&mut self, joined: Result<(Id, Ended), tokio::task::JoinError>, stopping: bool) {
-        let (name, result) = match joined {
-            Ok((id, (name, result))) => {
+        let (name, end) = match joined {
+            Ok((id, (name, end))) => {
                 self.names.remove(&id);
-                (name, result)
+                (name, end)
             }
             Err(e) => {
                 let name = self.names.remove(&e.id()).unwrap_or_default();
-                (name, Err(Error::Runtime(format!("connector task failed: {e}"))))
+                (
+                    name,
+                    ConnectorEnd { result: Err(Error::Runtime(format!("connector task failed: {e}"))), backlog: None },
+                )
             }
         };
         self.live.remove(&name);
-        if let Err(e) = result {
+        if let Err(e) = end.result {
             // One connector failing does not stop the others.
             tracing::error!(connector = %name, "connector stopped: {e}");
-            self.failures.insert(name.clone(), e);
+            self.failures.insert(name.clone(), Failed { error: e, _backlog: end.backlog });
         }
         if let Some(cfg) = self.pending.remove(&name) {
             if !stopping {

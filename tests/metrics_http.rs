@@ -1,7 +1,8 @@
 //! The HTTP listener (`cdcd run --http`), scraped by an independent Prometheus text parser (PyPI
 //! `prometheus-client`): metrics present with the `connector` label, event counters move as
 //! rows flow, lag returns to 0 when idle, `/ready` is 200 while streaming and turns 503 when
-//! the connector fails (its broker refuses a record), `/health` stays 200, `/status` is JSON;
+//! the connector fails (its broker refuses a record) while the failed connector's retained WAL
+//! keeps being reported, `/health` stays 200, `/status` is JSON;
 //! `cdcd health [--ready]` (the container HEALTHCHECK) exits 0 or 1 accordingly.
 
 mod support;
@@ -108,6 +109,17 @@ async fn metrics_move_with_rows_lag_settles_and_ready_flips_on_failure() {
     assert_eq!(value(&m, "cdcd_connector_state", &[("connector", "bad"), ("state", "failed")]), Some(1.0), "{m:#?}");
     assert_eq!(value(&m, "cdcd_connector_state", &[("connector", "m"), ("state", "streaming")]), Some(1.0));
     assert_eq!(get(&addr, "/health").0, 200);
+    // Issue 20 item 12: the failed connector's slot keeps WAL while it is down, and its gauge
+    // keeps saying so (it used to freeze at its last value when the connector stopped).
+    let bad = [("connector", "bad")];
+    let retained = || value(&scrape(&addr), "cdcd_wal_retained_bytes", &bad).unwrap_or(0.0);
+    let at_failure = retained();
+    c.batch_execute("INSERT INTO t SELECT g, repeat('w', 1000) FROM generate_series(1000, 5000) g").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || retained() > at_failure + 3_000_000.0),
+        "cdcd_wal_retained_bytes of the failed connector stayed at {} (was {at_failure} at the failure)",
+        retained()
+    );
     let (code, _, err) = cdcd(&["health", "--http", &addr, "--ready"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("503"), "{err}");
