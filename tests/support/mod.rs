@@ -41,12 +41,23 @@ pub fn mysql_url() -> String {
         .expect("CDCD_TEST_MYSQL_URL is not set: run the suite with scripts/test.sh, which starts MariaDB")
 }
 
+/// The Oracle MySQL 9.7 server of this test run (`scripts/mysql.sh`).
+pub fn mysql97_url() -> String {
+    std::env::var("CDCD_TEST_MYSQL97_URL")
+        .expect("CDCD_TEST_MYSQL97_URL is not set: run the suite with scripts/test.sh, which starts MySQL 9.7")
+}
+
 /// A fresh MariaDB database and a connection to it.
 pub async fn mysql_db(name: &str) -> mysql_async::Conn {
+    mysql_db_at(&mysql_url(), name).await
+}
+
+/// A fresh database `name` on the MySQL-family server at `url`, and a connection to it.
+pub async fn mysql_db_at(url: &str, name: &str) -> mysql_async::Conn {
     use mysql_async::prelude::*;
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap())
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap())
         .await
-        .expect("connect to test MariaDB");
+        .unwrap_or_else(|e| panic!("connect to the test server at {url}: {e}"));
     c.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
     c.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")).await.unwrap();
     c.query_drop(format!("USE {name}")).await.unwrap();
@@ -56,10 +67,15 @@ pub async fn mysql_db(name: &str) -> mysql_async::Conn {
 
 /// Another connection to database `name` made by [`mysql_db`].
 pub async fn mysql_db_conn(name: &str) -> mysql_async::Conn {
+    mysql_db_conn_at(&mysql_url(), name).await
+}
+
+/// Another connection to database `name` made by [`mysql_db_at`].
+pub async fn mysql_db_conn_at(url: &str, name: &str) -> mysql_async::Conn {
     use mysql_async::prelude::*;
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap())
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap())
         .await
-        .expect("connect to test MariaDB");
+        .unwrap_or_else(|e| panic!("connect to the test server at {url}: {e}"));
     c.query_drop(format!("USE {name}")).await.unwrap();
     c.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.unwrap();
     c
@@ -515,6 +531,11 @@ pub fn pg_lsn(s: &str) -> u64 {
 }
 
 /// Domain 0's sequence number in a MariaDB GTID position text (`0-1-42,1-2-7`).
+/// The highest transaction number in a MySQL GTID set of one server (`uuid:1-N`).
+pub fn mysql_gno(gtid: &str) -> u64 {
+    gtid.split([',', ':', '-']).filter_map(|p| p.trim().parse::<u64>().ok()).max().unwrap_or(0)
+}
+
 pub fn maria_seq(gtid: &str) -> u64 {
     gtid.split(',')
         .filter_map(|p| p.trim().strip_prefix("0-"))

@@ -22,7 +22,7 @@ pub const TABLES_DDL: [&str; 2] = [
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     Postgres,
-    MariaDb,
+    Mysql,
 }
 
 pub struct RandomWorkload {
@@ -153,7 +153,7 @@ impl RandomWorkload {
                 out.push("TRUNCATE b".into());
                 self.count("truncate b");
             }
-            5..=9 if self.flavor == Flavor::MariaDb => {
+            5..=9 if self.flavor == Flavor::Mysql => {
                 let commit = self.chance(60);
                 let xid = format!("'dx{txn}'");
                 out.push(format!("XA START {xid}"));
@@ -191,7 +191,7 @@ impl RandomWorkload {
     fn begin(&self) -> String {
         match self.flavor {
             Flavor::Postgres => "BEGIN".into(),
-            Flavor::MariaDb => "START TRANSACTION".into(),
+            Flavor::Mysql => "START TRANSACTION".into(),
         }
     }
 }

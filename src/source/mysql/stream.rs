@@ -227,8 +227,6 @@ pub async fn run(
     let heartbeat_ns = (timeout / 3).as_nanos();
     conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}")).await.map_err(q)?;
     conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum").await.map_err(q)?;
-    let checksum: Option<String> = conn.query_first("SELECT @@global.binlog_checksum").await.map_err(q)?;
-    let checksummed = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
     // The GTID state after everything delivered: MariaDB positions or a MySQL GTID set.
     let start_gtid = start.gtid.as_deref().unwrap_or("");
     let mut gtid = if info.mariadb {
@@ -281,7 +279,13 @@ pub async fn run(
     loop {
         if group.is_none() && snapshot.is_running() {
             // Between event groups: a chunk the stream has passed goes out here.
-            let here = BinlogPosition { file: file.clone(), pos: last_end, gtid: gtid.text() };
+            let mut here = BinlogPosition { file: file.clone(), pos: last_end, gtid: gtid.text() };
+            // By GTID, the server skips the transactions the start set holds without sending
+            // them (Oracle MySQL sends nothing at all before the next new one), so the stream is
+            // at `start` from the outset even while the last event it saw lies before it.
+            if use_gtid && here.as_u64() < start.as_u64() {
+                here = BinlogPosition { gtid: gtid.text(), ..start.clone() };
+            }
             snapshot.emit_ready(emitter, &here).await?;
         }
         let ev = tokio::select! {
@@ -366,9 +370,10 @@ pub async fn run(
             }
             EventData::RotateEvent(r) => {
                 // The driver strips checksums once it has seen the format description; only a
-                // rotate before it (the fake one that opens a dump) still carries its CRC32. A
-                // fake rotate after it (the server restarted on a new binlog) does not.
-                file = binlog_file_name(r.name_raw(), checksummed && !fde_seen);
+                // rotate before it (the fake one that opens a dump) may still carry its CRC32:
+                // MariaDB's does, Oracle MySQL 9's does not (it sends it unchecksummed to a
+                // client that asked for 'ALL'). So the bytes decide: a CRC32 of the event itself.
+                file = binlog_file_name(r.name_raw(), !fde_seen && ends_with_own_crc32(header, ev.data()));
                 // The rotate's own position is in the file before; reading goes on here.
                 last_end = r.position();
                 mark_between_groups(emitter, &group, &start, (&file, last_end, &gtid))?;
@@ -758,6 +763,18 @@ impl<C: super::values::Cells> Parts<'_, C> {
 
 /// The fake ROTATE event that opens a stream (log position 0) arrives before the format
 /// description, so its 4-byte CRC32 is still attached to the file name: strip it.
+/// Whether the event's last four bytes are the CRC32 of its header and the bytes before them.
+fn ends_with_own_crc32(header: mysql_common::binlog::events::BinlogEventHeader, data: &[u8]) -> bool {
+    use mysql_common::proto::MySerialize;
+    let Some((body, crc)) = data.split_last_chunk::<4>() else { return false };
+    let mut head = Vec::with_capacity(19);
+    header.serialize(&mut head);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&head);
+    h.update(body);
+    h.finalize() == u32::from_le_bytes(*crc)
+}
+
 pub fn binlog_file_name(raw: &[u8], strip_checksum: bool) -> String {
     let name = if strip_checksum && raw.len() > 4 { &raw[..raw.len() - 4] } else { raw };
     String::from_utf8_lossy(name).into_owned()
@@ -803,6 +820,26 @@ mod tests {
         // and a "keep the printable prefix" rule got wrong.
         assert_eq!(binlog_file_name(b"binlog.000002S\x01\x9c\x8a", true), "binlog.000002");
         assert_eq!(binlog_file_name(b"mysql-bin.000042", false), "mysql-bin.000042");
+    }
+
+    /// Oracle MySQL 9.7 opens a dump with a fake ROTATE without a checksum, MariaDB with one;
+    /// stripping four bytes from MySQL's cut `binlog.000001` to `binlog.00` (issue 21).
+    #[test]
+    fn a_rotate_is_stripped_only_of_a_checksum_it_really_carries() {
+        use mysql_common::binlog::consts::{EventFlags, EventType};
+        use mysql_common::binlog::events::BinlogEventHeader;
+        let mut body = 4u64.to_le_bytes().to_vec();
+        body.extend_from_slice(b"binlog.000001");
+        let size = (19 + body.len() + 4) as u32;
+        let header = BinlogEventHeader::new(0, EventType::ROTATE_EVENT, 1, size, 0, EventFlags::LOG_EVENT_ARTIFICIAL_F);
+        let mut head = Vec::new();
+        mysql_common::proto::MySerialize::serialize(&header, &mut head);
+        let crc = crc32fast::hash(&[head.as_slice(), &body].concat());
+        let with_crc = [body.as_slice(), &crc.to_le_bytes()].concat();
+        assert!(ends_with_own_crc32(header, &with_crc));
+        assert_eq!(binlog_file_name(&with_crc[8..], ends_with_own_crc32(header, &with_crc)), "binlog.000001");
+        assert!(!ends_with_own_crc32(header, &body), "no checksum: the name's last bytes are not one");
+        assert_eq!(binlog_file_name(&body[8..], ends_with_own_crc32(header, &body)), "binlog.000001");
     }
 }
 
