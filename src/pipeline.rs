@@ -81,6 +81,7 @@ impl Checkpointer {
 
 /// How often the server is asked for the connector's backlog (lag in bytes, retained WAL).
 const BACKLOG_INTERVAL: Duration = Duration::from_secs(10);
+const BACKLOG_MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Keeps `status`'s backlog current; a read that fails clears it (no stale figure) and is
 /// logged at debug level only, since the session reports a server that is really gone.
@@ -89,16 +90,23 @@ async fn watch_backlog(
     status: Arc<ConnectorStatus>,
     durable: watch::Receiver<Option<Position>>,
 ) {
-    let mut tick = tokio::time::interval(BACKLOG_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Failed reads back off (up to BACKLOG_MAX_BACKOFF): the watch outlives a connector that
+    // failed, perhaps on its login, and a server may lock an account that keeps failing one.
+    let (mut wait, mut failed) = (Duration::ZERO, 0u32);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(wait).await;
         let confirmed = durable.borrow().clone();
         match probe.read(confirmed.as_ref()).await {
-            Ok(b) => status.set_backlog(Some(b)),
+            Ok(b) => {
+                status.set_backlog(Some(b));
+                (wait, failed) = (BACKLOG_INTERVAL, 0);
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "reading the source's backlog failed");
                 status.set_backlog(None);
+                // A slot being made, a server restarting: the first few retry at the usual pace.
+                failed += 1;
+                wait = if failed <= 3 { BACKLOG_INTERVAL } else { (wait * 2).min(BACKLOG_MAX_BACKOFF) };
             }
         }
     }

@@ -94,8 +94,9 @@ pub struct MysqlSourceConfig {
     /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
     #[serde(default)]
     pub snapshot_max_rows_per_sec: u32,
-    /// Longest a snapshot query may run, in seconds, before the server cancels it (the chunk is
-    /// then retried); it bounds a slow or hostile signal `filter` too. 0: no limit.
+    /// Longest a snapshot query that carries a signal's `filter` may run, in seconds, before
+    /// the server cancels it and the request ends (lock waits time out at half of it and are
+    /// retried). Unfiltered reads are not limited. 0: no limit.
     #[serde(default = "default_statement_timeout")]
     pub snapshot_statement_timeout_secs: u64,
     /// A table (`database.table`) whose inserted rows are signals, as Debezium's
@@ -178,8 +179,9 @@ pub struct PostgresSourceConfig {
     /// Most snapshot rows read per second, over all readers; 0 (default): no limit.
     #[serde(default)]
     pub snapshot_max_rows_per_sec: u32,
-    /// Longest a snapshot query may run, in seconds, before the server cancels it (the chunk is
-    /// then retried); it bounds a slow or hostile signal `filter` too. 0: no limit.
+    /// Longest a snapshot query that carries a signal's `filter` may run, in seconds, before
+    /// the server cancels it and the request ends (lock waits time out at half of it and are
+    /// retried). Unfiltered reads are not limited. 0: no limit.
     #[serde(default = "default_statement_timeout")]
     pub snapshot_statement_timeout_secs: u64,
     /// A table (`schema.table`) whose inserted rows are signals, as Debezium's

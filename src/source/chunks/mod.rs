@@ -11,17 +11,17 @@ pub mod ledger;
 pub mod signal;
 
 pub use engine::{ChunkReader, Piece, SnapshotEngine};
+pub use ledger::{reconcile_progress, Job};
 
 use crate::error::SourceError;
 
-/// Why `e` ends the snapshot of a table read with a signal's `filter`: an error the server
-/// gives for the query itself (bad syntax, an unknown column, a write, running past the
-/// statement timeout) would come back on every retry, so the request ends, not the session.
-pub fn filter_failure(filter: Option<&str>, e: &SourceError, timed_out: bool) -> Option<String> {
+/// Why `e` ends the snapshot of a table read with a signal's `filter`, when the source says
+/// the error comes `from_filter` (bad syntax, an unknown column, a write, running past the
+/// statement timeout): it would come back on every retry, so the request ends, not the session.
+/// Other errors keep their own course (transient: retried; definite: the connector stops).
+pub fn filter_failure(filter: Option<&str>, e: &SourceError, from_filter: bool) -> Option<String> {
     let filter = filter?;
-    let from_query = e.server_code().is_some() && (timed_out || !e.is_transient());
-    from_query.then(|| {
+    from_filter.then(|| {
         format!("the signal's filter `{filter}` cannot be used: {e}; send the signal again with a filter that works")
     })
 }
-pub use ledger::{reconcile_progress, Job};

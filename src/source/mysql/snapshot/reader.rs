@@ -138,8 +138,14 @@ impl ChunkReader for ReadSettings {
         if e.server_code() == Some("1146") {
             return Some("table no longer exists".into());
         }
-        let timed_out = matches!(e.server_code(), Some("3024" | "1969"));
-        filter_failure(plan.filter.as_deref(), e, timed_out)
+        // What a filter itself can cause: bad syntax (1064), an unknown column or function
+        // (1054, 1305, 1630), bad arguments or values (1582, 1583, 1267, 1292, 1241, 1242), a
+        // write (1792), or running past the statement timeout (3024 MySQL, 1969 MariaDB; lock
+        // waits end earlier, at lock_wait_timeout, as transient errors).
+        const FROM_FILTER: [&str; 12] =
+            ["1064", "1054", "1305", "1630", "1582", "1583", "1267", "1292", "1241", "1242", "1792", "3024"];
+        let from_filter = e.server_code().is_some_and(|c| FROM_FILTER.contains(&c) || c == "1969");
+        filter_failure(plan.filter.as_deref(), e, from_filter)
     }
 
     fn limiter(&self) -> Option<&Limiter> {
@@ -160,6 +166,7 @@ impl ChunkReader for ReadSettings {
         if !t.keyed() {
             return Ok(None);
         }
+        r.limit_filtered(self, t).await?;
         boundary(r, t, lower, self.chunk_rows).await
     }
 
@@ -170,6 +177,7 @@ impl ChunkReader for ReadSettings {
         job: &Job,
         lower: Option<Vec<String>>,
     ) -> Result<ChunkRead, SourceError> {
+        r.limit_filtered(self, t).await?;
         read_piece(r, self, t, job, lower).await
     }
 }
@@ -178,25 +186,37 @@ impl ChunkReader for ReadSettings {
 pub struct Reader {
     conn: Conn,
     no_backslash_escapes: bool,
+    /// The session's own lock_wait_timeout, for unfiltered reads.
+    lock_wait: u64,
 }
 
 impl Reader {
     async fn open(settings: &ReadSettings) -> Result<Reader, SourceError> {
         let mut conn = connect(&settings.my).await?;
         let q = |e| my_err("snapshot: opening a reader", e);
-        // Every query of the session is read-only and bounded in time: a signal's `filter` is
-        // pasted into these queries.
+        // Every query of the session is read-only: a signal's `filter` is pasted into them.
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
-        let timeout = settings.statement_timeout.unwrap_or_default();
-        let limit = if settings.info.mariadb {
-            format!("SET SESSION max_statement_time = {}", timeout.as_secs_f64())
-        } else {
-            format!("SET SESSION max_execution_time = {}", timeout.as_millis())
-        };
-        conn.query_drop(limit).await.map_err(q)?;
+        let lock_wait: Option<u64> = conn.query_first("SELECT @@SESSION.lock_wait_timeout").await.map_err(q)?;
         let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(q)?;
         let no_backslash_escapes = mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
-        Ok(Reader { conn, no_backslash_escapes })
+        Ok(Reader { conn, no_backslash_escapes, lock_wait: lock_wait.unwrap_or(31_536_000) })
+    }
+
+    /// Bounds the next queries in time when they carry a signal's filter, and only then: an
+    /// unfiltered read of a large table may take as long as it takes. Metadata-lock waits
+    /// time out first (half the limit, a transient error: retried), so only the filter's own
+    /// work can reach the statement timeout.
+    async fn limit_filtered(&mut self, settings: &ReadSettings, t: &TablePlan) -> Result<(), SourceError> {
+        let (statement, lock_wait) = match (&t.filter, settings.statement_timeout) {
+            (Some(_), Some(limit)) => (limit, (limit.as_secs() / 2).max(1)),
+            _ => (std::time::Duration::ZERO, self.lock_wait),
+        };
+        let limit = if settings.info.mariadb {
+            format!("SET SESSION max_statement_time = {}, lock_wait_timeout = {lock_wait}", statement.as_secs_f64())
+        } else {
+            format!("SET SESSION max_execution_time = {}, lock_wait_timeout = {lock_wait}", statement.as_millis())
+        };
+        self.conn.query_drop(limit).await.map_err(|e| my_err("snapshot: session settings", e))
     }
 }
 

@@ -167,7 +167,13 @@ impl ChunkReader for ReadSettings {
         if e.server_code() == Some("42P01") {
             return Some("table no longer exists".into());
         }
-        filter_failure(plan.filter.as_deref(), e, e.server_code() == Some("57014"))
+        // What a filter itself can cause: bad syntax, an unknown column, function or operator,
+        // a type mismatch, bad data, a write, or running past the statement timeout (lock
+        // waits end earlier, at the lock timeout, as transient errors).
+        let from_filter = e.server_code().is_some_and(|c| {
+            ["42601", "42703", "42883", "42804", "42725", "25006", "57014"].contains(&c) || c.starts_with("22")
+        });
+        filter_failure(plan.filter.as_deref(), e, from_filter)
     }
 
     fn limiter(&self) -> Option<&Limiter> {
@@ -178,14 +184,11 @@ impl ChunkReader for ReadSettings {
         let catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
         // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
         // writer to flush it. Every query of the session is read-only (the watermark, a logical
-        // message, is allowed in a read-only transaction) and bounded in time: a signal's
-        // `filter` is pasted into these queries.
-        let timeout_ms = self.statement_timeout.map_or(0, |t| t.as_millis());
+        // message, is allowed in a read-only transaction): a signal's `filter` is pasted into
+        // these queries.
         catalog
             .client()
-            .batch_execute(&format!(
-                "SET synchronous_commit = on; SET default_transaction_read_only = on; SET statement_timeout = {timeout_ms}"
-            ))
+            .batch_execute("SET synchronous_commit = on; SET default_transaction_read_only = on")
             .await
             .map_err(|e| sql_err("snapshot: session settings", e))?;
         Ok(catalog)
@@ -198,6 +201,7 @@ impl ChunkReader for ReadSettings {
         lower: Option<&[String]>,
     ) -> Result<Option<Vec<String>>, SourceError> {
         if t.keyed() {
+            limit_filtered(catalog, t, self.statement_timeout).await?;
             return boundary(catalog, t, lower, self.chunk_rows).await;
         }
         let from = lower.and_then(|l| l.first()).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
@@ -221,8 +225,29 @@ impl ChunkReader for ReadSettings {
         job: &Job,
         lower: Option<Vec<String>>,
     ) -> Result<ChunkRead, SourceError> {
+        limit_filtered(catalog, t, self.statement_timeout).await?;
         read_piece(catalog, self, t, job, lower).await
     }
+}
+
+/// Bounds the next queries in time when they carry a signal's filter, and only then: an
+/// unfiltered read of a large table may take as long as it takes. Lock waits time out first
+/// (half the limit, a transient error: retried), so only the filter's own work can reach the
+/// statement timeout.
+async fn limit_filtered(
+    catalog: &Catalog,
+    t: &TablePlan,
+    timeout: Option<std::time::Duration>,
+) -> Result<(), SourceError> {
+    let (statement, lock) = match (&t.filter, timeout) {
+        (Some(_), Some(limit)) => (limit.as_millis(), (limit / 2).as_millis().max(1)),
+        _ => (0, 0),
+    };
+    catalog
+        .client()
+        .batch_execute(&format!("SET statement_timeout = {statement}; SET lock_timeout = {lock}"))
+        .await
+        .map_err(|e| sql_err("snapshot: session settings", e))
 }
 
 /// [`sql_err`], saying what to do when the session's limits stopped a query: a snapshot query
