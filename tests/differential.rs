@@ -1,6 +1,6 @@
 //! Randomized differential tests: a seeded random workload (`support::random_workload`: multi-row
 //! and multi-table transactions, savepoints, rollbacks, primary-key changes, TRUNCATE, ADD/DROP
-//! COLUMN, XA on MariaDB) runs against the real server while the daemon is SIGKILLed at random
+//! COLUMN, a keyless table, XA on the MySQL family) runs against the real server while the daemon is SIGKILLed at random
 //! moments, starting during its initial snapshot. Then a consumer's replica, built from every
 //! record in partition order, must equal the source tables, and no record may carry a value
 //! written by rolled-back work. The seed is printed; `CDCD_TEST_SEED` repeats a run and
@@ -18,7 +18,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use serde_json::Value;
 use support::kafka::RealKafka;
-use support::random_workload::{normalize, replica, rolled_back_seen, Flavor, RandomWorkload, TABLES_DDL};
+use support::random_workload::{normalize, replica, rolled_back_seen, tables_ddl, Flavor, RandomWorkload};
 use support::*;
 
 const SEED_ROWS: i64 = 600;
@@ -57,8 +57,8 @@ fn judge(
     seed: u64,
     w: &RandomWorkload,
     recs: &[Rec],
-    topics: [&str; 2],
-    source: [BTreeMap<i64, Vec<Value>>; 2],
+    topics: [&str; 3],
+    source: [BTreeMap<i64, Vec<Value>>; 3],
     daemon: &Daemon,
 ) {
     eprintln!(
@@ -72,7 +72,9 @@ fn judge(
         "{what} (seed {seed}): records carry rolled-back values: {:?}",
         &rolled_back[..rolled_back.len().min(3)]
     );
-    for (topic, (source, columns)) in topics.iter().zip(source.iter().zip([["id", "v", "n"], ["id", "a_id", "note"]])) {
+    for (topic, (source, columns)) in
+        topics.iter().zip(source.iter().zip([["id", "v", "n"], ["id", "a_id", "note"], ["id", "v", "n"]]))
+    {
         let replica = replica(recs, topic, &columns);
         let differ: Vec<_> = replica
             .keys()
@@ -109,17 +111,17 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
     let db = TestDb::create("diff_pg").await;
     let c = db.client().await;
     let mut w = RandomWorkload::new(seed, Flavor::Postgres);
-    c.batch_execute(&TABLES_DDL.join(";")).await.unwrap();
+    c.batch_execute(&tables_ddl(Flavor::Postgres).join(";")).await.unwrap();
     c.batch_execute(&w.seed(SEED_ROWS).join(";")).await.unwrap();
     let (kafka, name) = (RealKafka::get(), run_name("diffpg"));
-    let topics = [format!("{name}.public.a"), format!("{name}.public.b")];
-    let topics = [topics[0].as_str(), topics[1].as_str()];
+    let topics = [format!("{name}.public.a"), format!("{name}.public.b"), format!("{name}.public.k")];
+    let topics = [topics[0].as_str(), topics[1].as_str(), topics[2].as_str()];
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
         &name,
         &db.url,
-        r#"["public.a", "public.b"]"#,
+        r#"["public.a", "public.b", "public.k"]"#,
         &kafka_sink(&kafka.bootstrap),
         "snapshot_chunk_rows = 50",
     );
@@ -149,18 +151,22 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
     });
     let recs = read_topics_to_end(&kafka.bootstrap, &topics, 300);
     let text = |v: Option<String>| v.map_or(Value::Null, Value::from);
-    let a = c.query("SELECT id, v, n FROM a", &[]).await.unwrap();
-    let a = rows(
-        a.iter()
-            .map(|r| {
-                vec![
-                    r.get::<_, i64>(0).into(),
-                    text(r.get(1)),
-                    r.get::<_, Option<i32>>(2).map_or(Value::Null, Value::from),
-                ]
-            })
-            .collect(),
-    );
+    let mut avk = Vec::new();
+    for table in ["a", "k"] {
+        let t = c.query(&format!("SELECT id, v, n FROM {table}"), &[]).await.unwrap();
+        avk.push(rows(
+            t.iter()
+                .map(|r| {
+                    vec![
+                        r.get::<_, i64>(0).into(),
+                        text(r.get(1)),
+                        r.get::<_, Option<i32>>(2).map_or(Value::Null, Value::from),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+    let (k, a) = (avk.pop().unwrap_or_default(), avk.pop().unwrap_or_default());
     let b = c.query("SELECT id, a_id, note FROM b", &[]).await.unwrap();
     let b = rows(
         b.iter()
@@ -173,7 +179,7 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
             })
             .collect(),
     );
-    judge("PostgreSQL", seed, &w, &recs, topics, [a, b], &daemon);
+    judge("PostgreSQL", seed, &w, &recs, topics, [a, b, k], &daemon);
     assert_eq!(daemon.stop(), Some(0));
 }
 
@@ -195,14 +201,14 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
     let db = format!("{base}_db");
     let mut c = mysql_db_at(url, &db).await;
     let mut w = RandomWorkload::new(seed, Flavor::Mysql);
-    for sql in TABLES_DDL.iter().map(|s| s.to_string()).chain(w.seed(SEED_ROWS)) {
+    for sql in tables_ddl(Flavor::Mysql).iter().map(|s| s.to_string()).chain(w.seed(SEED_ROWS)) {
         c.query_drop(sql).await.unwrap();
     }
     let (kafka, name) = (RealKafka::get(), run_name(base));
-    let topics = [format!("{name}.{db}.a"), format!("{name}.{db}.b")];
-    let topics = [topics[0].as_str(), topics[1].as_str()];
+    let topics = [format!("{name}.{db}.a"), format!("{name}.{db}.b"), format!("{name}.{db}.k")];
+    let topics = [topics[0].as_str(), topics[1].as_str(), topics[2].as_str()];
     let dir = tempfile::tempdir().unwrap();
-    let tables = format!(r#"["{db}.a", "{db}.b"]"#);
+    let tables = format!(r#"["{db}.a", "{db}.b", "{db}.k"]"#);
     let cfg = write_mysql_config_at(
         dir.path(),
         &name,
@@ -245,6 +251,7 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
     let recs = read_topics_to_end(&kafka.bootstrap, &topics, 300);
     let a: Vec<(i64, Option<String>, Option<i64>)> = c.query("SELECT id, v, n FROM a").await.unwrap();
     let b: Vec<(i64, Option<i64>, Option<String>)> = c.query("SELECT id, a_id, note FROM b").await.unwrap();
+    let k: Vec<(i64, Option<String>, Option<i64>)> = c.query("SELECT id, v, n FROM k").await.unwrap();
     let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
     let a = rows(
         a.into_iter().map(|(id, v, n)| vec![id.into(), opt(v.map(Value::from)), opt(n.map(Value::from))]).collect(),
@@ -252,6 +259,9 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
     let b = rows(
         b.into_iter().map(|(id, x, s)| vec![id.into(), opt(x.map(Value::from)), opt(s.map(Value::from))]).collect(),
     );
-    judge(what, seed, &w, &recs, topics, [a, b], &daemon);
+    let k = rows(
+        k.into_iter().map(|(id, v, n)| vec![id.into(), opt(v.map(Value::from)), opt(n.map(Value::from))]).collect(),
+    );
+    judge(what, seed, &w, &recs, topics, [a, b, k], &daemon);
     assert_eq!(daemon.stop(), Some(0));
 }

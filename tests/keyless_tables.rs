@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 
 fn topic_recs<'a>(recs: &'a [Rec], topic: &str) -> Vec<&'a Rec> {
@@ -259,5 +259,181 @@ async fn mariadb_non_unique_key_columns_lose_no_snapshot_row() {
     let source: std::collections::BTreeMap<i64, i64> =
         c.query::<(i64, i64), _>("SELECT id, v FROM p").await.unwrap().into_iter().collect();
     assert_eq!(last, source, "log:\n{}", daemon.logs());
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Rows of a keyless table `(id, v)` as a consumer keeps them by `id` (unique by construction,
+/// backed by no index), from every record of the one-partition `topic` in order.
+fn keyless_replica(recs: &[Rec], topic: &str) -> std::collections::BTreeMap<i64, Value> {
+    support::random_workload::replica(recs, topic, &["v"]).into_iter().map(|(id, mut v)| (id, v.remove(0))).collect()
+}
+
+/// The snapshot progress of the table, as the checkpoint has it, while `until` is false.
+async fn rows_seen_in_checkpoints(dir: &std::path::Path, name: &str, until: impl Fn() -> bool) -> Vec<u64> {
+    let path = checkpoint_path(dir, name);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !until() && std::time::Instant::now() < deadline {
+        let rows = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|cp| cp["snapshot"]["tables"][0]["rows"].as_u64());
+        if let Some(r) = rows.filter(|r| seen.last() != Some(r)) {
+            seen.push(r);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen
+}
+
+const KEYLESS_ROWS: i64 = 3000;
+
+/// Issue 20 items 8 and 9 on MariaDB and MySQL 9.7: a table without a key is read in one
+/// transaction and goes out in pieces of `snapshot_chunk_rows` (throttled here so the read
+/// lasts seconds), while the application deletes and updates its rows. No row deleted or
+/// updated meanwhile may come back as a snapshot read after its delete or update; the read's
+/// progress reaches the checkpoint piece by piece (so memory holds pieces, not the table).
+async fn keyless_rows_changed_during_the_read_stay_changed(url: &str, db: &str, server_id: u32) {
+    let mut c = mysql_db_at(url, db).await;
+    c.query_drop("CREATE TABLE big (id int NOT NULL, v varchar(32))").await.unwrap();
+    let values: Vec<String> = (1..=KEYLESS_ROWS).map(|i| format!("({i}, 'seed-{i}')")).collect();
+    c.query_drop(format!("INSERT INTO big VALUES {}", values.join(", "))).await.unwrap();
+    let name = format!("kl{server_id}");
+    let topic = format!("{name}.{db}.big");
+    let broker = Broker::with_topics(&[(&topic, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config_at(
+        dir.path(),
+        &name,
+        url,
+        &format!(r#"["{db}.big"]"#),
+        server_id,
+        &kafka_sink(&broker.bootstrap),
+        "snapshot_chunk_rows = 100\nsnapshot_max_rows_per_sec = 600",
+    );
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot started")), "{}", daemon.logs());
+    let log = daemon.log.clone();
+    let writes = {
+        let (url, db) = (url.to_string(), db.to_string());
+        tokio::spawn(async move {
+            let mut c = mysql_db_conn_at(&url, &db).await;
+            // While the read runs: deletes and updates all over the table, so also of rows
+            // the read has not sent yet.
+            let finished = || std::fs::read_to_string(&log).unwrap_or_default().contains("snapshot finished");
+            let mut i = 0i64;
+            while i < 1500 && !finished() {
+                let id = (i * 37) % KEYLESS_ROWS + 1;
+                if i % 3 == 0 {
+                    c.exec_drop("UPDATE big SET v = ? WHERE id = ?", (format!("upd-{i}"), id)).await.unwrap();
+                } else {
+                    c.exec_drop("DELETE FROM big WHERE id = ?", (id,)).await.unwrap();
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    let checkpoints = rows_seen_in_checkpoints(dir.path(), &name, || daemon.logs().contains("snapshot finished")).await;
+    let changes = writes.await.unwrap();
+    eprintln!("{db}: {changes} changes while the table was read; progress seen: {checkpoints:?}");
+    let maria = c.query_first::<String, _>("SELECT @@version").await.unwrap().unwrap_or_default().contains("MariaDB");
+    let (target, done): (String, fn(&str) -> u64) = if maria {
+        (c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap(), maria_seq)
+    } else {
+        (c.query_first("SELECT @@gtid_executed").await.unwrap().unwrap(), mysql_gno)
+    };
+    wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(90), |cp| {
+        cp["snapshot"]["tables"][0]["done"] == true
+            && done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)
+    });
+    let recs = read_topics_to_end(&broker.bootstrap, &[&topic], 60);
+    let source: std::collections::BTreeMap<i64, Value> = c
+        .query::<(i64, String), _>("SELECT id, v FROM big")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, v)| (id, Value::from(v)))
+        .collect();
+    let replica = keyless_replica(&recs, &topic);
+    let differ: Vec<_> =
+        source.keys().chain(replica.keys()).filter(|id| source.get(id) != replica.get(id)).take(5).collect();
+    assert!(
+        differ.is_empty(),
+        "{db}: rows differ from the source (first ids: {differ:?}; replica {} rows, source {}); log:\n{}",
+        replica.len(),
+        source.len(),
+        daemon.logs()
+    );
+    let partial = checkpoints.iter().filter(|&&r| r > 0 && r < KEYLESS_ROWS as u64).count();
+    assert!(partial >= 3, "{db}: the read's progress did not reach the checkpoint piece by piece: {checkpoints:?}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_keyless_rows_changed_during_the_read_stay_changed() {
+    keyless_rows_changed_during_the_read_stay_changed(&mysql_url(), "keyless_win_my", 5393).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_keyless_rows_changed_during_the_read_stay_changed() {
+    keyless_rows_changed_during_the_read_stay_changed(&mysql97_url(), "keyless_win_m97", 5394).await;
+}
+
+/// Issue 20 item 8 on PostgreSQL: the keyless table is cut by `ctid` into chunks read one after
+/// another (throttled), while its rows are deleted and updated.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_keyless_rows_changed_during_the_snapshot_stay_changed() {
+    let db = TestDb::create("keyless_win_pg").await;
+    let c = db.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE big (id int NOT NULL, v varchar(32)); ALTER TABLE big REPLICA IDENTITY FULL;
+         INSERT INTO big SELECT i, 'seed-' || i FROM generate_series(1, {KEYLESS_ROWS}) i;"
+    ))
+    .await
+    .unwrap();
+    let topic = "klpg.public.big";
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::with_topics(&[(topic, 1)]);
+    let cfg = write_config(
+        dir.path(),
+        "klpg",
+        &db.url,
+        r#"["public.big"]"#,
+        &kafka_sink(&broker.bootstrap),
+        "snapshot_chunk_rows = 1000\nsnapshot_max_rows_per_sec = 2000\nsnapshot_workers = 1",
+    );
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot started")), "{}", daemon.logs());
+    // Changes all the time the chunks are read, so also between a chunk's read and its
+    // watermark.
+    let mut i = 0i64;
+    while i < 1500 && !daemon.logs().contains("snapshot finished") {
+        let id = ((i * 37) % KEYLESS_ROWS + 1) as i32;
+        if i % 3 == 0 {
+            c.execute("UPDATE big SET v = $1 WHERE id = $2", &[&format!("upd-{i}"), &id]).await.unwrap();
+        } else {
+            c.execute("DELETE FROM big WHERE id = $1", &[&id]).await.unwrap();
+        }
+        i += 1;
+    }
+    eprintln!("{i} changes while the table was read");
+    let target: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+    wait_for_checkpoint(dir.path(), "klpg", &daemon, Duration::from_secs(90), |cp| {
+        cp["snapshot"]["tables"][0]["done"] == true
+            && pg_lsn(cp["position"]["lsn"].as_str().unwrap_or("0/0")) >= pg_lsn(&target)
+    });
+    let recs = read_topics_to_end(&broker.bootstrap, &[topic], 60);
+    let source: std::collections::BTreeMap<i64, Value> = c
+        .query("SELECT id::int8, v FROM big", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), Value::from(r.get::<_, String>(1))))
+        .collect();
+    let replica = keyless_replica(&recs, topic);
+    let differ: Vec<_> =
+        source.keys().chain(replica.keys()).filter(|id| source.get(id) != replica.get(id)).take(5).collect();
+    assert!(differ.is_empty(), "rows differ from the source (first ids: {differ:?}); log:\n{}", daemon.logs());
     assert_eq!(daemon.stop(), Some(0));
 }

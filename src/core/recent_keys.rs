@@ -8,11 +8,17 @@
 //! chunk's read (its commit record was written, but it had not ended when the read's snapshot
 //! was taken); the caller passes a visibility test so such transactions count too.
 //!
+//! Tables not cut by a unique key (keyless, or `key_columns` no index proves unique) are matched
+//! by whole row instead: the source records the old image of every row it updates or deletes,
+//! and a chunk drops one row per matching image that the read still saw ([`Superseded::removed`],
+//! a count, since a keyless table may hold identical rows). The rows such changes add are left
+//! to the reader, which skips rows written after streaming began where the source can tell.
+//!
 //! Keys are compared as the broker sees them (the rendered message key), hashed to 128 bits.
 //! Entries are kept while a chunk may still need them, at least [`RETENTION`], and at most
 //! [`CAPACITY`]; a chunk whose window reaches back past an entry dropped for room is re-read.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
@@ -40,8 +46,20 @@ pub fn key_hash(key: &[u8]) -> KeyHash {
     k.max(1)
 }
 
+/// Where a change the log recorded stands relative to a chunk's read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Before the chunk's window, and in its rows.
+    Before,
+    /// In the chunk's window, and already in its rows.
+    InRead,
+    /// After the read (or not known to be before it): the rows still hold the old state.
+    AfterRead,
+}
+
 struct Entry {
     pos: u64,
+    /// The source's transaction (PostgreSQL's xid; a number the MySQL source keeps).
     xid: u32,
     table: u32,
     key: KeyHash,
@@ -53,12 +71,28 @@ struct Entry {
 pub struct Superseded {
     /// The table was truncated after (or invisibly to) the read: drop every row.
     pub all: bool,
+    /// Keys changed in the window or after the read (for tables cut by a unique key).
     pub keys: HashSet<KeyHash>,
+    /// Row images updated away or deleted after the read, with how many times (for tables
+    /// matched by whole row).
+    pub removed: HashMap<KeyHash, u32>,
 }
 
 impl Superseded {
     pub fn contains(&self, key: KeyHash) -> bool {
         self.all || self.keys.contains(&key)
+    }
+
+    /// Whether a row with image `image` was removed after the read; each removal accounts for
+    /// one row.
+    pub fn take_removed(&mut self, image: KeyHash) -> bool {
+        match self.removed.get_mut(&image) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -102,20 +136,25 @@ impl RecentKeys {
         self.record(table, pos, xid, ALL_KEYS);
     }
 
-    /// What a chunk of `table` read after log position `lo` must drop: keys changed at or
-    /// after `lo`, and keys changed before it by transactions `invisible` to the read.
-    pub fn superseded(&self, table: u32, lo: u64, invisible: impl Fn(u32) -> bool) -> Result<Superseded, NotCovered> {
+    /// What a chunk of `table` whose window starts at log position `lo` must drop; `seen` places
+    /// each change (its position and transaction) relative to the chunk's read.
+    pub fn superseded(&self, table: u32, lo: u64, seen: impl Fn(u64, u32) -> Seen) -> Result<Superseded, NotCovered> {
         if lo < self.horizon {
             return Err(NotCovered { from: lo, horizon: self.horizon });
         }
         let mut out = Superseded::default();
         for e in self.entries.iter().filter(|e| e.table == table) {
-            if e.pos >= lo || invisible(e.xid) {
-                if e.key == ALL_KEYS {
-                    out.all = true;
-                } else {
-                    out.keys.insert(e.key);
-                }
+            let place = seen(e.pos, e.xid);
+            if place == Seen::Before {
+                continue;
+            }
+            if e.key == ALL_KEYS {
+                out.all = true;
+                continue;
+            }
+            out.keys.insert(e.key);
+            if place == Seen::AfterRead {
+                *out.removed.entry(e.key).or_default() += 1;
             }
         }
         Ok(out)
@@ -157,6 +196,33 @@ impl RecentKeys {
 mod tests {
     use super::*;
 
+    /// PostgreSQL's rule: invisible to the read is after it; else in the window from `lo` on.
+    fn pg_like(lo: u64, pos: u64, invisible: bool) -> Seen {
+        if invisible {
+            Seen::AfterRead
+        } else if pos >= lo {
+            Seen::InRead
+        } else {
+            Seen::Before
+        }
+    }
+
+    /// Issue 20 item 8: a keyless table's rows are matched by image, and only the changes the
+    /// read did not see remove a row from the chunk, once per change.
+    #[test]
+    fn images_removed_after_the_read_are_counted() {
+        let mut r = RecentKeys::new(0);
+        let (x, y) = (key_hash(b"[1,\"x\"]"), key_hash(b"[2,\"y\"]"));
+        r.record(3, 50, 20, x); // after lo, but seen by the read: the row is already gone
+        r.record(3, 60, 21, y); // after the read
+        r.record(3, 70, 22, y); // after the read, an identical row
+        r.record(3, 10, 23, x); // before lo, yet invisible to the read
+        let s = r.superseded(3, 40, |pos, xid| pg_like(40, pos, xid >= 21)).unwrap();
+        assert_eq!(s.removed.get(&y), Some(&2));
+        assert_eq!(s.removed.get(&x), Some(&1), "the one seen by the read does not count");
+        assert!(s.keys.contains(&x) && s.keys.contains(&y));
+    }
+
     #[test]
     fn keys_changed_in_the_window_or_invisibly_before_it_are_superseded() {
         let mut r = RecentKeys::new(100);
@@ -165,24 +231,27 @@ mod tests {
         r.record(7, 160, 11, b); // before the window, its commit not yet visible to the read
         r.record(7, 200, 12, c); // in the window
         r.record(8, 210, 13, d); // another table
-        let s = r.superseded(7, 180, |xid| xid == 11).unwrap();
+        let s = r.superseded(7, 180, |pos, xid| pg_like(180, pos, xid == 11)).unwrap();
         assert!(!s.contains(a) && s.contains(b) && s.contains(c) && !s.contains(d));
         assert!(!s.all);
         r.record_truncate(7, 220, 14);
-        assert!(r.superseded(7, 180, |_| false).unwrap().all);
-        assert!(!r.superseded(8, 180, |_| false).unwrap().all);
+        assert!(r.superseded(7, 180, |pos, _| pg_like(180, pos, false)).unwrap().all);
+        assert!(!r.superseded(8, 180, |pos, _| pg_like(180, pos, false)).unwrap().all);
     }
 
     #[test]
     fn a_window_older_than_what_was_kept_is_refused() {
         let mut r = RecentKeys::with_capacity(100, 2);
-        assert_eq!(r.superseded(7, 99, |_| false), Err(NotCovered { from: 99, horizon: 100 }));
+        assert_eq!(r.superseded(7, 99, |pos, _| pg_like(99, pos, false)), Err(NotCovered { from: 99, horizon: 100 }));
         r.record(7, 110, 1, key_hash(b"a"));
         r.record(7, 120, 2, key_hash(b"b"));
         r.record(7, 130, 3, key_hash(b"c"));
         assert_eq!(r.len(), 2);
-        assert!(r.superseded(7, 110, |_| false).is_err(), "the entry at 110 was dropped for room");
-        assert_eq!(r.superseded(7, 111, |_| false).unwrap().keys.len(), 2);
+        assert!(
+            r.superseded(7, 110, |pos, _| pg_like(110, pos, false)).is_err(),
+            "the entry at 110 was dropped for room"
+        );
+        assert_eq!(r.superseded(7, 111, |pos, _| pg_like(111, pos, false)).unwrap().keys.len(), 2);
     }
 
     #[test]
@@ -210,16 +279,16 @@ mod tests {
         // the retention may go, so the read's window stays covered.
         r.prune_at(later(30), None, Some(read_began));
         assert_eq!(r.len(), 2, "entries from the retention before the read on are kept");
-        assert_eq!(r.superseded(1, 15, |_| false).map(|s| s.keys.len()), Ok(1));
+        assert_eq!(r.superseded(1, 15, |pos, _| pg_like(15, pos, false)).map(|s| s.keys.len()), Ok(1));
 
         // The read returned and waits for its watermark: its lo keeps its window.
         r.prune_at(later(30 + RETENTION.as_secs() * 2), Some(15), None);
         assert_eq!(r.len(), 1);
-        assert_eq!(r.superseded(1, 15, |_| false).map(|s| s.keys.len()), Ok(1));
+        assert_eq!(r.superseded(1, 15, |pos, _| pg_like(15, pos, false)).map(|s| s.keys.len()), Ok(1));
 
         // With nothing open, everything old goes, and an old window is no longer covered.
         r.prune_at(later(30 + RETENTION.as_secs() * 2), None, None);
         assert!(r.is_empty());
-        assert!(r.superseded(1, 15, |_| false).is_err());
+        assert!(r.superseded(1, 15, |pos, _| pg_like(15, pos, false)).is_err());
     }
 }

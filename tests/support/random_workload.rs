@@ -1,7 +1,11 @@
-//! A seeded random workload over two keyed tables for the differential tests, in SQL both
-//! PostgreSQL and MariaDB accept: multi-row and multi-table transactions, updates, deletes,
-//! primary-key changes, savepoints rolled back to, whole rollbacks, TRUNCATE, ADD/DROP COLUMN,
-//! and (MariaDB) XA transactions committed or rolled back after PREPARE.
+//! A seeded random workload over two keyed tables and a keyless one for the differential tests,
+//! in SQL both PostgreSQL and MySQL / MariaDB accept: multi-row and multi-table transactions,
+//! updates, deletes, primary-key changes, savepoints rolled back to, whole rollbacks, TRUNCATE,
+//! ADD/DROP COLUMN, and (MySQL family) XA transactions committed or rolled back after PREPARE.
+//!
+//! The keyless table `k` has an `id` column that is unique by construction but backed by no
+//! index, so the source and the connector treat the table as keyless, while the test can still
+//! tell its rows apart.
 //!
 //! It keeps no model of the expected state: the test compares what a consumer builds from Kafka
 //! with the source tables themselves. Work that is rolled back writes values starting with
@@ -13,11 +17,19 @@ use serde_json::Value;
 
 use super::{Rec, Rng};
 
-/// `a` and `b`, created before the connector starts.
-pub const TABLES_DDL: [&str; 2] = [
-    "CREATE TABLE a (id bigint PRIMARY KEY, v varchar(64), n int)",
-    "CREATE TABLE b (id bigint PRIMARY KEY, a_id bigint, note varchar(64))",
-];
+/// `a`, `b` and the keyless `k`, created before the connector starts.
+pub fn tables_ddl(flavor: Flavor) -> Vec<&'static str> {
+    let mut ddl = vec![
+        "CREATE TABLE a (id bigint PRIMARY KEY, v varchar(64), n int)",
+        "CREATE TABLE b (id bigint PRIMARY KEY, a_id bigint, note varchar(64))",
+        "CREATE TABLE k (id bigint, v varchar(64), n int)",
+    ];
+    if flavor == Flavor::Postgres {
+        // Updates and deletes of a keyless table need the whole old row in the log.
+        ddl.push("ALTER TABLE k REPLICA IDENTITY FULL");
+    }
+    ddl
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -71,14 +83,48 @@ impl RandomWorkload {
             if id % 3 == 0 {
                 out.push(format!("INSERT INTO b VALUES ({id}, {id}, 'seed-b-{id}')"));
             }
+            out.push(format!("INSERT INTO k VALUES ({id}, 'seed-k-{id}', {})", id % 89));
         }
         self.next_id = rows + 1;
         out
     }
 
+    /// A change to the keyless table: rows are found by `id`, which no index backs.
+    fn keyless_change(&mut self, tag: &str, out: &mut Vec<String>) {
+        match self.rng.range(0, 100) {
+            0..=39 => {
+                let rows = self.rng.range(1, 6) as i64;
+                let values: Vec<String> = (0..rows)
+                    .map(|i| format!("({}, '{tag}k{}', {})", self.next_id + i, self.txn, self.rng.range(0, 1000)))
+                    .collect();
+                self.next_id += rows;
+                out.push(format!("INSERT INTO k (id, v, n) VALUES {}", values.join(", ")));
+                self.count("insert k");
+            }
+            40..=74 => {
+                let (lo, n) = (self.some_id(), self.rng.range(1, 4) as i64);
+                out.push(format!(
+                    "UPDATE k SET v = '{tag}ku{}', n = n + 1 WHERE id BETWEEN {lo} AND {}",
+                    self.txn,
+                    lo + n
+                ));
+                self.count("update k");
+            }
+            _ => {
+                let id = self.some_id();
+                out.push(format!("DELETE FROM k WHERE id = {id}"));
+                self.count("delete k");
+            }
+        }
+    }
+
     /// Statements that change rows; `tag` marks values written by work that will roll back.
     fn changes(&mut self, tag: &str, out: &mut Vec<String>) {
         for _ in 0..self.rng.range(1, 6) {
+            if self.chance(25) {
+                self.keyless_change(tag, out);
+                continue;
+            }
             match self.rng.range(0, 100) {
                 0..=34 => {
                     let rows = self.rng.range(1, 20) as i64;
@@ -150,8 +196,9 @@ impl RandomWorkload {
                 self.count("drop column");
             }
             4 => {
-                out.push("TRUNCATE b".into());
-                self.count("truncate b");
+                let table = if self.chance(70) { "b" } else { "k" };
+                out.push(format!("TRUNCATE {table}"));
+                self.count(if table == "b" { "truncate b" } else { "truncate k" });
             }
             5..=9 if self.flavor == Flavor::Mysql => {
                 let commit = self.chance(60);

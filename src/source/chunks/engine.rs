@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::ledger::{ChunkLedger, ChunkPlace, Job};
-use crate::core::recent_keys::{RecentKeys, Superseded};
+use crate::core::recent_keys::{RecentKeys, Seen, Superseded};
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::State;
 use crate::emit::Emitter;
@@ -24,6 +24,9 @@ use crate::error::SourceError;
 use crate::source::TaskGuard;
 
 pub type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Where a reader sends the pieces of one read.
+pub type PieceSender<R> = mpsc::Sender<Piece<R>>;
 
 /// Jobs each worker may have planned, being read or read but not yet emitted.
 const READ_AHEAD_PER_WORKER: usize = 2;
@@ -83,14 +86,19 @@ pub trait ChunkReader: Send + Sync + 'static {
     /// (dropped or renamed while being read), or the signal's filter cannot run. `None`: the
     /// error is the session's.
     fn ends_table(&self, plan: &Self::Plan, e: &SourceError) -> Option<String>;
-    /// Reads `job` from `lower` on, in one short transaction.
+    /// Reads `job` from `lower` on and sends it to `out` as one or more pieces, in order. The
+    /// last piece sent is `complete` unless the range turned out to hold more rows than one
+    /// read takes: the worker then reads on from that piece's `done_upto`. A read of a table
+    /// that cannot be cut (no unique key) sends one transaction's rows as many pieces, so that
+    /// memory stays bounded. A reader stops early, without error, when `out` is closed.
     fn read(
         &self,
         conn: &mut Self::Conn,
         plan: &Self::Plan,
         job: &Job,
         lower: Option<Vec<String>>,
-    ) -> impl Future<Output = Result<Piece<Self::Rows>, SourceError>> + Send;
+        out: PieceSender<Self::Rows>,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
 /// The plans of every table added, by ledger index (shared with the tasks).
@@ -106,11 +114,12 @@ enum Outcome<R> {
 }
 
 /// A piece on its way to the stream, with the permit its job took from the read-ahead window
-/// (carried by the job's last piece; retried jobs read without one).
+/// (carried by the job's last piece; retried jobs read without one), and the mark of its job's
+/// read (shared by the job's pieces: the window of a later piece opened when the first did).
 struct Held<R> {
     piece: Piece<R>,
     _permit: Option<OwnedSemaphorePermit>,
-    _reading: ReadMark,
+    _reading: Arc<ReadMark>,
 }
 
 /// When each chunk read still running (or read and on its way to the engine) began: the keys
@@ -287,6 +296,14 @@ impl<R: ChunkReader> SnapshotEngine<R> {
     pub fn next_ready(&mut self, at: u64, durable: u64) -> Result<Option<Piece<R::Rows>>, SourceError> {
         let mut pulled = false;
         loop {
+            // Pieces of one long read can come faster than the stream emits them: keep no more
+            // than the read-ahead window of them here (they can all go out, so this cannot
+            // hold back a piece that others wait for).
+            let ledger = &self.ledger;
+            let waiting = self.ready.iter().filter(|h| !h.piece.complete && ledger.in_order(&h.piece.job)).count();
+            if waiting >= READ_AHEAD_PER_WORKER * self.workers {
+                break;
+            }
             match self.results.try_recv() {
                 Ok(Ok(Outcome::Read(held))) => {
                     self.ready.push(held);
@@ -329,14 +346,15 @@ impl<R: ChunkReader> SnapshotEngine<R> {
     }
 
     /// The keys of table `id` (as the source records them) that the log changed since `piece`
-    /// was read. `None` when the piece was read too long ago to tell: its range is read again.
+    /// was read, `seen` placing each change relative to the read. `None` when the piece was read
+    /// too long ago to tell: its range is read again.
     pub fn superseded(
         &mut self,
         id: u32,
         piece: &Piece<R::Rows>,
-        invisible: impl Fn(u32) -> bool,
+        seen: impl Fn(u64, u32) -> Seen,
     ) -> Option<Superseded> {
-        match self.recent.superseded(id, piece.lo, invisible) {
+        match self.recent.superseded(id, piece.lo, seen) {
             Ok(s) => Some(s),
             Err(_) => {
                 tracing::warn!(table = %self.ledger.name(piece.job.table), "snapshot chunk read too long ago to check against the log (too many changes meanwhile); reading it again");
@@ -439,6 +457,13 @@ async fn plan<R: ChunkReader>(
     Ok(())
 }
 
+/// How forwarding one read's pieces to the engine ended.
+enum Forwarded {
+    EngineGone,
+    /// Whether the last piece was complete, and where it left off.
+    Last(Option<(bool, Option<Vec<String>>)>),
+}
+
 /// Reads jobs until the queues close, sending each piece to the engine.
 async fn work<R: ChunkReader>(
     reader: Arc<R>,
@@ -454,33 +479,48 @@ async fn work<R: ChunkReader>(
             let plan = plan_at(&plans, job.table)
                 .ok_or_else(|| SourceError::Fatal("snapshot: job for an unknown table".into()))?;
             let mut lower = job.lower.clone();
+            let reading = Arc::new(ReadMark::start(&reads));
             loop {
                 if let (Some(limiter), Some(n)) = (reader.limiter(), NonZeroU32::new(reader.chunk_rows())) {
                     // The burst is at least one chunk, so this cannot be refused.
                     let _ = limiter.until_n_ready(n).await;
                 }
-                let reading = ReadMark::start(&reads);
-                let piece = match reader.read(&mut conn, &plan, &job, lower.clone()).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let Some(why) = reader.ends_table(&plan, &e) else { return Err(e) };
-                        // The failed read may have left a transaction open: start afresh.
-                        conn = reader.connect().await?;
-                        if results.send(Ok(Outcome::Ended(job.table, why))).await.is_err() {
-                            return Ok(());
+                let (tx, mut rx) = mpsc::channel(1);
+                let read = reader.read(&mut conn, &plan, &job, lower.clone(), tx);
+                let forward = async {
+                    let mut last = None;
+                    while let Some(piece) = rx.recv().await {
+                        let (complete, done) = (piece.complete, piece.done_upto.clone());
+                        let permit = if complete { permit.take() } else { None };
+                        let held = Held { piece, _permit: permit, _reading: reading.clone() };
+                        if results.send(Ok(Outcome::Read(held))).await.is_err() {
+                            return Forwarded::EngineGone;
                         }
-                        break;
+                        last = Some((complete, done));
                     }
+                    Forwarded::Last(last)
                 };
-                let (complete, done) = (piece.complete, piece.done_upto.clone());
-                let held = Held { piece, _permit: if complete { permit.take() } else { None }, _reading: reading };
-                if results.send(Ok(Outcome::Read(held))).await.is_err() {
-                    return Ok(());
-                }
-                if complete {
+                let (read, forwarded) = tokio::join!(read, forward);
+                if let Err(e) = read {
+                    let Some(why) = reader.ends_table(&plan, &e) else { return Err(e) };
+                    // The failed read may have left a transaction open: start afresh.
+                    conn = reader.connect().await?;
+                    if results.send(Ok(Outcome::Ended(job.table, why))).await.is_err() {
+                        return Ok(());
+                    }
                     break;
                 }
-                lower = done;
+                match forwarded {
+                    Forwarded::EngineGone => return Ok(()),
+                    Forwarded::Last(Some((true, _))) => break,
+                    Forwarded::Last(Some((false, done))) => lower = done,
+                    Forwarded::Last(None) => {
+                        return Err(SourceError::Fatal(format!(
+                            "snapshot: the read of range {} of table {} returned nothing (a bug: please report it)",
+                            job.seq, job.table
+                        )))
+                    }
+                }
             }
         }
     }
@@ -535,21 +575,31 @@ mod tests {
             _: &(),
             job: &Job,
             lower: Option<Vec<String>>,
-        ) -> Result<Piece<Vec<u64>>, SourceError> {
+            out: PieceSender<Vec<u64>>,
+        ) -> Result<(), SourceError> {
             if job.seq == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let from: u64 = lower.as_ref().map_or(0, |l| l[0].parse().unwrap_or(0));
             let to: u64 = job.upper.as_ref().map_or(self.rows, |u| u[0].parse().unwrap_or(0));
-            Ok(Piece {
-                job: job.clone(),
-                rows: (from + 1..=to).collect(),
-                done_upto: job.upper.clone(),
-                complete: true,
-                lo: 0,
-                emit_at: 0,
-                read_at_us: 0,
-            })
+            // The last range comes as pieces of 3 rows, as a read of an uncuttable table does.
+            let rows: Vec<u64> = (from + 1..=to).collect();
+            let parts: Vec<&[u64]> = if job.upper.is_none() { rows.chunks(3).collect() } else { vec![&rows] };
+            for (i, part) in parts.iter().enumerate() {
+                let piece = Piece {
+                    job: job.clone(),
+                    rows: part.to_vec(),
+                    done_upto: job.upper.clone(),
+                    complete: i + 1 == parts.len(),
+                    lo: 0,
+                    emit_at: 0,
+                    read_at_us: 0,
+                };
+                if out.send(piece).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
         }
     }
 
@@ -574,7 +624,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(seen, vec![0, 1, 2, 3, 4], "ranges emitted in key order");
+        assert_eq!(seen, vec![0, 1, 2, 3, 4, 4, 4, 4], "ranges emitted in key order, the last in pieces");
         let t = engine.ledger().progress().table("t").cloned();
         assert!(t.as_ref().is_some_and(|t| t.done && t.rows == 50), "{t:?}");
     }

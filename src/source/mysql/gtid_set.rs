@@ -63,17 +63,19 @@ impl MysqlGtidSet {
         *ranges = merged;
     }
 
+    /// Whether the set holds one transaction (`uuid:gno` or `uuid:tag:gno`).
+    pub fn contains(&self, gtid: &str) -> bool {
+        let Some((uuid, tag, gno)) = split_gtid(gtid) else { return false };
+        self.0
+            .get(&(uuid.to_ascii_lowercase(), tag.to_ascii_lowercase()))
+            .is_some_and(|ranges| ranges.iter().any(|&(a, b)| a <= gno && gno <= b))
+    }
+
     /// The set without one transaction (`uuid:gno` or `uuid:tag:gno`, as
     /// [`super::stream::mysql_gtid_text`] writes it): where the log stood before it.
     pub fn without(&self, gtid: &str) -> MysqlGtidSet {
         let mut out = self.clone();
-        let parts: Vec<&str> = gtid.split(':').collect();
-        let (uuid, tag, gno) = match parts.as_slice() {
-            [uuid, gno] => (*uuid, "", *gno),
-            [uuid, tag, gno] => (*uuid, *tag, *gno),
-            _ => return out,
-        };
-        let Ok(gno) = gno.parse::<u64>() else { return out };
+        let Some((uuid, tag, gno)) = split_gtid(gtid) else { return out };
         let key = (uuid.to_ascii_lowercase(), tag.to_ascii_lowercase());
         if let Some(ranges) = out.0.get_mut(&key) {
             *ranges = ranges
@@ -132,6 +134,17 @@ fn push_ranges(s: &mut String, ranges: &[(u64, u64)]) {
 }
 
 /// MySQL's own text form: one entry per server, untagged intervals first, then each tag.
+/// `uuid:gno` or `uuid:tag:gno` as (uuid, tag, gno).
+fn split_gtid(gtid: &str) -> Option<(&str, &str, u64)> {
+    let parts: Vec<&str> = gtid.split(':').collect();
+    let (uuid, tag, gno) = match parts.as_slice() {
+        [uuid, gno] => (*uuid, "", *gno),
+        [uuid, tag, gno] => (*uuid, *tag, *gno),
+        _ => return None,
+    };
+    Some((uuid, tag, gno.parse().ok()?))
+}
+
 impl std::fmt::Display for MysqlGtidSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out: Vec<String> = Vec::new();
@@ -157,6 +170,15 @@ mod tests {
     use super::*;
 
     const A: &str = "439192bd-f37c-11e4-bbeb-0242ac11035a";
+
+    #[test]
+    fn membership_of_plain_and_tagged_gtids() {
+        let set = MysqlGtidSet::parse(&format!("{A}:1-5:9,{A}:night:3")).unwrap();
+        assert!(set.contains(&format!("{A}:5")) && set.contains(&format!("{A}:9")));
+        assert!(!set.contains(&format!("{A}:6")) && !set.contains(&format!("{A}:10")));
+        assert!(set.contains(&format!("{A}:NIGHT:3")) && !set.contains(&format!("{A}:night:4")));
+        assert!(!set.contains("not-a-gtid"));
+    }
     const B: &str = "b5cd1624-5f30-11e4-b4e9-1051721bd241";
 
     #[test]

@@ -324,8 +324,10 @@ pub async fn run(
         }
         let ts_us = header.timestamp() as i64 * 1_000_000;
         // The end of the current group, checkpointable once it is delivered.
-        let end =
-            |gtid: &GtidState| Position::Mysql(BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() });
+        let end = |gtid: &GtidState| {
+            let at = BinlogPosition { file: file.clone(), pos: log_pos, gtid: gtid.text() };
+            Position::Mysql(not_before_start(at, &start, use_gtid))
+        };
         match kind {
             mariadb_events::GTID => {
                 let g = mariadb_events::parse_gtid(ev.data()).map_err(|e| SourceError::Fatal(e.to_string()))?;
@@ -448,7 +450,9 @@ pub async fn run(
                         let change = change(table, c.op, c.before.as_ref(), c.after.as_ref(), &source);
                         let record = emitter.render_held(&table.topic, &change.change()).await?;
                         x.bytes += record.size();
-                        let identity = if table.identity == table.key {
+                        let identity = if snapshot.matches_by_image(&table.db, &table.name) {
+                            image_of(table, c.before.as_ref())
+                        } else if table.identity == table.key {
                             record.key_identity().map(<[u8]>::to_vec)
                         } else {
                             identity_of(table, c.after.as_ref().or(c.before.as_ref()))
@@ -465,27 +469,32 @@ pub async fn run(
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
                     if let Some(id) = watched {
-                        // Snapshot chunks are told apart by identity, which is the message key
-                        // unless `key_columns` replaced a primary key.
-                        if table.identity == table.key {
-                            snapshot.record(id, g.start, emitter.last_key());
+                        let gtid = g.gtid.as_deref();
+                        if snapshot.matches_by_image(&table.db, &table.name) {
+                            // No unique key to match chunk rows by: the row the change replaced
+                            // or removed, whole.
+                            snapshot.record(id, g.start, gtid, image_of(table, c.before.as_ref()).as_deref());
+                        } else if table.identity == table.key {
+                            // Snapshot chunks are told apart by identity, which is the message
+                            // key unless `key_columns` replaced a primary key.
+                            snapshot.record(id, g.start, gtid, emitter.last_key());
                         } else {
                             let identity = identity_of(table, c.after.as_ref().or(c.before.as_ref()));
-                            snapshot.record(id, g.start, identity.as_deref());
+                            snapshot.record(id, g.start, gtid, identity.as_deref());
                         }
                     }
                 }
             }
             EventData::XaPrepareLogEvent(body) if group.as_ref().is_some_and(|g| g.xa.is_some()) => {
-                let Some((start, XaGroup { xid, before, held, .. })) =
-                    group.take().and_then(|g| Some((g.start, g.xa?)))
+                let Some((start, gtid_of_group, XaGroup { xid, before, held, .. })) =
+                    group.take().and_then(|g| Some((g.start, g.gtid, g.xa?)))
                 else {
                     continue;
                 };
                 // MySQL logs `XA COMMIT ... ONE PHASE` as this event with its first byte set
                 // (one_phase), and no XA COMMIT after it: the outcome is here.
                 if <[u8]>::first(&body) == Some(&1) {
-                    publish_held(emitter, &mut snapshot, held, start).await?;
+                    publish_held(emitter, &mut snapshot, held, start, gtid_of_group.as_deref()).await?;
                     end_group(emitter, &mut live, &mut snapshot, end(&gtid)).await?;
                     continue;
                 }
@@ -545,7 +554,9 @@ pub async fn run(
                                 emitter.release_after(h, end(&gtid));
                             }
                             match held {
-                                Some(held) => publish_held(emitter, &mut snapshot, held, g.start).await?,
+                                Some(held) => {
+                                    publish_held(emitter, &mut snapshot, held, g.start, g.gtid.as_deref()).await?
+                                }
                                 None => {
                                     tracing::warn!(%xid, at = %format_args!("{file}:{event_start}"), "XA COMMIT of a transaction whose XA PREPARE lies before where cdcd started reading: its changes were not captured. Re-snapshot the tables it changed (cdcd snapshot)")
                                 }
@@ -622,7 +633,7 @@ pub async fn run(
                         )
                         .await?;
                         if let Some(id) = snapshot.watched(&db, &name) {
-                            snapshot.record_truncate(id, g.start);
+                            snapshot.record_truncate(id, g.start, g.gtid.as_deref());
                         }
                     }
                 } else {
@@ -665,6 +676,20 @@ async fn end_group(
 /// Events outside any transaction (a rotation, a file's header events) move the stream along
 /// too: marking their place lets an idle checkpoint, and so the lag in bytes, follow the binlog
 /// into a new file instead of staying at the end of the last file that held a transaction.
+/// Where a transaction read by GTID ends, as a checkpoint may record it. MySQL's status row can
+/// count in its offset a transaction that its GTID set does not hold yet (binary-log group
+/// commit writes the binlog before the engine commits and the GTID joins the set), so streaming
+/// by that set sends such a transaction from before the start offset. Its place is then the
+/// start's, with its GTID added: positions never move backward, and the GTID set, which a
+/// resume by GTID goes by, is exact.
+fn not_before_start(at: BinlogPosition, start: &BinlogPosition, use_gtid: bool) -> BinlogPosition {
+    if use_gtid && at.as_u64() < start.as_u64() {
+        BinlogPosition { file: start.file.clone(), pos: start.pos, gtid: at.gtid }
+    } else {
+        at
+    }
+}
+
 fn mark_between_groups(
     emitter: &mut Emitter,
     group: &Option<Group>,
@@ -691,24 +716,32 @@ async fn emit<C: super::values::Cells>(
     emitter.emit(&table.topic, &change(table, op, before, after, source).change()).await
 }
 
-/// Sends the changes of a committed XA transaction, held since its PREPARE; `start` is where
-/// the group that published them began (for snapshot deduplication).
+/// Sends the changes of a committed XA transaction, held since its PREPARE; `start` and `gtid`
+/// are those of the group that published them (for snapshot deduplication).
 async fn publish_held(
     emitter: &mut Emitter,
     snapshot: &mut Snapshotter,
     held: Vec<Held>,
     start: u64,
+    gtid: Option<&str>,
 ) -> Result<(), SessionError> {
     for h in held {
         emitter.send_held(&h.record).await?;
         if let Some(id) = snapshot.watched(&h.table.db, &h.table.name) {
-            snapshot.record(id, start, h.identity.as_deref());
+            snapshot.record(id, start, gtid, h.identity.as_deref());
         }
     }
     Ok(())
 }
 
-/// A changed row's identity (see [`Table::identity`]) in JSON, `None` without one.
+/// The whole row a change replaced or removed, as snapshot chunks of a table with no unique
+/// key are matched by.
+fn image_of<C: super::values::Cells>(table: &Table, before: Option<&C>) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    Row { table, cells: before? }.write_json(&mut out);
+    Some(out)
+}
+
 fn identity_of<C: super::values::Cells>(table: &Table, row: Option<&C>) -> Option<Vec<u8>> {
     let cells = row.filter(|_| !table.identity.is_empty())?;
     let mut out = Vec::new();

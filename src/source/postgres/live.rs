@@ -146,9 +146,9 @@ impl LiveTables {
                 continue;
             }
             let setup = snapshot::table_setup(catalog, &table, ctx, self.chunk_rows).await?;
-            // Without a key, rows cannot be dropped by key: skip the rows of transactions this
-            // view cannot see, the log has them.
-            let streamed_after = if setup.rel.has_key() { None } else { Some(current_snapshot(catalog).await?) };
+            // Not cut by a unique key, rows cannot be dropped by key: skip the rows of
+            // transactions this view cannot see, the log has them.
+            let streamed_after = if setup.chunk_key.is_empty() { Some(current_snapshot(catalog).await?) } else { None };
             progress = Some(snapshotter.request(&name, filter, streamed_after));
             snapshotter.add(setup);
         }

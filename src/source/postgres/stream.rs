@@ -406,18 +406,39 @@ impl<'a> Streamer<'a> {
         self.emitter.emit(&rel.topic, &change).await?;
         if op != Op::Truncate {
             if let Some(s) = self.snapshot.as_mut().filter(|s| s.watches(rel_id)) {
-                // Snapshot chunks are told apart by identity, which is the message key unless
-                // `key_columns` replaced a primary key.
-                let identity = if rel.identity == rel.key {
-                    self.emitter.last_key()
-                } else {
-                    self.identity_scratch.clear();
-                    if let Some(t) = key_tuple.filter(|_| !rel.identity.is_empty()) {
-                        Identity(Row { rel, cells: pick(t), data }).write_json(&mut self.identity_scratch);
+                let scratch = &mut self.identity_scratch;
+                if s.matches_by_image(rel_id) {
+                    // No unique key to match chunk rows by: the row the change replaced or
+                    // removed, whole (REPLICA IDENTITY FULL logs all of it).
+                    if let Some(old) = before {
+                        scratch.clear();
+                        Row { rel, cells: pick(old), data }.write_json(scratch);
+                        s.record(rel_id, commit_lsn, xid, Some(scratch.as_slice()));
                     }
-                    (!self.identity_scratch.is_empty()).then_some(self.identity_scratch.as_slice())
-                };
-                s.record(rel_id, commit_lsn, xid, identity);
+                } else {
+                    // Snapshot chunks are told apart by identity, which is the message key
+                    // unless `key_columns` replaced a primary key. A key change supersedes the
+                    // old key too.
+                    let mut old_identity = None;
+                    if let Some(old) = before.filter(|_| !rel.identity.is_empty()) {
+                        scratch.clear();
+                        Identity(Row { rel, cells: pick(old), data }).write_json(scratch);
+                        old_identity = Some(scratch.clone());
+                    }
+                    let identity = if rel.identity == rel.key {
+                        self.emitter.last_key()
+                    } else {
+                        scratch.clear();
+                        if let Some(t) = key_tuple.filter(|_| !rel.identity.is_empty()) {
+                            Identity(Row { rel, cells: pick(t), data }).write_json(scratch);
+                        }
+                        (!scratch.is_empty()).then_some(scratch.as_slice())
+                    };
+                    if old_identity.as_deref().is_some_and(|old| Some(old) != identity) {
+                        s.record(rel_id, commit_lsn, xid, old_identity.as_deref());
+                    }
+                    s.record(rel_id, commit_lsn, xid, identity);
+                }
             }
         }
         Ok(())

@@ -6,10 +6,16 @@
 //! Workers read chunks ([`reader`]); the stream hands every chunk to the [`Snapshotter`] between
 //! event groups once it has passed the chunk's binlog position, and the chunk is emitted right
 //! there, without the rows the binlog changed since (their events already carry newer state).
+//!
+//! Which binlog transactions a chunk's read saw: on MariaDB, exactly those before the snapshot's
+//! own binlog position. On MySQL the read's window is the span around opening its transaction;
+//! with GTIDs, the transactions in the `gtid_executed` taken before opening it were committed,
+//! and so seen, and every other one is treated as unseen, even one already in the binlog before
+//! the window (binary-log group commit writes the binlog before the engine commits).
 
 pub mod reader;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::table::Table;
@@ -17,7 +23,7 @@ use super::values::{Identity, Key, Row, TextCells};
 use super::TableName;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{BinlogPosition, Position};
-use crate::core::recent_keys::{key_hash, Superseded};
+use crate::core::recent_keys::{key_hash, KeyHash, Seen, Superseded, CAPACITY};
 use crate::core::snapshot::{SnapshotKind, SnapshotMarker, SnapshotProgress};
 use crate::emit::Emitter;
 use crate::error::SessionError;
@@ -49,6 +55,14 @@ pub struct Snapshotter {
     ids: HashMap<(String, String), u32>,
     server_id: u32,
     key_scratch: Vec<u8>,
+    /// The GTIDs of the recent transactions whose changes were recorded, by the number the
+    /// record carries (MySQL: to tell whether a chunk's read saw them).
+    txns: VecDeque<(u32, String)>,
+    /// The last transaction numbered: its group's start, and its number.
+    last_txn: Option<(u64, u32)>,
+    /// Rows already dropped for each image removed, per job read in several pieces: a removal
+    /// accounts for one row of the whole read, not one per piece.
+    consumed: HashMap<(usize, u64), HashMap<KeyHash, u32>>,
 }
 
 impl Snapshotter {
@@ -62,6 +76,9 @@ impl Snapshotter {
             ids: HashMap::new(),
             server_id,
             key_scratch: Vec::new(),
+            txns: VecDeque::new(),
+            last_txn: None,
+            consumed: HashMap::new(),
         }
     }
 
@@ -127,16 +144,45 @@ impl Snapshotter {
         self.ids.get(&(db.to_string(), name.to_string())).copied()
     }
 
-    /// The binlog changed `key` of table `id` in the group starting at `pos`.
-    pub fn record(&mut self, id: u32, pos: u64, key: Option<&[u8]>) {
+    /// Whether chunk rows of `db.name` are matched to the binlog's changes by whole row (no
+    /// unique key cuts the table): its changes are recorded as the old row's image.
+    pub fn matches_by_image(&self, db: &str, name: &str) -> bool {
+        self.watched(db, name).is_some_and(|id| self.runs.iter().any(|r| !r.keyed && self.id_of(&r.table) == id))
+    }
+
+    fn id_of(&self, table: &Table) -> u32 {
+        self.ids.get(&(table.db.clone(), table.name.clone())).copied().unwrap_or(u32::MAX)
+    }
+
+    /// The number the changes of the group starting at `pos` (with `gtid`) are recorded under.
+    fn txn(&mut self, pos: u64, gtid: Option<&str>) -> u32 {
+        if let Some((_, n)) = self.last_txn.filter(|(start, _)| *start == pos) {
+            return n;
+        }
+        let n = self.last_txn.map_or(1, |(_, n)| n.wrapping_add(1).max(1));
+        self.last_txn = Some((pos, n));
+        if let Some(g) = gtid {
+            if self.txns.len() >= CAPACITY {
+                self.txns.pop_front();
+            }
+            self.txns.push_back((n, g.to_string()));
+        }
+        n
+    }
+
+    /// The binlog changed `key` of table `id` in the group starting at `pos`, whose GTID is
+    /// `gtid`.
+    pub fn record(&mut self, id: u32, pos: u64, gtid: Option<&str>, key: Option<&[u8]>) {
         if let Some(k) = key {
-            self.engine.recent().record(id, pos, 0, key_hash(k));
+            let txn = self.txn(pos, gtid);
+            self.engine.recent().record(id, pos, txn, key_hash(k));
         }
     }
 
     /// The binlog truncated table `id` in the group starting at `pos`.
-    pub fn record_truncate(&mut self, id: u32, pos: u64) {
-        self.engine.recent().record_truncate(id, pos, 0);
+    pub fn record_truncate(&mut self, id: u32, pos: u64, gtid: Option<&str>) {
+        let txn = self.txn(pos, gtid);
+        self.engine.recent().record_truncate(id, pos, txn);
     }
 
     /// Between event groups, with the stream at `here`: emits every chunk whose binlog position
@@ -163,12 +209,38 @@ impl Snapshotter {
     ) -> Result<(), SessionError> {
         let idx = chunk.job.table;
         let (table, kind, keyed) = (self.runs[idx].table.clone(), self.runs[idx].kind, self.runs[idx].keyed);
-        let id = self.ids.get(&(table.db.clone(), table.name.clone())).copied().unwrap_or(u32::MAX);
-        let Some(superseded) = self.engine.superseded(id, &chunk, |_| false) else {
+        let id = self.id_of(&table);
+        let (lo, committed) = (chunk.lo, chunk.rows.committed_before.clone());
+        let txns = &self.txns;
+        let seen = |pos: u64, txn: u32| match (&committed, gtid_of(txns, txn)) {
+            (Some(set), Some(gtid)) if set.contains(gtid) => Seen::Before,
+            (Some(_), Some(_)) => Seen::AfterRead,
+            _ if pos >= lo => Seen::AfterRead,
+            _ => Seen::Before,
+        };
+        let Some(mut superseded) = self.engine.superseded(id, &chunk, seen) else {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
-        let kept: Vec<bool> = chunk.rows.rows.iter().map(|c| self.kept(&table, keyed, c, &superseded)).collect();
+        let job = (chunk.job.table, chunk.job.seq);
+        if !keyed {
+            // What earlier pieces of the same read already dropped does not drop again.
+            if let Some(done) = self.consumed.get(&job) {
+                for (image, n) in done {
+                    if let Some(left) = superseded.removed.get_mut(image) {
+                        *left = left.saturating_sub(*n);
+                    }
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(chunk.rows.rows.len());
+        for cells in &chunk.rows.rows {
+            let k = self.kept(&table, keyed, cells, &mut superseded, job);
+            kept.push(k);
+        }
+        if chunk.complete {
+            self.consumed.remove(&job);
+        }
         let first = kept.iter().position(|&k| k);
         let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
@@ -219,16 +291,42 @@ impl Snapshotter {
     }
 
     /// Whether `cells` survive the binlog's changes: by the row's identity when the table is
-    /// cut by a unique key, else only a TRUNCATE drops it.
-    fn kept(&mut self, table: &Table, keyed: bool, cells: &TextCells, superseded: &Superseded) -> bool {
+    /// cut by a unique key, else by its whole image, once per change that removed such a row
+    /// after the read.
+    fn kept(
+        &mut self,
+        table: &Table,
+        keyed: bool,
+        cells: &TextCells,
+        superseded: &mut Superseded,
+        job: (usize, u64),
+    ) -> bool {
         if superseded.all {
             return false;
         }
-        if !keyed || superseded.keys.is_empty() {
+        self.key_scratch.clear();
+        if keyed {
+            if superseded.keys.is_empty() {
+                return true;
+            }
+            Identity(Row { table, cells }).write_json(&mut self.key_scratch);
+            return !superseded.contains(key_hash(&self.key_scratch));
+        }
+        if superseded.removed.is_empty() {
             return true;
         }
-        self.key_scratch.clear();
-        Identity(Row { table, cells }).write_json(&mut self.key_scratch);
-        !superseded.contains(key_hash(&self.key_scratch))
+        Row { table, cells }.write_json(&mut self.key_scratch);
+        let image = key_hash(&self.key_scratch);
+        if !superseded.take_removed(image) {
+            return true;
+        }
+        *self.consumed.entry(job).or_default().entry(image).or_default() += 1;
+        false
     }
+}
+
+/// The GTID of the recorded transaction numbered `txn`, while it is remembered.
+fn gtid_of(txns: &VecDeque<(u32, String)>, txn: u32) -> Option<&str> {
+    let i = txns.binary_search_by_key(&txn, |(n, _)| *n).ok()?;
+    txns.get(i).map(|(_, g)| g.as_str())
 }

@@ -1,5 +1,7 @@
 //! MySQL / MariaDB snapshot readers: a planner that cuts each table into primary-key ranges, and
-//! workers (each with its own connection) that read them, one short transaction per chunk.
+//! workers (each with its own connection) that read them, one short transaction per chunk. A
+//! table with no unique key cannot be cut: it is read in one transaction, and its rows go to the
+//! stream in pieces of `snapshot_chunk_rows` as they arrive, so memory stays bounded.
 //!
 //! Each chunk is read in `START TRANSACTION WITH CONSISTENT SNAPSHOT`, and tied to binlog
 //! positions:
@@ -9,11 +11,13 @@
 //! - MySQL has no such variable: the binlog position is read before and after opening the
 //!   transaction, and the chunk's window is the span between. Transactions in that span may or
 //!   may not be in the rows; their keys are dropped from the chunk either way, which is safe
-//!   because their binlog events carry the newer state.
+//!   because their binlog events carry the newer state. With GTIDs, the `gtid_executed` read
+//!   with the first position also tells which earlier transactions the rows cannot have seen.
 //!
 //! The stream emits the chunk once it has passed the window's end, dropping every key the binlog
 //! changed from the window's start on (`core::recent_keys`). No lock is taken.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -24,8 +28,9 @@ use crate::config::MysqlSourceConfig;
 use crate::core::envelope::now_us;
 use crate::core::position::BinlogPosition;
 use crate::error::SourceError;
-use crate::source::chunks::engine::Limiter;
+use crate::source::chunks::engine::{Limiter, PieceSender};
 use crate::source::chunks::{filter_failure, ChunkReader, Job, Piece};
+use crate::source::mysql::gtid_set::MysqlGtidSet;
 use crate::source::mysql::table::{Kind, Table};
 use crate::source::mysql::values::TextCells;
 use crate::source::mysql::{connect, current_position, my_err, quote, ServerInfo, TableName};
@@ -111,6 +116,9 @@ impl TablePlan {
 pub struct MyRows {
     pub rows: Vec<TextCells>,
     pub at: BinlogPosition,
+    /// MySQL with GTIDs: the transactions committed before the read's transaction opened, so
+    /// in its rows; any other may not be.
+    pub committed_before: Option<Arc<MysqlGtidSet>>,
 }
 
 pub type ChunkRead = Piece<MyRows>;
@@ -176,9 +184,10 @@ impl ChunkReader for ReadSettings {
         t: &TablePlan,
         job: &Job,
         lower: Option<Vec<String>>,
-    ) -> Result<ChunkRead, SourceError> {
+        out: PieceSender<MyRows>,
+    ) -> Result<(), SourceError> {
         r.limit_filtered(self, t).await?;
-        read_piece(r, self, t, job, lower).await
+        read_pieces(r, self, t, job, lower, &out).await
     }
 }
 
@@ -196,6 +205,9 @@ impl Reader {
         let q = |e| my_err("snapshot: opening a reader", e);
         // Every query of the session is read-only: a signal's `filter` is pasted into them.
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
+        // A read of a table without a key waits, mid-result, for the stream to take its pieces;
+        // the server must not give up on writing to it meanwhile.
+        conn.query_drop("SET SESSION net_write_timeout = 86400").await.map_err(q)?;
         let lock_wait: Option<u64> = conn.query_first("SELECT @@SESSION.lock_wait_timeout").await.map_err(q)?;
         let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(q)?;
         let no_backslash_escapes = mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
@@ -242,13 +254,14 @@ async fn boundary(
     Ok(Some(key_text(t, &cells)?))
 }
 
-async fn read_piece(
+async fn read_pieces(
     r: &mut Reader,
     settings: &ReadSettings,
     t: &TablePlan,
     job: &Job,
     lower: Option<Vec<String>>,
-) -> Result<ChunkRead, SourceError> {
+    out: &PieceSender<MyRows>,
+) -> Result<(), SourceError> {
     let what = format!("snapshot: reading {}", t.name);
     let q = |e| my_err(&what, e);
     let (lo, at) = if settings.info.mariadb {
@@ -261,6 +274,11 @@ async fn read_piece(
         let hi = current_position(&mut r.conn, &settings.info).await?;
         (lo, hi)
     };
+    // The GTID set read with `lo` (MySQL's status row gives both at once): committed, so seen.
+    let committed_before = match (&lo.gtid, settings.info.mariadb) {
+        (Some(g), false) => MysqlGtidSet::parse(g).ok().filter(|s| !s.is_empty()).map(Arc::new),
+        _ => None,
+    };
     let read_at_us = now_us();
     let limit = if t.keyed() { format!(" LIMIT {}", u64::from(settings.chunk_rows.max(1)) * 2) } else { String::new() };
     let order = if t.keyed() { format!(" ORDER BY {}", t.order_by()) } else { String::new() };
@@ -270,6 +288,17 @@ async fn read_piece(
         t.from(),
         t.range(lower.as_deref(), job.upper.as_deref(), r.no_backslash_escapes)?
     );
+    let piece = |rows: Vec<TextCells>, complete: bool, done_upto: Option<Vec<String>>| Piece {
+        job: Job { lower: lower.clone(), ..job.clone() },
+        rows: MyRows { rows, at: at.clone(), committed_before: committed_before.clone() },
+        done_upto,
+        complete,
+        lo: lo.as_u64(),
+        emit_at: at.as_u64(),
+        read_at_us,
+    };
+    // Only a table without a key is sent in pieces while it is read.
+    let piece_rows = if t.keyed() { usize::MAX } else { settings.chunk_rows.max(1) as usize };
     let mut rows = Vec::new();
     {
         let mut result = r.conn.query_iter(sql).await.map_err(q)?;
@@ -277,6 +306,16 @@ async fn read_piece(
         if let Some(mut stream) = stream {
             while let Some(row) = stream.next().await {
                 rows.push(text_cells(row.map_err(q)?));
+                if rows.len() >= piece_rows {
+                    if out.send(piece(std::mem::take(&mut rows), false, None)).await.is_err() {
+                        return Ok(());
+                    }
+                    if let (Some(limiter), Some(n)) =
+                        (settings.limiter.as_deref(), NonZeroU32::new(settings.chunk_rows))
+                    {
+                        let _ = limiter.until_n_ready(n).await;
+                    }
+                }
             }
         }
     }
@@ -286,15 +325,9 @@ async fn read_piece(
         Some(last) if truncated => Some(key_text(t, last)?),
         _ => job.upper.clone(),
     };
-    Ok(Piece {
-        job: Job { lower, ..job.clone() },
-        rows: MyRows { rows, at: at.clone() },
-        done_upto,
-        complete: !truncated,
-        lo: lo.as_u64(),
-        emit_at: at.as_u64(),
-        read_at_us,
-    })
+    // A closed channel means the snapshot is being stopped: nothing to report.
+    let _ = out.send(piece(rows, !truncated, done_upto)).await;
+    Ok(())
 }
 
 /// The binlog position of the open consistent snapshot (MariaDB), with its GTID position.

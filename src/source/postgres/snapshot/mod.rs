@@ -25,7 +25,7 @@ use super::relation::{ColumnDef, Identity, Key, Relation, Row, SourceBlock, Sour
 use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{Lsn, Position};
-use crate::core::recent_keys::{key_hash, Superseded};
+use crate::core::recent_keys::{key_hash, Seen, Superseded};
 use crate::core::snapshot::{SnapshotKind, SnapshotMarker, SnapshotProgress};
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
@@ -142,6 +142,12 @@ impl Snapshotter {
         self.engine.is_running() && self.by_oid.contains_key(&oid)
     }
 
+    /// Whether chunk rows of relation `oid` are matched to the log's changes by whole row (no
+    /// unique key cuts the table): its changes are recorded as the old row's image.
+    pub fn matches_by_image(&self, oid: u32) -> bool {
+        self.by_oid.get(&oid).is_some_and(|&i| !self.runs[i].keyed)
+    }
+
     /// The log changed `key` of relation `oid` in transaction `xid`, committed at `pos`.
     pub fn record(&mut self, oid: u32, pos: Lsn, xid: u32, key: Option<&[u8]>) {
         if let (true, Some(k)) = (self.watches(oid), key) {
@@ -178,12 +184,23 @@ impl Snapshotter {
             let r = &self.runs[idx];
             (r.oid, r.rel.clone(), r.kind, r.keyed)
         };
-        let Some(superseded) = self.engine.superseded(oid, &chunk, |x| chunk.rows.visibility.invisible(x)) else {
+        // The read's snapshot tells exactly which transactions it saw.
+        let (lo, visibility) = (chunk.lo, &chunk.rows.visibility);
+        let seen = |pos: u64, xid: u32| {
+            if visibility.invisible(xid) {
+                Seen::AfterRead
+            } else if pos >= lo {
+                Seen::InRead
+            } else {
+                Seen::Before
+            }
+        };
+        let Some(mut superseded) = self.engine.superseded(oid, &chunk, seen) else {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
         let n = chunk.rows.rows.len();
-        let kept: Vec<bool> = (0..n).map(|i| self.kept(&rel, keyed, &chunk, i, &superseded)).collect();
+        let kept: Vec<bool> = (0..n).map(|i| self.kept(&rel, keyed, &chunk, i, &mut superseded)).collect();
         let first = kept.iter().position(|&k| k);
         let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
@@ -232,18 +249,27 @@ impl Snapshotter {
     }
 
     /// Whether row `i` of `chunk` survives the log's changes: by its identity when the table
-    /// is cut by a unique key, else only a TRUNCATE drops it.
-    fn kept(&mut self, rel: &Relation, keyed: bool, chunk: &ChunkRead, i: usize, superseded: &Superseded) -> bool {
+    /// is cut by a unique key, else by its whole image, once per change that removed such a
+    /// row after the read (the chunk then holds a row the log has since replaced or deleted).
+    fn kept(&mut self, rel: &Relation, keyed: bool, chunk: &ChunkRead, i: usize, superseded: &mut Superseded) -> bool {
         if superseded.all {
             return false;
         }
-        if !keyed || superseded.keys.is_empty() {
+        let row = Row { rel, cells: chunk.rows.rows.row(i), data: &chunk.rows.rows.data };
+        if keyed {
+            if superseded.keys.is_empty() {
+                return true;
+            }
+            self.key_scratch.clear();
+            Identity(row).write_json(&mut self.key_scratch);
+            return !superseded.contains(key_hash(&self.key_scratch));
+        }
+        if superseded.removed.is_empty() {
             return true;
         }
         self.key_scratch.clear();
-        Identity(Row { rel, cells: chunk.rows.rows.row(i), data: &chunk.rows.rows.data })
-            .write_json(&mut self.key_scratch);
-        !superseded.contains(key_hash(&self.key_scratch))
+        row.write_json(&mut self.key_scratch);
+        !superseded.take_removed(key_hash(&self.key_scratch))
     }
 }
 

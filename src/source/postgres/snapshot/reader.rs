@@ -21,7 +21,7 @@ use super::copy::RowBuf;
 use crate::core::envelope::now_us;
 use crate::core::position::Lsn;
 use crate::error::{ServerFailure, SourceError};
-use crate::source::chunks::engine::Limiter;
+use crate::source::chunks::engine::{Limiter, PieceSender};
 use crate::source::chunks::{filter_failure, ChunkReader, Job, Piece};
 use crate::source::postgres::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
 use crate::source::postgres::pgoutput::cell_text;
@@ -224,9 +224,13 @@ impl ChunkReader for ReadSettings {
         t: &TablePlan,
         job: &Job,
         lower: Option<Vec<String>>,
-    ) -> Result<ChunkRead, SourceError> {
+        out: PieceSender<PgRows>,
+    ) -> Result<(), SourceError> {
         limit_filtered(catalog, t, self.statement_timeout).await?;
-        read_piece(catalog, self, t, job, lower).await
+        let piece = read_piece(catalog, self, t, job, lower).await?;
+        // A closed channel means the snapshot is being stopped: nothing to report.
+        let _ = out.send(piece).await;
+        Ok(())
     }
 }
 
