@@ -295,8 +295,23 @@ const KEYLESS_ROWS: i64 = 3000;
 /// progress reaches the checkpoint piece by piece (so memory holds pieces, not the table).
 async fn keyless_rows_changed_during_the_read_stay_changed(url: &str, db: &str, server_id: u32) {
     let mut c = mysql_db_at(url, db).await;
-    c.query_drop("CREATE TABLE big (id int NOT NULL, v varchar(32))").await.unwrap();
-    let values: Vec<String> = (1..=KEYLESS_ROWS).map(|i| format!("({i}, 'seed-{i}')")).collect();
+    // Columns of the types whose text (snapshot) and binlog (stream) forms could differ: rows
+    // are matched by whole image.
+    c.query_drop(
+        "CREATE TABLE big (id int NOT NULL, v varchar(32), f float, d double, n decimal(12,4), \
+         t datetime(3), j json, b varbinary(8))",
+    )
+    .await
+    .unwrap();
+    let values: Vec<String> = (1..=KEYLESS_ROWS)
+        .map(|i| {
+            format!(
+                "({i}, 'seed-{i}', {i}.3141592, {i}.1415926535, {i}.25, '2026-01-02 03:04:05.{:03}', '{{\"k\": {i}, \"s\": [1.5, \"x\"]}}', x'00ff{:02x}')",
+                i % 1000,
+                i % 256
+            )
+        })
+        .collect();
     c.query_drop(format!("INSERT INTO big VALUES {}", values.join(", "))).await.unwrap();
     let name = format!("kl{server_id}");
     let topic = format!("{name}.{db}.big");
@@ -381,14 +396,20 @@ async fn mysql97_keyless_rows_changed_during_the_read_stay_changed() {
 }
 
 /// Issue 20 item 8 on PostgreSQL: the keyless table is cut by `ctid` into chunks read one after
-/// another (throttled), while its rows are deleted and updated.
+/// another (throttled), while its rows are deleted and updated, and a column is added midway.
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_keyless_rows_changed_during_the_snapshot_stay_changed() {
     let db = TestDb::create("keyless_win_pg").await;
     let c = db.client().await;
     c.batch_execute(&format!(
-        "CREATE TABLE big (id int NOT NULL, v varchar(32)); ALTER TABLE big REPLICA IDENTITY FULL;
-         INSERT INTO big SELECT i, 'seed-' || i FROM generate_series(1, {KEYLESS_ROWS}) i;"
+        "CREATE TABLE big (id int NOT NULL, v varchar(32), f real, d double precision, n numeric(12,4),
+                           t timestamptz, j jsonb, b bytea, a int[]);
+         ALTER TABLE big REPLICA IDENTITY FULL;
+         INSERT INTO big SELECT i, 'seed-' || i, i + 0.3141592, i + 0.1415926535, i + 0.25,
+                                '2026-01-02 03:04:05+00'::timestamptz + i * interval '1.001 second',
+                                jsonb_build_object('k', i, 's', jsonb_build_array(1.5, 'x')),
+                                decode(lpad(to_hex(i), 8, '0'), 'hex'), ARRAY[i, NULL, 3]
+         FROM generate_series(1, {KEYLESS_ROWS}) i;"
     ))
     .await
     .unwrap();
@@ -409,6 +430,10 @@ async fn postgres_keyless_rows_changed_during_the_snapshot_stay_changed() {
     // watermark.
     let mut i = 0i64;
     while i < 1500 && !daemon.logs().contains("snapshot finished") {
+        if i == 300 {
+            // The log's rows gain a column the chunks read from here on do not have.
+            c.batch_execute("ALTER TABLE big ADD COLUMN extra int DEFAULT 7").await.unwrap();
+        }
         let id = ((i * 37) % KEYLESS_ROWS + 1) as i32;
         if i % 3 == 0 {
             c.execute("UPDATE big SET v = $1 WHERE id = $2", &[&format!("upd-{i}"), &id]).await.unwrap();

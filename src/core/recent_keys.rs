@@ -10,9 +10,11 @@
 //!
 //! Tables not cut by a unique key (keyless, or `key_columns` no index proves unique) are matched
 //! by whole row instead: the source records the old image of every row it updates or deletes,
-//! and a chunk drops one row per matching image that the read still saw ([`Superseded::removed`],
-//! a count, since a keyless table may hold identical rows). The rows such changes add are left
-//! to the reader, which skips rows written after streaming began where the source can tell.
+//! and a chunk drops one row per matching image that the read still saw ([`Superseded::removed`]:
+//! a keyless table may hold identical rows). Each such change accounts for one row of the whole
+//! table, so the row it drops is marked ([`RecentKeys::consume`]) and no other chunk drops
+//! another copy for it. The rows such changes add are left to the reader, which skips rows
+//! written after streaming began where the source can tell.
 //!
 //! Keys are compared as the broker sees them (the rendered message key), hashed to 128 bits.
 //! Entries are kept while a chunk may still need them, at least [`RETENTION`], and at most
@@ -58,6 +60,10 @@ pub enum Seen {
 }
 
 struct Entry {
+    /// Numbers entries in recording order (never reused).
+    id: u64,
+    /// A chunk already left out a row for this change (row-image entries only).
+    consumed: bool,
     pos: u64,
     /// The source's transaction (PostgreSQL's xid; a number the MySQL source keeps).
     xid: u32,
@@ -73,9 +79,10 @@ pub struct Superseded {
     pub all: bool,
     /// Keys changed in the window or after the read (for tables cut by a unique key).
     pub keys: HashSet<KeyHash>,
-    /// Row images updated away or deleted after the read, with how many times (for tables
-    /// matched by whole row).
-    pub removed: HashMap<KeyHash, u32>,
+    /// Row images updated away or deleted after the read, each with the changes (entry ids)
+    /// that removed one such row and that no chunk has accounted for yet (for tables matched by
+    /// whole row).
+    pub removed: HashMap<KeyHash, Vec<u64>>,
 }
 
 impl Superseded {
@@ -83,16 +90,10 @@ impl Superseded {
         self.all || self.keys.contains(&key)
     }
 
-    /// Whether a row with image `image` was removed after the read; each removal accounts for
-    /// one row.
-    pub fn take_removed(&mut self, image: KeyHash) -> bool {
-        match self.removed.get_mut(&image) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        }
+    /// The change that removed a row with image `image` after the read, if one is left: the
+    /// row is dropped for it, and the caller marks it consumed ([`RecentKeys::consume`]).
+    pub fn take_removed(&mut self, image: KeyHash) -> Option<u64> {
+        self.removed.get_mut(&image)?.pop()
     }
 }
 
@@ -109,6 +110,7 @@ pub struct RecentKeys {
     /// the newest entry dropped).
     horizon: u64,
     capacity: usize,
+    next_id: u64,
 }
 
 impl RecentKeys {
@@ -118,7 +120,7 @@ impl RecentKeys {
     }
 
     pub fn with_capacity(from: u64, capacity: usize) -> Self {
-        RecentKeys { entries: VecDeque::new(), horizon: from, capacity }
+        RecentKeys { entries: VecDeque::new(), horizon: from, capacity, next_id: 0 }
     }
 
     /// The log changed `key` of `table` in the transaction `xid` committed at `pos`.
@@ -128,7 +130,18 @@ impl RecentKeys {
                 self.horizon = self.horizon.max(e.pos + 1);
             }
         }
-        self.entries.push_back(Entry { pos, xid, table, key, at: Instant::now() });
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push_back(Entry { id, consumed: false, pos, xid, table, key, at: Instant::now() });
+    }
+
+    /// A chunk left out a row for the change `id` (see [`Superseded::take_removed`]).
+    pub fn consume(&mut self, id: u64) {
+        if let Ok(i) = self.entries.binary_search_by_key(&id, |e| e.id) {
+            if let Some(e) = self.entries.get_mut(i) {
+                e.consumed = true;
+            }
+        }
     }
 
     /// The log truncated `table`.
@@ -153,8 +166,8 @@ impl RecentKeys {
                 continue;
             }
             out.keys.insert(e.key);
-            if place == Seen::AfterRead {
-                *out.removed.entry(e.key).or_default() += 1;
+            if place == Seen::AfterRead && !e.consumed {
+                out.removed.entry(e.key).or_default().push(e.id);
             }
         }
         Ok(out)
@@ -217,10 +230,15 @@ mod tests {
         r.record(3, 60, 21, y); // after the read
         r.record(3, 70, 22, y); // after the read, an identical row
         r.record(3, 10, 23, x); // before lo, yet invisible to the read
-        let s = r.superseded(3, 40, |pos, xid| pg_like(40, pos, xid >= 21)).unwrap();
-        assert_eq!(s.removed.get(&y), Some(&2));
-        assert_eq!(s.removed.get(&x), Some(&1), "the one seen by the read does not count");
+        let mut s = r.superseded(3, 40, |pos, xid| pg_like(40, pos, xid >= 21)).unwrap();
+        assert_eq!(s.removed.get(&y).map(Vec::len), Some(2));
+        assert_eq!(s.removed.get(&x).map(Vec::len), Some(1), "the one seen by the read does not count");
         assert!(s.keys.contains(&x) && s.keys.contains(&y));
+        // One chunk drops a y for one of the two deletes: the next chunk has one left to drop.
+        let used = s.take_removed(y).unwrap();
+        r.consume(used);
+        let s = r.superseded(3, 40, |pos, xid| pg_like(40, pos, xid >= 21)).unwrap();
+        assert_eq!(s.removed.get(&y).map(Vec::len), Some(1), "a change accounts for one row of the table");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::mariadb_events::{self, MariaGtidPos};
 use super::snapshot::Snapshotter;
 use super::statements::{classify_query, truncated_table, QueryKind};
 use super::table::{self, table_from_information_schema, Context, Table};
-use super::values::{Identity, Key, Row};
+use super::values::{Identity, Key, Reshaped, Row};
 use super::xa::{self, Held, PreparedSet, XaStatement, Xid};
 use super::{connect, included, my_err, ServerInfo, TableName};
 use super::{guard, rows};
@@ -450,15 +450,17 @@ pub async fn run(
                         let change = change(table, c.op, c.before.as_ref(), c.after.as_ref(), &source);
                         let record = emitter.render_held(&table.topic, &change.change()).await?;
                         x.bytes += record.size();
-                        let identity = if snapshot.matches_by_image(&table.db, &table.name) {
-                            image_of(table, c.before.as_ref())
-                        } else if table.identity == table.key {
+                        // Whether chunks will match this table by key or by whole row is only
+                        // known at COMMIT (a snapshot may start in between): keep both.
+                        let image = image_of(table, c.before.as_ref(), table);
+                        x.bytes += image.as_ref().map_or(0, Vec::len);
+                        let identity = if table.identity == table.key {
                             record.key_identity().map(<[u8]>::to_vec)
                         } else {
                             identity_of(table, c.after.as_ref().or(c.before.as_ref()))
                         };
                         let table = TableName { db: table.db.clone(), name: table.name.clone() };
-                        x.held.push(Held { record, table, identity });
+                        x.held.push(Held { record, table, identity, image });
                     }
                     prepared.reserve(x.bytes)?;
                     g.xa = Some(x);
@@ -470,10 +472,11 @@ pub async fn run(
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
                     if let Some(id) = watched {
                         let gtid = g.gtid.as_deref();
-                        if snapshot.matches_by_image(&table.db, &table.name) {
+                        if let Some(shape) = snapshot.image_shape(&table.db, &table.name) {
                             // No unique key to match chunk rows by: the row the change replaced
-                            // or removed, whole.
-                            snapshot.record(id, g.start, gtid, image_of(table, c.before.as_ref()).as_deref());
+                            // or removed, whole, in the columns the chunks are read with.
+                            let image = image_of(table, c.before.as_ref(), &shape);
+                            snapshot.record(id, g.start, gtid, image.as_deref());
                         } else if table.identity == table.key {
                             // Snapshot chunks are told apart by identity, which is the message
                             // key unless `key_columns` replaced a primary key.
@@ -728,17 +731,19 @@ async fn publish_held(
     for h in held {
         emitter.send_held(&h.record).await?;
         if let Some(id) = snapshot.watched(&h.table.db, &h.table.name) {
-            snapshot.record(id, start, gtid, h.identity.as_deref());
+            let by_image = snapshot.image_shape(&h.table.db, &h.table.name).is_some();
+            let key = if by_image { &h.image } else { &h.identity };
+            snapshot.record(id, start, gtid, key.as_deref());
         }
     }
     Ok(())
 }
 
-/// The whole row a change replaced or removed, as snapshot chunks of a table with no unique
-/// key are matched by.
-fn image_of<C: super::values::Cells>(table: &Table, before: Option<&C>) -> Option<Vec<u8>> {
+/// The whole row a change replaced or removed, in the columns of `shape`, as snapshot chunks of
+/// a table with no unique key are matched by.
+fn image_of<C: super::values::Cells>(table: &Table, before: Option<&C>, shape: &Table) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    Row { table, cells: before? }.write_json(&mut out);
+    Reshaped(Row { table, cells: before? }, shape).write_json(&mut out);
     Some(out)
 }
 

@@ -24,6 +24,9 @@ pub struct Held {
     pub table: TableName,
     /// The row's identity for snapshot deduplication (see `Table::identity`).
     pub identity: Option<Vec<u8>>,
+    /// The whole row the change replaced or removed, which snapshot chunks of a table not cut
+    /// by a unique key are matched by.
+    pub image: Option<Vec<u8>>,
 }
 
 /// An XA transaction id, as `gtrid-hex,bqual-hex,formatID`, however the log spelled it.

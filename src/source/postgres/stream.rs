@@ -14,7 +14,7 @@ use super::conn::{ReplicationReader, ReplicationWriter};
 use super::live::LiveTables;
 use super::pgoutput::{self, cell_text, Cell, Message, OldTuple, RelationMsg};
 use super::protocol::{self, ReplicationMessage};
-use super::relation::{ColumnDef, Identity, Key, Relation, Row, SourceBlock, SourceContext};
+use super::relation::{ColumnDef, Identity, Key, Relation, Reshaped, Row, SourceBlock, SourceContext};
 use super::snapshot::Snapshotter;
 use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
@@ -407,12 +407,13 @@ impl<'a> Streamer<'a> {
         if op != Op::Truncate {
             if let Some(s) = self.snapshot.as_mut().filter(|s| s.watches(rel_id)) {
                 let scratch = &mut self.identity_scratch;
-                if s.matches_by_image(rel_id) {
+                if let Some(shape) = s.image_shape(rel_id) {
                     // No unique key to match chunk rows by: the row the change replaced or
-                    // removed, whole (REPLICA IDENTITY FULL logs all of it).
+                    // removed, whole (REPLICA IDENTITY FULL logs all of it), in the columns the
+                    // chunks are read with.
                     if let Some(old) = before {
                         scratch.clear();
-                        Row { rel, cells: pick(old), data }.write_json(scratch);
+                        Reshaped(Row { rel, cells: pick(old), data }, &shape).write_json(scratch);
                         s.record(rel_id, commit_lsn, xid, Some(scratch.as_slice()));
                     }
                 } else {

@@ -19,11 +19,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::table::Table;
-use super::values::{Identity, Key, Row, TextCells};
+use super::values::{Identity, Key, Reshaped, Row, TextCells};
 use super::TableName;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{BinlogPosition, Position};
-use crate::core::recent_keys::{key_hash, KeyHash, Seen, Superseded, CAPACITY};
+use crate::core::recent_keys::{key_hash, Seen, Superseded, CAPACITY};
 use crate::core::snapshot::{SnapshotKind, SnapshotMarker, SnapshotProgress};
 use crate::emit::Emitter;
 use crate::error::SessionError;
@@ -60,9 +60,6 @@ pub struct Snapshotter {
     txns: VecDeque<(u32, String)>,
     /// The last transaction numbered: its group's start, and its number.
     last_txn: Option<(u64, u32)>,
-    /// Rows already dropped for each image removed, per job read in several pieces: a removal
-    /// accounts for one row of the whole read, not one per piece.
-    consumed: HashMap<(usize, u64), HashMap<KeyHash, u32>>,
 }
 
 impl Snapshotter {
@@ -78,7 +75,6 @@ impl Snapshotter {
             key_scratch: Vec::new(),
             txns: VecDeque::new(),
             last_txn: None,
-            consumed: HashMap::new(),
         }
     }
 
@@ -144,10 +140,14 @@ impl Snapshotter {
         self.ids.get(&(db.to_string(), name.to_string())).copied()
     }
 
-    /// Whether chunk rows of `db.name` are matched to the binlog's changes by whole row (no
-    /// unique key cuts the table): its changes are recorded as the old row's image.
-    pub fn matches_by_image(&self, db: &str, name: &str) -> bool {
-        self.watched(db, name).is_some_and(|id| self.runs.iter().any(|r| !r.keyed && self.id_of(&r.table) == id))
+    /// When chunk rows of `db.name` are matched to the binlog's changes by whole row (no unique
+    /// key cuts the table): the definition its chunks are read under, in whose columns the
+    /// binlog's old rows are recorded.
+    pub fn image_shape(&self, db: &str, name: &str) -> Option<Arc<Table>> {
+        // The table's latest run: an earlier one (before a key was added, say) is over.
+        let id = self.watched(db, name)?;
+        let run = self.runs.iter().rev().find(|r| self.id_of(&r.table) == id)?;
+        (!run.keyed).then(|| run.table.clone())
     }
 
     fn id_of(&self, table: &Table) -> u32 {
@@ -222,24 +222,10 @@ impl Snapshotter {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
-        let job = (chunk.job.table, chunk.job.seq);
-        if !keyed {
-            // What earlier pieces of the same read already dropped does not drop again.
-            if let Some(done) = self.consumed.get(&job) {
-                for (image, n) in done {
-                    if let Some(left) = superseded.removed.get_mut(image) {
-                        *left = left.saturating_sub(*n);
-                    }
-                }
-            }
-        }
         let mut kept = Vec::with_capacity(chunk.rows.rows.len());
         for cells in &chunk.rows.rows {
-            let k = self.kept(&table, keyed, cells, &mut superseded, job);
+            let k = self.kept(&table, keyed, cells, &mut superseded);
             kept.push(k);
-        }
-        if chunk.complete {
-            self.consumed.remove(&job);
         }
         let first = kept.iter().position(|&k| k);
         let last = kept.iter().rposition(|&k| k);
@@ -293,14 +279,7 @@ impl Snapshotter {
     /// Whether `cells` survive the binlog's changes: by the row's identity when the table is
     /// cut by a unique key, else by its whole image, once per change that removed such a row
     /// after the read.
-    fn kept(
-        &mut self,
-        table: &Table,
-        keyed: bool,
-        cells: &TextCells,
-        superseded: &mut Superseded,
-        job: (usize, u64),
-    ) -> bool {
+    fn kept(&mut self, table: &Table, keyed: bool, cells: &TextCells, superseded: &mut Superseded) -> bool {
         if superseded.all {
             return false;
         }
@@ -315,13 +294,14 @@ impl Snapshotter {
         if superseded.removed.is_empty() {
             return true;
         }
-        Row { table, cells }.write_json(&mut self.key_scratch);
-        let image = key_hash(&self.key_scratch);
-        if !superseded.take_removed(image) {
-            return true;
+        Reshaped(Row { table, cells }, table).write_json(&mut self.key_scratch);
+        match superseded.take_removed(key_hash(&self.key_scratch)) {
+            Some(change) => {
+                self.engine.recent().consume(change);
+                false
+            }
+            None => true,
         }
-        *self.consumed.entry(job).or_default().entry(image).or_default() += 1;
-        false
     }
 }
 

@@ -142,10 +142,11 @@ impl Snapshotter {
         self.engine.is_running() && self.by_oid.contains_key(&oid)
     }
 
-    /// Whether chunk rows of relation `oid` are matched to the log's changes by whole row (no
-    /// unique key cuts the table): its changes are recorded as the old row's image.
-    pub fn matches_by_image(&self, oid: u32) -> bool {
-        self.by_oid.get(&oid).is_some_and(|&i| !self.runs[i].keyed)
+    /// When chunk rows of relation `oid` are matched to the log's changes by whole row (no
+    /// unique key cuts the table): the definition its chunks are read under, in whose columns
+    /// the log's old rows are recorded.
+    pub fn image_shape(&self, oid: u32) -> Option<Arc<Relation>> {
+        self.by_oid.get(&oid).map(|&i| &self.runs[i]).filter(|r| !r.keyed).map(|r| r.rel.clone())
     }
 
     /// The log changed `key` of relation `oid` in transaction `xid`, committed at `pos`.
@@ -269,7 +270,13 @@ impl Snapshotter {
         }
         self.key_scratch.clear();
         row.write_json(&mut self.key_scratch);
-        !superseded.take_removed(key_hash(&self.key_scratch))
+        match superseded.take_removed(key_hash(&self.key_scratch)) {
+            Some(change) => {
+                self.engine.recent().consume(change);
+                false
+            }
+            None => true,
+        }
     }
 }
 

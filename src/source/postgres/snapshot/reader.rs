@@ -131,6 +131,15 @@ impl Visibility {
         }
         !precedes(xid, self.xmax) || self.xip.contains(&xid)
     }
+
+    /// Whether a row whose `xmin` is `xid`, read under the snapshot `read`, was written after
+    /// this view (so the log has it): its transaction is one this view could not see but the
+    /// read could. Ids below 3 (frozen, bootstrap) are permanent. A frozen row keeps its
+    /// original 32-bit `xmin`, which after 2^31 transactions compares as "in the future"; it
+    /// does so for the read as well, so it is not taken for a new row.
+    pub fn wrote_after(&self, xid: u32, read: &Visibility) -> bool {
+        xid >= 3 && self.invisible(xid) && !read.invisible(xid)
+    }
 }
 
 /// A piece's rows and what its read could see.
@@ -363,7 +372,7 @@ async fn read_piece(
         while let Some(nl) = pending[consumed..].iter().position(|&b| b == b'\n') {
             rows.push_line(&pending[consumed..consumed + nl]);
             if let Some(after) = &t.streamed_after {
-                if written_by(&rows).is_some_and(|xmin| after.invisible(xmin)) {
+                if written_by(&rows).is_some_and(|xmin| after.wrote_after(xmin, &visibility)) {
                     rows.pop();
                 }
             }
@@ -432,6 +441,17 @@ mod tests {
         assert!(!w.invisible(4_294_967_291));
         assert!(w.invisible(2), "after the wrap, still after xmax");
         assert!(Visibility::parse("1:2").unwrap().xip.is_empty());
+
+        // Streaming began at `began`; the read runs later, at `read`.
+        let began = Visibility::parse("1000:1005:1002").unwrap();
+        let read = Visibility::parse("1100:1105:").unwrap();
+        assert!(began.wrote_after(1002, &read) && began.wrote_after(1050, &read), "written after streaming began");
+        assert!(!began.wrote_after(999, &read), "written before");
+        assert!(!began.wrote_after(2, &read), "frozen");
+        // A frozen row's original xmin, 2^31 and more transactions back, looks like the future
+        // to both views: an old row, kept.
+        let ancient = 1000u32.wrapping_sub(3_000_000_000);
+        assert!(began.invisible(ancient) && !began.wrote_after(ancient, &read));
         assert_eq!(Visibility::parse("x:1:"), None);
     }
 }
