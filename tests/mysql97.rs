@@ -129,3 +129,36 @@ async fn a_commit_in_the_binlog_but_not_yet_visible_does_not_lose_to_a_chunk() {
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Issue 21: `caching_sha2_password` (MySQL 8.4+'s only password plugin here) without TLS. With
+/// the server's cache of verified passwords empty (`FLUSH PRIVILEGES`), a login over plain TCP
+/// needs the full exchange, the password encrypted with the server's RSA public key; `cdcd
+/// check` and the stream both log in that way, and a row streams.
+#[tokio::test(flavor = "multi_thread")]
+async fn caching_sha2_password_without_tls_logs_in_by_rsa_key_exchange() {
+    let url = mysql97_url();
+    let mut c = mysql_db_at(&url, "m97_rsa").await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    let plain = format!("{url}?ssl-mode=DISABLED");
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config_at(
+        dir.path(),
+        "m97rsa",
+        &plain,
+        r#"["m97_rsa.t"]"#,
+        5703,
+        &kafka_sink(&broker.bootstrap),
+        "snapshot = \"never\"",
+    );
+    c.query_drop("FLUSH PRIVILEGES").await.unwrap();
+    let (code, out, err) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "cdcd check over plain TCP with an empty password cache:\n{out}\n{err}");
+    c.query_drop("FLUSH PRIVILEGES").await.unwrap();
+    let daemon = Daemon::start(&cfg);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
+    c.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &["m97rsa.m97_rsa.t"], 1, 60);
+    assert_eq!(recs.len(), 1, "{}", daemon.logs());
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -1,7 +1,8 @@
 //! End-to-end against the real MariaDB 10.11 started by scripts/test.sh (binlog on, ROW, FULL
 //! row metadata, GTIDs) and a real Kafka-protocol broker: snapshot, every op, every type,
 //! DDL mid-stream, TRUNCATE, a transaction over several tables, and resume by GTID and by
-//! file/offset. (The kill -9 loop with savepoints is in crash_loops.rs.)
+//! file/offset (also on Oracle MySQL 9.7). (The kill -9 loop with savepoints is in
+//! crash_loops.rs, on both servers.)
 
 mod support;
 
@@ -140,11 +141,27 @@ async fn snapshot_types_ops_ddl_truncate_and_multi_table_transactions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resumes_by_gtid_and_by_file_offset_without_loss() {
-    let mut c = mysql_db("my_resume").await;
+    resumes_both_ways(&mysql_url(), "my_resume", 5103, "0-1-").await;
+}
+
+/// The same on Oracle MySQL 9.7, whose GTIDs are `uuid:1-N` sets (issue 21).
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_resumes_by_gtid_and_by_file_offset_without_loss() {
+    resumes_both_ways(&mysql97_url(), "my_resume97", 5105, "").await;
+}
+
+async fn resumes_both_ways(url: &str, db: &str, server_id: u32, gtid_prefix: &str) {
+    let mut c = mysql_db_at(url, db).await;
     c.query_drop("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
-    for (name, server_id, mode) in [("bygtid", 5103, "gtid"), ("byfile", 5104, "file")] {
-        let (dir, broker, cfg) =
-            rig(name, r#"["my_resume.t"]"#, server_id, &format!("position = \"{mode}\"\nsnapshot = \"never\""));
+    for (name, server_id, mode) in [("bygtid", server_id, "gtid"), ("byfile", server_id + 1, "file")] {
+        let name = format!("{name}{server_id}");
+        let topic = format!("{name}.{db}.t");
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start();
+        let extra = format!("position = \"{mode}\"\nsnapshot = \"never\"");
+        let tables = format!(r#"["{db}.t"]"#);
+        let cfg =
+            write_mysql_config_at(dir.path(), &name, url, &tables, server_id, &kafka_sink(&broker.bootstrap), &extra);
         let daemon = Daemon::start(&cfg);
         assert!(
             wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming binlog")),
@@ -153,16 +170,17 @@ async fn resumes_by_gtid_and_by_file_offset_without_loss() {
         );
         let base = if mode == "gtid" { 0 } else { 1000 };
         c.query_drop(format!("INSERT INTO t VALUES ({}), ({})", base + 1, base + 2)).await.unwrap();
-        assert_eq!(read_topics(&broker.bootstrap, &[&format!("{name}.my_resume.t")], 2, 60).len(), 2);
+        assert_eq!(read_topics(&broker.bootstrap, &[&topic], 2, 60).len(), 2);
         assert_eq!(daemon.stop(), Some(0));
-        let ck: Value = checkpoint(dir.path(), name).expect("a checkpoint after a clean stop");
+        let ck: Value = checkpoint(dir.path(), &name).expect("a checkpoint after a clean stop");
         assert_eq!(ck["position"]["type"], "mysql");
         assert!(ck["position"]["file"].as_str().unwrap().starts_with("binlog."), "{ck}");
-        assert!(ck["position"]["gtid"].as_str().unwrap().starts_with("0-1-"), "{ck}");
+        let gtid = ck["position"]["gtid"].as_str().unwrap();
+        assert!(gtid.starts_with(gtid_prefix) && !gtid.is_empty(), "{ck}");
         // Changes while stopped, then resume.
         c.query_drop(format!("INSERT INTO t VALUES ({}), ({})", base + 3, base + 4)).await.unwrap();
         let daemon = Daemon::start(&cfg);
-        let recs = read_topics(&broker.bootstrap, &[&format!("{name}.my_resume.t")], 4, 60);
+        let recs = read_topics(&broker.bootstrap, &[&topic], 4, 60);
         let ids: Vec<i64> = recs.iter().map(|r| r.value.as_ref().unwrap()["after"]["id"].as_i64().unwrap()).collect();
         assert_eq!(
             ids.len(),
