@@ -125,12 +125,7 @@ async fn savepoint_torture(what: &str, url: &str, db: &str, server_id: u32) {
     kill_loop(&cfg, KILLS, 2500, &mut rng).await;
     stop.store(true, Ordering::Relaxed);
     let w = writer.await.unwrap();
-    let maria = c.query_first::<String, _>("SELECT @@version").await.unwrap().unwrap_or_default().contains("MariaDB");
-    let (target, done): (String, fn(&str) -> u64) = if maria {
-        (c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap(), maria_seq)
-    } else {
-        (c.query_first("SELECT @@gtid_executed").await.unwrap().unwrap(), mysql_gno)
-    };
+    let (target, done) = gtid_target(&mut c).await;
 
     let daemon = Daemon::start(&cfg);
     wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(180), |cp| {

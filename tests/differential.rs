@@ -238,12 +238,7 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
     stop.store(true, Ordering::Relaxed);
     let w = writer.await.unwrap();
 
-    let maria = c.query_first::<String, _>("SELECT @@version").await.unwrap().unwrap_or_default().contains("MariaDB");
-    let (target, done): (String, fn(&str) -> u64) = if maria {
-        (c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap(), maria_seq)
-    } else {
-        (c.query_first("SELECT @@gtid_executed").await.unwrap().unwrap(), mysql_gno)
-    };
+    let (target, done) = gtid_target(&mut c).await;
     let daemon = Daemon::start(&cfg);
     wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(180), |cp| {
         snapshot_done(cp) && done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)

@@ -352,12 +352,7 @@ async fn keyless_rows_changed_during_the_read_stay_changed(url: &str, db: &str, 
     let checkpoints = rows_seen_in_checkpoints(dir.path(), &name, || daemon.logs().contains("snapshot finished")).await;
     let changes = writes.await.unwrap();
     eprintln!("{db}: {changes} changes while the table was read; progress seen: {checkpoints:?}");
-    let maria = c.query_first::<String, _>("SELECT @@version").await.unwrap().unwrap_or_default().contains("MariaDB");
-    let (target, done): (String, fn(&str) -> u64) = if maria {
-        (c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap(), maria_seq)
-    } else {
-        (c.query_first("SELECT @@gtid_executed").await.unwrap().unwrap(), mysql_gno)
-    };
+    let (target, done) = gtid_target(&mut c).await;
     wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(90), |cp| {
         cp["snapshot"]["tables"][0]["done"] == true
             && done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)

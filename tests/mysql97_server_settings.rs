@@ -72,23 +72,7 @@ async fn row_images_partial_json_and_purged_gtids_on_mysql97() {
     // The checkpoint's binlog and GTIDs purged while stopped: resuming stops, never skips.
     c.query_drop("INSERT INTO t VALUES (2, NULL, 'while stopped')").await.unwrap();
     c.query_drop("FLUSH BINARY LOGS").await.unwrap();
-    let current: String =
-        c.query_first::<mysql_async::Row, _>("SHOW BINARY LOG STATUS").await.unwrap().unwrap().get(0).unwrap();
-    let mut logs: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        c.query_drop(format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
-        logs = c
-            .query("SHOW BINARY LOGS")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r: mysql_async::Row| r.get(0).unwrap())
-            .collect();
-        if logs.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (current, logs) = purge_to_current(&mut c, "SHOW BINARY LOG STATUS").await;
     assert_eq!(logs, [current.as_str()], "the purge must really remove the older binlogs");
     let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");

@@ -84,25 +84,7 @@ async fn bad_server_settings_and_purged_binlogs_are_clear_errors() {
     // Purge the binlog the checkpoint points into: resuming must stop, not skip.
     c.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
     c.query_drop("FLUSH BINARY LOGS").await.unwrap();
-    let current: String =
-        c.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await.unwrap().unwrap().get(0).unwrap();
-    // MariaDB keeps a binlog while a dump thread still reads it (the stopped daemon's may linger)
-    // and until its binlog checkpoint says InnoDB no longer needs it for recovery: retry.
-    let mut logs: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        c.query_drop(format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
-        logs = c
-            .query("SHOW BINARY LOGS")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r: mysql_async::Row| r.get(0).unwrap())
-            .collect();
-        if logs.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (current, logs) = purge_to_current(&mut c, "SHOW MASTER STATUS").await;
     assert_eq!(logs, [current.as_str()], "the purge must really remove the older binlogs");
     let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");

@@ -530,12 +530,51 @@ pub fn pg_lsn(s: &str) -> u64 {
     (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
 }
 
-/// Domain 0's sequence number in a MariaDB GTID position text (`0-1-42,1-2-7`).
 /// The highest transaction number in a MySQL GTID set of one server (`uuid:1-N`).
 pub fn mysql_gno(gtid: &str) -> u64 {
     gtid.split([',', ':', '-']).filter_map(|p| p.trim().parse::<u64>().ok()).max().unwrap_or(0)
 }
 
+/// The server's GTID state now, and how to read one number from such a state (MariaDB's
+/// `domain-server-seq`, MySQL's `uuid:1-N`): a connector has caught up once that number of its
+/// checkpoint's GTID reaches the target's.
+pub async fn gtid_target(c: &mut mysql_async::Conn) -> (String, fn(&str) -> u64) {
+    use mysql_async::prelude::*;
+    let version: String = c.query_first("SELECT @@version").await.unwrap().unwrap_or_default();
+    if version.contains("MariaDB") {
+        (c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap(), maria_seq)
+    } else {
+        (c.query_first("SELECT @@gtid_executed").await.unwrap().unwrap(), mysql_gno)
+    }
+}
+
+/// After `FLUSH BINARY LOGS`: purges every binlog but the current one (named by the first
+/// column of `status`, `SHOW MASTER STATUS` or `SHOW BINARY LOG STATUS`), retrying while the
+/// server still keeps older ones (MariaDB keeps a binlog while a dump thread still reads it, the
+/// stopped daemon's may linger, and until its binlog checkpoint says InnoDB no longer needs it).
+/// Returns the current binlog and the binlogs left.
+pub async fn purge_to_current(c: &mut mysql_async::Conn, status: &str) -> (String, Vec<String>) {
+    use mysql_async::prelude::*;
+    let current: String = c.query_first::<mysql_async::Row, _>(status).await.unwrap().unwrap().get(0).unwrap();
+    let mut logs: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        c.query_drop(format!("PURGE BINARY LOGS TO '{current}'")).await.unwrap();
+        logs = c
+            .query("SHOW BINARY LOGS")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r: mysql_async::Row| r.get(0).unwrap())
+            .collect();
+        if logs.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (current, logs)
+}
+
+/// Domain 0's sequence number in a MariaDB GTID position text (`0-1-42,1-2-7`).
 pub fn maria_seq(gtid: &str) -> u64 {
     gtid.split(',')
         .filter_map(|p| p.trim().strip_prefix("0-"))

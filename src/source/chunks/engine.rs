@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::ledger::{ChunkLedger, ChunkPlace, Job};
-use crate::core::recent_keys::{RecentKeys, Seen, Superseded};
+use crate::core::recent_keys::{KeyHash, RecentKeys, Seen, Superseded};
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::State;
 use crate::emit::Emitter;
@@ -365,6 +365,15 @@ impl<R: ChunkReader> SnapshotEngine<R> {
                 None
             }
         }
+    }
+
+    /// Whether a chunk row with image `image` is left out for a change that removed such a row
+    /// after the read (tables matched by whole row); the change is then used up, for every
+    /// chunk of the table.
+    pub fn drop_removed(&mut self, superseded: &mut Superseded, image: KeyHash) -> bool {
+        let Some(change) = superseded.take_removed(image) else { return false };
+        self.recent.consume(change);
+        true
     }
 
     /// After the stream emitted what was ready: forgets keys no waiting piece needs, logs

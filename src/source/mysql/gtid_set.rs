@@ -133,7 +133,6 @@ fn push_ranges(s: &mut String, ranges: &[(u64, u64)]) {
     }
 }
 
-/// MySQL's own text form: one entry per server, untagged intervals first, then each tag.
 /// `uuid:gno` or `uuid:tag:gno` as (uuid, tag, gno).
 fn split_gtid(gtid: &str) -> Option<(&str, &str, u64)> {
     let parts: Vec<&str> = gtid.split(':').collect();
@@ -145,6 +144,7 @@ fn split_gtid(gtid: &str) -> Option<(&str, &str, u64)> {
     Some((uuid, tag, gno.parse().ok()?))
 }
 
+/// MySQL's own text form: one entry per server, untagged intervals first, then each tag.
 impl std::fmt::Display for MysqlGtidSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out: Vec<String> = Vec::new();
@@ -170,6 +170,7 @@ mod tests {
     use super::*;
 
     const A: &str = "439192bd-f37c-11e4-bbeb-0242ac11035a";
+    const B: &str = "b5cd1624-5f30-11e4-b4e9-1051721bd241";
 
     #[test]
     fn membership_of_plain_and_tagged_gtids() {
@@ -179,7 +180,6 @@ mod tests {
         assert!(set.contains(&format!("{A}:NIGHT:3")) && !set.contains(&format!("{A}:night:4")));
         assert!(!set.contains("not-a-gtid"));
     }
-    const B: &str = "b5cd1624-5f30-11e4-b4e9-1051721bd241";
 
     #[test]
     fn without_one_transaction() {

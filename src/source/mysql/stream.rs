@@ -279,13 +279,11 @@ pub async fn run(
     loop {
         if group.is_none() && snapshot.is_running() {
             // Between event groups: a chunk the stream has passed goes out here.
-            let mut here = BinlogPosition { file: file.clone(), pos: last_end, gtid: gtid.text() };
             // By GTID, the server skips the transactions the start set holds without sending
             // them (Oracle MySQL sends nothing at all before the next new one), so the stream is
             // at `start` from the outset even while the last event it saw lies before it.
-            if use_gtid && here.as_u64() < start.as_u64() {
-                here = BinlogPosition { gtid: gtid.text(), ..start.clone() };
-            }
+            let here = BinlogPosition { file: file.clone(), pos: last_end, gtid: gtid.text() };
+            let here = not_before_start(here, &start, use_gtid);
             snapshot.emit_ready(emitter, &here).await?;
         }
         let ev = tokio::select! {
@@ -467,15 +465,16 @@ pub async fn run(
                     continue;
                 }
                 let watched = snapshot.watched(&table.db, &table.name);
+                let shape = watched.and_then(|_| snapshot.image_shape(&table.db, &table.name));
                 for c in changes {
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
                     if let Some(id) = watched {
                         let gtid = g.gtid.as_deref();
-                        if let Some(shape) = snapshot.image_shape(&table.db, &table.name) {
+                        if let Some(shape) = &shape {
                             // No unique key to match chunk rows by: the row the change replaced
                             // or removed, whole, in the columns the chunks are read with.
-                            let image = image_of(table, c.before.as_ref(), &shape);
+                            let image = image_of(table, c.before.as_ref(), shape);
                             snapshot.record(id, g.start, gtid, image.as_deref());
                         } else if table.identity == table.key {
                             // Snapshot chunks are told apart by identity, which is the message
@@ -676,10 +675,8 @@ async fn end_group(
     emitter.commit_with(position, progress)
 }
 
-/// Events outside any transaction (a rotation, a file's header events) move the stream along
-/// too: marking their place lets an idle checkpoint, and so the lag in bytes, follow the binlog
-/// into a new file instead of staying at the end of the last file that held a transaction.
-/// Where a transaction read by GTID ends, as a checkpoint may record it. MySQL's status row can
+/// A place in a binlog read by GTID (where the stream stands, or where a transaction ends, as
+/// a checkpoint may record it). MySQL's status row can
 /// count in its offset a transaction that its GTID set does not hold yet (binary-log group
 /// commit writes the binlog before the engine commits and the GTID joins the set), so streaming
 /// by that set sends such a transaction from before the start offset. Its place is then the
@@ -693,6 +690,9 @@ fn not_before_start(at: BinlogPosition, start: &BinlogPosition, use_gtid: bool) 
     }
 }
 
+/// Events outside any transaction (a rotation, a file's header events) move the stream along
+/// too: marking their place lets an idle checkpoint, and so the lag in bytes, follow the binlog
+/// into a new file instead of staying at the end of the last file that held a transaction.
 fn mark_between_groups(
     emitter: &mut Emitter,
     group: &Option<Group>,
@@ -747,6 +747,7 @@ fn image_of<C: super::values::Cells>(table: &Table, before: Option<&C>, shape: &
     Some(out)
 }
 
+/// A changed row's identity (see [`Table::identity`]) in JSON, `None` without one.
 fn identity_of<C: super::values::Cells>(table: &Table, row: Option<&C>) -> Option<Vec<u8>> {
     let cells = row.filter(|_| !table.identity.is_empty())?;
     let mut out = Vec::new();

@@ -144,9 +144,11 @@ impl Snapshotter {
     /// key cuts the table): the definition its chunks are read under, in whose columns the
     /// binlog's old rows are recorded.
     pub fn image_shape(&self, db: &str, name: &str) -> Option<Arc<Table>> {
+        if !self.engine.is_running() {
+            return None;
+        }
         // The table's latest run: an earlier one (before a key was added, say) is over.
-        let id = self.watched(db, name)?;
-        let run = self.runs.iter().rev().find(|r| self.id_of(&r.table) == id)?;
+        let run = self.runs.iter().rev().find(|r| r.table.db == db && r.table.name == name)?;
         (!run.keyed).then(|| run.table.clone())
     }
 
@@ -222,11 +224,7 @@ impl Snapshotter {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
-        let mut kept = Vec::with_capacity(chunk.rows.rows.len());
-        for cells in &chunk.rows.rows {
-            let k = self.kept(&table, keyed, cells, &mut superseded);
-            kept.push(k);
-        }
+        let kept: Vec<bool> = chunk.rows.rows.iter().map(|c| self.kept(&table, keyed, c, &mut superseded)).collect();
         let first = kept.iter().position(|&k| k);
         let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
@@ -295,13 +293,7 @@ impl Snapshotter {
             return true;
         }
         Reshaped(Row { table, cells }, table).write_json(&mut self.key_scratch);
-        match superseded.take_removed(key_hash(&self.key_scratch)) {
-            Some(change) => {
-                self.engine.recent().consume(change);
-                false
-            }
-            None => true,
-        }
+        !self.engine.drop_removed(superseded, key_hash(&self.key_scratch))
     }
 }
 

@@ -270,13 +270,7 @@ impl Snapshotter {
         }
         self.key_scratch.clear();
         row.write_json(&mut self.key_scratch);
-        match superseded.take_removed(key_hash(&self.key_scratch)) {
-            Some(change) => {
-                self.engine.recent().consume(change);
-                false
-            }
-            None => true,
-        }
+        !self.engine.drop_removed(superseded, key_hash(&self.key_scratch))
     }
 }
 
