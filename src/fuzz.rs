@@ -307,6 +307,7 @@ fn mysql_kind(a: u8, b: u8) -> Kind {
         14 => Kind::Geometry,
         15 => Kind::Set((0..usize::from(b)).map(|i| i.to_string()).collect()),
         16 => Kind::Enum(Vec::new()),
+        17 => Kind::Vector,
         _ => Kind::Text { latin1: false },
     }
 }

@@ -1,6 +1,7 @@
 //! A 60-second broker outage under sysbench load: memory stays bounded and nothing is lost.
 //!
-//! sysbench (`oltp_write_only`, two tables, 400 transactions/s) writes to MariaDB; cdcd captures
+//! sysbench (`oltp_write_only`, two tables, 400 transactions/s) writes to MariaDB, then (one at a
+//! time: they would share 2 cores) to MySQL 9.7; cdcd captures
 //! one of the tables, so half the transactions touch a table it does not capture (which used to
 //! cost a tracker entry each). The broker goes down for 60 s. Within it the in-flight cap (or
 //! the producer queue, whichever fills first) pauses the binlog reader, which the test sees in
@@ -25,15 +26,20 @@ use support::*;
 
 const RSS_LIMIT_KB: u64 = 64 * 1024;
 
-fn sysbench(args: &[&str]) -> Command {
-    let url = url::Url::parse(&mysql_url()).unwrap();
+/// Runs one outage test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// sysbench against `url`. A MySQL 9.7 `caching_sha2_password` user logs in over plain TCP from
+/// the server's cache, filled by the test's own login first.
+fn sysbench(url: &str, args: &[&str]) -> Command {
+    let url = url::Url::parse(url).unwrap();
     let mut cmd = Command::new("sysbench");
     cmd.arg("oltp_write_only")
         .arg(format!("--mysql-host={}", url.host_str().unwrap()))
         .arg(format!("--mysql-port={}", url.port().unwrap()))
         .arg(format!("--mysql-user={}", url.username()))
         .arg(format!("--mysql-password={}", url.password().unwrap_or("")))
-        .args(["--mysql-db=outage", "--tables=2", "--table-size=5000", "--db-ps-mode=disable"])
+        .args(["--mysql-db=outage", "--tables=2", "--table-size=5000", "--db-ps-mode=disable", "--mysql-ssl=off"])
         .args(args);
     cmd
 }
@@ -48,21 +54,31 @@ fn memory_kb(pid: u32) -> Option<(u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses_nothing() {
-    drop(mysql_db("outage").await);
-    let prepare = sysbench(&["prepare"]).output().expect("run sysbench (scripts/deps.sh installs it)");
+    outage(&mysql_url(), "MariaDB", 5401).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses_nothing() {
+    outage(&mysql97_url(), "MySQL 9.7", 5402).await;
+}
+
+async fn outage(url: &str, what: &str, server_id: u32) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    drop(mysql_db_at(url, "outage").await);
+    let prepare = sysbench(url, &["prepare"]).output().expect("run sysbench (scripts/deps.sh installs it)");
     assert!(prepare.status.success(), "sysbench prepare: {}", String::from_utf8_lossy(&prepare.stderr));
 
     let dir = tempfile::tempdir().unwrap();
     // 16 partitions: the mock cluster keeps ~5 MB per partition, and this run writes ~50 MB.
     let mut broker = Broker::with_topics(&[("outage.outage.sbtest1", 16)]);
-    let cfg =
-        write_mysql_config(dir.path(), "outage", r#"["outage.sbtest1"]"#, 5401, &kafka_sink(&broker.bootstrap), "");
+    let sink = kafka_sink(&broker.bootstrap);
+    let cfg = write_mysql_config_at(dir.path(), "outage", url, r#"["outage.sbtest1"]"#, server_id, &sink, "");
     let daemon = Daemon::start(&cfg);
     assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
     let pid = daemon.pid();
 
     let rate = format!("--rate={}", std::env::var("CDCD_OUTAGE_RATE").unwrap_or_else(|_| "400".into()));
-    let mut load = sysbench(&["--threads=2", &rate, "--time=85", "run"])
+    let mut load = sysbench(url, &["--threads=2", &rate, "--time=85", "run"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -80,11 +96,10 @@ async fn a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses
     let status = load.wait().unwrap();
     assert!(status.success(), "sysbench run failed");
 
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
-    c.query_drop("USE outage").await.unwrap();
-    let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
+    let mut c = mysql_db_conn_at(url, "outage").await;
+    let (target, done) = gtid_target(&mut c).await;
     wait_for_checkpoint(dir.path(), "outage", &daemon, Duration::from_secs(180), |cp| {
-        maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+        done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)
     });
     let (_, hwm) = memory_kb(pid).unwrap();
 
@@ -96,7 +111,7 @@ async fn a_60_second_broker_outage_under_sysbench_keeps_memory_bounded_and_loses
     let mismatched: Vec<i64> =
         source.keys().chain(state.keys()).filter(|id| source.get(id) != state.get(id)).copied().collect();
     eprintln!(
-        "60 s broker outage under sysbench: {} records, {} source rows, {} mismatched; peak RSS during the outage {} kB, VmHWM {} kB (limit {RSS_LIMIT_KB} kB)",
+        "{what}: 60 s broker outage under sysbench: {} records, {} source rows, {} mismatched; peak RSS during the outage {} kB, VmHWM {} kB (limit {RSS_LIMIT_KB} kB)",
         recs.len(),
         source.len(),
         mismatched.len(),

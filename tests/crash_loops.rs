@@ -78,19 +78,25 @@ async fn mysql_conn(url: &str, db: &str) -> mysql_async::Conn {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_savepoint_torture_under_kill_9() {
-    savepoint_torture("mariadb", &mysql_url(), "crash_sp", 5201).await;
+    savepoint_torture("mariadb", &mysql_url(), "crash_sp", 5201, false).await;
 }
 
 /// Issue 21's headline run on Oracle MySQL 9.7: a writer of savepoint transactions and kill -9s
 /// from inside the initial snapshot on (there, no snapshot row was ever emitted and every
-/// restart re-read from the start).
+/// restart re-read from the start). About half the transactions, up to 5,000 rows each, are
+/// written as zstd-compressed transaction payloads (`binlog_transaction_compression`).
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql97_savepoint_torture_under_kill_9() {
-    savepoint_torture("mysql 9.7", &mysql97_url(), "crash_sp97", 5211).await;
+    savepoint_torture("mysql 9.7", &mysql97_url(), "crash_sp97", 5211, true).await;
 }
 
-async fn savepoint_torture(what: &str, url: &str, db: &str, server_id: u32) {
+async fn savepoint_torture(what: &str, url: &str, db: &str, server_id: u32, compress: bool) {
     let mut c = mysql_db_at(url, db).await;
+    let status = if compress { "SHOW BINARY LOG STATUS" } else { "SHOW MASTER STATUS" };
+    let (start_file, start_pos): (String, u64) = {
+        let row: mysql_async::Row = c.query_first(status).await.unwrap().unwrap();
+        (row.get(0).unwrap(), row.get(1).unwrap())
+    };
     c.query_drop(TABLE_DDL).await.unwrap();
     let seed: Vec<String> = (1..=500).map(|i| format!("({i}, 'seed-{i}', {})", i % 1000)).collect();
     c.query_drop(format!("INSERT INTO sp VALUES {}", seed.join(", "))).await.unwrap();
@@ -112,8 +118,13 @@ async fn savepoint_torture(what: &str, url: &str, db: &str, server_id: u32) {
         let (url, db) = (url.to_string(), db.to_string());
         tokio::spawn(async move {
             let mut c = mysql_conn(&url, &db).await;
+            let mut coin = Rng(server_id.into());
             wait_for_stream_start(&first_checkpoint, &stop).await;
             while !stop.load(Ordering::Relaxed) {
+                if compress {
+                    let on = ["OFF", "ON"][coin.range(0, 2) as usize];
+                    c.query_drop(format!("SET SESSION binlog_transaction_compression = {on}")).await.unwrap();
+                }
                 for stmt in w.next_transaction() {
                     c.query_drop(stmt).await.expect("workload statement");
                 }
@@ -139,6 +150,13 @@ async fn savepoint_torture(what: &str, url: &str, db: &str, server_id: u32) {
     let verdict = verify(&recs, &w, &source);
     report(&format!("{what} savepoint torture ({KILLS} kill -9s)"), &w, &verdict, &daemon);
     assert!(w.savepoint_rollbacks > 10, "the workload should have rolled back to savepoints");
+    if compress {
+        let events: Vec<mysql_async::Row> =
+            c.query(format!("SHOW BINLOG EVENTS IN '{start_file}' FROM {start_pos} LIMIT 20000")).await.unwrap();
+        let payloads =
+            events.iter().filter(|e| e.get::<String, _>(2).as_deref() == Some("Transaction_payload")).count();
+        assert!(payloads > 5, "{what}: only {payloads} compressed transaction payloads in the binlog");
+    }
     assert_eq!(daemon.stop(), Some(0));
 }
 

@@ -113,32 +113,41 @@ async fn postgres_silent_network_path_is_detected_and_survived() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_silent_network_path_is_detected_and_survived() {
-    let mut c = mysql_db("blackhole_my").await;
+    mysql_silent_path(&mysql_url(), "MariaDB", "blackhole_my", "bhmy", 5401).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_silent_network_path_is_detected_and_survived() {
+    mysql_silent_path(&mysql97_url(), "MySQL 9.7", "blackhole_my97", "bhmy97", 5402).await;
+}
+
+async fn mysql_silent_path(url: &str, what: &str, db: &str, name: &str, server_id: u32) {
+    let mut c = mysql_db_at(url, db).await;
     c.query_drop("CREATE TABLE seq (id bigint PRIMARY KEY)").await.unwrap();
-    let server = url::Url::parse(&mysql_url()).unwrap();
+    let server = url::Url::parse(url).unwrap();
     let proxy = Proxy::start(format!("127.0.0.1:{}", server.port().unwrap())).await;
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
-    let cfg = write_mysql_config(
+    let cfg = write_mysql_config_at(
         dir.path(),
-        "bhmy",
-        r#"["blackhole_my.seq"]"#,
-        5401,
+        name,
+        url,
+        &format!(r#"["{db}.seq"]"#),
+        server_id,
         &kafka_sink(&broker.bootstrap),
         &format!("timeout_secs = {TIMEOUT_SECS}\nsnapshot = \"never\"\n"),
     );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(&mysql_url(), &format!("mysql://cdcd:cdcd@127.0.0.1:{}", proxy.port));
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace(url, &format!("mysql://cdcd:cdcd@127.0.0.1:{}", proxy.port));
     std::fs::write(&cfg, text).unwrap();
     let daemon = Daemon::start(&cfg);
     assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
 
     let (stop, last) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicI64::new(0)));
     let writer = {
-        let (stop, last) = (stop.clone(), last.clone());
+        let (stop, last, url, db) = (stop.clone(), last.clone(), url.to_string(), db.to_string());
         tokio::spawn(async move {
-            let mut c = mysql_db_use("blackhole_my").await;
+            let mut c = mysql_db_conn_at(&url, &db).await;
             let mut id = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 id += 1;
@@ -148,14 +157,7 @@ async fn mariadb_silent_network_path_is_detected_and_survived() {
             }
         })
     };
-    freeze_and_expect_recovery(&proxy, &daemon, "MariaDB", "not even a replication heartbeat", "streaming binlog")
-        .await;
-    expect_every_row(&stop, writer, &last, &broker.bootstrap, "bhmy.blackhole_my.seq", &daemon).await;
+    freeze_and_expect_recovery(&proxy, &daemon, what, "not even a replication heartbeat", "streaming binlog").await;
+    expect_every_row(&stop, writer, &last, &broker.bootstrap, &format!("{name}.{db}.seq"), &daemon).await;
     assert_eq!(daemon.stop(), Some(0));
-}
-
-async fn mysql_db_use(db: &str) -> mysql_async::Conn {
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
-    c.query_drop(format!("USE {db}")).await.unwrap();
-    c
 }

@@ -185,17 +185,20 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_random_workload_under_kill_9_replicates_exactly() {
-    mysql_family("MariaDB", &mysql_url(), "diffmy", 5481).await;
+    mysql_family("MariaDB", &mysql_url(), "diffmy", 5481, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql97_random_workload_under_kill_9_replicates_exactly() {
-    mysql_family("MySQL 9.7", &mysql97_url(), "diffmy97", 5482).await;
+    mysql_family("MySQL 9.7", &mysql97_url(), "diffmy97", 5482, true).await;
 }
 
 /// The workload on a MySQL-family server: XA included; the GTID state of MariaDB
 /// (`domain-server-seq`) or of MySQL (`uuid:1-N`) tells when the connector has caught up.
-async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
+/// `mysql_shapes`: each transaction is written, at random, as a compressed transaction payload
+/// (`binlog_transaction_compression`) and under a tagged GTID (`AUTOMATIC:tag`, MySQL 8.3+), so
+/// kills land inside both and the checkpoint's GTID set carries tags across restarts.
+async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32, mysql_shapes: bool) {
     let mut rng = Rng::from_env_or_clock();
     let seed = rng.next();
     let db = format!("{base}_db");
@@ -224,8 +227,18 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
         let (stop, first, url, db) = (stop.clone(), checkpoint_path(dir.path(), &name), url.to_string(), db.clone());
         tokio::spawn(async move {
             let mut c = mysql_db_conn_at(&url, &db).await;
+            let mut shapes = Rng(seed ^ 0x5eed);
             until_stream_starts(&first, &stop).await;
             while !stop.load(Ordering::Relaxed) {
+                if mysql_shapes {
+                    let compress = ["OFF", "ON"][shapes.range(0, 2) as usize];
+                    let gtid = ["AUTOMATIC", "AUTOMATIC:diff_a", "AUTOMATIC:diff_b"][shapes.range(0, 3) as usize];
+                    c.query_drop(format!(
+                        "SET SESSION binlog_transaction_compression = {compress}, gtid_next = '{gtid}'"
+                    ))
+                    .await
+                    .unwrap();
+                }
                 for sql in w.next() {
                     c.query_drop(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 }
@@ -243,6 +256,11 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32) {
     wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(180), |cp| {
         snapshot_done(cp) && done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)
     });
+    if mysql_shapes {
+        let cp = checkpoint(dir.path(), &name).unwrap_or_default();
+        let gtid = cp["position"]["gtid"].as_str().unwrap_or("");
+        assert!(gtid.contains(":diff_a:") && gtid.contains(":diff_b:"), "tags kept in the checkpoint: {gtid}");
+    }
     let recs = read_topics_to_end(&kafka.bootstrap, &topics, 300);
     let a: Vec<(i64, Option<String>, Option<i64>)> = c.query("SELECT id, v, n FROM a").await.unwrap();
     let b: Vec<(i64, Option<i64>, Option<String>)> = c.query("SELECT id, a_id, note FROM b").await.unwrap();

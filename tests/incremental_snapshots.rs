@@ -4,11 +4,11 @@
 //!   the publication and snapshots it, so rows inserted before arrive as `r` and later ones as
 //!   `c`; on MariaDB the binlog holds the table from its CREATE on, so every row arrives as `c`
 //!   and no snapshot reads it (not even after a restart), while a table renamed into the
-//!   captured set is snapshotted;
+//!   captured set is snapshotted (the same on MySQL 9.7);
 //! - `cdcd snapshot --table T [--filter]` (a Debezium signal row) re-snapshots one table while
 //!   another keeps streaming: the other table's events keep arriving during the snapshot, with
 //!   low latency; a Debezium `stop-snapshot` row stops it for good, and a table dropped
-//!   mid-snapshot ends its snapshot without stopping the stream.
+//!   mid-snapshot ends its snapshot without stopping the stream (MariaDB and MySQL 9.7).
 
 mod support;
 
@@ -89,53 +89,64 @@ async fn postgres_table_created_mid_stream_gets_its_existing_rows_as_r_and_later
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_table_created_mid_stream_is_streamed_from_its_creation_without_a_snapshot() {
-    let mut c = mysql_db("incr_my_new").await;
+    table_created_mid_stream(&mysql_url(), "incr_my_new", "mynew", 5611).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_table_created_mid_stream_is_streamed_from_its_creation_without_a_snapshot() {
+    table_created_mid_stream(&mysql97_url(), "incr_my97_new", "my97new", 5621).await;
+}
+
+async fn table_created_mid_stream(url: &str, db: &str, name: &str, server_id: u32) {
+    let mut c = mysql_db_at(url, db).await;
     c.query_drop("CREATE TABLE first (id INT PRIMARY KEY, v TEXT)").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
-    let cfg = write_mysql_config(dir.path(), "mynew", r#"["incr_my_new.*"]"#, 5611, &kafka_sink(&broker.bootstrap), "");
+    let tables = format!(r#"["{db}.*"]"#);
+    let cfg = write_mysql_config_at(dir.path(), name, url, &tables, server_id, &kafka_sink(&broker.bootstrap), "");
+    let (later, moved) = (format!("{name}.{db}.later"), format!("{name}.{db}.moved"));
     let daemon = Daemon::start(&cfg);
     assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
 
     c.query_drop("CREATE TABLE later (id INT PRIMARY KEY, v TEXT)").await.unwrap();
-    c.query_drop("INSERT INTO later SELECT seq, 'before' FROM seq_1_to_300").await.unwrap();
+    insert_seq(&mut c, "later", 1, 300, "'before'").await;
     assert!(
         wait_until(Duration::from_secs(30), || daemon.logs().contains("streamed from its creation")),
         "{}",
         daemon.logs()
     );
-    c.query_drop("INSERT INTO later SELECT seq, 'after' FROM seq_301_to_400").await.unwrap();
-    let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.later"], 400, 60);
+    insert_seq(&mut c, "later", 301, 400, "'after'").await;
+    let recs = read_topics(&broker.bootstrap, &[&later], 400, 60);
     let ops = ops_by_key(&recs);
     assert_eq!(ops.len(), 400);
     assert!(ops.values().all(|o| o == &["c"]), "every row once, as c: {:?}", ops.iter().find(|(_, o)| *o != &["c"]));
 
     // A restart must not take the table for a new one (the checkpoint knows it needs no snapshot).
     assert!(wait_until(Duration::from_secs(20), || {
-        checkpoint(dir.path(), "mynew").is_some_and(|cp| cp.to_string().contains("incr_my_new.later"))
+        checkpoint(dir.path(), name).is_some_and(|cp| cp.to_string().contains(&format!("{db}.later")))
     }));
     daemon.stop();
     let daemon = Daemon::start(&cfg);
     assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
     c.query_drop("INSERT INTO later VALUES (401, 'after restart')").await.unwrap();
-    let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.later"], 401, 60);
+    let recs = read_topics(&broker.bootstrap, &[&later], 401, 60);
     assert_eq!(recs.iter().filter(|r| r.op() == Some("r")).count(), 0, "{}", daemon.logs());
     assert!(!daemon.logs().contains("snapshot started"), "{}", daemon.logs());
 
     // A table renamed into the captured set has rows the binlog wrote under another name: they
     // are snapshotted (incrementally), later rows stream as c.
-    c.query_drop("CREATE DATABASE IF NOT EXISTS incr_my_new_side").await.unwrap();
-    c.query_drop("DROP TABLE IF EXISTS incr_my_new_side.moved").await.unwrap();
-    c.query_drop("CREATE TABLE incr_my_new_side.moved (id INT PRIMARY KEY, v TEXT)").await.unwrap();
-    c.query_drop("INSERT INTO incr_my_new_side.moved SELECT seq, 'outside' FROM seq_1_to_200").await.unwrap();
-    c.query_drop("RENAME TABLE incr_my_new_side.moved TO incr_my_new.moved").await.unwrap();
+    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {db}_side")).await.unwrap();
+    c.query_drop(format!("DROP TABLE IF EXISTS {db}_side.moved")).await.unwrap();
+    c.query_drop(format!("CREATE TABLE {db}_side.moved (id INT PRIMARY KEY, v TEXT)")).await.unwrap();
+    insert_seq(&mut c, &format!("{db}_side.moved"), 1, 200, "'outside'").await;
+    c.query_drop(format!("RENAME TABLE {db}_side.moved TO {db}.moved")).await.unwrap();
     assert!(
         wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished")),
         "the renamed table was not snapshotted: {}",
         daemon.logs()
     );
     c.query_drop("INSERT INTO moved VALUES (201, 'inside')").await.unwrap();
-    let recs = read_topics(&broker.bootstrap, &["mynew.incr_my_new.moved"], 201, 60);
+    let recs = read_topics(&broker.bootstrap, &[&moved], 201, 60);
     let ops = ops_by_key(&recs);
     for id in 1..=200 {
         assert_eq!(ops.get(&id).map(Vec::as_slice).unwrap_or_default(), ["r"], "key {id}");
@@ -302,61 +313,66 @@ async fn postgres_on_demand_snapshot_leaves_another_table_streaming() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_on_demand_snapshot_with_a_filter_leaves_another_table_streaming() {
-    let mut c = mysql_db("incr_my_od").await;
+    on_demand_snapshot_with_a_filter(&mysql_url(), "incr_my_od", "myod", 5612).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_on_demand_snapshot_with_a_filter_leaves_another_table_streaming() {
+    on_demand_snapshot_with_a_filter(&mysql97_url(), "incr_my97_od", "my97od", 5622).await;
+}
+
+async fn on_demand_snapshot_with_a_filter(url: &str, db: &str, name: &str, server_id: u32) {
+    let mut c = mysql_db_at(url, db).await;
     c.query_drop("CREATE TABLE busy (id INT PRIMARY KEY, v TEXT)").await.unwrap();
     c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, v TEXT)").await.unwrap();
-    c.query_drop("INSERT INTO big SELECT seq, repeat('b', 50) FROM seq_1_to_200000").await.unwrap();
+    insert_seq(&mut c, "big", 1, 200_000, "repeat('b', 50)").await;
     c.query_drop(MY_SIGNAL_TABLE).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
-    let extra = "snapshot = \"never\"\nsignal_table = \"incr_my_od.cdcd_signal\"\nsnapshot_chunk_rows = 5000\nsnapshot_workers = 2\nsnapshot_max_rows_per_sec = 50000";
-    let cfg = write_mysql_config(
-        dir.path(),
-        "myod",
-        r#"["incr_my_od.busy", "incr_my_od.big"]"#,
-        5612,
-        &kafka_sink(&broker.bootstrap),
-        extra,
-    );
+    let extra = format!("snapshot = \"never\"\nsignal_table = \"{db}.cdcd_signal\"\nsnapshot_chunk_rows = 5000\nsnapshot_workers = 2\nsnapshot_max_rows_per_sec = 50000");
+    let tables = format!(r#"["{db}.busy", "{db}.big"]"#);
+    let cfg = write_mysql_config_at(dir.path(), name, url, &tables, server_id, &kafka_sink(&broker.bootstrap), &extra);
+    let (big_topic, busy_topic, big_table) =
+        (format!("{name}.{db}.big"), format!("{name}.{db}.busy"), format!("{db}.big"));
     let daemon = Daemon::start(&cfg);
     assert!(wait_until(Duration::from_secs(60), || daemon.logs().contains("streaming binlog")), "{}", daemon.logs());
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let stop = stop.clone();
+        let (stop, url, db) = (stop.clone(), url.to_string(), db.to_string());
         tokio::spawn(async move {
-            let mut w = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
+            let mut w = mysql_db_conn_at(&url, &db).await;
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                w.exec_drop("INSERT INTO incr_my_od.busy VALUES (?, 'x')", (i,)).await.unwrap();
+                w.exec_drop("INSERT INTO busy VALUES (?, 'x')", (i,)).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (code, out, err) =
-        cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", "incr_my_od.big", "--filter", "id <= 150000"]);
+        cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", &big_table, "--filter", "id <= 150000"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(wait_until(Duration::from_secs(90), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
 
-    let big = read_topics(&broker.bootstrap, &["myod.incr_my_od.big"], 150_000, 120);
+    let big = read_topics(&broker.bootstrap, &[&big_topic], 150_000, 120);
     let reads: BTreeSet<i64> = big.iter().filter(|r| r.op() == Some("r")).filter_map(id_of).collect();
     assert_eq!(reads.len(), 150_000, "the filtered rows, as r");
     assert_eq!(reads.last(), Some(&150_000));
     assert!(big.iter().all(|r| r.value.as_ref().is_some_and(|v| v["source"]["snapshot"] == "incremental")));
-    let busy = read_topics(&broker.bootstrap, &["myod.incr_my_od.busy"], 100, 60);
+    let busy = read_topics(&broker.bootstrap, &[&busy_topic], 100, 60);
     let (during, latency, gap) = streaming_during_snapshot(&big, &busy);
     assert!(during >= 100, "only {during} events of the streaming table while the snapshot ran");
-    // MariaDB's source.ts_ms has whole seconds: allow for the truncation.
+    // The binlog's source.ts_ms has whole seconds: allow for the truncation.
     assert!(latency < 2_000, "streaming events waited {latency} ms during the snapshot");
     assert!(gap < 1_000, "the streaming table went {gap} ms without an event during the snapshot");
 
     // A table dropped while it is being snapshotted ends its snapshot; the stream goes on.
-    let (code, out, err) = cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", "incr_my_od.big"]);
+    let (code, out, err) = cdcd(&["snapshot", "--config", cfg.to_str().unwrap(), "--table", &big_table]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         wait_until(Duration::from_secs(30), || daemon.logs().matches("snapshot started").count() >= 2),
@@ -370,7 +386,7 @@ async fn mariadb_on_demand_snapshot_with_a_filter_leaves_another_table_streaming
         daemon.logs()
     );
     c.query_drop("INSERT INTO busy VALUES (1000000, 'after the drop')").await.unwrap();
-    let busy = read_topics(&broker.bootstrap, &["myod.incr_my_od.busy"], 1, 60);
+    let busy = read_topics(&broker.bootstrap, &[&busy_topic], 1, 60);
     assert!(busy.iter().any(|r| id_of(r) == Some(1_000_000)), "the stream stopped after the drop: {}", daemon.logs());
     assert!(wait_until(Duration::from_secs(10), || daemon.logs().matches("snapshot finished").count() >= 2));
     drop(daemon);

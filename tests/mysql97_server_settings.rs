@@ -5,6 +5,8 @@
 //!   fix (before images would lack columns), never half-decoded;
 //! - `binlog_row_value_options = PARTIAL_JSON`: a partial JSON update is captured as the whole
 //!   new document;
+//! - generated invisible primary keys (`my_row_id`) with information_schema told to hide them,
+//!   and invisible columns: in every snapshot and streamed row, and the key;
 //! - a checkpoint whose binlog and GTIDs the server purged: resuming stops with a clear error.
 
 mod support;
@@ -69,6 +71,8 @@ async fn row_images_partial_json_and_purged_gtids_on_mysql97() {
     assert_eq!(source["b"]["c"][1], 20);
     assert_eq!(daemon.stop(), Some(0));
 
+    invisible_keys_and_columns(&url, &broker).await;
+
     // The checkpoint's binlog and GTIDs purged while stopped: resuming stops, never skips.
     c.query_drop("INSERT INTO t VALUES (2, NULL, 'while stopped')").await.unwrap();
     c.query_drop("FLUSH BINARY LOGS").await.unwrap();
@@ -78,4 +82,61 @@ async fn row_images_partial_json_and_purged_gtids_on_mysql97() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("purged") && err.contains("may be lost") && err.contains("fresh snapshot"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `sql_generate_invisible_primary_key` gives a keyless table the primary key `my_row_id`,
+/// which every binlog row carries. With `show_gipk_in_create_table_and_information_schema` off
+/// server-wide, information_schema hides it unless the session asks: the snapshot must still
+/// read it, or snapshot rows would lack the key their streamed versions have.
+async fn invisible_keys_and_columns(url: &str, broker: &Broker) {
+    let mut c = mysql_db_at(url, "m97_gipk").await;
+    c.query_drop("SET SESSION sql_generate_invisible_primary_key = ON").await.unwrap();
+    c.query_drop("CREATE TABLE g (v TEXT, h INT INVISIBLE)").await.unwrap();
+    c.query_drop("INSERT INTO g (v, h) VALUES ('a', 1), ('b', 2)").await.unwrap();
+    c.query_drop("SET GLOBAL show_gipk_in_create_table_and_information_schema = OFF").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config_at(
+        dir.path(),
+        "m97gipk",
+        url,
+        r#"["m97_gipk.g"]"#,
+        5705,
+        &kafka_sink(&broker.bootstrap),
+        "",
+    );
+    let daemon = Daemon::start(&cfg);
+    let finished = wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished"));
+    c.query_drop("INSERT INTO g (v, h) VALUES ('c', 3)").await.unwrap();
+    c.query_drop("UPDATE g SET v = 'a2', h = 10 WHERE v = 'a'").await.unwrap();
+    c.query_drop("DELETE FROM g WHERE v = 'b'").await.unwrap();
+    let recs = read_topics(&broker.bootstrap, &["m97gipk.m97_gipk.g"], 6, 60);
+    c.query_drop("SET GLOBAL show_gipk_in_create_table_and_information_schema = ON").await.unwrap();
+    assert!(finished, "{}", daemon.logs());
+
+    let snap_a = recs.iter().find(|r| r.op() == Some("r") && r.value.as_ref().unwrap()["after"]["v"] == "a");
+    let snap_a = snap_a.unwrap_or_else(|| panic!("no snapshot row for 'a': {recs:?}\n{}", daemon.logs()));
+    assert_eq!(snap_a.value.as_ref().unwrap()["after"], serde_json::json!({"my_row_id": 1, "v": "a", "h": 1}));
+    assert_eq!(snap_a.key, Some(serde_json::json!({"my_row_id": 1})));
+    for r in &recs {
+        let id = r.key.as_ref().and_then(|k| k["my_row_id"].as_i64());
+        assert!(id.is_some(), "every record keyed by my_row_id: {r:?}");
+    }
+    let update = recs.iter().find(|r| r.op() == Some("u")).expect("the update");
+    assert_eq!(update.key, snap_a.key, "the update keyed as its snapshot row");
+    assert_eq!(update.value.as_ref().unwrap()["after"], serde_json::json!({"my_row_id": 1, "v": "a2", "h": 10}));
+    let mut state = std::collections::BTreeMap::new();
+    for r in &recs {
+        let id = r.key.as_ref().and_then(|k| k["my_row_id"].as_i64()).unwrap_or(-1);
+        match r.value.as_ref().map(|v| v["after"].clone()) {
+            Some(serde_json::Value::Null) | None => state.remove(&id),
+            Some(after) => state.insert(id, (after["v"].as_str().unwrap_or("").to_string(), after["h"].as_i64())),
+        };
+    }
+    let rows: Vec<(i64, String, Option<i64>)> =
+        c.query("SELECT my_row_id, v, h FROM g ORDER BY my_row_id").await.unwrap();
+    let source: std::collections::BTreeMap<i64, (String, Option<i64>)> =
+        rows.into_iter().map(|(id, v, h)| (id, (v, h))).collect();
+    assert_eq!(state, source, "the topic replays to the table: {}", daemon.logs());
+    assert!(!daemon.logs().contains("ERROR"), "{}", daemon.logs());
+    assert_eq!(daemon.stop(), Some(0));
 }

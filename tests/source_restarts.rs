@@ -1,6 +1,6 @@
 //! The source server restarts under the daemon while a load generator writes: PostgreSQL
 //! stopped fast and immediately (a crash: its slot falls back to the last checkpoint), MariaDB
-//! shut down cleanly and killed with SIGKILL. Each test runs its own server instance on its own
+//! and MySQL 9.7 shut down cleanly and killed with SIGKILL. Each test runs its own server instance on its own
 //! port, so the shared servers of the other tests are never disturbed. The daemon must ride
 //! every restart (reconnect with backoff, never exit), and afterwards every row the writer saw
 //! committed has its create event in Kafka (tansu, read back by the independent Python client)
@@ -178,7 +178,15 @@ async fn postgres_restarts_fast_and_immediate_under_load() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_restarts_clean_and_killed_under_load() {
-    let server = OwnServer::start("mariadb", 33081);
+    restarts_clean_and_killed(OwnServer::start("mariadb", 33081), "mariadb", 5301).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_restarts_clean_and_killed_under_load() {
+    restarts_clean_and_killed(OwnServer::start("mysql", 23381), "mysql 9.7", 5302).await;
+}
+
+async fn restarts_clean_and_killed(server: OwnServer, what: &str, server_id: u32) {
     let url = server.url();
     let admin_opts = mysql_async::Opts::from_url(&url).unwrap();
     let mut admin = mysql_async::Conn::new(admin_opts.clone()).await.unwrap();
@@ -193,7 +201,7 @@ async fn mariadb_restarts_clean_and_killed_under_load() {
     std::fs::write(
         &cfg,
         format!(
-            "name = \"myrestart\"\n[source]\ntype = \"mysql\"\nurl = \"{url}\"\ntables = [\"restarts.sp\"]\nserver_id = 5301\n{}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
+            "name = \"myrestart\"\n[source]\ntype = \"mysql\"\nurl = \"{url}\"\ntables = [\"restarts.sp\"]\nserver_id = {server_id}\n{}\n[checkpoint]\npath = \"{}\"\ninterval_ms = 200\n",
             kafka_sink(&broker.bootstrap),
             dir.path().join("myrestart-state").display()
         ),
@@ -235,15 +243,15 @@ async fn mariadb_restarts_clean_and_killed_under_load() {
     let written = restart_under_load(&server, stop, writer).await;
 
     let mut c = mysql_async::Conn::new(admin_opts).await.unwrap();
-    let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
+    let (target, done) = gtid_target(&mut c).await;
     wait_for_checkpoint(dir.path(), "myrestart", &daemon, Duration::from_secs(120), |cp| {
-        maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+        done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)
     });
     let rows: Vec<(i64, Option<String>, Option<i32>)> = c.query("SELECT id, v, n FROM restarts.sp").await.unwrap();
     let source: BTreeMap<i64, Value> = rows.iter().map(|(id, v, n)| (*id, row_json(*id, v.as_deref(), *n))).collect();
     let recs = read_topics(&broker.bootstrap, &["myrestart.restarts.sp"], written.committed_ids.len(), 120);
     let logs = daemon.logs();
     assert!(logs.matches("source session ended").count() >= 4, "one session end per restart:\n{logs}");
-    verify("mariadb clean + SIGKILL restarts", &recs, &written, &source, &daemon);
+    verify(&format!("{what} clean + SIGKILL restarts"), &recs, &written, &source, &daemon);
     assert_eq!(daemon.stop(), Some(0));
 }

@@ -1,5 +1,6 @@
-//! A dedicated PostgreSQL or MariaDB instance for one test (restarts, TLS), on its own port
-//! and in its own directory, so the shared servers of the other tests are never disturbed.
+//! A dedicated PostgreSQL, MariaDB or MySQL 9.7 instance for one test (restarts, TLS), on its
+//! own port and in its own directory, so the shared servers of the other tests are never
+//! disturbed. (MySQL keeps its data inside scripts/mysql.sh's chroot, one directory per port.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,8 +53,8 @@ impl OwnServer {
         }
     }
 
-    /// PostgreSQL: `pg_ctl stop -m <mode>`; MariaDB: "fast" is a clean shutdown, "immediate"
-    /// SIGKILLs mariadbd.
+    /// PostgreSQL: `pg_ctl stop -m <mode>`; MariaDB and MySQL: "fast" is a clean shutdown,
+    /// "immediate" SIGKILLs the server.
     pub fn down(&self, mode: &str) {
         let dir = self.dir.to_str().unwrap();
         match (self.kind, mode) {
@@ -63,12 +64,17 @@ impl OwnServer {
             }
             (_, "fast") => self.script(&["stop", dir]),
             _ => {
-                let pid = std::fs::read_to_string(self.dir.join("mariadbd.pid")).unwrap();
+                let pid_file = if self.kind == "mysql" { "mysqld.pid" } else { "mariadbd.pid" };
+                let pid = std::fs::read_to_string(self.dir.join(pid_file)).unwrap();
                 Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
                 let gone =
                     wait_until(Duration::from_secs(20), || !Path::new(&format!("/proc/{}", pid.trim())).exists());
-                assert!(gone, "mariadbd did not die");
+                assert!(gone, "the server did not die");
                 let _ = std::fs::remove_file(self.dir.join("mysql.sock"));
+                if self.kind == "mysql" {
+                    // scripts/mysql.sh starts the server unless its pid file names a live one.
+                    let _ = std::fs::remove_file(self.dir.join(pid_file));
+                }
             }
         }
     }
@@ -90,7 +96,7 @@ impl Drop for OwnServer {
             }
             _ => {
                 let _ = Command::new("bash")
-                    .arg(format!("{}/scripts/mariadb.sh", env!("CARGO_MANIFEST_DIR")))
+                    .arg(format!("{}/scripts/{}.sh", env!("CARGO_MANIFEST_DIR"), self.kind))
                     .args(["stop", &dir])
                     .output();
             }

@@ -131,6 +131,9 @@ pub async fn connect(my: &MysqlSourceConfig) -> Result<Conn, SourceError> {
     })
 }
 
+/// MariaDB (its versions compare above 8.0.30) has no such variable.
+const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+
 const NO_TLS: &str = "the server does not offer TLS";
 
 async fn attempt(base: &mysql_async::OptsBuilder, tls: &tls::MyTls, use_tls: bool) -> Result<Conn, SourceError> {
@@ -138,6 +141,15 @@ async fn attempt(base: &mysql_async::OptsBuilder, tls: &tls::MyTls, use_tls: boo
         tls.apply(base.clone(), use_tls).map_err(|e| SourceError::Fatal(format!("source.url TLS settings: {e}")))?;
     let mut conn = Conn::new(opts).await.map_err(|e| connect_err(e, tls))?;
     conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").await.map_err(|e| my_err("session setup", e))?;
+    if conn.server_version() >= (8, 0, 30) {
+        // A generated invisible primary key (`my_row_id`) is in every binlog row; with this off
+        // (a server may default it so) information_schema hides it, and snapshot rows would
+        // lack the column and the key their streamed versions have.
+        match conn.query_drop("SET SESSION show_gipk_in_create_table_and_information_schema = ON").await {
+            Err(mysql_async::Error::Server(e)) if e.code == ER_UNKNOWN_SYSTEM_VARIABLE => {}
+            other => other.map_err(|e| my_err("session setup", e))?,
+        }
+    }
     Ok(conn)
 }
 

@@ -43,6 +43,8 @@ pub enum Kind {
     Set(Vec<String>),
     Json,
     Geometry,
+    /// MySQL 9's VECTOR: little-endian 4-byte floats, rendered as a JSON array of numbers.
+    Vector,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -445,6 +447,7 @@ fn kind_for(
         MYSQL_TYPE_SET => Kind::Set(next_set()),
         MYSQL_TYPE_JSON => Kind::Json,
         MYSQL_TYPE_GEOMETRY => Kind::Geometry,
+        MYSQL_TYPE_VECTOR => Kind::Vector,
         MYSQL_TYPE_STRING | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_VARCHAR => text_or_binary(charset),
         MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
             text_or_binary(charset)
@@ -502,6 +505,7 @@ pub fn kind_from_information_schema(data_type: &str, column_type: &str, charset:
         "json" => Kind::Json,
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
         | "geometrycollection" => Kind::Geometry,
+        "vector" => Kind::Vector,
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => text(),
         _ => Kind::Binary,
     }

@@ -57,6 +57,8 @@ pub enum Mapped {
         micros: bool,
     },
     Geometry,
+    /// VECTOR: Debezium's `io.debezium.data.FloatVector`, an array of FLOAT32.
+    FloatVector,
 }
 
 /// The column's Connect schema (not yet optional) and how its values are converted.
@@ -132,6 +134,7 @@ pub fn map_column(kind: &Kind, d: &Detail, opts: &TypedOptions) -> (Mapped, Sche
                 .logical("io.debezium.data.geometry.Geometry")
                 .doc("Geometry"),
         ),
+        Kind::Vector => (Mapped::FloatVector, Schema::array(Schema::float32()).logical("io.debezium.data.FloatVector")),
     }
 }
 
@@ -249,6 +252,20 @@ pub fn write_typed(m: &Mapped, v: &Friendly<'_>, nullable: bool, w: &mut dyn Val
             }
             w.end();
         }
+        (Mapped::FloatVector, J::Number(list)) if list.starts_with('[') => {
+            let Ok(items) = serde_json::from_str::<Vec<serde_json::Value>>(list) else { return bad(w) };
+            w.begin();
+            for item in &items {
+                match item.as_f64().or_else(|| item.as_str().and_then(parse_float)) {
+                    Some(f) => w.float(f),
+                    None => {
+                        w.fail(&format!("unexpected vector element {item}"));
+                        break;
+                    }
+                }
+            }
+            w.end();
+        }
         _ => bad(w),
     }
 }
@@ -336,6 +353,8 @@ mod tests {
             typed(Kind::Geometry, d, json!({"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0})),
             r#"{"wkb":"AQEAAAAAAAAAAADwPwAAAAAAAABA","srid":0}"#
         );
+        assert_eq!(typed(Kind::Vector, Detail::default(), json!([1.5, 2, -0.1])), "[1.5,2.0,-0.1]");
+        assert_eq!(typed(Kind::Vector, Detail::default(), json!(["NaN", 1])), "[\"NaN\",1.0]");
     }
 
     #[test]

@@ -307,6 +307,7 @@ pub(crate) fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
             }
             Err(_) => json::write_str_bytes(out, text),
         },
+        Kind::Vector => write_vector(out, text),
         Kind::Geometry => {
             // Internal format: 4-byte little-endian SRID, then WKB (Debezium's {"wkb","srid"}).
             if text.len() >= 4 {
@@ -321,6 +322,23 @@ pub(crate) fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
             }
         }
     }
+}
+
+/// VECTOR's bytes (binlog and text protocol alike: 4-byte little-endian floats) as a JSON array.
+/// Bytes that are not whole floats were not written by MySQL: kept, as base64, never cut.
+fn write_vector(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() % 4 != 0 {
+        return write_base64(out, bytes);
+    }
+    out.push(b'[');
+    for (i, f) in bytes.chunks_exact(4).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let f = f32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+        write_float(out, &f.to_string());
+    }
+    out.push(b']');
 }
 
 /// TIMESTAMP in the binlog: seconds since the epoch (UTC), with the fraction as text.
@@ -538,6 +556,19 @@ mod tests {
             bin(Kind::Geometry, Value::Bytes(geo.to_vec())),
             json!({"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0})
         );
+    }
+
+    #[test]
+    fn vectors_are_arrays_of_their_floats() {
+        // What MySQL 9.7 stores for STRING_TO_VECTOR('[1.5,2,-3.25]').
+        let bytes = [0x00, 0x00, 0xc0, 0x3f, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x50, 0xc0];
+        assert_eq!(bin(Kind::Vector, Value::Bytes(bytes.to_vec())), json!([1.5, 2, -3.25]));
+        assert_eq!(text(Kind::Vector, &bytes), json!([1.5, 2, -3.25]));
+        assert_eq!(text(Kind::Vector, &0.1f32.to_le_bytes()), json!([0.1]));
+        assert_eq!(text(Kind::Vector, &f32::NAN.to_le_bytes()), json!(["NaN"]));
+        assert_eq!(text(Kind::Vector, b""), json!([]));
+        // Not whole floats: kept as bytes, not cut.
+        assert_eq!(text(Kind::Vector, &[1, 2, 3]), json!("AQID"));
     }
 }
 
