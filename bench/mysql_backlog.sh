@@ -55,26 +55,15 @@ SQL
 }
 setup_mysql97() {
   LABEL="MySQL 9.7"
-  URL=$(scripts/mysql.sh start "$STATE/mysql97" "$MYPORT")
+  URL=$(scripts/mysql.sh start "$STATE/mysql97" "$MYPORT")${MYSQL_URL_QUERY:-}
   my() { chroot "$MYROOT" mysql --no-defaults -h127.0.0.1 -P"$MYPORT" -ucdcd -pcdcd -N -B "$@" 2> >(grep -v "Using a password" >&2); }
   status() { my -e "SHOW BINARY LOG STATUS" | awk '{print $1, $2}'; }
   fill() {
-    my bench <<SQL
-SET SESSION cte_max_recursion_depth = $((PER + 10));
-DROP PROCEDURE IF EXISTS fill;
-DELIMITER //
-CREATE PROCEDURE fill()
-BEGIN
-  DECLARE i INT DEFAULT 0;
-  WHILE i < $TXNS DO
-    INSERT INTO bench WITH RECURSIVE s(n) AS (SELECT i * $PER + 1 UNION ALL SELECT n + 1 FROM s WHERE n < (i + 1) * $PER)
-      SELECT n, n % 1000, CONCAT('note ', n), NOW(6), n / 100 FROM s;
-    SET i = i + 1;
-  END WHILE;
-END //
-DELIMITER ;
-CALL fill();
-SQL
+    # One INSERT (one transaction) per step; MySQL has no sequence tables, a recursive CTE counts.
+    { echo "SET SESSION cte_max_recursion_depth = $((PER + 10));"
+      for ((i = 0; i < TXNS; i++)); do
+        echo "INSERT INTO bench WITH RECURSIVE s(n) AS (SELECT $((i * PER + 1)) UNION ALL SELECT n + 1 FROM s WHERE n < $(((i + 1) * PER))) SELECT n, n % 1000, CONCAT('note ', n), NOW(6), n / 100 FROM s;"
+      done; } | my bench
   }
   decode() {
     chroot "$MYROOT" mysqlbinlog --no-defaults --read-from-remote-source=BINLOG-DUMP-NON-GTIDS -h127.0.0.1 \
@@ -123,15 +112,16 @@ TOML
     (( seq > end_seq || (seq == end_seq && pos >= END_POS) ))
   }
   drain drained
+  echo "bench: $LABEL: cdcd $cdcd_secs s (peak RSS $peak kB), decode floor $decode_secs s, produce floor $produce_secs s"
   results+=("$source|$LABEL|$decode_secs|$produce_secs|$cdcd_secs|$peak")
   [ "$source" = mysql97 ] && scripts/mysql.sh stop "$STATE" >/dev/null
 done
 
-printf '%s\n' "${results[@]}" | python3 - "$ROWS" <<'PY'
+python3 - "$ROWS" "${results[@]}" <<'PY'
 import sys
 rows = int(sys.argv[1])
 runs = []
-for line in sys.stdin:
+for line in sys.argv[2:]:
     source, label, dec, prod, cdcd, peak = line.strip().split("|")
     runs.append((source, label, float(dec), float(prod), float(cdcd), int(peak)))
 print()
