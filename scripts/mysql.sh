@@ -46,40 +46,43 @@ start)
   log=/var/log/mysql-$port.log
   ln -sfn "$ROOT$log" "$dir/error.log"
   echo "$port" >"$dir/port"
+  running=false
   if [ -f "$dir/mysqld.pid" ] && kill -0 "$(cat "$dir/mysqld.pid")" 2>/dev/null && sql "SELECT 1" >/dev/null 2>&1; then
-    echo "mysql://cdcd:cdcd@127.0.0.1:$port"; exit 0
+    running=true # users and grants below are still brought up to date
   fi
-  if [ ! -d "$ROOT$data/mysql" ]; then
-    rm -rf "${ROOT:?}$data"
-    chroot "$ROOT" /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root --datadir="$data" >"$ROOT$log" 2>&1
+  if ! $running; then
+    if [ ! -d "$ROOT$data/mysql" ]; then
+      rm -rf "${ROOT:?}$data"
+      chroot "$ROOT" /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root --datadir="$data" >"$ROOT$log" 2>&1
+    fi
+    bind=127.0.0.1; tls=()
+    if [ -n "${MYSQL_TLS_DIR:-}" ]; then
+      # The server sees only the chroot: its certificate is copied in.
+      mkdir -p "$ROOT/etc/mysql-tls-$port"
+      cp "$MYSQL_TLS_DIR"/{ca.pem,server.pem,server.key} "$ROOT/etc/mysql-tls-$port/"
+      bind=127.0.0.1,127.0.0.2
+      tls=(--ssl-ca="/etc/mysql-tls-$port/ca.pem" --ssl-cert="/etc/mysql-tls-$port/server.pem" --ssl-key="/etc/mysql-tls-$port/server.key")
+    fi
+    # --secure-file-priv must be set or the server refuses to start in the chroot.
+    chroot "$ROOT" /usr/sbin/mysqld --no-defaults --user=root --datadir="$data" --bind-address="$bind" "${tls[@]}" \
+      --port="$port" --socket="/run/mysqld/mysql-$port.sock" --mysqlx=OFF --secure-file-priv= \
+      --server-id="$server_id" --log-bin=binlog --binlog-format=ROW --binlog-row-image=FULL \
+      --binlog-row-metadata=FULL --gtid-mode=ON --enforce-gtid-consistency=ON \
+      --character-set-server=utf8mb4 --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 \
+      --sync-binlog=0 --max-binlog-size=64M --log-bin-trust-function-creators=ON --performance-schema=OFF --skip-name-resolve \
+      ${MYSQL_EXTRA_ARGS:-} >>"$ROOT$log" 2>&1 &
+    echo $! >"$dir/mysqld.pid"
+    for _ in $(seq 120); do
+      sql "SELECT 1" >/dev/null 2>&1 && break
+      kill -0 "$(cat "$dir/mysqld.pid")" 2>/dev/null || { tail -5 "$ROOT$log" >&2; say "mysqld exited (log: $ROOT$log)"; exit 1; }
+      sleep 0.5
+    done
+    sql "SELECT 1" >/dev/null || { say "not ready after 60 s (log: $ROOT$log)"; exit 1; }
   fi
-  bind=127.0.0.1; tls=()
-  if [ -n "${MYSQL_TLS_DIR:-}" ]; then
-    # The server sees only the chroot: its certificate is copied in.
-    mkdir -p "$ROOT/etc/mysql-tls-$port"
-    cp "$MYSQL_TLS_DIR"/{ca.pem,server.pem,server.key} "$ROOT/etc/mysql-tls-$port/"
-    bind=127.0.0.1,127.0.0.2
-    tls=(--ssl-ca="/etc/mysql-tls-$port/ca.pem" --ssl-cert="/etc/mysql-tls-$port/server.pem" --ssl-key="/etc/mysql-tls-$port/server.key")
-  fi
-  # --secure-file-priv must be set or the server refuses to start in the chroot.
-  chroot "$ROOT" /usr/sbin/mysqld --no-defaults --user=root --datadir="$data" --bind-address="$bind" "${tls[@]}" \
-    --port="$port" --socket="/run/mysqld/mysql-$port.sock" --mysqlx=OFF --secure-file-priv= \
-    --server-id="$server_id" --log-bin=binlog --binlog-format=ROW --binlog-row-image=FULL \
-    --binlog-row-metadata=FULL --gtid-mode=ON --enforce-gtid-consistency=ON \
-    --character-set-server=utf8mb4 --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 \
-    --sync-binlog=0 --max-binlog-size=64M --log-bin-trust-function-creators=ON --performance-schema=OFF --skip-name-resolve \
-    ${MYSQL_EXTRA_ARGS:-} >>"$ROOT$log" 2>&1 &
-  echo $! >"$dir/mysqld.pid"
-  for _ in $(seq 120); do
-    sql "SELECT 1" >/dev/null 2>&1 && break
-    kill -0 "$(cat "$dir/mysqld.pid")" 2>/dev/null || { tail -5 "$ROOT$log" >&2; say "mysqld exited (log: $ROOT$log)"; exit 1; }
-    sleep 0.5
-  done
-  sql "SELECT 1" >/dev/null || { say "not ready after 60 s (log: $ROOT$log)"; exit 1; }
   sql "
     CREATE USER IF NOT EXISTS 'cdcd'@'%' IDENTIFIED WITH caching_sha2_password BY 'cdcd';
     GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT, CREATE, DROP, INSERT,
-      UPDATE, DELETE, ALTER, INDEX, PROCESS, TRIGGER, CREATE USER ON *.* TO 'cdcd'@'%';
+      UPDATE, DELETE, ALTER, INDEX, PROCESS, TRIGGER, CREATE USER, REFERENCES ON *.* TO 'cdcd'@'%';
     GRANT BINLOG_ADMIN, XA_RECOVER_ADMIN, SYSTEM_VARIABLES_ADMIN, TRANSACTION_GTID_TAG ON *.* TO 'cdcd'@'%';"
   if [ -n "${MYSQL_TLS_DIR:-}" ]; then
     sql "
