@@ -114,7 +114,7 @@ TOML
   drain drained
   echo "bench: $LABEL: cdcd $cdcd_secs s (peak RSS $peak kB), decode floor $decode_secs s, produce floor $produce_secs s"
   results+=("$source|$LABEL|$decode_secs|$produce_secs|$cdcd_secs|$peak")
-  [ "$source" = mysql97 ] && scripts/mysql.sh stop "$STATE" >/dev/null
+  [ "$source" = mysql97 ] && scripts/mysql.sh stop "$STATE/mysql97" >/dev/null
 done
 
 python3 - "$ROWS" "${results[@]}" <<'PY'
