@@ -27,7 +27,7 @@ mkdir -p "$BASE"
 STATE=$BASE
 start_broker
 trap 'kill $BROKER_PID 2>/dev/null || true; [ -n "$CDCD_PID" ] && kill $CDCD_PID 2>/dev/null || true;
-      [ -d "$BASE/mysql97" ] && scripts/mysql.sh stop "$BASE/mysql97" >/dev/null 2>&1 || true' EXIT
+      [ -d "$BASE/mysql97/mysql97" ] && scripts/mysql.sh stop "$BASE/mysql97/mysql97" >/dev/null 2>&1 || true' EXIT
 
 # Per server: start it, create bench.bench, and define
 #   my ARGS (its client), status (file and position now), fill (writes the backlog), decode (floor)
@@ -114,7 +114,7 @@ TOML
   drain drained
   echo "bench: $LABEL: cdcd $cdcd_secs s (peak RSS $peak kB), decode floor $decode_secs s, produce floor $produce_secs s"
   results+=("$source|$LABEL|$decode_secs|$produce_secs|$cdcd_secs|$peak")
-  [ "$source" = mysql97 ] && scripts/mysql.sh stop "$STATE/mysql97" >/dev/null
+  if [ "$source" = mysql97 ]; then scripts/mysql.sh stop "$STATE/mysql97" >/dev/null; fi
 done
 
 python3 - "$ROWS" "${results[@]}" <<'PY'

@@ -422,6 +422,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
     let tuning = my.snapshot_tuning();
     let settings = snapshot::reader::ReadSettings {
         my: my.clone(),
+        ctx: ctx.clone(),
         info: info.clone(),
         chunk_rows: tuning.chunk_rows,
         limiter: tuning.limiter(),

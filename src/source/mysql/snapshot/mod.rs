@@ -85,12 +85,7 @@ impl Snapshotter {
         let Some(p) = self.engine.ledger().progress().table(&name) else { return false };
         let kind = p.kind;
         let keyed = !setup.chunk_key.is_empty();
-        let plan = TablePlan {
-            name: setup.name.clone(),
-            table: setup.table.clone(),
-            filter: p.filter.clone(),
-            chunk_key: setup.chunk_key,
-        };
+        let plan = TablePlan::new(setup.name.clone(), setup.table.clone(), p.filter.clone(), setup.chunk_key);
         let Some(index) = self.engine.add(&name, setup.estimate, plan) else { return false };
         debug_assert_eq!(index, self.runs.len());
         let next_id = self.ids.len() as u32;
@@ -210,7 +205,8 @@ impl Snapshotter {
         here: &BinlogPosition,
     ) -> Result<(), SessionError> {
         let idx = chunk.job.table;
-        let (table, kind, keyed) = (self.runs[idx].table.clone(), self.runs[idx].kind, self.runs[idx].keyed);
+        // The rows' own definition: the table's columns may have changed since the run began.
+        let (table, kind, keyed) = (chunk.rows.table.clone(), self.runs[idx].kind, self.runs[idx].keyed);
         let id = self.id_of(&table);
         let (lo, committed) = (chunk.lo, chunk.rows.committed_before.clone());
         let txns = &self.txns;

@@ -31,7 +31,7 @@ use crate::error::SourceError;
 use crate::source::chunks::engine::{Limiter, PieceSender};
 use crate::source::chunks::{filter_failure, ChunkReader, Job, Piece};
 use crate::source::mysql::gtid_set::MysqlGtidSet;
-use crate::source::mysql::table::{Kind, Table};
+use crate::source::mysql::table::{table_from_information_schema, Context, Kind, Table};
 use crate::source::mysql::values::TextCells;
 use crate::source::mysql::{connect, current_position, my_err, quote, ServerInfo, TableName};
 
@@ -42,9 +42,27 @@ pub struct TablePlan {
     pub filter: Option<String>,
     /// Indexes of the unique, non-null columns chunks are cut by; empty: read whole.
     pub chunk_key: Vec<usize>,
+    /// The columns as the last chunk found them (see [`as_read`]).
+    pub latest: std::sync::Mutex<Option<Latest>>,
+}
+
+/// A table definition read from the server, and the fingerprint of its columns it was read at.
+pub struct Latest {
+    fingerprint: String,
+    table: Arc<Table>,
+    chunk_key: Vec<usize>,
 }
 
 impl TablePlan {
+    pub fn new(name: TableName, table: Arc<Table>, filter: Option<String>, chunk_key: Vec<usize>) -> Self {
+        TablePlan { name, table, filter, chunk_key, latest: std::sync::Mutex::new(None) }
+    }
+
+    /// The same table under another definition.
+    fn with(&self, table: Arc<Table>, chunk_key: Vec<usize>) -> TablePlan {
+        TablePlan::new(self.name.clone(), table, self.filter.clone(), chunk_key)
+    }
+
     fn keyed(&self) -> bool {
         !self.chunk_key.is_empty()
     }
@@ -114,6 +132,8 @@ impl TablePlan {
 
 /// A piece's rows and where the read was consistent (for the rows' `source` block).
 pub struct MyRows {
+    /// The definition the rows were read with: their columns.
+    pub table: Arc<Table>,
     pub rows: Vec<TextCells>,
     pub at: BinlogPosition,
     /// MySQL with GTIDs: the transactions committed before the read's transaction opened, so
@@ -126,6 +146,8 @@ pub type ChunkRead = Piece<MyRows>;
 /// Settings shared by the planner and the workers; the source's [`ChunkReader`].
 pub struct ReadSettings {
     pub my: MysqlSourceConfig,
+    /// How tables read again (after a column change) are named and typed.
+    pub ctx: Context,
     pub info: ServerInfo,
     pub chunk_rows: u32,
     pub limiter: Option<Arc<Limiter>>,
@@ -209,6 +231,8 @@ impl Reader {
         // the server must not give up on writing to it meanwhile.
         conn.query_drop("SET SESSION net_write_timeout = 86400").await.map_err(q)?;
         let lock_wait: Option<u64> = conn.query_first("SELECT @@SESSION.lock_wait_timeout").await.map_err(q)?;
+        // Room for the column fingerprint of a wide table (see `as_read`).
+        conn.query_drop("SET SESSION group_concat_max_len = 1048576").await.map_err(q)?;
         let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.map_err(q)?;
         let no_backslash_escapes = mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
         Ok(Reader { conn, no_backslash_escapes, lock_wait: lock_wait.unwrap_or(31_536_000) })
@@ -274,6 +298,7 @@ async fn read_pieces(
         let hi = current_position(&mut r.conn, &settings.info).await?;
         (lo, hi)
     };
+    let t = &as_read(r, settings, t).await?;
     // The GTID set read with `lo` (MySQL's status row gives both at once): committed, so seen.
     let committed_before = match (&lo.gtid, settings.info.mariadb) {
         (Some(g), false) => MysqlGtidSet::parse(g).ok().filter(|s| !s.is_empty()).map(Arc::new),
@@ -290,7 +315,7 @@ async fn read_pieces(
     );
     let piece = |rows: Vec<TextCells>, complete: bool, done_upto: Option<Vec<String>>| Piece {
         job: Job { lower: lower.clone(), ..job.clone() },
-        rows: MyRows { rows, at: at.clone(), committed_before: committed_before.clone() },
+        rows: MyRows { table: t.table.clone(), rows, at: at.clone(), committed_before: committed_before.clone() },
         done_upto,
         complete,
         lo: lo.as_u64(),
@@ -328,6 +353,52 @@ async fn read_pieces(
     // A closed channel means the snapshot is being stopped: nothing to report.
     let _ = out.send(piece(rows, !truncated, done_upto)).await;
     Ok(())
+}
+
+/// The table as the chunk whose transaction is open reads it. A first touch of the table takes
+/// its metadata lock, held until COMMIT, so no DDL changes it while the chunk reads; then the
+/// columns' fingerprint is compared with the one the last chunk saw, and on a change (a column
+/// added, dropped or retyped while the snapshot runs) the definition is read again. Rows read
+/// after an ALTER with the columns from before it would lack the new column, and a snapshot
+/// row emitted after the stream's newer events for the same key would take its value away.
+async fn as_read(r: &mut Reader, settings: &ReadSettings, t: &TablePlan) -> Result<TablePlan, SourceError> {
+    let what = format!("snapshot: reading the columns of {}", t.name);
+    let q = |e| my_err(&what, e);
+    r.conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", t.from())).await.map_err(q)?;
+    let fingerprint: Option<Option<String>> = r
+        .conn
+        .exec_first(
+            "SELECT GROUP_CONCAT(column_name, ' ', column_type, ' ', is_nullable ORDER BY ordinal_position SEPARATOR ',') \
+             FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            (&t.name.db, &t.name.name),
+        )
+        .await
+        .map_err(q)?;
+    let fingerprint = fingerprint.flatten().unwrap_or_default();
+    if let Some(l) = t.latest.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if l.fingerprint == fingerprint {
+            return Ok(t.with(l.table.clone(), l.chunk_key.clone()));
+        }
+    }
+    let fresh = table_from_information_schema(&mut r.conn, &t.name, &settings.ctx).await?;
+    let (table, chunk_key) = if fresh.columns == t.table.columns {
+        (t.table.clone(), t.chunk_key.clone())
+    } else {
+        // The chunk key's columns by name: a column added before them moves them.
+        let key: Option<Vec<usize>> =
+            t.chunk_key.iter().map(|&i| fresh.columns.iter().position(|c| c.name == t.table.columns[i].name)).collect();
+        let Some(key) = key else {
+            return Err(SourceError::Transient(format!(
+                "snapshot of {}: a column the chunks are cut by is gone; the table is read again once it has a key",
+                t.name
+            )));
+        };
+        tracing::info!(table = %t.name, "the table's columns changed while it is snapshotted: chunks read from now on carry the new columns");
+        (Arc::new(fresh), key)
+    };
+    let latest = Latest { fingerprint, table: table.clone(), chunk_key: chunk_key.clone() };
+    *t.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(latest);
+    Ok(t.with(table, chunk_key))
 }
 
 /// The binlog position of the open consistent snapshot (MariaDB), with its GTID position.
@@ -381,7 +452,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::mysql::table::{Column, Context};
+    use crate::source::mysql::table::Column;
 
     fn plan(key_kinds: &[Kind]) -> TablePlan {
         let ctx = Context {
@@ -394,12 +465,8 @@ mod tests {
         let columns: Vec<Column> =
             key_kinds.iter().enumerate().map(|(i, k)| Column::new(format!("k{i}"), k.clone())).collect();
         let key: Vec<usize> = (0..columns.len()).collect();
-        TablePlan {
-            name: TableName { db: "d".into(), name: "t".into() },
-            table: Arc::new(Table::new("d", "t", columns, key.clone(), &ctx)),
-            filter: None,
-            chunk_key: key,
-        }
+        let table = Arc::new(Table::new("d", "t", columns, key.clone(), &ctx));
+        TablePlan::new(TableName { db: "d".into(), name: "t".into() }, table, None, key)
     }
 
     #[test]
