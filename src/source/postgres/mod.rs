@@ -375,6 +375,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             limiter: tuning.limiter(),
             statement_timeout: tuning.statement_timeout,
             connector: cfg.name.clone(),
+            ctx: ctx.clone(),
         };
         snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start)
     });

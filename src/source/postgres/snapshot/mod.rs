@@ -20,7 +20,7 @@ pub use copy::parse_copy_line;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::catalog::{sql_err, Catalog, TableRef};
+use super::catalog::{sql_err, Catalog, TableMeta, TableRef};
 use super::relation::{ColumnDef, Identity, Key, Relation, Row, SourceBlock, SourceContext};
 use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
@@ -82,6 +82,7 @@ impl Snapshotter {
         let kind = p.kind;
         let keyed = !setup.chunk_key.is_empty();
         let plan = TablePlan {
+            latest: std::sync::Mutex::new(None),
             table: setup.table.clone(),
             rel: setup.rel.clone(),
             filter: p.filter.clone(),
@@ -181,9 +182,10 @@ impl Snapshotter {
 
     async fn emit_chunk(&mut self, emitter: &mut Emitter, chunk: ChunkRead, at: Lsn) -> Result<(), SessionError> {
         let idx = chunk.job.table;
+        // The rows' own relation: the table's columns may have changed since the run began.
         let (oid, rel, kind, keyed) = {
             let r = &self.runs[idx];
-            (r.oid, r.rel.clone(), r.kind, r.keyed)
+            (r.oid, chunk.rows.rel.clone(), r.kind, r.keyed)
         };
         // The read's snapshot tells exactly which transactions it saw.
         let (lo, visibility) = (chunk.lo, &chunk.rows.visibility);
@@ -274,6 +276,20 @@ impl Snapshotter {
     }
 }
 
+/// The relation `meta` describes, as chunks read and render it.
+pub async fn relation_of(
+    catalog: &mut Catalog,
+    meta: &TableMeta,
+    ctx: &SourceContext,
+) -> Result<Relation, SourceError> {
+    let mut columns = Vec::with_capacity(meta.columns.len());
+    for c in &meta.columns {
+        let pg = catalog.pg_type(c.type_oid, c.typmod).await?;
+        columns.push(ColumnDef { name: c.name.clone(), kind: kind_of(&pg), pg, not_null: c.not_null });
+    }
+    Relation::new(meta.oid, meta.table.clone(), columns, &meta.key, ctx)
+}
+
 /// What the snapshot readers need to know about `table`.
 pub async fn table_setup(
     catalog: &mut Catalog,
@@ -282,12 +298,7 @@ pub async fn table_setup(
     chunk_rows: u32,
 ) -> Result<TableSetup, SourceError> {
     let meta = catalog.table_meta_by_name(table).await?;
-    let mut columns = Vec::with_capacity(meta.columns.len());
-    for c in &meta.columns {
-        let pg = catalog.pg_type(c.type_oid, c.typmod).await?;
-        columns.push(ColumnDef { name: c.name.clone(), kind: kind_of(&pg), pg, not_null: c.not_null });
-    }
-    let rel = Relation::new(meta.oid, table.clone(), columns, &meta.key, ctx)?;
+    let rel = relation_of(catalog, &meta, ctx).await?;
     let chunk_key = if !meta.key.is_empty() {
         rel.identity.clone()
     } else if rel.identity.is_empty() {

@@ -25,7 +25,7 @@ use crate::source::chunks::engine::{Limiter, PieceSender};
 use crate::source::chunks::{filter_failure, ChunkReader, Job, Piece};
 use crate::source::postgres::catalog::{quote_ident, quote_literal, sql_err, Catalog, TableRef};
 use crate::source::postgres::pgoutput::cell_text;
-use crate::source::postgres::relation::Relation;
+use crate::source::postgres::relation::{Relation, SourceContext};
 use crate::source::postgres::tls::PgUrl;
 
 /// One table to read.
@@ -40,6 +40,31 @@ pub struct TablePlan {
     pub blocks_per_chunk: u64,
     /// Without a key: rows written by transactions this view cannot see were streamed; skip them.
     pub streamed_after: Option<Visibility>,
+    /// The columns as the last chunk found them (see [`as_read`]).
+    pub latest: std::sync::Mutex<Option<Latest>>,
+}
+
+/// A relation read from the catalog, and the fingerprint of its columns it was read at.
+pub struct Latest {
+    fingerprint: String,
+    rel: Arc<Relation>,
+    chunk_key: Vec<usize>,
+}
+
+impl TablePlan {
+    /// The same table under another relation.
+    fn with(&self, rel: Arc<Relation>, chunk_key: Vec<usize>) -> TablePlan {
+        TablePlan {
+            table: self.table.clone(),
+            rel,
+            filter: self.filter.clone(),
+            chunk_key,
+            blocks: self.blocks,
+            blocks_per_chunk: self.blocks_per_chunk,
+            streamed_after: self.streamed_after.clone(),
+            latest: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 impl TablePlan {
@@ -144,6 +169,8 @@ impl Visibility {
 
 /// A piece's rows and what its read could see.
 pub struct PgRows {
+    /// The relation the rows were read as: their columns.
+    pub rel: Arc<Relation>,
     pub rows: RowBuf,
     pub visibility: Visibility,
 }
@@ -160,6 +187,8 @@ pub struct ReadSettings {
     pub statement_timeout: Option<std::time::Duration>,
     /// Written into the watermark message so other readers of the WAL can tell whose it is.
     pub connector: String,
+    /// How relations read again (after a column change) are named and typed.
+    pub ctx: SourceContext,
 }
 
 impl ChunkReader for ReadSettings {
@@ -320,14 +349,13 @@ async fn boundary(
 }
 
 async fn read_piece(
-    catalog: &Catalog,
+    catalog: &mut Catalog,
     settings: &ReadSettings,
     t: &TablePlan,
     job: &Job,
     lower: Option<Vec<String>>,
 ) -> Result<ChunkRead, SourceError> {
     let what = format!("snapshot: reading {}", t.table);
-    let client = catalog.client();
     let first_text = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| {
         msgs.iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
@@ -336,13 +364,20 @@ async fn read_piece(
     };
     let bad = |what: &str| SourceError::Transient(format!("snapshot: the server returned no {what}"));
     // Two messages: several statements in one would run in one implicit transaction.
-    let lo = client.simple_query("SELECT pg_current_wal_insert_lsn()::text").await.map_err(|e| read_err(&what, e))?;
+    let lo = catalog
+        .client()
+        .simple_query("SELECT pg_current_wal_insert_lsn()::text")
+        .await
+        .map_err(|e| read_err(&what, e))?;
     let lo: Lsn = first_text(lo).and_then(|s| s.parse().ok()).ok_or_else(|| bad("WAL position"))?;
-    let opened = client
+    let opened = catalog
+        .client()
         .simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text")
         .await
         .map_err(|e| read_err(&what, e))?;
     let visibility = first_text(opened).and_then(|s| Visibility::parse(&s)).ok_or_else(|| bad("snapshot"))?;
+    let t = &as_read(catalog, settings, t).await?;
+    let client = catalog.client();
     let read_at_us = now_us();
     let limit = u64::from(settings.chunk_rows.max(1)) * 2;
     let cols = t.rel.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
@@ -391,13 +426,60 @@ async fn read_piece(
     let emit_at: Lsn = emitted.get::<_, String>(0).parse().map_err(|_| bad("watermark position"))?;
     Ok(Piece {
         job: Job { lower, ..job.clone() },
-        rows: PgRows { rows, visibility },
+        rows: PgRows { rel: t.rel.clone(), rows, visibility },
         done_upto,
         complete: !truncated,
         lo: lo.0,
         emit_at: emit_at.0,
         read_at_us,
     })
+}
+
+/// The table as the chunk whose transaction is open reads it. The catalog, read in that
+/// transaction, shows the columns as of its snapshot, which are the columns of the rows it
+/// reads (a column added after it holds null in all of them); when their fingerprint differs
+/// from the last chunk's (a column added, dropped or retyped while the snapshot runs) the
+/// relation is read again. Rows read with the columns from before an ALTER would lack the new
+/// column, and a snapshot row emitted after the log's newer events for the same key would
+/// take its value away.
+async fn as_read(catalog: &mut Catalog, settings: &ReadSettings, t: &TablePlan) -> Result<TablePlan, SourceError> {
+    let what = format!("snapshot: reading the columns of {}", t.table);
+    let row = catalog
+        .client()
+        .query_one(
+            "SELECT coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text, ',' ORDER BY attnum), '') \
+             FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+            &[&t.rel.id],
+        )
+        .await
+        .map_err(|e| read_err(&what, e))?;
+    let fingerprint: String = row.get(0);
+    if let Some(l) = t.latest.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if l.fingerprint == fingerprint {
+            return Ok(t.with(l.rel.clone(), l.chunk_key.clone()));
+        }
+    }
+    let meta = catalog.table_meta(t.rel.id).await?;
+    let fresh = super::relation_of(catalog, &meta, &settings.ctx).await?;
+    // Column has no PartialEq (its converters); its full description is what must not change.
+    let (rel, chunk_key) = if format!("{:?}", fresh.columns) == format!("{:?}", t.rel.columns) {
+        (t.rel.clone(), t.chunk_key.clone())
+    } else {
+        // The chunk key's columns by name.
+        let key: Option<Vec<usize>> =
+            t.chunk_key.iter().map(|&i| fresh.columns.iter().position(|c| c.name == t.rel.columns[i].name)).collect();
+        let Some(key) = key else {
+            return Err(SourceError::Transient(format!(
+                "snapshot of {}: a column the chunks are cut by is gone; the table is read again once it has a key",
+                t.table
+            )));
+        };
+        tracing::info!(table = %t.table, "the table's columns changed while it is snapshotted: chunks read from now on carry the new columns");
+        (Arc::new(fresh), key)
+    };
+    let latest = Latest { fingerprint, rel: rel.clone(), chunk_key: chunk_key.clone() };
+    *t.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(latest);
+    Ok(t.with(rel, chunk_key))
 }
 
 /// The transaction that wrote the last row read (its trailing `xmin` cell).
