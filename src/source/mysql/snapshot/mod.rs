@@ -220,7 +220,9 @@ impl Snapshotter {
             return Ok(());
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
-        let kept: Vec<bool> = chunk.rows.rows.iter().map(|c| self.kept(&table, keyed, c, &mut superseded)).collect();
+        let shape = self.runs[idx].table.clone();
+        let kept: Vec<bool> =
+            chunk.rows.rows.iter().map(|c| self.kept(&table, &shape, keyed, c, &mut superseded)).collect();
         let first = kept.iter().position(|&k| k);
         let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
@@ -272,8 +274,16 @@ impl Snapshotter {
 
     /// Whether `cells` survive the binlog's changes: by the row's identity when the table is
     /// cut by a unique key, else by its whole image, once per change that removed such a row
-    /// after the read.
-    fn kept(&mut self, table: &Table, keyed: bool, cells: &TextCells, superseded: &mut Superseded) -> bool {
+    /// after the read. Whole images are compared in `shape`, the run's definition, which is
+    /// the one the stream records old rows in even after the table's columns changed.
+    fn kept(
+        &mut self,
+        table: &Table,
+        shape: &Table,
+        keyed: bool,
+        cells: &TextCells,
+        superseded: &mut Superseded,
+    ) -> bool {
         if superseded.all {
             return false;
         }
@@ -288,7 +298,7 @@ impl Snapshotter {
         if superseded.removed.is_empty() {
             return true;
         }
-        Reshaped(Row { table, cells }, table).write_json(&mut self.key_scratch);
+        Reshaped(Row { table, cells }, shape).write_json(&mut self.key_scratch);
         !self.engine.drop_removed(superseded, key_hash(&self.key_scratch))
     }
 }

@@ -361,6 +361,10 @@ async fn read_pieces(
 /// added, dropped or retyped while the snapshot runs) the definition is read again. Rows read
 /// after an ALTER with the columns from before it would lack the new column, and a snapshot
 /// row emitted after the stream's newer events for the same key would take its value away.
+/// MySQL 8+ may answer information_schema from the transaction's read view (opened before the
+/// lock): an ALTER committed in between is then seen by the next chunk. An added column is
+/// harmless there (the rows read are from before it); a dropped or renamed one fails the read,
+/// which is retried.
 async fn as_read(r: &mut Reader, settings: &ReadSettings, t: &TablePlan) -> Result<TablePlan, SourceError> {
     let what = format!("snapshot: reading the columns of {}", t.name);
     let q = |e| my_err(&what, e);

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::catalog::{sql_err, Catalog, TableMeta, TableRef};
-use super::relation::{ColumnDef, Identity, Key, Relation, Row, SourceBlock, SourceContext};
+use super::relation::{ColumnDef, Identity, Key, Relation, Reshaped, Row, SourceBlock, SourceContext};
 use super::values::kind_of;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{Lsn, Position};
@@ -203,7 +203,8 @@ impl Snapshotter {
         };
         let outcome = self.engine.ledger_mut().begin(&chunk.place());
         let n = chunk.rows.rows.len();
-        let kept: Vec<bool> = (0..n).map(|i| self.kept(&rel, keyed, &chunk, i, &mut superseded)).collect();
+        let shape = self.runs[idx].rel.clone();
+        let kept: Vec<bool> = (0..n).map(|i| self.kept(&rel, &shape, keyed, &chunk, i, &mut superseded)).collect();
         let first = kept.iter().position(|&k| k);
         let last = kept.iter().rposition(|&k| k);
         let plain = if kind == SnapshotKind::Incremental { SnapshotMarker::Incremental } else { SnapshotMarker::Yes };
@@ -254,7 +255,17 @@ impl Snapshotter {
     /// Whether row `i` of `chunk` survives the log's changes: by its identity when the table
     /// is cut by a unique key, else by its whole image, once per change that removed such a
     /// row after the read (the chunk then holds a row the log has since replaced or deleted).
-    fn kept(&mut self, rel: &Relation, keyed: bool, chunk: &ChunkRead, i: usize, superseded: &mut Superseded) -> bool {
+    /// Whole images are compared in `shape`, the run's relation, which is the one the stream
+    /// records old rows in even after the table's columns changed.
+    fn kept(
+        &mut self,
+        rel: &Relation,
+        shape: &Relation,
+        keyed: bool,
+        chunk: &ChunkRead,
+        i: usize,
+        superseded: &mut Superseded,
+    ) -> bool {
         if superseded.all {
             return false;
         }
@@ -271,7 +282,7 @@ impl Snapshotter {
             return true;
         }
         self.key_scratch.clear();
-        row.write_json(&mut self.key_scratch);
+        Reshaped(row, shape).write_json(&mut self.key_scratch);
         !self.engine.drop_removed(superseded, key_hash(&self.key_scratch))
     }
 }

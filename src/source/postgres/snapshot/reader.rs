@@ -370,9 +370,15 @@ async fn read_piece(
         .await
         .map_err(|e| read_err(&what, e))?;
     let lo: Lsn = first_text(lo).and_then(|s| s.parse().ok()).ok_or_else(|| bad("WAL position"))?;
+    // The table is locked before the snapshot is taken: a table-rewriting ALTER cannot then
+    // commit between the two (its rewrite would look empty to the older snapshot), and the
+    // catalog the snapshot shows is the one the read runs under.
     let opened = catalog
         .client()
-        .simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text")
+        .simple_query(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE; SELECT pg_current_snapshot()::text",
+            t.table.quoted()
+        ))
         .await
         .map_err(|e| read_err(&what, e))?;
     let visibility = first_text(opened).and_then(|s| Visibility::parse(&s)).ok_or_else(|| bad("snapshot"))?;
@@ -435,9 +441,9 @@ async fn read_piece(
     })
 }
 
-/// The table as the chunk whose transaction is open reads it. The catalog, read in that
-/// transaction, shows the columns as of its snapshot, which are the columns of the rows it
-/// reads (a column added after it holds null in all of them); when their fingerprint differs
+/// The table as the chunk whose transaction is open reads it. The table was locked before the
+/// transaction's snapshot was taken, so the catalog, read in that transaction, shows the
+/// columns the read runs under; when their fingerprint differs
 /// from the last chunk's (a column added, dropped or retyped while the snapshot runs) the
 /// relation is read again. Rows read with the columns from before an ALTER would lack the new
 /// column, and a snapshot row emitted after the log's newer events for the same key would
@@ -454,6 +460,10 @@ async fn as_read(catalog: &mut Catalog, settings: &ReadSettings, t: &TablePlan) 
         .await
         .map_err(|e| read_err(&what, e))?;
     let fingerprint: String = row.get(0);
+    if fingerprint.is_empty() {
+        // Dropped: the read itself fails as it always did, and ends the table's snapshot.
+        return Ok(t.with(t.rel.clone(), t.chunk_key.clone()));
+    }
     if let Some(l) = t.latest.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         if l.fingerprint == fingerprint {
             return Ok(t.with(l.rel.clone(), l.chunk_key.clone()));
