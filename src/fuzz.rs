@@ -222,6 +222,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
                         file: "fuzz",
                         pos: u64::from(header.log_pos()),
                         row: c.row_no,
+                        thread: None,
                         txn_start: 0,
                         index,
                     };
@@ -300,7 +301,7 @@ fn mysql_kind(a: u8, b: u8) -> Kind {
         7 => Kind::Timestamp,
         8 => Kind::Time,
         9 => Kind::Text { latin1: b & 1 == 1 },
-        10 => Kind::Binary,
+        10 => Kind::Binary { pad_to: (b & 1 == 1).then_some(4) },
         11 => Kind::Enum(names()),
         12 => Kind::Set(names()),
         13 => Kind::Json,

@@ -113,7 +113,7 @@ fn documented_mariadb_row(id: i64) -> serde_json::Value {
         "c": "ab", "vc": "héllo ✓", "lat": "héllo", "tx": "long text",
         "bn": "AP8=", "vb": "AQ==", "bl": "3q2+7w==",
         "e": "b", "st": "x,z", "j": "{\"k\": [1, null]}",
-        "g": {"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0},
+        "g": {"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": null},
         "n": null
     })
 }

@@ -41,6 +41,9 @@ pub struct SourceBlock<'a> {
     pub pos: u64,
     /// Row number within the rows event.
     pub row: u64,
+    /// The session that wrote the transaction (MySQL's BEGIN carries it; MariaDB's GTID
+    /// framing does not).
+    pub thread: Option<u32>,
     /// The transaction's start as one number ([`BinlogPosition::as_u64`]), for `position`.
     pub txn_start: u64,
     pub index: u64,
@@ -64,15 +67,21 @@ impl crate::core::connect::WriteTyped for SourceBlock<'_> {
         w.int(self.ts_us);
         w.int(self.ts_us.saturating_mul(1000));
         w.string(&t.name);
-        w.int(self.server_id.into());
-        match self.gtid {
+        // Debezium's initial-snapshot rows carry no binlog origin: server 0, no GTID. (cdcd's
+        // own JSON gives them the GTID set the snapshot was read at.)
+        let initial = self.snapshot.is_snapshot() && self.snapshot != SnapshotMarker::Incremental;
+        w.int(if initial { 0 } else { self.server_id.into() });
+        match self.gtid.filter(|_| !initial) {
             Some(g) => w.string(g),
             None => w.null(),
         }
         w.string(self.file);
         w.int(i64::try_from(self.pos).unwrap_or(i64::MAX));
         w.int(i64::try_from(self.row).unwrap_or(i64::MAX));
-        w.null(); // thread
+        match self.thread {
+            Some(t) => w.int(t.into()),
+            None => w.null(),
+        }
         w.null(); // query
         w.end();
     }
@@ -98,7 +107,12 @@ impl WriteJson for SourceBlock<'_> {
         json::write_u64(out, self.pos);
         out.extend_from_slice(b",\"row\":");
         json::write_u64(out, self.row);
-        out.extend_from_slice(b",\"thread\":null,\"query\":null,\"position\":\"");
+        out.extend_from_slice(b",\"thread\":");
+        match self.thread {
+            Some(t) => json::write_u64(out, t.into()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"query\":null,\"position\":\"");
         event_position(out, Lsn(self.txn_start), self.snapshot.is_snapshot(), self.index);
         out.extend_from_slice(b"\"}");
     }
@@ -144,6 +158,8 @@ struct Group {
     explicit: bool,
     /// The group's first event's offset in its file.
     pos: u64,
+    /// The writing session's id, from the group's BEGIN (or other first statement).
+    thread: Option<u32>,
     /// An XA transaction's group: its changes are held until the outcome ([`xa`]).
     xa: Option<XaGroup>,
 }
@@ -179,7 +195,7 @@ impl Group {
             Some(g) => emitter.begin_at(format_args!("{file}:{pos} (gtid {g})"), ts_us)?,
             None => emitter.begin_at(format_args!("{file}:{pos}"), ts_us)?,
         }
-        Ok(Group { start: binlog_u64(file, pos), gtid, explicit, pos, xa: None })
+        Ok(Group { start: binlog_u64(file, pos), gtid, explicit, pos, thread: None, xa: None })
     }
 
     /// The `source` block for the group's next event (row `row` of its rows event).
@@ -193,6 +209,7 @@ impl Group {
             file: at.file,
             pos: at.pos,
             row,
+            thread: self.thread,
             txn_start: self.start,
             index,
         }
@@ -518,6 +535,8 @@ pub async fn run(
             EventData::QueryEvent(qe) => {
                 let sql = qe.query();
                 let trimmed = sql.trim();
+                // The group's first statement names the session (a GTID event opened it).
+                let thread = Some(qe.thread_id());
                 if let Some(statement) = xa::statement(trimmed) {
                     let before = |g: &Group| BinlogPosition {
                         file: file.clone(),
@@ -529,10 +548,12 @@ pub async fn run(
                         XaStatement::Start(xid) => match &mut group {
                             Some(g) => {
                                 g.explicit = true;
+                                g.thread = g.thread.or(thread);
                                 g.xa = Some(XaGroup { before: before(g), xid, held: Vec::new(), bytes: 0 });
                             }
                             None => {
                                 let mut g = Group::open(emitter, &file, event_start, ts_us, None, true)?;
+                                g.thread = thread;
                                 g.xa = Some(XaGroup { before: before(&g), xid, held: Vec::new(), bytes: 0 });
                                 group = Some(g);
                             }
@@ -593,6 +614,9 @@ pub async fn run(
                             Some(g) => g.explicit = true,
                             None => group = Some(Group::open(emitter, &file, event_start, ts_us, None, true)?),
                         }
+                        if let Some(g) = &mut group {
+                            g.thread = g.thread.or(thread);
+                        }
                         continue;
                     }
                     QueryKind::Commit | QueryKind::Rollback => {
@@ -618,6 +642,9 @@ pub async fn run(
                 schemas.clear();
                 if group.is_none() {
                     group = Some(Group::open(emitter, &file, event_start, ts_us, None, false)?);
+                }
+                if let Some(g) = &mut group {
+                    g.thread = g.thread.or(thread);
                 }
                 let Some(g) = group.as_ref() else { continue };
                 if let Some((db, name)) = truncated_table(trimmed, &qe.schema()) {

@@ -4,7 +4,7 @@
 //! DDL parsing is needed; built from `information_schema` for the snapshot.
 
 use mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
-use mysql_async::consts::ColumnType;
+use mysql_async::consts::{ColumnType, GeometryType};
 
 use mysql_async::prelude::*;
 
@@ -38,11 +38,17 @@ pub enum Kind {
     Text {
         latin1: bool,
     },
-    Binary,
+    /// Bytes. `pad_to` is BINARY(n)'s n: the binlog drops the trailing zero bytes the column
+    /// pads with, which are part of the value (a snapshot reads them).
+    Binary {
+        pad_to: Option<u32>,
+    },
     Enum(Vec<String>),
     Set(Vec<String>),
     Json,
     Geometry,
+    /// A POINT column: rendered as GEOMETRY, typed as Debezium's `Point` (x, y, wkb, srid).
+    Point,
     /// MySQL 9's VECTOR: little-endian 4-byte floats, rendered as a JSON array of numbers.
     Vector,
 }
@@ -264,6 +270,7 @@ pub fn from_table_map(
     let mut enums: Vec<Vec<String>> = Vec::new();
     let mut sets: Vec<Vec<String>> = Vec::new();
     let mut pk: Vec<usize> = Vec::new();
+    let mut geometry_types = Vec::new();
     for field in tme.iter_optional_meta() {
         match field.map_err(malformed)? {
             OptionalMetadataField::ColumnName(cn) => {
@@ -295,6 +302,12 @@ pub fn from_table_map(
                     sets.push(s.map_err(malformed)?.values().iter().map(|v| v.value().into_owned()).collect());
                 }
             }
+            OptionalMetadataField::GeometryType(g) => {
+                for t in g.iter_geometry_types() {
+                    // A subtype newer than this decoder is still a geometry.
+                    geometry_types.push(t.ok());
+                }
+            }
             OptionalMetadataField::SimplePrimaryKey(k) => {
                 for i in k.iter_indexes() {
                     pk.push(i.map_err(malformed)? as usize);
@@ -318,7 +331,7 @@ pub fn from_table_map(
             detail: format!("primary-key column index {bad} but the table has {n} columns"),
         });
     }
-    let (mut numeric_i, mut char_i, mut enum_i, mut set_i) = (0, 0, 0, 0);
+    let (mut numeric_i, mut char_i, mut enum_i, mut set_i, mut geometry_i) = (0, 0, 0, 0, 0);
     let mut columns = Vec::with_capacity(n);
     for (i, (t, name)) in types.iter().zip(names).enumerate() {
         let mut is_unsigned = false;
@@ -340,22 +353,30 @@ pub fn from_table_map(
             char_i += 1;
         }
         let meta = tme.get_column_metadata(i).unwrap_or(&[]);
-        let kind = kind_for(
-            *t,
-            is_unsigned,
-            charset,
-            meta,
-            &mut || {
-                let v = enums.get(enum_i).cloned().unwrap_or_default();
-                enum_i += 1;
-                v
-            },
-            &mut || {
-                let v = sets.get(set_i).cloned().unwrap_or_default();
-                set_i += 1;
-                v
-            },
-        )
+        let point = *t == ColumnType::MYSQL_TYPE_GEOMETRY && {
+            geometry_i += 1;
+            geometry_types.get(geometry_i - 1) == Some(&Some(GeometryType::GEOM_POINT))
+        };
+        let kind = if point {
+            Some(Kind::Point)
+        } else {
+            kind_for(
+                *t,
+                is_unsigned,
+                charset,
+                meta,
+                &mut || {
+                    let v = enums.get(enum_i).cloned().unwrap_or_default();
+                    enum_i += 1;
+                    v
+                },
+                &mut || {
+                    let v = sets.get(set_i).cloned().unwrap_or_default();
+                    set_i += 1;
+                    v
+                },
+            )
+        }
         .ok_or_else(|| TableMapError::UnknownType {
             table: full.clone(),
             index: i,
@@ -421,7 +442,7 @@ fn kind_for(
 ) -> Option<Kind> {
     use ColumnType::*;
     let text_or_binary = |cs: Option<u16>| match cs {
-        Some(BINARY_CHARSET) => Kind::Binary,
+        Some(BINARY_CHARSET) => Kind::Binary { pad_to: None },
         Some(c) => Kind::Text { latin1: LATIN1.contains(&c) },
         None => Kind::Text { latin1: false },
     };
@@ -448,12 +469,24 @@ fn kind_for(
         MYSQL_TYPE_JSON => Kind::Json,
         MYSQL_TYPE_GEOMETRY => Kind::Geometry,
         MYSQL_TYPE_VECTOR => Kind::Vector,
+        MYSQL_TYPE_STRING if charset == Some(BINARY_CHARSET) => Kind::Binary { pad_to: Some(string_max_len(meta)) },
         MYSQL_TYPE_STRING | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_VARCHAR => text_or_binary(charset),
         MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
             text_or_binary(charset)
         }
         _ => return None,
     })
+}
+
+/// The declared byte length of a CHAR/BINARY column from its table-map metadata: the real type
+/// in the first byte carries the length's two high bits (a CHAR longer than 255 bytes).
+fn string_max_len(meta: &[u8]) -> u32 {
+    let (byte0, byte1) = (u32::from(meta.first().copied().unwrap_or(0)), u32::from(meta.get(1).copied().unwrap_or(0)));
+    if byte0 & 0x30 != 0x30 {
+        byte1 | (((byte0 & 0x30) ^ 0x30) << 4)
+    } else {
+        byte1
+    }
 }
 
 /// The kind for a column described by `information_schema.columns` (used by the snapshot).
@@ -483,7 +516,7 @@ pub fn kind_from_information_schema(data_type: &str, column_type: &str, charset:
         out
     };
     let text = || match charset {
-        None | Some("binary") => Kind::Binary,
+        None | Some("binary") => Kind::Binary { pad_to: None },
         Some(c) => Kind::Text { latin1: c.starts_with("latin1") },
     };
     match data_type {
@@ -503,11 +536,15 @@ pub fn kind_from_information_schema(data_type: &str, column_type: &str, charset:
         "enum" => Kind::Enum(list(column_type)),
         "set" => Kind::Set(list(column_type)),
         "json" => Kind::Json,
-        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        "point" => Kind::Point,
+        "geometry" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
         | "geometrycollection" => Kind::Geometry,
         "vector" => Kind::Vector,
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => text(),
-        _ => Kind::Binary,
+        "binary" => {
+            Kind::Binary { pad_to: column_type.trim_start_matches("binary(").trim_end_matches(')').parse().ok() }
+        }
+        _ => Kind::Binary { pad_to: None },
     }
 }
 
@@ -609,7 +646,11 @@ mod tests {
             Kind::Enum(vec!["a".into(), "it's".into(), "c,d".into()])
         );
         assert_eq!(kind_from_information_schema("varchar", "varchar(10)", Some("latin1")), Kind::Text { latin1: true });
-        assert_eq!(kind_from_information_schema("varbinary", "varbinary(10)", None), Kind::Binary);
+        assert_eq!(kind_from_information_schema("varbinary", "varbinary(10)", None), Kind::Binary { pad_to: None });
+        assert_eq!(kind_from_information_schema("binary", "binary(16)", None), Kind::Binary { pad_to: Some(16) });
+        // BINARY(2), and a 400-byte CHAR whose length's high bits ride in the type byte.
+        assert_eq!(string_max_len(&[0xfe, 2]), 2);
+        assert_eq!(string_max_len(&[0xfe ^ 0x10, 144]), 400);
         assert_eq!(kind_from_information_schema("bit", "bit(5)", None), Kind::Bit { bits: 5 });
         assert_eq!(kind_from_information_schema("longtext", "longtext", Some("utf8mb4")), Kind::Text { latin1: false });
     }

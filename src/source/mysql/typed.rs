@@ -57,6 +57,8 @@ pub enum Mapped {
         micros: bool,
     },
     Geometry,
+    /// POINT: Debezium's `Point`, the coordinates read from the WKB next to it.
+    Point,
     /// VECTOR: Debezium's `io.debezium.data.FloatVector`, an array of FLOAT32.
     FloatVector,
 }
@@ -117,7 +119,7 @@ pub fn map_column(kind: &Kind, d: &Detail, opts: &TypedOptions) -> (Mapped, Sche
             Schema::int64().logical("io.debezium.time.MicroTime").without_avro_logical_type(),
         ),
         Kind::Text { .. } => (Mapped::Text, Schema::string()),
-        Kind::Binary => match opts.binary {
+        Kind::Binary { .. } => match opts.binary {
             BinaryMode::Bytes => (Mapped::Bytes(BinaryMode::Bytes), Schema::bytes()),
             mode => (Mapped::Bytes(mode), Schema::string()),
         },
@@ -133,6 +135,17 @@ pub fn map_column(kind: &Kind, d: &Detail, opts: &TypedOptions) -> (Mapped, Sche
             Schema::structure(vec![Field::new("wkb", Schema::bytes()), Field::new("srid", Schema::int32().optional())])
                 .logical("io.debezium.data.geometry.Geometry")
                 .doc("Geometry"),
+        ),
+        Kind::Point => (
+            Mapped::Point,
+            Schema::structure(vec![
+                Field::new("x", Schema::float64()),
+                Field::new("y", Schema::float64()),
+                Field::new("wkb", Schema::bytes().optional()),
+                Field::new("srid", Schema::int32().optional()),
+            ])
+            .logical("io.debezium.data.geometry.Point")
+            .doc("Geometry (POINT)"),
         ),
         Kind::Vector => (Mapped::FloatVector, Schema::array(Schema::float32()).logical("io.debezium.data.FloatVector")),
     }
@@ -239,14 +252,26 @@ pub fn write_typed(m: &Mapped, v: &Friendly<'_>, nullable: bool, w: &mut dyn Val
                 None => bad(w),
             }
         }
-        (Mapped::Geometry, J::Object(o)) => {
+        (Mapped::Geometry | Mapped::Point, J::Object(o)) => {
             let wkb = o.get("wkb").and_then(|b| b.as_str());
             let Some(Ok(wkb)) = wkb.map(|b| base64::engine::general_purpose::STANDARD.decode(b)) else {
                 return bad(w);
             };
+            let point = match m {
+                Mapped::Point => match point_of_wkb(&wkb) {
+                    Some(xy) => Some(xy),
+                    None => return w.fail("a POINT column holds a value that is not a WKB point"),
+                },
+                _ => None,
+            };
             w.begin();
+            if let Some((x, y)) = point {
+                w.float(x);
+                w.float(y);
+            }
             w.bytes(&wkb);
-            match o.get("srid").and_then(|s| s.as_i64()) {
+            // SRID 0 is "none": Debezium writes null.
+            match o.get("srid").and_then(|s| s.as_i64()).filter(|&s| s != 0) {
                 Some(srid) => w.int(srid),
                 None => w.null(),
             }
@@ -268,6 +293,24 @@ pub fn write_typed(m: &Mapped, v: &Friendly<'_>, nullable: bool, w: &mut dyn Val
         }
         _ => bad(w),
     }
+}
+
+/// The coordinates of a WKB point (byte order, type 1, x, y), in either byte order.
+fn point_of_wkb(wkb: &[u8]) -> Option<(f64, f64)> {
+    let little = match wkb.first()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let word = |at: usize, len: usize| wkb.get(at..at + len);
+    let (t, x, y) = (word(1, 4)?, word(5, 8)?, word(13, 8)?);
+    let f = |b: &[u8]| {
+        let b: [u8; 8] = b.try_into().ok()?;
+        Some(if little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
+    };
+    let t = u32::from_le_bytes(t.try_into().ok()?);
+    (t == if little { 1 } else { 1 << 24 } && wkb.len() == 21).then_some(())?;
+    Some((f(x)?, f(y)?))
 }
 
 /// `2024-02-29T13:14:15.5` -> microseconds since the epoch, as if UTC; `None` for MySQL's
@@ -347,12 +390,21 @@ mod tests {
         assert_eq!(typed(Kind::Time, d.clone(), json!("-838:59:59")), "-3020399000000");
         assert_eq!(typed(Kind::Time, d.clone(), json!("01:02:03.01")), "3723010000");
         assert_eq!(typed(Kind::Year, d.clone(), json!(2024)), "2024");
-        assert_eq!(typed(Kind::Binary, d.clone(), json!("AP8=")), "\"AP8=\"");
+        assert_eq!(typed(Kind::Binary { pad_to: None }, d.clone(), json!("AP8=")), "\"AP8=\"");
         assert_eq!(typed(Kind::Float, d.clone(), json!(1.5)), "1.5");
         assert_eq!(
-            typed(Kind::Geometry, d, json!({"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0})),
-            r#"{"wkb":"AQEAAAAAAAAAAADwPwAAAAAAAABA","srid":0}"#
+            typed(Kind::Geometry, d.clone(), json!({"wkb": "AQEAAAAAAAAAAADwPwAAAAAAAABA", "srid": 0})),
+            r#"{"wkb":"AQEAAAAAAAAAAADwPwAAAAAAAABA","srid":null}"#
         );
+        // POINT(3 4) with SRID 4326: MySQL stores the geographic axis order, x = 4.
+        assert_eq!(
+            typed(Kind::Point, d.clone(), json!({"wkb": "AQEAAAAAAAAAAAAQQAAAAAAAAAhA", "srid": 4326})),
+            r#"{"x":4.0,"y":3.0,"wkb":"AQEAAAAAAAAAAAAQQAAAAAAAAAhA","srid":4326}"#
+        );
+        assert_eq!(point_of_wkb(&[1, 2, 0, 0, 0]), None, "a LINESTRING is no point");
+        let big_endian: Vec<u8> =
+            [0u8, 0, 0, 0, 1].into_iter().chain(1.5f64.to_be_bytes()).chain(2f64.to_be_bytes()).collect();
+        assert_eq!(point_of_wkb(&big_endian), Some((1.5, 2.0)));
         assert_eq!(typed(Kind::Vector, Detail::default(), json!([1.5, 2, -0.1])), "[1.5,2.0,-0.1]");
         assert_eq!(typed(Kind::Vector, Detail::default(), json!(["NaN", 1])), "[\"NaN\",1.0]");
     }

@@ -274,7 +274,12 @@ pub(crate) fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
         Kind::Decimal | Kind::Date | Kind::Enum(_) | Kind::Set(_) => json::write_str_bytes(out, text),
         Kind::Text { latin1: true } => json::write_str(out, &text.iter().map(|&b| b as char).collect::<String>()),
         Kind::Text { latin1: false } => json::write_str_bytes(out, text),
-        Kind::Binary => write_base64(out, text),
+        Kind::Binary { pad_to: Some(n) } if text.len() < *n as usize => {
+            let mut padded = text.to_vec();
+            padded.resize(*n as usize, 0);
+            write_base64(out, &padded)
+        }
+        Kind::Binary { .. } => write_base64(out, text),
         Kind::Bit { bits } => {
             let mut s = String::with_capacity(*bits as usize);
             let total = text.len() * 8;
@@ -308,7 +313,7 @@ pub(crate) fn write_text(out: &mut Vec<u8>, kind: &Kind, text: &[u8]) {
             Err(_) => json::write_str_bytes(out, text),
         },
         Kind::Vector => write_vector(out, text),
-        Kind::Geometry => {
+        Kind::Geometry | Kind::Point => {
             // Internal format: 4-byte little-endian SRID, then WKB (Debezium's {"wkb","srid"}).
             if text.len() >= 4 {
                 let srid = u32::from_le_bytes([text[0], text[1], text[2], text[3]]);
@@ -535,7 +540,10 @@ mod tests {
     fn strings_enums_sets_bits_json() {
         assert_eq!(bin(Kind::Text { latin1: true }, Value::Bytes(b"h\xe9llo".to_vec())), json!("héllo"));
         assert_eq!(bin(Kind::Text { latin1: false }, Value::Bytes("héllo".as_bytes().to_vec())), json!("héllo"));
-        assert_eq!(bin(Kind::Binary, Value::Bytes(vec![0, 255])), json!("AP8="));
+        assert_eq!(bin(Kind::Binary { pad_to: None }, Value::Bytes(vec![0, 255])), json!("AP8="));
+        // BINARY(3) as the binlog has it: trailing zeros dropped.
+        assert_eq!(bin(Kind::Binary { pad_to: Some(3) }, Value::Bytes(vec![255])), json!("/wAA"));
+        assert_eq!(bin(Kind::Binary { pad_to: Some(2) }, Value::Bytes(vec![])), json!("AAA="));
         let e = Kind::Enum(vec!["a".into(), "b".into()]);
         assert_eq!(bin(e.clone(), Value::Int(2)), json!("b"));
         assert_eq!(bin(e, Value::Int(0)), json!(""));

@@ -89,6 +89,25 @@ impl io::Read for ParseBuf<'_> {
     }
 }
 
+// cdcd patch: signed 24-bit reads, sign-extended from the unsigned read.
+macro_rules! eat_i24 {
+    ($name:ident, $checked:ident, $unsigned:ident) => {
+        #[doc = "Consumes a sign-extended 24-bit number from the head of the buffer."]
+        pub fn $name(&mut self) -> i32 {
+            ((self.$unsigned() << 8) as i32) >> 8
+        }
+
+        #[doc = "Consumes a sign-extended 24-bit number. Returns `None` if buffer is too small."]
+        pub fn $checked(&mut self) -> Option<i32> {
+            if self.len() >= 3 {
+                Some(self.$name())
+            } else {
+                None
+            }
+        }
+    };
+}
+
 macro_rules! eat_num {
     ($name:ident, $checked:ident, $t:ident::$fn:ident) => {
         #[doc = "Consumes a number from the head of the buffer."]
@@ -225,9 +244,10 @@ impl<'a> ParseBuf<'a> {
     eat_num!(eat_u16_be, checked_eat_u16_be, u16::from_be_bytes);
     eat_num!(eat_i16_be, checked_eat_i16_be, i16::from_be_bytes);
     eat_num!(eat_u24_le, checked_eat_u24_le, 3, 0, u32::from_le);
-    eat_num!(eat_i24_le, checked_eat_i24_le, 3, 0, i32::from_le);
+    // cdcd patch: a 24-bit signed number is sign-extended (upstream read -8388608 as 8388608).
+    eat_i24!(eat_i24_le, checked_eat_i24_le, eat_u24_le);
     eat_num!(eat_u24_be, checked_eat_u24_be, 3, 1, u32::from_be);
-    eat_num!(eat_i24_be, checked_eat_i24_be, 3, 1, i32::from_be);
+    eat_i24!(eat_i24_be, checked_eat_i24_be, eat_u24_be);
     eat_num!(eat_u32_le, checked_eat_u32_le, u32::from_le_bytes);
     eat_num!(eat_i32_le, checked_eat_i32_le, i32::from_le_bytes);
     eat_num!(eat_u32_be, checked_eat_u32_be, u32::from_be_bytes);
@@ -414,5 +434,15 @@ mod tests {
         let buf = ParseBuf(&[0, 1, 2, 3, 4, 5, 6]);
         assert_eq!(buf.clone().eat_u56_le(), 0x0006050403020100);
         assert_eq!(buf.clone().eat_u56_be(), 0x0000010203040506);
+    }
+
+    // cdcd patch
+    #[test]
+    fn i24_is_sign_extended() {
+        assert_eq!(ParseBuf(&[0, 0, 0x80]).eat_i24_le(), -8_388_608);
+        assert_eq!(ParseBuf(&[0xff, 0xff, 0xff]).eat_i24_le(), -1);
+        assert_eq!(ParseBuf(&[0xff, 0xff, 0x7f]).eat_i24_le(), 8_388_607);
+        assert_eq!(ParseBuf(&[0x80, 0, 0]).eat_i24_be(), -8_388_608);
+        assert_eq!(ParseBuf(&[0x7f, 0xff, 0xfe]).eat_i24_be(), 8_388_606);
     }
 }

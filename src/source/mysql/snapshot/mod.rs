@@ -252,6 +252,7 @@ impl Snapshotter {
                 file: &chunk.rows.at.file,
                 pos: chunk.rows.at.pos,
                 row: 0,
+                thread: None,
                 txn_start: here_u64,
                 index: i as u64,
             };

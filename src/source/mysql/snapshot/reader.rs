@@ -88,7 +88,7 @@ impl TablePlan {
             Kind::Int { unsigned: false, .. } => {
                 Value::Int(text.parse().map_err(|_| bad())?).as_sql(no_backslash_escapes)
             }
-            Kind::Binary => Value::Bytes(hex_decode(text).ok_or_else(bad)?).as_sql(no_backslash_escapes),
+            Kind::Binary { .. } => Value::Bytes(hex_decode(text).ok_or_else(bad)?).as_sql(no_backslash_escapes),
             _ => Value::Bytes(text.as_bytes().to_vec()).as_sql(no_backslash_escapes),
         })
     }
@@ -437,7 +437,7 @@ fn key_text(t: &TablePlan, cells: &TextCells) -> Result<Vec<String>, SourceError
             let bytes = cells.0.get(i).and_then(Option::as_deref).ok_or_else(|| {
                 SourceError::Fatal(format!("snapshot of {}: a key column is null; keys must not be null", t.name))
             })?;
-            if matches!(t.table.columns[i].kind, Kind::Binary) {
+            if matches!(t.table.columns[i].kind, Kind::Binary { .. }) {
                 return Ok(crate::core::text_forms::hex(bytes));
             }
             String::from_utf8(bytes.to_vec())
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn binary_keys_round_trip_through_hex() {
-        let t = plan(&[Kind::Binary]);
+        let t = plan(&[Kind::Binary { pad_to: None }]);
         let cells = TextCells(vec![Some(vec![0, 0xff, b'\''])]);
         let k = key_text(&t, &cells).unwrap();
         assert_eq!(k, vec!["00ff27".to_string()]);
