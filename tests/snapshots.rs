@@ -4,7 +4,8 @@
 //!   with the daemon SIGKILLed 10 times during the snapshot: at the end the last event per key
 //!   equals the source's row (deleted keys end deleted), the rows read twice stay within one
 //!   chunk per worker per kill, and no snapshot transaction on the source ever gets old
-//!   (`pg_stat_activity.xact_start` / `information_schema.innodb_trx`). PostgreSQL and MariaDB.
+//!   (`pg_stat_activity.xact_start` / `information_schema.innodb_trx`). PostgreSQL, MariaDB and
+//!   Oracle MySQL 9.7.
 
 mod support;
 
@@ -135,45 +136,63 @@ async fn postgres_million_row_snapshot_under_load_and_kill_9() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_million_row_snapshot_under_load_and_kill_9() {
-    let mut c = mysql_db("snap_my_million").await;
+    let seed = format!("INSERT INTO sp SELECT seq, CONCAT('seed-', seq), seq % 1000 FROM seq_1_to_{ROWS}");
+    // innodb_trx needs PROCESS, which cdcd's own MariaDB user does not have (scripts/mariadb.sh).
+    let watch_url = mysql_url().replacen("//cdcd:", "//cdcd_watch:", 1);
+    let done = |gtid: &str| maria_seq(gtid);
+    let target = "SELECT @@gtid_binlog_pos";
+    mysql_family_million("MariaDB", &mysql_url(), &watch_url, "snap_my_million", 5301, &seed, target, done).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_million_row_snapshot_under_load_and_kill_9() {
+    let seed = format!(
+        "SET SESSION cte_max_recursion_depth = {ROWS};
+         INSERT INTO sp WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {ROWS})
+           SELECT n, CONCAT('seed-', n), n % 1000 FROM s"
+    );
+    let (url, target) = (mysql97_url(), "SELECT @@gtid_executed");
+    mysql_family_million("MySQL 9.7", &url, &url, "snap_my97_million", 5302, &seed, target, mysql_gtid_count).await;
+}
+
+/// The MySQL-family run: `seed` fills `sp` in database `db`; the run ends once the checkpoint's
+/// GTID state, measured by `done`, reaches what `target_query` says the server has written.
+#[allow(clippy::too_many_arguments)]
+async fn mysql_family_million(
+    what: &str,
+    url: &str,
+    watch_url: &str,
+    db: &'static str,
+    server_id: u32,
+    seed: &str,
+    target_query: &str,
+    done: impl Fn(&str) -> u64,
+) {
+    let mut c = mysql_db_at(url, db).await;
     c.query_drop(TABLE_DDL).await.unwrap();
-    c.query_drop(format!(
-        "INSERT INTO sp SELECT seq, CONCAT('seed-', seq), seq % 1000 FROM seq_1_to_{ROWS}; ANALYZE TABLE sp"
-    ))
-    .await
-    .unwrap();
+    c.query_drop(format!("{seed}; ANALYZE TABLE sp")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start();
-    let cfg = write_mysql_config(
-        dir.path(),
-        "mymillion",
-        r#"["snap_my_million.sp"]"#,
-        5301,
-        &kafka_sink(&broker.bootstrap),
-        &tuning(),
-    );
+    let name = db.replace('_', "");
+    let (tables, topic) = (format!(r#"["{db}.sp"]"#), format!("{name}.{db}.sp"));
+    let cfg =
+        write_mysql_config_at(dir.path(), &name, url, &tables, server_id, &kafka_sink(&broker.bootstrap), &tuning());
     let stop = Arc::new(AtomicBool::new(false));
     let statements = Arc::new(AtomicU64::new(0));
-    let load = spawn_my_load("snap_my_million", stop.clone(), statements.clone());
-    let watch = spawn_innodb_trx_watch(stop.clone());
-    let run = KillRun {
-        dir: dir.path(),
-        name: "mymillion",
-        cfg: &cfg,
-        bootstrap: &broker.bootstrap,
-        topic: "mymillion.snap_my_million.sp",
-    };
+    let load = spawn_my_load(url.to_string(), db, stop.clone(), statements.clone());
+    let watch = spawn_innodb_trx_watch(watch_url.to_string(), stop.clone());
+    let run = KillRun { dir: dir.path(), name: &name, cfg: &cfg, bootstrap: &broker.bootstrap, topic: &topic };
     let daemon = run.kill_then_finish().await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let oldest_xact = watch.await.unwrap();
-    let target: String = c.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
-    wait_for_checkpoint(dir.path(), "mymillion", &daemon, Duration::from_secs(120), |cp| {
-        maria_seq(cp["position"]["gtid"].as_str().unwrap_or("")) >= maria_seq(&target)
+    let target: String = c.query_first(target_query).await.unwrap().unwrap();
+    wait_for_checkpoint(dir.path(), &name, &daemon, Duration::from_secs(120), |cp| {
+        done(cp["position"]["gtid"].as_str().unwrap_or("")) >= done(&target)
     });
     let rows: Vec<(i64, Option<String>, Option<i32>)> = c.query("SELECT id, v, n FROM sp").await.unwrap();
     let source: BTreeMap<i64, Value> = rows.iter().map(|(id, v, n)| (*id, row_json(*id, v.as_deref(), *n))).collect();
-    run.verify("MariaDB", daemon, &source, statements.load(Ordering::Relaxed), oldest_xact);
+    run.verify(what, daemon, &source, statements.load(Ordering::Relaxed), oldest_xact);
 }
 
 /// Snapshot settings for both tests. A rate limit stretches the snapshot so that every kill
@@ -250,10 +269,15 @@ impl KillRun<'_> {
     }
 }
 
-/// Random single-row updates and deletes on MariaDB's `sp`, until `stop`.
-fn spawn_my_load(db: &'static str, stop: Arc<AtomicBool>, statements: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+/// Random single-row updates and deletes on `sp` of the server at `url`, until `stop`.
+fn spawn_my_load(
+    url: String,
+    db: &'static str,
+    stop: Arc<AtomicBool>,
+    statements: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url()).unwrap()).await.unwrap();
+        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
         c.query_drop(format!("USE {db}")).await.unwrap();
         let mut rng = Rng::from_env_or_clock();
         while !stop.load(Ordering::Relaxed) {
@@ -271,11 +295,10 @@ fn spawn_my_load(db: &'static str, stop: Arc<AtomicBool>, statements: Arc<Atomic
 }
 
 /// The oldest open InnoDB transaction on the server, sampled until `stop` (the load's own
-/// statements autocommit in microseconds, so what gets old can only be a reader's).
-fn spawn_innodb_trx_watch(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<f64> {
+/// statements autocommit in microseconds, so what gets old can only be a reader's). `url`'s user
+/// needs PROCESS.
+fn spawn_innodb_trx_watch(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<f64> {
     tokio::spawn(async move {
-        // innodb_trx needs PROCESS, which cdcd's own user does not have (scripts/mariadb.sh).
-        let url = mysql_url().replacen("//cdcd:", "//cdcd_watch:", 1);
         let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
         let mut oldest: f64 = 0.0;
         while !stop.load(Ordering::Relaxed) {
