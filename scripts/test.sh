@@ -2,7 +2,9 @@
 # The whole test suite, on a fresh machine: installs dependencies, starts the servers the tests
 # need (PostgreSQL 15 with wal_level=logical, a second one with wal_level=replica for the error
 # tests, MariaDB 10.11 and Oracle MySQL 9.7 with binlog/ROW/GTID, Apache Kafka 2.3), then runs unit
-# and integration tests.
+# and integration tests. Then the PostgreSQL conformance subset on every other major
+# (CDCD_TEST_PG_MATRIX, default "14 16 17 18"; empty skips it): streaming of every type, snapshots
+# and incremental snapshots, keyless tables, TRUNCATE, kill loops, slot errors, TLS, failover slots.
 # Other Kafka-protocol brokers are started by the tests themselves (cdcd-mock-broker, built from
 # this repo; tansu).
 set -euo pipefail
@@ -14,7 +16,7 @@ mkdir -p "$STATE"
 export CDCD_TEST_PG_URL=$(scripts/pg.sh start "$STATE/pg" 54329 logical)
 export CDCD_TEST_PG_REPLICA_URL=$(scripts/pg.sh start "$STATE/pg-replica" 54330 replica)
 export CDCD_TEST_MYSQL_URL=$(scripts/mariadb.sh start "$STATE/mariadb" 33061)
-trap 'scripts/pg.sh stop "$STATE/pg"; scripts/pg.sh stop "$STATE/pg-replica"; scripts/mariadb.sh stop "$STATE/mariadb"; scripts/mysql.sh stop "$STATE/mysql97"; scripts/kafka.sh stop "$STATE/kafka"' EXIT
+trap 'scripts/pg.sh stop "$STATE/pg"; scripts/pg.sh stop "$STATE/pg-replica"; scripts/mariadb.sh stop "$STATE/mariadb"; scripts/mysql.sh stop "$STATE/mysql97"; scripts/kafka.sh stop "$STATE/kafka"; for m in 14 16 17 18; do [ ! -d "$STATE/pg$m" ] || scripts/pg.sh stop "$STATE/pg$m"; done' EXIT
 # Oracle MySQL 9.7 (Debian sid in a chroot, cached in ~/.cache/cdcd/mysql-sid).
 export CDCD_TEST_MYSQL97_URL=$(scripts/mysql.sh start "$STATE/mysql97" 23306)
 # A real Apache Kafka 2.3 (PLAINTEXT, SASL/SCRAM, ZooKeeper for making users and topics).
@@ -26,3 +28,23 @@ echo "test: PostgreSQL at $CDCD_TEST_PG_URL (logical) and $CDCD_TEST_PG_REPLICA_
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo build --bins --quiet
 cargo test --no-fail-fast -- --test-threads=4 "$@"
+[ $# -eq 0 ] || exit 0
+
+# The conformance subset per PostgreSQL major (PG_MAJOR: scripts/pg.sh and the tests' own
+# servers use that version too). Ports below the ephemeral range.
+subset=(--test postgres_stream --test debezium_encoding --test keyless_tables --test incremental_snapshots
+  --test crash_loops --test postgres_resilience --test postgres_tls --test postgres_versions)
+skip=(--skip mariadb --skip mysql97 --skip json_logs --skip wal_level_not_logical --skip broker_outage)
+failed=()
+for major in ${CDCD_TEST_PG_MATRIX-14 16 17 18}; do
+  url=$(PG_MAJOR=$major scripts/pg.sh start "$STATE/pg$major" $((25400 + major)) logical)
+  echo "test: PostgreSQL $major conformance subset at $url"
+  if ! PG_MAJOR=$major CDCD_TEST_PG_URL=$url cargo test --no-fail-fast "${subset[@]}" -- --test-threads=4 "${skip[@]}"; then
+    failed+=("$major")
+  fi
+  scripts/pg.sh stop "$STATE/pg$major"
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "test: the PostgreSQL conformance subset failed on: ${failed[*]}" >&2
+  exit 1
+fi

@@ -150,6 +150,11 @@ pub struct PostgresSourceConfig {
     pub slot: Option<String>,
     /// Publication name; default `cdcd_<name>`.
     pub publication: Option<String>,
+    /// Make the slot a failover slot (PostgreSQL 17+), which standbys with
+    /// `sync_replication_slots = on` keep in step, so streaming continues on a promoted standby.
+    /// Ignored on older servers.
+    #[serde(default = "yes")]
+    pub slot_failover: bool,
     /// How often to send a standby status update even when nothing changed, in seconds.
     #[serde(default = "default_status_interval")]
     pub status_interval_secs: u64,
@@ -192,6 +197,10 @@ pub struct PostgresSourceConfig {
     /// join the publication and are snapshotted. 0 turns the lookup off.
     #[serde(default = "default_table_discovery")]
     pub table_discovery_interval_secs: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_table_discovery() -> u64 {

@@ -79,6 +79,24 @@ impl OwnServer {
         }
     }
 
+    /// A streaming standby of this PostgreSQL through the physical slot `slot`, syncing
+    /// failover slots (17+); `scripts/pg.sh standby`.
+    pub fn standby(&self, port: u16, slot: &str) -> OwnServer {
+        assert_eq!(self.kind, "pg");
+        let scratch = tempfile::tempdir().unwrap();
+        Command::new("chmod").arg("755").arg(scratch.path()).status().unwrap();
+        let s =
+            OwnServer { kind: "pg", dir: scratch.path().join("data"), port, env: self.env.clone(), _scratch: scratch };
+        let port = port.to_string();
+        s.script(&["standby", s.dir.to_str().unwrap(), &port, self.dir.to_str().unwrap(), slot]);
+        s
+    }
+
+    /// Promotes a standby to primary and waits until it takes writes.
+    pub fn promote(&self) {
+        self.script(&["promote", self.dir.to_str().unwrap()]);
+    }
+
     pub fn url(&self) -> String {
         match self.kind {
             "pg" => format!("postgres://cdcd:cdcd@127.0.0.1:{}", self.port),
@@ -106,7 +124,11 @@ impl Drop for OwnServer {
 
 /// `pg_ctl stop -m MODE -w` as the `postgres` user (PostgreSQL refuses to run as root).
 fn pg_ctl_stop(dir: &str, mode: &str) -> std::io::Result<std::process::Output> {
+    // scripts/pg.sh records which PostgreSQL the cluster was made with (PG_MAJOR).
+    let bin = std::fs::read_to_string(format!("{dir}/.cdcd-bin"))
+        .map(|b| b.trim().to_string())
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string());
     Command::new("runuser")
-        .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", mode, "-w", "stop"])
+        .args(["-u", "postgres", "--", &format!("{bin}/pg_ctl"), "-D", dir, "-m", mode, "-w", "stop"])
         .output()
 }

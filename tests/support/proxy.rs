@@ -2,9 +2,11 @@
 //! `freeze()` makes every connection open at that moment go silent: nothing more is forwarded in
 //! either direction, and nothing is closed (no FIN, no RST), which is what a dead host or a
 //! dropped route looks like from either end. Connections opened later are forwarded normally.
+//! `retarget()` sends new connections to another server: an endpoint that moves on failover, as
+//! a managed service's DNS name does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -14,6 +16,7 @@ pub struct Proxy {
     /// Connections with an id below this are frozen.
     frozen_below: Arc<AtomicU64>,
     next_id: Arc<AtomicU64>,
+    upstream: Arc<Mutex<String>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -25,17 +28,25 @@ impl Proxy {
         let frozen_below = Arc::new(AtomicU64::new(0));
         let next_id = Arc::new(AtomicU64::new(0));
         let (frozen, ids) = (frozen_below.clone(), next_id.clone());
+        let upstream = Arc::new(Mutex::new(upstream));
+        let target = upstream.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let id = ids.fetch_add(1, Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect(&upstream).await else { continue };
+                let to = target.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Ok(server) = TcpStream::connect(&to).await else { continue };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
                 tokio::spawn(pump(cr, sw, id, frozen.clone()));
                 tokio::spawn(pump(sr, cw, id, frozen.clone()));
             }
         });
-        Proxy { port, frozen_below, next_id, accept }
+        Proxy { port, frozen_below, next_id, upstream, accept }
+    }
+
+    /// Forwards connections opened from now on to `upstream`; open ones stay where they are.
+    pub fn retarget(&self, upstream: String) {
+        *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = upstream;
     }
 
     /// Silences every connection open now, in both directions, without closing any.

@@ -9,6 +9,7 @@ use super::tls::PgUrl;
 use crate::source::tls_errors::{tls_reason, verify_fix};
 
 use super::conn::{sqlstate_is_definite, SESSION_OPTIONS};
+use super::features::{Features, ServerVersion};
 use super::typed::PgType;
 use super::values::{builtin_kind, ValueKind};
 use crate::core::position::Lsn;
@@ -88,6 +89,10 @@ pub struct SlotInfo {
     pub active: bool,
     /// The walsender process holding the slot, if it is active.
     pub active_pid: Option<i32>,
+    /// Whether standbys synchronize the slot (PostgreSQL 17+; `None` before).
+    pub failover: Option<bool>,
+    /// Whether this copy was synchronized from the primary (a standby's, 17+).
+    pub synced: Option<bool>,
 }
 
 pub struct Catalog {
@@ -358,8 +363,11 @@ impl Catalog {
         let row = self
             .client
             .query_opt(
-                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, wal_status, active, active_pid \
-                 FROM pg_replication_slots WHERE slot_name = $1",
+                // `failover` and `synced` came with 17: read through jsonb, so older servers
+                // answer null instead of failing on a missing column.
+                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, wal_status, active, active_pid, \
+                 (to_jsonb(s) ->> 'failover')::bool, (to_jsonb(s) ->> 'synced')::bool \
+                 FROM pg_replication_slots s WHERE slot_name = $1",
                 &[&name],
             )
             .await
@@ -371,7 +379,18 @@ impl Catalog {
             wal_status: r.get(3),
             active: r.get(4),
             active_pid: r.get(5),
+            failover: r.get(6),
+            synced: r.get(7),
         }))
+    }
+
+    /// What the server's version offers (see [`Features`]).
+    pub async fn features(&self) -> Result<Features, SourceError> {
+        let num = self.setting("server_version_num").await?;
+        let num = num.parse().map_err(|_| {
+            SourceError::Fatal(format!("the server reports server_version_num = {num:?}, not a number"))
+        })?;
+        Ok(Features::of(ServerVersion(num)))
     }
 
     /// The tables in publication `name`, or `None` if it does not exist.
@@ -455,9 +474,7 @@ impl Catalog {
     /// publication `FOR ALL TABLES` or for whole schemas cannot drop single tables; the stream
     /// skips what `tables` does not select either way.
     pub async fn retain_in_publication(&self, name: &str, keep: &[TableRef]) -> Result<(), SourceError> {
-        // Schema publications (`FOR TABLES IN SCHEMA`) came with PostgreSQL 15.
-        let version = self.setting("server_version_num").await?.parse::<u32>().unwrap_or(0);
-        let schemas = if version >= 150000 {
+        let schemas = if self.features().await?.schema_publications {
             " OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n WHERE n.pnpubid = p.oid)"
         } else {
             ""

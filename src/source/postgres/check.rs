@@ -55,12 +55,12 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         Err(e) => format!("unknown ({e})"),
     };
     out.push(encryption_finding("SQL connection", &sql_encryption, url.tls.mode));
-    if let Ok(v) = catalog.setting("server_version_num").await {
-        let num: u32 = v.parse().unwrap_or(0);
-        out.push(if num >= 100000 {
-            ok(format!("server version {num} supports pgoutput"))
+    let features = catalog.features().await.ok();
+    if let Some(f) = &features {
+        out.push(if f.version.major() >= 10 {
+            ok(f.describe())
         } else {
-            fail(format!("server version {num}"), "PostgreSQL 10 or newer is required")
+            fail(format!("PostgreSQL {}", f.version), "PostgreSQL 10 or newer is required")
         });
     }
     match catalog.setting("wal_level").await {
@@ -121,12 +121,20 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
     match &slot {
         Some(s) if s.wal_status.as_deref() == Some("lost") => out.push(fail(format!("slot {} is invalidated (wal_status = lost)", n.slot), "re-snapshot: move the checkpoint away and drop the slot")),
         Some(s) if s.plugin.as_deref() != Some("pgoutput") => out.push(fail(format!("slot {} uses plugin {:?}", n.slot, s.plugin), "choose another source.slot")),
-        Some(s) => out.push(ok(format!("slot {} exists at {}", n.slot, s.confirmed_flush.map(|l| l.to_string()).unwrap_or_default()))),
+        Some(s) => {
+            out.push(ok(format!("slot {} exists at {}", n.slot, s.confirmed_flush.map(|l| l.to_string()).unwrap_or_default())));
+            if features.is_some_and(|f| f.failover_slots) {
+                out.push(failover_finding(&n.slot, s.failover, pg.slot_failover));
+            }
+        }
         None => match c.query_one("SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)::int", &[]).await {
             Ok(r) if r.get::<_, i32>(0) > 0 => out.push(ok(format!("slot {} will be created ({} free slot(s))", n.slot, r.get::<_, i32>(0)))),
             Ok(_) => out.push(fail("no free replication slot", "raise max_replication_slots (restart needed) or drop unused slots")),
             Err(e) => out.push(fail(format!("counting slots: {e}"), "check privileges")),
         },
+    }
+    if features.is_some_and(|f| f.failover_slots) && pg.slot_failover {
+        out.extend(standby_findings(c).await);
     }
     match ConnParams::from_url(&url, timeout) {
         Ok(params) => match ReplicationConn::connect(&params, &n.application).await {
@@ -145,6 +153,52 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
             )),
         },
         Err(e) => out.push(fail(e.to_string(), "fix source.url")),
+    }
+    out
+}
+
+/// Whether the existing slot will survive a failover (PostgreSQL 17+).
+fn failover_finding(slot: &str, failover: Option<bool>, wanted: bool) -> Finding {
+    match (failover, wanted) {
+        (Some(true), true) => ok(format!("slot {slot} is a failover slot: standbys with sync_replication_slots = on keep it")),
+        (_, true) => Finding::note(
+            format!("slot {slot} is not a failover slot yet"),
+            "nothing to do: cdcd makes it one when it next starts (source.slot_failover)",
+        ),
+        (_, false) => Finding::note(
+            format!("slot {slot}: failover slots are off (source.slot_failover = false); a promoted standby will not have it"),
+            "set source.slot_failover = true to have standbys keep the slot",
+        ),
+    }
+}
+
+/// Whether a failover would keep the slot: a standby that syncs slots, and the primary holding
+/// changes back from cdcd until that standby has them (PostgreSQL 17+).
+async fn standby_findings(c: &tokio_postgres::Client) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let standbys = c
+        .query("SELECT coalesce(application_name, ''), coalesce(state, '') FROM pg_stat_replication", &[])
+        .await
+        .map(|rows| {
+            rows.iter().map(|r| format!("{} ({})", r.get::<_, String>(0), r.get::<_, String>(1))).collect::<Vec<_>>()
+        });
+    match standbys {
+        Ok(s) if s.is_empty() => out.push(Finding::note(
+            "no standby streams from this server: after a failover the slot would be gone",
+            "run a standby with sync_replication_slots = on, hot_standby_feedback = on and a physical slot, for the failover slot to be kept",
+        )),
+        Ok(s) => out.push(ok(format!("standbys streaming: {}", s.join(", ")))),
+        Err(e) => out.push(Finding::note(format!("pg_stat_replication: {e}"), "grant pg_monitor to see the standbys")),
+    }
+    let synchronized =
+        c.query_one("SELECT current_setting('synchronized_standby_slots')", &[]).await.map(|r| r.get::<_, String>(0));
+    match synchronized {
+        Ok(s) if s.trim().is_empty() => out.push(Finding::note(
+            "synchronized_standby_slots is empty: cdcd may receive a change before any standby has it, and after a failover that change would not exist on the new primary",
+            "set synchronized_standby_slots to the standbys' physical slots",
+        )),
+        Ok(s) => out.push(ok(format!("synchronized_standby_slots = '{s}': cdcd receives only changes those standbys have"))),
+        Err(e) => out.push(Finding::note(format!("synchronized_standby_slots: {e}"), "check privileges")),
     }
     out
 }

@@ -33,6 +33,11 @@ pub struct ConnParams {
     /// The server's Unix socket (`<directory>/.s.PGSQL.<port>`) when the URL's host is a
     /// directory, as libpq reads it; `None` for TCP.
     pub socket: Option<std::path::PathBuf>,
+    /// Every server the URL lists (libpq's `host=a,b port=1,2`), tried in order; `host`, `port`
+    /// and `socket` are the first.
+    pub endpoints: Vec<Endpoint>,
+    /// `target_session_attrs = read-write`: skip servers that are read-only (a standby).
+    pub read_write: bool,
     pub user: String,
     pub password: Option<Vec<u8>>,
     pub dbname: String,
@@ -42,16 +47,38 @@ pub struct ConnParams {
     pub timeout: std::time::Duration,
 }
 
+/// One server of the URL's host list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub socket: Option<std::path::PathBuf>,
+}
+
 impl ConnParams {
     pub fn from_url(url: &PgUrl, timeout: std::time::Duration) -> Result<Self, SourceError> {
-        use tokio_postgres::config::Host;
+        use tokio_postgres::config::{Host, TargetSessionAttrs};
         let cfg = &url.config;
-        let port = cfg.get_ports().first().copied().unwrap_or(5432);
-        let (host, socket) = match cfg.get_hosts().first() {
-            Some(Host::Tcp(h)) => (h.clone(), None),
-            Some(Host::Unix(dir)) => (dir.display().to_string(), Some(dir.join(format!(".s.PGSQL.{port}")))),
-            None => ("localhost".to_string(), None),
-        };
+        let ports = cfg.get_ports();
+        // As libpq: one port for every host, or one per host.
+        let port_of = |i: usize| ports.get(if ports.len() == 1 { 0 } else { i }).copied().unwrap_or(5432);
+        let mut endpoints: Vec<Endpoint> = cfg
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| match h {
+                Host::Tcp(h) => Endpoint { host: h.clone(), port: port_of(i), socket: None },
+                Host::Unix(dir) => Endpoint {
+                    host: dir.display().to_string(),
+                    port: port_of(i),
+                    socket: Some(dir.join(format!(".s.PGSQL.{}", port_of(i)))),
+                },
+            })
+            .collect();
+        if endpoints.is_empty() {
+            endpoints.push(Endpoint { host: "localhost".into(), port: port_of(0), socket: None });
+        }
+        let Endpoint { host, port, socket } = endpoints[0].clone();
         let user = cfg.get_user().map(str::to_string).ok_or_else(|| {
             SourceError::Fatal("source.url has no user name (postgres://USER:password@host/db)".into())
         })?;
@@ -59,6 +86,8 @@ impl ConnParams {
             host,
             port,
             socket,
+            endpoints,
+            read_write: cfg.get_target_session_attrs() == TargetSessionAttrs::ReadWrite,
             dbname: cfg.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone()),
             user,
             password: cfg.get_password().map(<[u8]>::to_vec),
@@ -174,7 +203,38 @@ pub fn bound_dead_peer(stream: &TcpStream, timeout: std::time::Duration) {
 
 impl ReplicationConn {
     /// Opens a replication connection; the whole handshake is bounded by `p.timeout`.
+    /// Connects to the first server of the URL's list that answers (and, with
+    /// `target_session_attrs = read-write`, takes writes), as libpq does.
     pub async fn connect(p: &ConnParams, application_name: &str) -> Result<Self, SourceError> {
+        if p.endpoints.len() <= 1 && !p.read_write {
+            return Self::connect_one(p, application_name).await;
+        }
+        let mut failures = Vec::new();
+        for e in &p.endpoints {
+            let one = ConnParams { host: e.host.clone(), port: e.port, socket: e.socket.clone(), ..p.clone() };
+            match Self::connect_one(&one, application_name).await {
+                Ok(mut conn) if p.read_write => match conn.simple_query("SHOW transaction_read_only").await {
+                    Ok(rows) if rows.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("off") => {
+                        return Ok(conn)
+                    }
+                    Ok(_) => failures.push(format!("{}:{} is read-only", e.host, e.port)),
+                    Err(err) => failures.push(format!("{}:{}: {err}", e.host, e.port)),
+                },
+                Ok(conn) => return Ok(conn),
+                // A definite error (a bad password, a refused TLS certificate) holds for every
+                // server of the list.
+                Err(err @ SourceError::Fatal(_)) => return Err(err),
+                Err(err) => failures.push(format!("{}:{}: {err}", e.host, e.port)),
+            }
+        }
+        Err(SourceError::Transient(format!(
+            "no server of source.url's list {}: {}",
+            if p.read_write { "accepts writes (target_session_attrs = read-write)" } else { "answered" },
+            failures.join("; ")
+        )))
+    }
+
+    async fn connect_one(p: &ConnParams, application_name: &str) -> Result<Self, SourceError> {
         let addr = match &p.socket {
             Some(path) => path.display().to_string(),
             None => format!("{}:{}", p.host, p.port),

@@ -23,6 +23,7 @@ pub mod backlog;
 pub mod catalog;
 pub mod check;
 pub mod conn;
+pub mod features;
 pub mod live;
 pub mod pgoutput;
 pub mod protocol;
@@ -235,6 +236,8 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
 
     let mut repl = ReplicationConn::connect(&params, &names.application).await?;
     let system = identify(&mut repl).await?;
+    let features = catalog.features().await?;
+    let failover = features.failover_slots && pg.slot_failover;
     let slot = catalog.slot(&names.slot).await?;
     let ctx = SourceContext {
         connector: cfg.name.clone(),
@@ -311,6 +314,9 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 }
             }
             check_slot_owner(&s, &names.slot, &system.database)?;
+            if features.failover_slots {
+                align_failover(&mut repl, &names.slot, &s, failover).await?;
+            }
             emitter.set_identity(identity(*slot_created_at));
             // A checkpoint from before snapshots were tracked: every table it knew was read.
             (lsn, cp.snapshot.clone().unwrap_or_else(|| all_tables(TableProgress::streamed_only)))
@@ -319,7 +325,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             check_slot_owner(s, &names.slot, &system.database)?;
             tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier start did not get to its first checkpoint; dropping the slot and starting again");
             repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
-            let at = create_slot(&mut repl, &names.slot).await?;
+            let at = create_slot(&mut repl, &names.slot, failover).await?;
             emitter.set_identity(identity(Some(at)));
             (at, all_tables(initial))
         }
@@ -331,7 +337,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             (at, all_tables(TableProgress::streamed_only))
         }
         (None, None) => {
-            let at = create_slot(&mut repl, &names.slot).await?;
+            let at = create_slot(&mut repl, &names.slot, failover).await?;
             emitter.set_identity(identity(Some(at)));
             let f = if pg.snapshot == SnapshotMode::Initial { initial } else { TableProgress::streamed_only };
             (at, all_tables(f))
@@ -358,7 +364,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         emitter.mark_progress(Position::Postgres { lsn: start }, Arc::new(progress.clone()))?;
     }
     // Logical messages carry the snapshot chunks' watermarks (PostgreSQL 14 and later).
-    let can_snapshot = catalog.setting("server_version_num").await?.parse::<u32>().unwrap_or(0) >= 140000;
+    let can_snapshot = features.messages;
     if !can_snapshot && progress.unfinished().next().is_some() {
         return Err(SourceError::Fatal(
             "snapshots need PostgreSQL 14 or later (logical decoding messages mark where each chunk was read); upgrade the server, or set snapshot = \"never\"".into(),
@@ -388,10 +394,10 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         s.launch(emitter);
     }
     let snapshotting = snapshotter.as_ref().is_some_and(snapshot::Snapshotter::is_running);
-    let messages = if can_snapshot { ", \"messages\" 'true'" } else { "" };
     let sql = format!(
-        "START_REPLICATION SLOT {} LOGICAL {start} (\"proto_version\" '1', \"publication_names\" {}{messages})",
+        "START_REPLICATION SLOT {} LOGICAL {start} ({}, \"publication_names\" {})",
         quote_ident(&names.slot),
+        features.pgoutput_options(),
         quote_literal(&publications.join(","))
     );
     let previous = *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner());
@@ -437,21 +443,24 @@ fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), S
     Ok(())
 }
 
-/// Creates the slot; returns its consistent point. No snapshot is exported: snapshots are read
-/// in chunks while streaming.
-async fn create_slot(repl: &mut ReplicationConn, slot: &str) -> Result<Lsn, SourceError> {
-    let rows =
-        repl.simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT", quote_ident(slot)))
-            .await
-            .map_err(|e| match e {
-                // configuration_limit_exceeded: every slot is taken.
-                SourceError::Server(s) if s.code == "53400" => (*s)
-                    .definite("raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots"),
-                SourceError::Server(s) if s.code == "42501" => {
-                    (*s).definite("the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)")
-                }
-                other => other,
-            })?;
+/// Creates the slot, a failover slot if `failover` (PostgreSQL 17+: standbys with
+/// `sync_replication_slots` keep a copy, so a promoted standby still has it); returns its
+/// consistent point. No snapshot is exported: snapshots are read in chunks while streaming.
+async fn create_slot(repl: &mut ReplicationConn, slot: &str, failover: bool) -> Result<Lsn, SourceError> {
+    let options = if failover { "(SNAPSHOT 'nothing', FAILOVER true)" } else { "NOEXPORT_SNAPSHOT" };
+    let rows = repl
+        .simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {options}", quote_ident(slot)))
+        .await
+        .map_err(|e| match e {
+            // configuration_limit_exceeded: every slot is taken.
+            SourceError::Server(s) if s.code == "53400" => {
+                (*s).definite("raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots")
+            }
+            SourceError::Server(s) if s.code == "42501" => {
+                (*s).definite("the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)")
+            }
+            other => other,
+        })?;
     let row = rows.first().ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no row".into()))?;
     let at: Lsn = row
         .get(1)
@@ -459,6 +468,22 @@ async fn create_slot(repl: &mut ReplicationConn, slot: &str) -> Result<Lsn, Sour
         .flatten()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
-    tracing::info!(slot, consistent_point = %at, "created replication slot");
+    tracing::info!(slot, consistent_point = %at, failover, "created replication slot");
     Ok(at)
+}
+
+/// Makes an existing slot's `failover` flag what the configuration says (PostgreSQL 17+): a
+/// slot made before the upgrade, or by an older cdcd, becomes a failover slot on its next start.
+async fn align_failover(
+    repl: &mut ReplicationConn,
+    slot: &str,
+    info: &catalog::SlotInfo,
+    failover: bool,
+) -> Result<(), SourceError> {
+    if info.failover == Some(failover) {
+        return Ok(());
+    }
+    repl.simple_query(&format!("ALTER_REPLICATION_SLOT {} (FAILOVER {failover})", quote_ident(slot))).await?;
+    tracing::info!(slot, failover, "changed the replication slot's failover setting (source.slot_failover)");
+    Ok(())
 }
