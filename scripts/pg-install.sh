@@ -25,6 +25,9 @@ cache=${CDCD_PG_CACHE:-$default_cache}
 mkdir -p "$cache"
 [ "$(id -u)" = 0 ] && chmod 755 "$cache"
 dest="$cache/postgresql-$major"
+# Tests that start servers in parallel may install the same major at once: one at a time.
+exec 9>"$cache/.install-$major.lock"
+flock 9
 if [ -x "$dest/bin/postgres" ] && [ "$(cat "$dest/.version" 2>/dev/null)" = "$version" ]; then
   echo "$dest/bin"
   exit 0

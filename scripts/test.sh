@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+# PostgreSQL 14, 16, 17, 18 for the conformance subset and the failover tests (cached).
+for major in 14 16 17 18; do scripts/pg-install.sh "$major" >/dev/null; done
 STATE=${CDCD_TEST_STATE:-/tmp/cdcd-test}
 mkdir -p "$STATE"
 [ "$(id -u)" = 0 ] && chmod 755 "$STATE"
