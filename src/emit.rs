@@ -307,6 +307,11 @@ impl Emitter {
     }
 
     /// Changes emitted since start.
+    /// The connector's counters, for what the source itself has to report.
+    pub fn metrics(&self) -> &ConnectorMetrics {
+        &self.metrics
+    }
+
     pub fn events(&self) -> u64 {
         self.events
     }

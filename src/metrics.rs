@@ -58,6 +58,7 @@ pub struct Metrics {
     sent_bytes: Family<ConnectorLabel, Counter>,
     snapshot_rows: Family<ConnectorLabel, Counter>,
     reconnects: Family<ConnectorLabel, Counter>,
+    slots_recreated: Family<ConnectorLabel, Counter>,
     delivery_errors: Family<ConnectorLabel, Gauge>,
     lag: Family<ConnectorLabel, Gauge<f64, AtomicU64>>,
     lag_bytes: Family<ConnectorLabel, Gauge>,
@@ -77,6 +78,7 @@ impl Metrics {
             sent_bytes: Family::default(),
             snapshot_rows: Family::default(),
             reconnects: Family::default(),
+            slots_recreated: Family::default(),
             delivery_errors: Family::default(),
             lag: Family::default(),
             lag_bytes: Family::default(),
@@ -92,6 +94,11 @@ impl Metrics {
         registry.register("sent_bytes", "Bytes of keys and values sent to the sink", m.sent_bytes.clone());
         registry.register("snapshot_rows", "Rows read by snapshots", m.snapshot_rows.clone());
         registry.register("reconnects", "Source sessions restarted after a transient error", m.reconnects.clone());
+        registry.register(
+            "slots_recreated",
+            "Replication slots lost and made anew with on_slot_lost = \"resnapshot\" (each followed by a re-snapshot of every table)",
+            m.slots_recreated.clone(),
+        );
         registry.register(
             "delivery_errors",
             "Events the broker failed to take for good (the connector stops at the first)",
@@ -142,6 +149,7 @@ impl Metrics {
             sent_bytes: self.sent_bytes.get_or_create(&label).clone(),
             snapshot_rows: self.snapshot_rows.get_or_create(&label).clone(),
             reconnects: self.reconnects.get_or_create(&label).clone(),
+            slots_recreated: self.slots_recreated.get_or_create(&label).clone(),
             metrics: Some(self.clone()),
         }
     }
@@ -250,6 +258,7 @@ pub struct ConnectorMetrics {
     sent_bytes: Counter,
     snapshot_rows: Counter,
     reconnects: Counter,
+    slots_recreated: Counter,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -279,5 +288,9 @@ impl ConnectorMetrics {
 
     pub fn reconnect(&self) {
         self.reconnects.inc();
+    }
+
+    pub fn slot_recreated(&self) {
+        self.slots_recreated.inc();
     }
 }

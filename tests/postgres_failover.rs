@@ -64,8 +64,13 @@ fn spawn_writer(
                 let (id, old) = (next, rng.range(1, next as u64) as i64);
                 let (v, u) = (format!("new-{id}"), format!("upd-{id}"));
                 let started = *promoted.lock().unwrap();
+                // Deletes take seed rows only, so an inserted row that is missing was lost.
+                let delete = match rng.range(0, 5) {
+                    0 => format!("DELETE FROM t WHERE id = {};", rng.range(1, SEED_ROWS as u64 + 1)),
+                    _ => String::new(),
+                };
                 let sql = format!(
-                    "BEGIN; INSERT INTO t VALUES ({id}, '{v}'); UPDATE t SET v = '{u}' WHERE id = {old}; COMMIT;"
+                    "BEGIN; INSERT INTO t VALUES ({id}, '{v}'); UPDATE t SET v = '{u}' WHERE id = {old}; {delete} COMMIT;"
                 );
                 if client.batch_execute(&sql).await.is_err() {
                     // Unknown whether it committed: the comparison with the source decides.
@@ -86,18 +91,10 @@ fn spawn_writer(
     })
 }
 
-/// The last value per key of `recs`, in each partition's order (a key lives in one partition).
-fn replica(recs: &[Rec]) -> BTreeMap<i64, Option<Value>> {
-    let mut state = BTreeMap::new();
-    for r in recs {
-        let Some(id) = r.key.as_ref().and_then(|k| k["id"].as_i64()) else { continue };
-        match &r.value {
-            Some(v) if v["op"] == "d" => state.insert(id, None),
-            Some(v) => state.insert(id, Some(v["after"].clone())),
-            None => state.insert(id, None),
-        };
-    }
-    state
+/// The table a consumer builds from the topic's records in order (one partition: TRUNCATE
+/// records are ordered with the rows).
+fn replica(recs: &[Rec], topic: &str) -> BTreeMap<i64, Vec<Value>> {
+    support::random_workload::replica(recs, topic, &["id", "v"])
 }
 
 /// Two PostgreSQL 17 servers (primary and syncing standby), table `t` with its seed rows in
@@ -147,9 +144,9 @@ async fn setup(endpoint: &Endpoint, ports: (u16, u16), name: &str, extra_source:
         ),
     };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let cfg = write_config(dir.path(), name, &url, r#"["public.t"]"#, &kafka_sink(&broker.bootstrap), extra_source);
     let topic = format!("{name}.public.t");
+    let broker = Broker::with_topics(&[(&topic, 1)]);
+    let cfg = write_config(dir.path(), name, &url, r#"["public.t"]"#, &kafka_sink(&broker.bootstrap), extra_source);
     let daemon = Daemon::start(&cfg);
     let snap = read_topics(&broker.bootstrap, &[&topic], SEED_ROWS as usize, 60);
     assert_eq!(snap.len(), SEED_ROWS as usize, "snapshot; log:\n{}", daemon.logs());
@@ -167,8 +164,11 @@ impl Setup {
     }
 }
 
-async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str) {
-    let s = setup(&endpoint, ports, name, "").await;
+/// The failover under load, and its checks. `extra_source` configures the connector; with
+/// `slot_synced` the standby must hold a synced slot before the failover, without it it must
+/// not (and cdcd repairs with `on_slot_lost = "resnapshot"`).
+async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_source: &str, slot_synced: bool) {
+    let s = setup(&endpoint, ports, name, extra_source).await;
     let stop = Arc::new(AtomicBool::new(false));
     let promoted = Arc::new(Mutex::new(None));
     let acked = Arc::new(Mutex::new(Acked::default()));
@@ -177,11 +177,15 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str) {
     // The standby must hold a synced copy of cdcd's slot before the primary goes.
     let sc = superuser(&s.standby, "postgres").await;
     let slot = format!("cdcd_{name}");
-    assert!(
-        synced_within(&sc, &slot, 30).await,
-        "slot {slot} was not synced to the standby; log:\n{}",
-        s.daemon.logs()
-    );
+    if slot_synced {
+        assert!(
+            synced_within(&sc, &slot, 30).await,
+            "slot {slot} was not synced to the standby; log:\n{}",
+            s.daemon.logs()
+        );
+    } else {
+        assert!(!synced_within(&sc, &slot, 3).await, "slot {slot} was synced though it is no failover slot");
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     s.fail_over(&endpoint);
@@ -211,26 +215,24 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str) {
 
     let nc = superuser(&s.standby, "fo").await;
     let rows = nc.query("SELECT id, v FROM t", &[]).await.unwrap();
-    let source: BTreeMap<i64, Value> = rows
+    let source: BTreeMap<i64, Vec<Value>> = rows
         .iter()
-        .map(|r| (r.get::<_, i64>(0), json!({"id": r.get::<_, i64>(0), "v": r.get::<_, String>(1)})))
+        .map(|r| (r.get::<_, i64>(0), vec![json!(r.get::<_, i64>(0)), json!(r.get::<_, String>(1))]))
         .collect();
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let lost: Vec<i64> = acked.rows.keys().filter(|id| !source.contains_key(id)).copied().collect();
     assert!(lost.is_empty(), "acknowledged commits missing on the new primary: {lost:?}");
 
     // The replica from Kafka converges to the new primary.
-    let converged = wait_until(Duration::from_secs(60), || {
-        let mine = replica(&read_all(&s.broker.bootstrap, &s.topic));
-        source.iter().all(|(id, row)| mine.get(id) == Some(&Some(row.clone())))
-            && mine.iter().all(|(id, v)| v.is_none() || source.contains_key(id))
-    });
-    let mine = replica(&read_all(&s.broker.bootstrap, &s.topic));
+    let converged =
+        wait_until(Duration::from_secs(90), || replica(&read_all(&s.broker.bootstrap, &s.topic), &s.topic) == source);
+    let mine = replica(&read_all(&s.broker.bootstrap, &s.topic), &s.topic);
     let differ: Vec<_> = source
-        .iter()
-        .filter(|(id, row)| mine.get(id) != Some(&Some((*row).clone())))
+        .keys()
+        .chain(mine.keys())
+        .filter(|id| mine.get(id) != source.get(id))
         .take(5)
-        .map(|(id, row)| (*id, row.clone(), mine.get(id).cloned()))
+        .map(|id| (*id, source.get(id).cloned(), mine.get(id).cloned()))
         .collect();
     assert!(
         converged,
@@ -244,6 +246,9 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str) {
         resumed.as_secs_f64()
     );
     assert!(resumed < Duration::from_secs(30), "streaming resumed {resumed:?} after the promotion");
+    let log = s.daemon.logs();
+    let repaired = log.contains("on_slot_lost = \"resnapshot\": making a new slot");
+    assert_eq!(repaired, !slot_synced, "a slot repair happened exactly when the slot was not synced; log:\n{log}");
     assert_eq!(s.daemon.stop(), Some(0), "cdcd kept running through the failover");
 }
 
@@ -295,10 +300,19 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pg17_failover_through_an_endpoint_that_moves() {
-    failover(Endpoint::MovingProxy, (25611, 25612), "fomove").await;
+    failover(Endpoint::MovingProxy, (25611, 25612), "fomove", "", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pg17_failover_through_a_multi_host_url() {
-    failover(Endpoint::MultiHost, (25621, 25622), "fomulti").await;
+    failover(Endpoint::MultiHost, (25621, 25622), "fomulti", "", true).await;
+}
+
+/// Without slot sync but with `on_slot_lost = "resnapshot"`: after the failover cdcd makes a new
+/// slot, sends TRUNCATE and snapshots again, and the replica converges to the new primary,
+/// deletes made in the gap included.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg17_without_slot_sync_resnapshot_repairs_and_the_replica_converges() {
+    let extra = "slot_failover = false\non_slot_lost = \"resnapshot\"";
+    failover(Endpoint::MovingProxy, (25641, 25642), "forepair", extra, false).await;
 }

@@ -155,6 +155,12 @@ pub struct PostgresSourceConfig {
     /// Ignored on older servers.
     #[serde(default = "yes")]
     pub slot_failover: bool,
+    /// What to do when the slot the checkpoint needs is gone, invalidated, or past the
+    /// checkpoint: `"stop"` (default) with the error that says how to re-snapshot, or
+    /// `"resnapshot"`: make a new slot, send a TRUNCATE record per table, and snapshot every
+    /// table again while streaming, so consumers converge without a person.
+    #[serde(default)]
+    pub on_slot_lost: OnSlotLost,
     /// How often to send a standby status update even when nothing changed, in seconds.
     #[serde(default = "default_status_interval")]
     pub status_interval_secs: u64,
@@ -197,6 +203,15 @@ pub struct PostgresSourceConfig {
     /// join the publication and are snapshotted. 0 turns the lookup off.
     #[serde(default = "default_table_discovery")]
     pub table_discovery_interval_secs: u64,
+}
+
+/// `source.on_slot_lost` (PostgreSQL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSlotLost {
+    #[default]
+    Stop,
+    Resnapshot,
 }
 
 fn yes() -> bool {

@@ -28,6 +28,7 @@ pub mod live;
 pub mod pgoutput;
 pub mod protocol;
 pub mod relation;
+pub mod slot_repair;
 pub mod snapshot;
 pub mod stream;
 pub mod tls;
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::config::{ConnectorConfig, PostgresSourceConfig, SnapshotMode};
+use crate::config::{ConnectorConfig, OnSlotLost, PostgresSourceConfig, SnapshotMode};
 use crate::core::checkpoint::SourceIdentity;
 use crate::core::position::{Lsn, Position};
 use crate::core::snapshot::{SnapshotKind, SnapshotProgress, TableProgress};
@@ -271,7 +272,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 return Err(SourceError::Fatal("the checkpoint is not a PostgreSQL checkpoint".into()).into());
             };
             let resnapshot = format!(
-                "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again.",
+                "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again; or set on_slot_lost = \"resnapshot\" for cdcd to do that itself, while streaming.",
                 cfg.checkpoint_dir().display(),
                 names.slot
             );
@@ -289,37 +290,40 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 ))
                 .into());
             }
-            let Some(s) = slot else {
-                return Err(SourceError::Fatal(format!(
-                    "replication slot `{}` no longer exists, but the checkpoint says cdcd had delivered changes up to {lsn}: changes made since then may have been lost with the slot. {resnapshot}",
-                    names.slot
-                ))
-                .into());
-            };
-            if s.wal_status.as_deref() == Some("lost") {
-                return Err(SourceError::Fatal(format!(
-                    "replication slot `{}` was invalidated by the server (wal_status = lost, usually max_slot_wal_keep_size): the WAL cdcd still needs is gone. {resnapshot}",
-                    names.slot
-                ))
-                .into());
-            }
-            if let Some(flush) = s.confirmed_flush {
-                if flush > lsn {
-                    return Err(SourceError::Fatal(format!(
-                        "replication slot `{}` is at {flush}, past cdcd's checkpoint {lsn} (recreated or advanced by someone else{}): the changes between may never be delivered. {resnapshot}",
-                        names.slot,
-                        slot_created_at.map(|c| format!("; cdcd created it at {c}")).unwrap_or_default()
-                    ))
-                    .into());
+            if let Some(why) = slot_repair::problem(&names.slot, slot.as_ref(), lsn, *slot_created_at) {
+                if pg.on_slot_lost != OnSlotLost::Resnapshot {
+                    return Err(SourceError::Fatal(format!("{why}. {resnapshot}")).into());
                 }
+                if let Some(s) = &slot {
+                    check_slot_owner(s, &names.slot, &system.database)?;
+                }
+                let at = slot_repair::recreate(
+                    &mut repl,
+                    &mut catalog,
+                    &names.slot,
+                    slot.as_ref(),
+                    &why,
+                    failover,
+                    &tables,
+                    &ctx,
+                    emitter,
+                )
+                .await?;
+                emitter.set_identity(identity(Some(at)));
+                let again = |name: String| TableProgress::pending(name, SnapshotKind::Incremental, None);
+                (at, all_tables(again))
+            } else {
+                let Some(s) = slot else {
+                    return Err(SourceError::Transient("the replication slot vanished while it was read".into()).into());
+                };
+                check_slot_owner(&s, &names.slot, &system.database)?;
+                if features.failover_slots {
+                    align_failover(&mut repl, &names.slot, &s, failover).await?;
+                }
+                emitter.set_identity(identity(*slot_created_at));
+                // A checkpoint from before snapshots were tracked: every table it knew was read.
+                (lsn, cp.snapshot.clone().unwrap_or_else(|| all_tables(TableProgress::streamed_only)))
             }
-            check_slot_owner(&s, &names.slot, &system.database)?;
-            if features.failover_slots {
-                align_failover(&mut repl, &names.slot, &s, failover).await?;
-            }
-            emitter.set_identity(identity(*slot_created_at));
-            // A checkpoint from before snapshots were tracked: every table it knew was read.
-            (lsn, cp.snapshot.clone().unwrap_or_else(|| all_tables(TableProgress::streamed_only)))
         }
         (None, Some(s)) if pg.snapshot == SnapshotMode::Initial => {
             check_slot_owner(s, &names.slot, &system.database)?;

@@ -1,0 +1,90 @@
+//! `on_slot_lost = "resnapshot"`: the slot the checkpoint needs is gone (a failover without slot
+//! sync, a drop), invalidated, or moved past the checkpoint, so the changes between are lost to
+//! cdcd. Instead of stopping, make a new slot and rebuild what consumers hold: first a TRUNCATE
+//! record per captured table, because what the gap changed is unknown, deletes included; then
+//! every table is snapshotted again while streaming from the new slot. A consumer that applies
+//! the records in order converges to the source. Never done silently: the log says why, and
+//! `cdcd_slots_recreated_total` counts it.
+
+use super::catalog::{quote_ident, Catalog, SlotInfo, TableRef};
+use super::conn::ReplicationConn;
+use super::relation::{SourceBlock, SourceContext};
+use crate::core::envelope::{now_us, Change, Op};
+use crate::core::position::{Lsn, Position};
+use crate::core::snapshot::SnapshotMarker;
+use crate::emit::Emitter;
+use crate::error::SessionError;
+
+/// Why the slot cannot continue from the checkpoint at `lsn`, or `None` if it can.
+pub fn problem(slot_name: &str, slot: Option<&SlotInfo>, lsn: Lsn, created_at: Option<Lsn>) -> Option<String> {
+    let Some(s) = slot else {
+        return Some(format!(
+            "replication slot `{slot_name}` no longer exists, but the checkpoint says cdcd had delivered changes up to {lsn}: changes made since then may have been lost with the slot"
+        ));
+    };
+    if s.wal_status.as_deref() == Some("lost") {
+        return Some(format!(
+            "replication slot `{slot_name}` was invalidated by the server (wal_status = lost, usually max_slot_wal_keep_size): the WAL cdcd still needs is gone"
+        ));
+    }
+    match s.confirmed_flush {
+        Some(flush) if flush > lsn => Some(format!(
+            "replication slot `{slot_name}` is at {flush}, past cdcd's checkpoint {lsn} (recreated or advanced by someone else{}): the changes between may never be delivered",
+            created_at.map(|c| format!("; cdcd created it at {c}")).unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// Replaces the slot (dropping what is left of it), writes the TRUNCATE records, and returns the
+/// new slot's consistent point; the caller then snapshots every table from there.
+#[allow(clippy::too_many_arguments)]
+pub async fn recreate(
+    repl: &mut ReplicationConn,
+    catalog: &mut Catalog,
+    slot_name: &str,
+    existing: Option<&SlotInfo>,
+    why: &str,
+    failover: bool,
+    tables: &[TableRef],
+    ctx: &SourceContext,
+    emitter: &mut Emitter,
+) -> Result<Lsn, SessionError> {
+    tracing::warn!(
+        slot = slot_name,
+        tables = tables.len(),
+        "{why}. on_slot_lost = \"resnapshot\": making a new slot, sending a TRUNCATE record for every captured table, and snapshotting them all again while streaming"
+    );
+    if existing.is_some() {
+        repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(slot_name))).await?;
+    }
+    let at = super::create_slot(repl, slot_name, failover).await?;
+    emitter.begin_at(format_args!("slot repair at {at}"), now_us())?;
+    for table in tables {
+        let meta = catalog.table_meta_by_name(table).await?;
+        let rel = super::snapshot::relation_of(catalog, &meta, ctx).await?;
+        let source = SourceBlock {
+            rel: &rel,
+            ts_us: now_us(),
+            snapshot: SnapshotMarker::No,
+            tx_id: None,
+            lsn: at,
+            commit_lsn: at,
+            index: emitter.next_index(),
+            last_commit_lsn: None,
+        };
+        let change = Change {
+            op: Op::Truncate,
+            key: None,
+            before: None,
+            after: None,
+            source: &source,
+            schema: rel.schema.as_ref(),
+            ts_us: now_us(),
+        };
+        emitter.emit(&rel.topic, &change).await?;
+    }
+    emitter.commit(Position::Postgres { lsn: at })?;
+    emitter.metrics().slot_recreated();
+    Ok(at)
+}
