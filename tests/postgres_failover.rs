@@ -107,6 +107,7 @@ struct Setup {
     url: String,
     broker: Broker,
     topic: String,
+    cfg: std::path::PathBuf,
     daemon: Daemon,
     _dir: tempfile::TempDir,
 }
@@ -150,7 +151,7 @@ async fn setup(endpoint: &Endpoint, ports: (u16, u16), name: &str, extra_source:
     let daemon = Daemon::start(&cfg);
     let snap = read_topics(&broker.bootstrap, &[&topic], SEED_ROWS as usize, 60);
     assert_eq!(snap.len(), SEED_ROWS as usize, "snapshot; log:\n{}", daemon.logs());
-    Setup { primary, standby, proxy, url, broker, topic, daemon, _dir: dir }
+    Setup { primary, standby, proxy, url, broker, topic, cfg, daemon, _dir: dir }
 }
 
 impl Setup {
@@ -168,7 +169,10 @@ impl Setup {
 /// `slot_synced` the standby must hold a synced slot before the failover, without it it must
 /// not (and cdcd repairs with `on_slot_lost = "resnapshot"`).
 async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_source: &str, slot_synced: bool) {
-    let s = setup(&endpoint, ports, name, extra_source).await;
+    let mut s = setup(&endpoint, ports, name, extra_source).await;
+    let created = |cp: &Value| cp["source"]["slot_created_at"].clone();
+    assert!(wait_until(Duration::from_secs(30), || checkpoint(s._dir.path(), name).is_some()), "no checkpoint");
+    let first_slot = checkpoint(s._dir.path(), name).map(|cp| created(&cp)).unwrap_or_default();
     let stop = Arc::new(AtomicBool::new(false));
     let promoted = Arc::new(Mutex::new(None));
     let acked = Arc::new(Mutex::new(Acked::default()));
@@ -209,6 +213,26 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
         assert!(Instant::now() < deadline, "no row committed after the promotion arrived; log:\n{}", s.daemon.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let mut earlier_log = String::new();
+    if !slot_synced {
+        // A kill -9 inside the re-snapshot the repair started, once the repair is checkpointed
+        // (the checkpoint names the new slot): the checkpoint must say the tables are to be read
+        // again, and the restart must carry the re-snapshot on.
+        let repaired = wait_until(Duration::from_secs(30), || {
+            checkpoint(s._dir.path(), name).is_some_and(|cp| created(&cp) != first_slot)
+        });
+        assert!(repaired, "no checkpoint of the repair; log:\n{}", s.daemon.logs());
+        let pending = checkpoint(s._dir.path(), name).is_some_and(|cp| {
+            cp["snapshot"]["tables"].as_array().is_some_and(|t| t.iter().any(|t| t["done"] == false))
+        });
+        assert!(pending, "the checkpoint after the repair does not ask for the re-snapshot; log:\n{}", s.daemon.logs());
+        unsafe {
+            libc::kill(s.daemon.pid() as i32, libc::SIGKILL);
+        }
+        assert!(wait_until(Duration::from_secs(10), || !s.daemon.is_running()), "cdcd survived SIGKILL");
+        earlier_log = s.daemon.logs();
+        s.daemon = Daemon::start(&s.cfg);
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -246,7 +270,7 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
         resumed.as_secs_f64()
     );
     assert!(resumed < Duration::from_secs(30), "streaming resumed {resumed:?} after the promotion");
-    let log = s.daemon.logs();
+    let log = earlier_log + &s.daemon.logs();
     let repaired = log.contains("on_slot_lost = \"resnapshot\": making a new slot");
     assert_eq!(repaired, !slot_synced, "a slot repair happened exactly when the slot was not synced; log:\n{log}");
     assert_eq!(s.daemon.stop(), Some(0), "cdcd kept running through the failover");
@@ -313,6 +337,7 @@ async fn pg17_failover_through_a_multi_host_url() {
 /// deletes made in the gap included.
 #[tokio::test(flavor = "multi_thread")]
 async fn pg17_without_slot_sync_resnapshot_repairs_and_the_replica_converges() {
-    let extra = "slot_failover = false\non_slot_lost = \"resnapshot\"";
+    // Slow snapshots, so the kill -9 after the repair lands inside the re-snapshot.
+    let extra = "slot_failover = false\non_slot_lost = \"resnapshot\"\nsnapshot_max_rows_per_sec = 100\nsnapshot_chunk_rows = 50";
     failover(Endpoint::MovingProxy, (25641, 25642), "forepair", extra, false).await;
 }

@@ -384,6 +384,16 @@ impl Catalog {
         }))
     }
 
+    /// Whether the server is a standby.
+    pub async fn in_recovery(&self) -> Result<bool, SourceError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| sql_err("pg_is_in_recovery", e))?;
+        Ok(row.get(0))
+    }
+
     /// What the server's version offers (see [`Features`]).
     pub async fn features(&self) -> Result<Features, SourceError> {
         let num = self.setting("server_version_num").await?;

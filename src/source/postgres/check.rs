@@ -177,7 +177,12 @@ fn failover_finding(slot: &str, failover: Option<bool>, wanted: bool) -> Finding
 async fn standby_findings(c: &tokio_postgres::Client) -> Vec<Finding> {
     let mut out = Vec::new();
     let standbys = c
-        .query("SELECT coalesce(application_name, ''), coalesce(state, '') FROM pg_stat_replication", &[])
+        .query(
+            // Physical walsenders only: logical ones (cdcd's own among them) are no standbys.
+            "SELECT coalesce(application_name, ''), coalesce(state, '') FROM pg_stat_replication \
+             WHERE pid NOT IN (SELECT active_pid FROM pg_replication_slots WHERE slot_type = 'logical' AND active_pid IS NOT NULL)",
+            &[],
+        )
         .await
         .map(|rows| {
             rows.iter().map(|r| format!("{} ({})", r.get::<_, String>(0), r.get::<_, String>(1))).collect::<Vec<_>>()

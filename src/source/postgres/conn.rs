@@ -221,9 +221,9 @@ impl ReplicationConn {
                     Err(err) => failures.push(format!("{}:{}: {err}", e.host, e.port)),
                 },
                 Ok(conn) => return Ok(conn),
-                // A definite error (a bad password, a refused TLS certificate) holds for every
-                // server of the list.
-                Err(err @ SourceError::Fatal(_)) => return Err(err),
+                // A definite error (a bad password, pg_hba.conf, a refused TLS certificate) holds
+                // for every server of the list.
+                Err(err) if !err.is_transient() => return Err(err),
                 Err(err) => failures.push(format!("{}:{}: {err}", e.host, e.port)),
             }
         }

@@ -222,6 +222,13 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let params = ConnParams::from_url(&url, timeout)?;
     let names = names(cfg, pg);
     let mut catalog = Catalog::connect(&url, &names.application, timeout).await?;
+    if catalog.in_recovery().await? {
+        // A failover in progress, or an endpoint that has not moved yet: the primary comes back.
+        return Err(SourceError::Transient(
+            "the server is a standby (in recovery) and cdcd needs the primary: waiting for a promotion or for the endpoint to move. If this lasts, point source.url at the primary, or list every server with target_session_attrs=read-write".into(),
+        )
+        .into());
+    }
     let mut selection = preflight(&catalog, pg).await?;
     let signal = live::signal_table(&catalog, pg).await?;
     if let Some(s) = &signal {
@@ -239,6 +246,10 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let system = identify(&mut repl).await?;
     let features = catalog.features().await?;
     let failover = features.failover_slots && pg.slot_failover;
+    // Before anything touches the slot (a repair drops it, ALTER changes it): a silent session
+    // of ours still holding it would make those wait.
+    let previous = *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner());
+    release_stale_walsender(&catalog, &names.slot, previous, timeout).await?;
     let slot = catalog.slot(&names.slot).await?;
     let ctx = SourceContext {
         connector: cfg.name.clone(),
@@ -297,21 +308,21 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 if let Some(s) = &slot {
                     check_slot_owner(s, &names.slot, &system.database)?;
                 }
-                let at = slot_repair::recreate(
-                    &mut repl,
-                    &mut catalog,
-                    &names.slot,
-                    slot.as_ref(),
-                    &why,
+                // Numbered past the checkpoint's plan: only a later step replaces it.
+                let mut plan = all_tables(|name| TableProgress::pending(name, SnapshotKind::Incremental, None));
+                plan.step = cp.snapshot.as_ref().map_or(0, |s| s.step) + 1;
+                let repair = slot_repair::Repair {
+                    slot_name: &names.slot,
+                    existing: slot.as_ref(),
+                    why: &why,
+                    checkpoint: lsn,
                     failover,
-                    &tables,
-                    &ctx,
-                    emitter,
-                )
-                .await?;
+                    tables: &tables,
+                    plan: &plan,
+                };
+                let at = repair.run(&mut repl, &mut catalog, &ctx, emitter, &resnapshot).await?;
                 emitter.set_identity(identity(Some(at)));
-                let again = |name: String| TableProgress::pending(name, SnapshotKind::Incremental, None);
-                (at, all_tables(again))
+                (at, plan)
             } else {
                 let Some(s) = slot else {
                     return Err(SourceError::Transient("the replication slot vanished while it was read".into()).into());
@@ -404,8 +415,6 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         features.pgoutput_options(),
         quote_literal(&publications.join(","))
     );
-    let previous = *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner());
-    release_stale_walsender(&catalog, &names.slot, previous, timeout).await?;
     let walsender = repl.backend_pid();
     let (reader, writer) = repl.start_replication(&sql).await?;
     *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner()) = walsender;
