@@ -36,7 +36,7 @@ enum Endpoint {
 #[derive(Default)]
 struct Acked {
     rows: BTreeMap<i64, String>,
-    first_after_promotion: Option<(i64, Instant)>,
+    first_after_promotion: Option<i64>,
 }
 
 async fn superuser(server: &OwnServer, db: &str) -> tokio_postgres::Client {
@@ -48,7 +48,7 @@ async fn superuser(server: &OwnServer, db: &str) -> tokio_postgres::Client {
 fn spawn_writer(
     url: String,
     stop: Arc<AtomicBool>,
-    promoted: Arc<Mutex<Option<Instant>>>,
+    promoted: Arc<AtomicBool>,
     acked: Arc<Mutex<Acked>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -63,7 +63,7 @@ fn spawn_writer(
             while !stop.load(Ordering::Relaxed) {
                 let (id, old) = (next, rng.range(1, next as u64) as i64);
                 let (v, u) = (format!("new-{id}"), format!("upd-{id}"));
-                let started = *promoted.lock().unwrap();
+                let after_promotion = promoted.load(Ordering::Relaxed);
                 // Deletes take seed rows only, so an inserted row that is missing was lost.
                 let delete = match rng.range(0, 5) {
                     0 => format!("DELETE FROM t WHERE id = {};", rng.range(1, SEED_ROWS as u64 + 1)),
@@ -80,8 +80,8 @@ fn spawn_writer(
                 {
                     let mut a = acked.lock().unwrap();
                     a.rows.insert(id, v);
-                    if let Some(at) = started.filter(|_| a.first_after_promotion.is_none()) {
-                        a.first_after_promotion = Some((id, at));
+                    if after_promotion && a.first_after_promotion.is_none() {
+                        a.first_after_promotion = Some(id);
                     }
                 }
                 next += 1;
@@ -174,7 +174,7 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
     assert!(wait_until(Duration::from_secs(30), || checkpoint(s._dir.path(), name).is_some()), "no checkpoint");
     let first_slot = checkpoint(s._dir.path(), name).map(|cp| created(&cp)).unwrap_or_default();
     let stop = Arc::new(AtomicBool::new(false));
-    let promoted = Arc::new(Mutex::new(None));
+    let promoted = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Acked::default()));
     let writer = spawn_writer(s.url.clone(), stop.clone(), promoted.clone(), acked.clone());
 
@@ -195,13 +195,13 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
     s.fail_over(&endpoint);
     let promotion = Instant::now();
     let promotion_ms = now_ms();
-    *promoted.lock().unwrap() = Some(promotion);
+    promoted.store(true, Ordering::Relaxed);
 
     // Streaming resumes on the new primary: a row committed after the promotion arrives. When
     // cdcd sent it is its `ts_ms` (cdcd's clock, this machine's).
     let deadline = promotion + Duration::from_secs(60);
     let (first_id, resumed) = loop {
-        let first = acked.lock().unwrap().first_after_promotion.map(|(id, _)| id);
+        let first = acked.lock().unwrap().first_after_promotion;
         if let Some(id) = first {
             let all = read_all(&s.broker.bootstrap, &s.topic);
             let sent = all.iter().find(|r| r.key == Some(json!({ "id": id }))).and_then(|r| r.value.clone());
