@@ -278,6 +278,9 @@ async fn boundary(
     Ok(Some(key_text(t, &cells)?))
 }
 
+/// MySQL's "Table definition has changed, please retry transaction".
+const ER_TABLE_DEF_CHANGED: u16 = 1412;
+
 async fn read_pieces(
     r: &mut Reader,
     settings: &ReadSettings,
@@ -288,15 +291,31 @@ async fn read_pieces(
 ) -> Result<(), SourceError> {
     let what = format!("snapshot: reading {}", t.name);
     let q = |e| my_err(&what, e);
-    let (lo, at) = if settings.info.mariadb {
-        r.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(q)?;
-        let at = mariadb_snapshot_position(&mut r.conn).await.map_err(q)?;
-        (at.clone(), at)
-    } else {
-        let lo = current_position(&mut r.conn, &settings.info).await?;
-        r.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(q)?;
-        let hi = current_position(&mut r.conn, &settings.info).await?;
-        (lo, hi)
+    let mut attempt = 0;
+    let (lo, at) = loop {
+        let (lo, at) = if settings.info.mariadb {
+            r.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(q)?;
+            let at = mariadb_snapshot_position(&mut r.conn).await.map_err(q)?;
+            (at.clone(), at)
+        } else {
+            let lo = current_position(&mut r.conn, &settings.info).await?;
+            r.conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(q)?;
+            let hi = current_position(&mut r.conn, &settings.info).await?;
+            (lo, hi)
+        };
+        // The first touch takes the table's metadata lock, held until COMMIT. A table altered
+        // after the read view opened cannot be read in it (MySQL error 1412, "Table definition
+        // has changed"): a new transaction, whose read view sees the ALTER, reads the chunk.
+        // The touch reads a row (`LIMIT 0` never reaches InnoDB, which is where 1412 comes from).
+        match r.conn.query_drop(format!("SELECT 1 FROM {} LIMIT 1", t.from())).await {
+            Ok(()) => break (lo, at),
+            Err(mysql_async::Error::Server(e)) if e.code == ER_TABLE_DEF_CHANGED && attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(table = %t.name, "the table was altered as the chunk's transaction opened; reading it in a new one");
+                r.conn.query_drop("ROLLBACK").await.map_err(q)?;
+            }
+            Err(e) => return Err(q(e)),
+        }
     };
     let t = &as_read(r, settings, t).await?;
     // The GTID set read with `lo` (MySQL's status row gives both at once): committed, so seen.
@@ -355,9 +374,9 @@ async fn read_pieces(
     Ok(())
 }
 
-/// The table as the chunk whose transaction is open reads it. A first touch of the table takes
-/// its metadata lock, held until COMMIT, so no DDL changes it while the chunk reads; then the
-/// columns' fingerprint is compared with the one the last chunk saw, and on a change (a column
+/// The table as the chunk whose transaction is open reads it. The caller's first touch of the
+/// table took its metadata lock, held until COMMIT, so no DDL changes it while the chunk reads;
+/// the columns' fingerprint is compared with the one the last chunk saw, and on a change (a column
 /// added, dropped or retyped while the snapshot runs) the definition is read again. Rows read
 /// after an ALTER with the columns from before it would lack the new column, and a snapshot
 /// row emitted after the stream's newer events for the same key would take its value away.
@@ -368,7 +387,6 @@ async fn read_pieces(
 async fn as_read(r: &mut Reader, settings: &ReadSettings, t: &TablePlan) -> Result<TablePlan, SourceError> {
     let what = format!("snapshot: reading the columns of {}", t.name);
     let q = |e| my_err(&what, e);
-    r.conn.query_drop(format!("SELECT 1 FROM {} LIMIT 0", t.from())).await.map_err(q)?;
     let fingerprint: Option<Option<String>> = r
         .conn
         .exec_first(
