@@ -35,7 +35,7 @@ cargo test --no-fail-fast -- --test-threads=4 "$@"
 # The conformance subset per PostgreSQL major (PG_MAJOR: scripts/pg.sh and the tests' own
 # servers use that version too). Ports below the ephemeral range.
 subset=(--test postgres_stream --test debezium_encoding --test keyless_tables --test incremental_snapshots
-  --test crash_loops --test postgres_resilience --test postgres_tls --test postgres_versions)
+  --test crash_loops --test postgres_resilience --test postgres_tls --test postgres_versions --test postgres_standby)
 skip=(--skip mariadb --skip mysql97 --skip json_logs --skip wal_level_not_logical --skip broker_outage)
 failed=()
 for major in ${CDCD_TEST_PG_MATRIX-14 16 17 18}; do

@@ -161,6 +161,12 @@ pub struct PostgresSourceConfig {
     /// table again while streaming, so consumers converge without a person.
     #[serde(default)]
     pub on_slot_lost: OnSlotLost,
+    /// Write nothing to the source: no publication or slot changes beyond the slot itself, and
+    /// snapshot chunks tied to the log by positions read instead of a watermark written. Needed
+    /// to decode from a physical standby (PostgreSQL 16+, the publication made on the primary),
+    /// and for sources cdcd may not write to.
+    #[serde(default)]
+    pub read_only: bool,
     /// How often to send a standby status update even when nothing changed, in seconds.
     #[serde(default = "default_status_interval")]
     pub status_interval_secs: u64,
@@ -595,6 +601,13 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
                         return Err(ConfigError::invalid(path, key, "use 1-63 lower-case letters, digits and `_`"));
                     }
                 }
+            }
+            if pg.read_only && pg.heartbeat_interval_secs > 0 {
+                return Err(ConfigError::invalid(
+                    path,
+                    "source.heartbeat_interval_secs",
+                    "a heartbeat writes to the source, which source.read_only forbids: set it to 0",
+                ));
             }
             if pg.status_interval_secs == 0 {
                 return Err(ConfigError::invalid(path, "source.status_interval_secs", "must be at least 1"));

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod debezium;
+pub mod differential;
 pub mod http;
 pub mod kafka;
 pub mod own_server;

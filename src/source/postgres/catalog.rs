@@ -99,6 +99,11 @@ pub struct Catalog {
     client: Client,
     /// Types by (oid, modifier), enums excepted.
     types: HashMap<(u32, i32), PgType>,
+    /// The streamed publications publish stored generated columns (PostgreSQL 18+), so the
+    /// snapshot reads them too: a table's columns are the same in both.
+    generated: bool,
+    /// Publications cdcd creates publish stored generated columns (the server has them, 18+).
+    create_generated: bool,
 }
 
 pub fn sql_err(context: &str, e: tokio_postgres::Error) -> SourceError {
@@ -182,7 +187,44 @@ impl Catalog {
                 tracing::debug!("catalog connection ended: {e}");
             }
         });
-        Ok(Self { client, types: HashMap::new() })
+        Ok(Self { client, types: HashMap::new(), generated: false, create_generated: false })
+    }
+
+    /// Whether the columns read include stored generated ones: as the streamed publications
+    /// publish them (see [`Catalog::publishes_generated`]).
+    pub fn set_generated_columns(&mut self, published: bool) {
+        self.generated = published;
+    }
+
+    /// Publications cdcd creates publish stored generated columns (PostgreSQL 18+).
+    pub fn create_publications_with_generated_columns(&mut self, yes: bool) {
+        self.create_generated = yes;
+    }
+
+    /// The `pg_attribute` condition for the columns a row has: stored generated columns count
+    /// when the publications publish them.
+    pub fn column_filter(&self) -> &'static str {
+        if self.generated {
+            "attgenerated IN ('', 's')"
+        } else {
+            "attgenerated = ''"
+        }
+    }
+
+    /// Whether any of `publications` publishes stored generated columns (PostgreSQL 18+).
+    pub async fn publishes_generated(&self, features: &Features, publications: &[String]) -> Result<bool, SourceError> {
+        if !features.generated_columns {
+            return Ok(false);
+        }
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(bool_or(pubgencols = 's'), false) FROM pg_publication WHERE pubname = ANY($1)",
+                &[&publications],
+            )
+            .await
+            .map_err(|e| sql_err("reading the publications' generated-column setting", e))?;
+        Ok(row.get(0))
     }
 
     pub fn client(&self) -> &Client {
@@ -253,15 +295,12 @@ impl Catalog {
             .ok_or_else(|| SourceError::Fatal(format!("relation {oid} no longer exists")))?;
         let table = TableRef { schema: head.get(0), name: head.get(1) };
         let replica_identity = head.get::<_, String>(2).chars().next().unwrap_or('d');
-        let cols = self
-            .client
-            .query(
-                "SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute WHERE attrelid = $1 \
-                 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-                &[&oid],
-            )
-            .await
-            .map_err(|e| sql_err("reading columns", e))?;
+        let sql = format!(
+            "SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute WHERE attrelid = $1 \
+             AND attnum > 0 AND NOT attisdropped AND {} ORDER BY attnum",
+            self.column_filter()
+        );
+        let cols = self.client.query(sql.as_str(), &[&oid]).await.map_err(|e| sql_err("reading columns", e))?;
         let columns = cols
             .iter()
             .map(|r| ColumnMeta { name: r.get(0), type_oid: r.get(1), typmod: r.get(2), not_null: r.get(3) })
@@ -443,8 +482,15 @@ impl Catalog {
             if !all.is_empty() {
                 sql.push_str(&format!(" FOR TABLE {}", list(&all)));
             }
+            let mut with = Vec::new();
             if let Some(p) = publish {
-                sql.push_str(&format!(" WITH (publish = {})", quote_literal(p)));
+                with.push(format!("publish = {}", quote_literal(p)));
+            }
+            if self.create_generated {
+                with.push("publish_generated_columns = stored".to_string());
+            }
+            if !with.is_empty() {
+                sql.push_str(&format!(" WITH ({})", with.join(", ")));
             }
             self.client
                 .batch_execute(&sql)

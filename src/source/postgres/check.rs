@@ -63,6 +63,10 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
             fail(format!("PostgreSQL {}", f.version), "PostgreSQL 10 or newer is required")
         });
     }
+    let in_recovery = catalog.in_recovery().await.unwrap_or(false);
+    if in_recovery {
+        out.extend(on_standby_findings(c, pg.read_only, features.as_ref()).await);
+    }
     match catalog.setting("wal_level").await {
         Ok(l) if l == "logical" => out.push(ok("wal_level = logical")),
         Ok(l) => out.push(fail(
@@ -76,14 +80,15 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         Ok(_) => out.push(fail("user lacks the REPLICATION attribute", "ALTER ROLE <user> REPLICATION")),
         Err(e) => out.push(fail(format!("reading role: {e}"), "check the user's privileges")),
     }
-    match catalog.resolve_tables(&pg.tables).await {
+    let resolved = catalog.resolve_tables(&pg.tables).await;
+    match &resolved {
         Ok(tables) if tables.is_empty() => {
             out.push(fail(format!("no table matches {:?}", pg.tables), "create the tables or fix source.tables"))
         }
         Ok(tables) => {
             out.push(ok(format!("{} table(s) match source.tables", tables.len())));
             let keys = KeyColumns::new(&pg.key_columns);
-            for t in &tables {
+            for t in tables {
                 match catalog.table_meta_by_name(t).await {
                     Ok(m) => out.push(table_finding(t, &m, &keys)),
                     Err(e) => out.push(fail(format!("{t}: {e}"), "grant SELECT on the table")),
@@ -106,7 +111,14 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
         .ok()
         .flatten()
         .is_some();
-    if pub_exists {
+    if let Some(f) = features.as_ref().filter(|f| f.generated_columns && pub_exists) {
+        let publishes = catalog.publishes_generated(f, std::slice::from_ref(&n.publication)).await;
+        out.push(generated_finding(&n.publication, publishes));
+    }
+    if pg.read_only {
+        let tables = resolved.as_deref().unwrap_or_default();
+        out.push(read_only_publication_finding(&catalog, &n, tables).await);
+    } else if pub_exists {
         out.push(ok(format!("publication {} exists", n.publication)));
     } else {
         match c.query_one("SELECT has_database_privilege(current_database(), 'CREATE')", &[]).await {
@@ -133,7 +145,7 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
             Err(e) => out.push(fail(format!("counting slots: {e}"), "check privileges")),
         },
     }
-    if features.is_some_and(|f| f.failover_slots) && pg.slot_failover {
+    if features.is_some_and(|f| f.failover_slots) && pg.slot_failover && !in_recovery {
         out.extend(standby_findings(c).await);
     }
     match ConnParams::from_url(&url, timeout) {
@@ -206,6 +218,59 @@ async fn standby_findings(c: &tokio_postgres::Client) -> Vec<Finding> {
         Err(e) => out.push(Finding::note(format!("synchronized_standby_slots: {e}"), "check privileges")),
     }
     out
+}
+
+/// Decoding from the standby `source.url` reaches (PostgreSQL 16+, `source.read_only`).
+async fn on_standby_findings(
+    c: &tokio_postgres::Client,
+    read_only: bool,
+    features: Option<&super::features::Features>,
+) -> Vec<Finding> {
+    if !read_only {
+        return vec![fail(
+            "the server is a standby (in recovery): cdcd would wait for it to be promoted",
+            "point source.url at the primary, or set source.read_only = true to decode from this standby (PostgreSQL 16+)",
+        )];
+    }
+    if features.is_some_and(|f| !f.standby_decoding) {
+        return vec![fail(
+            "the server is a standby, and logical decoding on a standby needs PostgreSQL 16 or later",
+            "point source.url at the primary (source.read_only keeps cdcd from writing there)",
+        )];
+    }
+    let mut out = vec![ok(
+        "decoding from a physical standby (source.read_only): the publication comes from the primary; the slot is made here, and its creation waits for the primary to log a running-transactions record (SELECT pg_log_standby_snapshot() on an idle primary)",
+    )];
+    match c.query_one("SELECT current_setting('hot_standby_feedback')", &[]).await.map(|r| r.get::<_, String>(0)) {
+        Ok(v) if v == "on" => out.push(ok("hot_standby_feedback = on: the primary keeps the catalog rows the slot decodes with")),
+        Ok(v) => out.push(fail(
+            format!("hot_standby_feedback = {v}: the primary may vacuum catalog rows the slot still needs, and the server then invalidates the slot"),
+            "set hot_standby_feedback = on on the standby, with a physical slot on the primary (primary_slot_name)",
+        )),
+        Err(e) => out.push(Finding::note(format!("hot_standby_feedback: {e}"), "check privileges")),
+    }
+    out
+}
+
+/// Whether the publication publishes stored generated columns (PostgreSQL 18+).
+fn generated_finding(publication: &str, publishes: Result<bool, crate::error::SourceError>) -> Finding {
+    match publishes {
+        Ok(true) => ok(format!("publication {publication} publishes stored generated columns: they are captured, in snapshots too")),
+        Ok(false) => Finding::note(
+            format!("publication {publication} does not publish generated columns: they are left out of every event"),
+            format!("to capture them: ALTER PUBLICATION {publication} SET (publish_generated_columns = stored) (publications cdcd creates on PostgreSQL 18 do)"),
+        ),
+        Err(e) => Finding::note(format!("publication {publication}: {e}"), "check privileges"),
+    }
+}
+
+/// With `source.read_only` the publications must already hold every table.
+async fn read_only_publication_finding(catalog: &Catalog, n: &super::Names, tables: &[TableRef]) -> Finding {
+    let selection = super::Selection { full: tables.to_vec(), insert_only: Vec::new() };
+    match super::read_only::publications(catalog, n, &selection).await {
+        Ok(p) => ok(format!("source.read_only: publication(s) {} hold every table; cdcd changes none", p.join(", "))),
+        Err(e) => fail(e.to_string(), "create or extend the publication on the primary, as the message says"),
+    }
 }
 
 /// What will be captured of one table, and why.

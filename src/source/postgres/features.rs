@@ -38,6 +38,10 @@ pub struct Features {
     pub failover_slots: bool,
     /// Publications `FOR TABLES IN SCHEMA` (15+).
     pub schema_publications: bool,
+    /// Logical decoding on a physical standby (16+): a slot made there, changes decoded there.
+    pub standby_decoding: bool,
+    /// Publications that publish stored generated columns (`publish_generated_columns`, 18+).
+    pub generated_columns: bool,
 }
 
 impl Features {
@@ -49,6 +53,8 @@ impl Features {
             messages: major >= 14,
             failover_slots: major >= 17,
             schema_publications: major >= 15,
+            standby_decoding: major >= 16,
+            generated_columns: major >= 18,
         }
     }
 
@@ -69,12 +75,14 @@ impl Features {
     /// What `cdcd check` says about the protocol.
     pub fn describe(&self) -> String {
         format!(
-            "PostgreSQL {}: pgoutput protocol {} (the server speaks 1-{}; cdcd needs only committed transactions, which protocol 1 carries), logical decoding messages {}, failover slots {}",
+            "PostgreSQL {}: pgoutput protocol {} (the server speaks 1-{}; cdcd needs only committed transactions, which protocol 1 carries), logical decoding messages {}, failover slots {}, decoding on a standby {}, generated columns {}",
             self.version,
             self.proto_version,
             self.server_proto_version(),
             if self.messages { "on (snapshots while streaming)" } else { "unavailable (no snapshots: PostgreSQL 14 or later needed)" },
             if self.failover_slots { "available" } else { "unavailable (PostgreSQL 17 or later)" },
+            if self.standby_decoding { "available" } else { "unavailable (PostgreSQL 16 or later)" },
+            if self.generated_columns { "publishable" } else { "never published (PostgreSQL 18 or later)" },
         )
     }
 }

@@ -34,6 +34,8 @@ pub struct LiveTables {
     discovery: Option<Duration>,
     next_discovery: Instant,
     chunk_rows: u32,
+    /// `source.read_only`: publications are not changed; a new table is captured once one holds it.
+    read_only: Option<ReadOnly>,
     /// Signals read in the open transaction, acted on at its commit.
     signals: signal::Pending,
 }
@@ -48,6 +50,14 @@ pub struct LiveSettings<'a> {
     pub signal: Option<TableRef>,
     pub discovery_secs: u64,
     pub chunk_rows: u32,
+    pub read_only: bool,
+}
+
+/// What read-only discovery keeps: the publications streamed, and the tables already named
+/// as missing from them (each is named once).
+struct ReadOnly {
+    publications: Vec<String>,
+    told: BTreeSet<TableRef>,
 }
 
 impl LiveTables {
@@ -64,6 +74,7 @@ impl LiveTables {
             next_discovery: Instant::now() + discovery.unwrap_or_default(),
             discovery,
             chunk_rows: s.chunk_rows,
+            read_only: s.read_only.then(|| ReadOnly { publications: s.publications.to_vec(), told: BTreeSet::new() }),
             signals: signal::Pending::default(),
         }
     }
@@ -172,6 +183,15 @@ impl LiveTables {
             .collect();
         let mut added = Vec::new();
         for t in new {
+            if let Some(ro) = self.read_only.as_mut() {
+                if !super::read_only::may_capture(catalog, &ro.publications, &t, &mut ro.told).await? {
+                    continue;
+                }
+                tracing::info!(table = %t, "new table matches source.tables: captured from now on, its existing rows snapshotted while streaming");
+                self.captured.insert(t.clone());
+                added.push(t);
+                continue;
+            }
             let meta = catalog.table_meta_by_name(&t).await?;
             if meta.publishes_updates() {
                 catalog.ensure_publication(&self.publication, std::slice::from_ref(&t), None, true).await?;

@@ -27,6 +27,7 @@ pub mod features;
 pub mod live;
 pub mod pgoutput;
 pub mod protocol;
+pub mod read_only;
 pub mod relation;
 pub mod slot_repair;
 pub mod snapshot;
@@ -222,11 +223,20 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let params = ConnParams::from_url(&url, timeout)?;
     let names = names(cfg, pg);
     let mut catalog = Catalog::connect(&url, &names.application, timeout).await?;
-    if catalog.in_recovery().await? {
+    let features = catalog.features().await?;
+    let standby = catalog.in_recovery().await?;
+    if standby && !pg.read_only {
         // A failover in progress, or an endpoint that has not moved yet: the primary comes back.
         return Err(SourceError::Transient(
-            "the server is a standby (in recovery) and cdcd needs the primary: waiting for a promotion or for the endpoint to move. If this lasts, point source.url at the primary, or list every server with target_session_attrs=read-write".into(),
+            "the server is a standby (in recovery) and cdcd needs the primary: waiting for a promotion or for the endpoint to move. If this lasts, point source.url at the primary, or list every server with target_session_attrs=read-write; to decode from this standby (PostgreSQL 16+), set source.read_only = true".into(),
         )
+        .into());
+    }
+    if standby && !features.standby_decoding {
+        return Err(SourceError::Fatal(format!(
+            "the server is a standby running PostgreSQL {}, and logical decoding on a standby needs PostgreSQL 16 or later: point source.url at the primary (source.read_only still keeps cdcd from writing there)",
+            features.version
+        ))
         .into());
     }
     let mut selection = preflight(&catalog, pg).await?;
@@ -240,12 +250,19 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     if let Some(s) = &signal {
         selection.full.push(s.clone());
     }
-    let publications = reconcile_publications(&catalog, &names, &selection).await?;
+    let publications = if pg.read_only {
+        read_only::publications(&catalog, &names, &selection).await?
+    } else {
+        catalog.create_publications_with_generated_columns(features.generated_columns);
+        reconcile_publications(&catalog, &names, &selection).await?
+    };
+    let generated_columns = catalog.publishes_generated(&features, &publications).await?;
+    catalog.set_generated_columns(generated_columns);
 
     let mut repl = ReplicationConn::connect(&params, &names.application).await?;
     let system = identify(&mut repl).await?;
-    let features = catalog.features().await?;
-    let failover = features.failover_slots && pg.slot_failover;
+    // A slot made on a standby cannot be a failover slot (it is not the primary's to sync).
+    let slot_kind = SlotKind { failover: features.failover_slots && pg.slot_failover && !standby, on_standby: standby };
     // Before anything touches the slot (a repair drops it, ALTER changes it): a silent session
     // of ours still holding it would make those wait.
     let previous = *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner());
@@ -316,7 +333,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                     existing: slot.as_ref(),
                     why: &why,
                     checkpoint: lsn,
-                    failover,
+                    kind: slot_kind,
                     tables: &tables,
                     plan: &plan,
                 };
@@ -328,8 +345,8 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                     return Err(SourceError::Transient("the replication slot vanished while it was read".into()).into());
                 };
                 check_slot_owner(&s, &names.slot, &system.database)?;
-                if features.failover_slots {
-                    align_failover(&mut repl, &names.slot, &s, failover).await?;
+                if features.failover_slots && !standby {
+                    align_failover(&mut repl, &names.slot, &s, slot_kind.failover).await?;
                 }
                 emitter.set_identity(identity(*slot_created_at));
                 // A checkpoint from before snapshots were tracked: every table it knew was read.
@@ -340,7 +357,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             check_slot_owner(s, &names.slot, &system.database)?;
             tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier start did not get to its first checkpoint; dropping the slot and starting again");
             repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
-            let at = create_slot(&mut repl, &names.slot, failover).await?;
+            let at = create_slot(&mut repl, &names.slot, slot_kind).await?;
             emitter.set_identity(identity(Some(at)));
             (at, all_tables(initial))
         }
@@ -352,7 +369,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             (at, all_tables(TableProgress::streamed_only))
         }
         (None, None) => {
-            let at = create_slot(&mut repl, &names.slot, failover).await?;
+            let at = create_slot(&mut repl, &names.slot, slot_kind).await?;
             emitter.set_identity(identity(Some(at)));
             let f = if pg.snapshot == SnapshotMode::Initial { initial } else { TableProgress::streamed_only };
             (at, all_tables(f))
@@ -397,6 +414,8 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             statement_timeout: tuning.statement_timeout,
             connector: cfg.name.clone(),
             ctx: ctx.clone(),
+            read_only: pg.read_only,
+            generated_columns,
         };
         snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start)
     });
@@ -439,9 +458,12 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         signal,
         discovery_secs: pg.table_discovery_interval_secs,
         chunk_rows: tuning.chunk_rows,
+        read_only: pg.read_only,
     });
-    let streamer =
-        stream::Streamer::new(&mut catalog, ctx, emitter, start).with_snapshot(snapshotter).with_live_tables(live);
+    let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start)
+        .with_snapshot(snapshotter)
+        .with_live_tables(live)
+        .with_read_only_watermarks(pg.read_only);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
     streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await
 }
@@ -456,24 +478,37 @@ fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), S
     Ok(())
 }
 
-/// Creates the slot, a failover slot if `failover` (PostgreSQL 17+: standbys with
-/// `sync_replication_slots` keep a copy, so a promoted standby still has it); returns its
-/// consistent point. No snapshot is exported: snapshots are read in chunks while streaming.
-async fn create_slot(repl: &mut ReplicationConn, slot: &str, failover: bool) -> Result<Lsn, SourceError> {
-    let options = if failover { "(SNAPSHOT 'nothing', FAILOVER true)" } else { "NOEXPORT_SNAPSHOT" };
-    let rows = repl
-        .simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {options}", quote_ident(slot)))
-        .await
-        .map_err(|e| match e {
-            // configuration_limit_exceeded: every slot is taken.
-            SourceError::Server(s) if s.code == "53400" => {
-                (*s).definite("raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots")
-            }
-            SourceError::Server(s) if s.code == "42501" => {
-                (*s).definite("the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)")
-            }
-            other => other,
-        })?;
+/// How the slot is made.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotKind {
+    /// A failover slot (PostgreSQL 17+: standbys with `sync_replication_slots` keep a copy, so
+    /// a promoted standby still has it).
+    pub failover: bool,
+    /// Made on a physical standby (PostgreSQL 16+), which waits for the primary to log the
+    /// running transactions before the slot is ready.
+    pub on_standby: bool,
+}
+
+/// Creates the slot; returns its consistent point. No snapshot is exported: snapshots are
+/// read in chunks while streaming.
+async fn create_slot(repl: &mut ReplicationConn, slot: &str, kind: SlotKind) -> Result<Lsn, SourceError> {
+    let options = if kind.failover { "(SNAPSHOT 'nothing', FAILOVER true)" } else { "NOEXPORT_SNAPSHOT" };
+    let sql = format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {options}", quote_ident(slot));
+    let created = if kind.on_standby {
+        read_only::creating_on_standby(repl.simple_query(&sql)).await
+    } else {
+        repl.simple_query(&sql).await
+    };
+    let rows = created.map_err(|e| match e {
+        // configuration_limit_exceeded: every slot is taken.
+        SourceError::Server(s) if s.code == "53400" => {
+            (*s).definite("raise max_replication_slots in postgresql.conf (restart needed) or drop unused slots")
+        }
+        SourceError::Server(s) if s.code == "42501" => {
+            (*s).definite("the source user needs the REPLICATION attribute (ALTER ROLE ... REPLICATION)")
+        }
+        other => other,
+    })?;
     let row = rows.first().ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no row".into()))?;
     let at: Lsn = row
         .get(1)
@@ -481,7 +516,7 @@ async fn create_slot(repl: &mut ReplicationConn, slot: &str, failover: bool) -> 
         .flatten()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
-    tracing::info!(slot, consistent_point = %at, failover, "created replication slot");
+    tracing::info!(slot, consistent_point = %at, failover = kind.failover, on_standby = kind.on_standby, "created replication slot");
     Ok(at)
 }
 

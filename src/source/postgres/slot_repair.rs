@@ -46,7 +46,7 @@ pub struct Repair<'a> {
     pub why: &'a str,
     /// Where cdcd's checkpoint stands.
     pub checkpoint: Lsn,
-    pub failover: bool,
+    pub kind: super::SlotKind,
     pub tables: &'a [TableRef],
     /// Every table to snapshot again, numbered past the checkpoint's plan.
     pub plan: &'a SnapshotProgress,
@@ -74,7 +74,7 @@ impl Repair<'_> {
         if self.existing.is_some() {
             repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(slot_name))).await?;
         }
-        let at = super::create_slot(repl, slot_name, self.failover).await?;
+        let at = super::create_slot(repl, slot_name, self.kind).await?;
         if at <= self.checkpoint {
             // Positions only move forward: the repair could never be checkpointed, and the old
             // checkpoint would skip this server's commits up to it.

@@ -61,7 +61,14 @@ pub struct Streamer<'a> {
     snapshot: Option<Snapshotter>,
     /// New tables and signals, handled between transactions.
     live: Option<LiveTables>,
+    /// Snapshot chunks wait for log positions no commit of theirs marks (`source.read_only`):
+    /// on a quiet database only a keepalive moves the stream past them, so while a snapshot
+    /// runs the server is asked for one every [`PROBE_INTERVAL`] (when it was last asked).
+    probe: Option<Instant>,
 }
+
+/// How often a read-only snapshot asks the server where its stream is.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 impl<'a> Streamer<'a> {
     pub fn new(catalog: &'a mut Catalog, ctx: SourceContext, emitter: &'a mut Emitter, resume_at: Lsn) -> Self {
@@ -83,12 +90,19 @@ impl<'a> Streamer<'a> {
             timeout: Duration::from_secs(30),
             snapshot: None,
             live: None,
+            probe: None,
         }
     }
 
     /// Reads tables in chunks while streaming; their rows are emitted between transactions.
     pub fn with_snapshot(mut self, snapshot: Option<Snapshotter>) -> Self {
         self.snapshot = snapshot;
+        self
+    }
+
+    /// Asks the server for its stream position while a snapshot runs (see `probe`).
+    pub fn with_read_only_watermarks(mut self, read_only: bool) -> Self {
+        self.probe = read_only.then(Instant::now);
         self
     }
 
@@ -162,6 +176,10 @@ impl<'a> Streamer<'a> {
                     _ = snapshot_tick.tick(), if self.snapshot_running() => {
                         if !self.emitter.in_transaction() && !self.skipping {
                             self.between_transactions().await?;
+                        }
+                        if self.probe.is_some_and(|last| last.elapsed() >= PROBE_INTERVAL) {
+                            self.probe = Some(Instant::now());
+                            let _ = reply_tx.try_send(());
                         }
                         continue;
                     }

@@ -2,10 +2,12 @@
 //! connection) that read them. Every chunk is read in a short REPEATABLE READ transaction of its
 //! own, between two log positions:
 //!
-//! 1. `lo`: the WAL insert position, taken before the read's snapshot;
+//! 1. `lo`: the WAL insert position (a standby's replay position), taken before the read's
+//!    snapshot;
 //! 2. the read, and its snapshot's transaction list (`pg_current_snapshot()`);
 //! 3. `emit_at`: a transactional logical message written after the read, so the stream sees a
-//!    commit past it even when the database is otherwise idle.
+//!    commit past it even when the database is otherwise idle; with `source.read_only`, a log
+//!    position read instead ([`read_only_position`]).
 //!
 //! The stream emits the chunk once it passes `emit_at`, dropping the rows the log changed since
 //! `lo` (see `core::recent_keys`). Tables with a unique key are cut by key (keyset pagination
@@ -189,6 +191,11 @@ pub struct ReadSettings {
     pub connector: String,
     /// How relations read again (after a column change) are named and typed.
     pub ctx: SourceContext,
+    /// `source.read_only`: chunks are tied to the log by positions read, never a message
+    /// written (see [`read_only_position`]).
+    pub read_only: bool,
+    /// The streamed publications publish stored generated columns: chunks read them too.
+    pub generated_columns: bool,
 }
 
 impl ChunkReader for ReadSettings {
@@ -219,7 +226,8 @@ impl ChunkReader for ReadSettings {
     }
 
     async fn connect(&self) -> Result<Catalog, SourceError> {
-        let catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
+        let mut catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
+        catalog.set_generated_columns(self.generated_columns);
         // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
         // writer to flush it. Every query of the session is read-only (the watermark, a logical
         // message, is allowed in a read-only transaction): a signal's `filter` is pasted into
@@ -366,7 +374,7 @@ async fn read_piece(
     // Two messages: several statements in one would run in one implicit transaction.
     let lo = catalog
         .client()
-        .simple_query("SELECT pg_current_wal_insert_lsn()::text")
+        .simple_query(&format!("SELECT ({LOG_POSITION})::text"))
         .await
         .map_err(|e| read_err(&what, e))?;
     let lo: Lsn = first_text(lo).and_then(|s| s.parse().ok()).ok_or_else(|| bad("WAL position"))?;
@@ -424,12 +432,16 @@ async fn read_piece(
     client.batch_execute("COMMIT").await.map_err(|e| read_err(&what, e))?;
     let truncated = t.keyed() && rows.len() as u64 >= limit;
     let done_upto = if truncated { Some(last_key(t, &rows)?) } else { job.upper.clone() };
-    let payload = format!("{} {} {}", settings.connector, t.table, job.seq);
-    let emitted = client
-        .query_one("SELECT pg_logical_emit_message(true, 'cdcd_snapshot', $1)::text", &[&payload])
-        .await
-        .map_err(|e| read_err("snapshot: writing the chunk's watermark", e))?;
-    let emit_at: Lsn = emitted.get::<_, String>(0).parse().map_err(|_| bad("watermark position"))?;
+    let emit_at = if settings.read_only {
+        read_only_position(catalog).await?
+    } else {
+        let payload = format!("{} {} {}", settings.connector, t.table, job.seq);
+        let emitted = client
+            .query_one("SELECT pg_logical_emit_message(true, 'cdcd_snapshot', $1)::text", &[&payload])
+            .await
+            .map_err(|e| read_err("snapshot: writing the chunk's watermark", e))?;
+        emitted.get::<_, String>(0).parse().map_err(|_| bad("watermark position"))?
+    };
     Ok(Piece {
         job: Job { lower, ..job.clone() },
         rows: PgRows { rel: t.rel.clone(), rows, visibility },
@@ -441,6 +453,79 @@ async fn read_piece(
     })
 }
 
+/// Where the log is: on a primary the WAL insert position, on a standby the end of the last
+/// record replayed (a standby's snapshot shows exactly the transactions replayed).
+const LOG_POSITION: &str =
+    "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END";
+
+/// WAL page and segment headers (`SizeOfXLogShortPHD`, `SizeOfXLogLongPHD`).
+const PAGE: u64 = 8192;
+const SHORT_HEADER: u64 = 24;
+const LONG_HEADER: u64 = 40;
+
+/// How long a read-only chunk waits for the WAL it must be emitted after to be flushed.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The read-only watermark of a chunk, read after its transaction ended: a log position at or
+/// past the commit record of every transaction its snapshot saw, so the stream emits the chunk
+/// after all of them (as a written watermark would be), and invisible ones are told apart by
+/// the snapshot's transaction list.
+///
+/// On a standby that is the replay position: a transaction becomes visible there when its
+/// commit is replayed. On a primary it is the insert position, pulled back out of a page header
+/// (no record ends inside one, and the stream only reports positions where records end); the
+/// stream reaches only flushed WAL, and a quiet primary leaves a partial page unflushed unless
+/// a commit is in it, so the chunk waits up to [`FLUSH_WAIT`] for the flush and otherwise takes
+/// the flush position: by then the WAL writer has flushed every asynchronous commit
+/// (`wal_writer_delay`), and synchronous ones were flushed before they became visible.
+async fn read_only_position(catalog: &Catalog) -> Result<Lsn, SourceError> {
+    let what = "snapshot: reading the chunk's log position";
+    let bad = || SourceError::Transient(format!("{what}: the server returned none"));
+    let row = catalog
+        .client()
+        .query_one(
+            &format!(
+                "SELECT pg_is_in_recovery(), ({LOG_POSITION})::text, (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size')"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| read_err(what, e))?;
+    let (in_recovery, at, segment): (bool, Option<String>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    let at: Lsn = at.and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    if in_recovery {
+        return Ok(at);
+    }
+    let at = record_end(at, segment.map_or(16 << 20, |s| s.max(1) as u64));
+    let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
+    loop {
+        let row = catalog
+            .client()
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .await
+            .map_err(|e| read_err(what, e))?;
+        let flushed: Lsn = row.get::<_, Option<String>>(0).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        if flushed >= at {
+            return Ok(at);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(flushed);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An insert position as the end of the record before it: out of the header of the page (or,
+/// at a segment's start, of the segment) it points past.
+fn record_end(at: Lsn, segment: u64) -> Lsn {
+    let header = if at.0 % segment == LONG_HEADER { LONG_HEADER } else { SHORT_HEADER };
+    if at.0 % PAGE == header {
+        Lsn(at.0 - header)
+    } else {
+        at
+    }
+}
+
 /// The table as the chunk whose transaction is open reads it. The table was locked before the
 /// transaction's snapshot was taken, so the catalog, read in that transaction, shows the
 /// columns the read runs under; when their fingerprint differs
@@ -450,15 +535,12 @@ async fn read_piece(
 /// take its value away.
 async fn as_read(catalog: &mut Catalog, settings: &ReadSettings, t: &TablePlan) -> Result<TablePlan, SourceError> {
     let what = format!("snapshot: reading the columns of {}", t.table);
-    let row = catalog
-        .client()
-        .query_one(
-            "SELECT coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text, ',' ORDER BY attnum), '') \
-             FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-            &[&t.rel.id],
-        )
-        .await
-        .map_err(|e| read_err(&what, e))?;
+    let sql = format!(
+        "SELECT coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text, ',' ORDER BY attnum), '') \
+         FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND {}",
+        catalog.column_filter()
+    );
+    let row = catalog.client().query_one(sql.as_str(), &[&t.rel.id]).await.map_err(|e| read_err(&what, e))?;
     let fingerprint: String = row.get(0);
     if fingerprint.is_empty() {
         // Dropped: the read itself fails as it always did, and ends the table's snapshot.
