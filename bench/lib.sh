@@ -95,3 +95,8 @@ pg_write_backlog() {
     COMMIT; END LOOP; END \$\$;"
   END_LSN=$(psql -d bench -c "SELECT pg_current_wal_insert_lsn()")
 }
+
+# The client programs of the PostgreSQL whose data directory is $1 (scripts/pg.sh records its
+# binaries there), so each major is measured with its own psql and pg_recvlogical; sets PGBIN.
+pg_tools() { PGBIN=$(cat "$1/.cdcd-bin"); }
+pg_tool() { env LD_LIBRARY_PATH="$(dirname "$PGBIN")/lib" "$PGBIN/$1" "${@:2}"; }

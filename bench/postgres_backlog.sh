@@ -26,7 +26,11 @@ rm -rf "$STATE/state-tcp" "$STATE/state-unix"
 BASE=$(scripts/pg.sh start "$STATE/pg" "$PORT" logical)
 SOCKET_DIR=$STATE/pg
 export PGPASSWORD=cdcd
-psql() { command psql -h 127.0.0.1 -p "$PORT" -U cdcd -qtA "$@"; }
+pg_tools "$STATE/pg"
+psql() { pg_tool psql -h 127.0.0.1 -p "$PORT" -U cdcd -qtA "$@"; }
+pg_recvlogical() { pg_tool pg_recvlogical "$@"; }
+PG_VERSION=$(psql -d postgres -c "SHOW server_version" | cut -d' ' -f1)
+echo "bench: PostgreSQL $PG_VERSION"
 psql -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database='bench'" >/dev/null
 psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
 psql -d bench -c "CREATE TABLE bench (id bigint PRIMARY KEY, qty int, note text, at timestamptz, price numeric(12,2))"
@@ -104,7 +108,7 @@ SERVER=$(best "$server_a" "$server_b") \
 FLOOR_TCP=$(best "$floor_tcp_a" "$floor_tcp_b") FLOOR_UNIX=$(best "$floor_unix_a" "$floor_unix_b") \
 WS_TCP=$(best "$ws_tcp_a" "$ws_tcp_b") WS_UNIX=$(best "$ws_unix_a" "$ws_unix_b") \
 CDCD_TCP="$cdcd_tcp $cores_tcp" CDCD_UNIX="$cdcd_unix $cores_unix" PEAK_TCP=$peak_tcp PEAK_UNIX=$peak_unix \
-CPU_TCP=$cpu_tcp CPU_UNIX=$cpu_unix ROWS=$ROWS TXN_ROWS=$TXN_ROWS python3 - <<'PY'
+CPU_TCP=$cpu_tcp CPU_UNIX=$cpu_unix ROWS=$ROWS TXN_ROWS=$TXN_ROWS PG_VERSION=$PG_VERSION python3 - <<'PY'
 import os
 e = os.environ
 rows, txn_rows = int(e["ROWS"]), int(e["TXN_ROWS"])
@@ -113,7 +117,7 @@ run = lambda k: tuple(map(float, e[k].split()))  # (seconds, busy cores)
 rate = lambda s: rows / s
 sr = rate(run("SERVER")[0])
 print()
-print("| backlog of %d row changes | seconds | rows/s | vs server decode | busy cores (of 2) | peak RSS |" % rows)
+print("| backlog of %d row changes, PostgreSQL %s | seconds | rows/s | vs server decode | busy cores (of 2) | peak RSS |" % (rows, e["PG_VERSION"]))
 print("|---|---:|---:|---:|---:|---:|")
 print("| server decode: pg_logical_slot_peek_binary_changes (pgoutput), counted in SQL | %.2f | %.0f | 1.00x | %.2f | |" % (
     rows / sr, sr, run("SERVER")[1]))
@@ -131,8 +135,8 @@ print("cdcd's CPU time (all threads): %s s over TCP, %s s over the Unix socket" 
 for name, t in [("TCP", "TCP"), ("Unix socket", "UNIX")]:
     cr, ws, peak = rate(run("CDCD_" + t)[0]), rate(run("WS_" + t)[0]), int(e["PEAK_" + t])
     # One line per transport for bench/run.sh's summary table.
-    print("summary|PostgreSQL backlog, %s rows in %s, %s|%.0f rows/s|server decode (peek); walsender floor %.0f, pg_recvlogical %.0f rows/s|%.0f rows/s|%.2fx|%.1f MB" % (
-        "{:,}".format(rows), txns, name, cr, ws, rate(run("FLOOR_" + t)[0]), sr, cr / sr, peak / 1024))
+    print("summary|PostgreSQL %s backlog, %s rows in %s, %s|%.0f rows/s|server decode (peek); walsender floor %.0f, pg_recvlogical %.0f rows/s|%.0f rows/s|%.2fx|%.1f MB" % (
+        e["PG_VERSION"], "{:,}".format(rows), txns, name, cr, ws, rate(run("FLOOR_" + t)[0]), sr, cr / sr, peak / 1024))
     print("targets (issue 10), cdcd over %s: >= 400,000 rows/s: %s; >= 0.4x the server decode: %s; peak RSS < 32 MB: %s; "
           "the walsender floor itself is %.2fx the server decode, cdcd %.2fx the walsender floor" % (
         name, "PASS" if cr >= 400000 else "FAIL", "PASS" if cr / sr >= 0.4 else "FAIL",

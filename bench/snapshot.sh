@@ -15,6 +15,7 @@ STATE=${STATE:-/tmp/cdcd-bench-snapshot}
 PG_PORT=${PG_PORT:-54334}
 MY_PORT=${MY_PORT:-33064}
 DEBEZIUM=${DEBEZIUM:-1}
+SOURCES=${SOURCES:-"postgres mariadb"}   # which sources to snapshot
 scripts/deps.sh
 cargo build --release --bins --quiet
 mkdir -p "$STATE"
@@ -33,9 +34,13 @@ snapshot_run() {
 start_broker
 
 # ---------------------------------------------------------------- PostgreSQL
+if [[ " $SOURCES " == *" postgres "* ]]; then
 BASE=$(scripts/pg.sh start "$STATE/pg" "$PG_PORT" logical)
 export PGPASSWORD=cdcd
-psql() { command psql -h 127.0.0.1 -p "$PG_PORT" -U cdcd -qtA "$@"; }
+pg_tools "$STATE/pg"
+psql() { pg_tool psql -h 127.0.0.1 -p "$PG_PORT" -U cdcd -qtA "$@"; }
+PG=$(psql -d postgres -c "SHOW server_version" | cut -d' ' -f1)
+PG="PostgreSQL $PG"
 psql -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database='bench'" >/dev/null
 psql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
 echo "bench: PostgreSQL table of $ROWS rows..."
@@ -45,7 +50,7 @@ psql -d bench -c "CREATE TABLE bench (id bigint PRIMARY KEY, qty int, note text,
 t0=$(now)
 psql -d bench -c "COPY (SELECT id, qty, note, at, price FROM bench) TO STDOUT" > /dev/null
 pg_floor=$(secs "$t0" "$(now)")
-record "PostgreSQL floor: COPY (SELECT ...) TO STDOUT -> /dev/null" "$pg_floor" - -
+record "$PG floor: COPY (SELECT ...) TO STDOUT -> /dev/null" "$pg_floor" - -
 
 cat > "$STATE/bench.toml" <<TOML
 name = "snapbench"
@@ -58,7 +63,7 @@ toml_tail >> "$STATE/bench.toml"
 echo "bench: cdcd snapshot of PostgreSQL..."
 snapshot_run
 psql -d postgres -c "SELECT pg_drop_replication_slot('cdcd_snapbench')" >/dev/null
-record "PostgreSQL: cdcd -> Kafka (mock cluster, acks=all, idempotent)" "$cdcd_secs" "$pg_floor" "$peak"
+record "$PG: cdcd -> Kafka (mock cluster, acks=all, idempotent)" "$cdcd_secs" "$pg_floor" "$peak"
 
 if [ "$DEBEZIUM" = 1 ]; then
   echo "bench: Debezium 3.6.3 snapshot of PostgreSQL..."
@@ -72,14 +77,16 @@ if [ "$DEBEZIUM" = 1 ]; then
   psql -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name='dbz_bench'" >/dev/null || true
   if [ $status = 0 ]; then
     read -r dbz_secs dbz_peak < <(sed -n 's/^RESULT //p' "$STATE/debezium.out")
-    record "PostgreSQL: Debezium 3.6.3 embedded, JSON -> /dev/null" "$dbz_secs" "$pg_floor" "$dbz_peak"
+    record "$PG: Debezium 3.6.3 embedded, JSON -> /dev/null" "$dbz_secs" "$pg_floor" "$dbz_peak"
   else
     echo "bench: Debezium run failed (see $STATE/debezium.log); left out of the table"
   fi
 fi
 scripts/pg.sh stop "$STATE/pg" >/dev/null 2>&1 || true
+fi
 
 # ---------------------------------------------------------------- MariaDB
+if [[ " $SOURCES " == *" mariadb "* ]]; then
 URL=$(scripts/mariadb.sh start "$STATE/mariadb" "$MY_PORT")
 my() { mariadb -h127.0.0.1 -P"$MY_PORT" -ucdcd -pcdcd -N -B "$@"; }
 echo "bench: MariaDB table of $ROWS rows..."
@@ -104,12 +111,14 @@ echo "bench: cdcd snapshot of MariaDB..."
 snapshot_run
 record "MariaDB: cdcd -> Kafka (mock cluster, acks=all, idempotent)" "$cdcd_secs" "$my_floor" "$peak"
 scripts/mariadb.sh stop "$STATE/mariadb" >/dev/null 2>&1 || true
+fi
 
 python3 - "$ROWS" "$RESULTS" <<'PY'
 import io, sys
 rows = int(sys.argv[1])
 summaries = io.StringIO()
 floor_names = {"PostgreSQL": "COPY (SELECT ...) TO STDOUT", "MariaDB": "mariadb --quick"}
+floor_name = lambda source: next((f for k, f in floor_names.items() if source.startswith(k)), "floor")
 print()
 print("| snapshot of %d rows, %s | seconds | rows/s | vs floor | peak RSS |" % (rows, "2 cores"))
 print("|---|---:|---:|---:|---:|")
@@ -123,7 +132,7 @@ for line in open(sys.argv[2]):
     print("| %s | %.2f | %.0f | %s | %s |" % (what, secs, rate, ratio, rss))
     if what.endswith("idempotent)"):
         print("summary|%s snapshot, %s rows|%.0f rows/s|%s|%.0f rows/s|%.2fx|%s" % (
-            what.split(":")[0], "{:,}".format(rows), rate, floor_names.get(what.split(":")[0], "floor"),
+            what.split(":")[0], "{:,}".format(rows), rate, floor_name(what.split(":")[0]),
             rows / float(floor), float(floor) / secs, rss), file=summaries)
         verdicts.append("%s: >= 250,000 rows/s %s, >= 0.5x floor %s, RSS < 64 MB %s" % (
             what.split(":")[0], "PASS" if rate >= 250000 else "FAIL",

@@ -80,7 +80,7 @@ async fn postgres_random_workload_under_kill_9_replicates_exactly() {
     });
     let recs = read_topics_to_end(&kafka.bootstrap, &topics, 300);
     let [a, b, k] = postgres_tables(&c).await;
-    judge("PostgreSQL", seed, &w, &recs, topics, [a, b, k], &daemon);
+    judge("PostgreSQL", seed, &w, &recs, &topics, &[a, b, k], &daemon);
     assert_eq!(daemon.stop(), Some(0));
 }
 
@@ -176,6 +176,6 @@ async fn mysql_family(what: &str, url: &str, base: &str, server_id: u32, mysql_s
     let k = rows(
         k.into_iter().map(|(id, v, n)| vec![id.into(), opt(v.map(Value::from)), opt(n.map(Value::from))]).collect(),
     );
-    judge(what, seed, &w, &recs, topics, [a, b, k], &daemon);
+    judge(what, seed, &w, &recs, &topics, &[a, b, k], &daemon);
     assert_eq!(daemon.stop(), Some(0));
 }

@@ -1,5 +1,5 @@
-//! A PostgreSQL 17 primary fails over to its standby while cdcd streams and a writer commits
-//! (issue 22). The standby runs with `sync_replication_slots = on`, `hot_standby_feedback = on`
+//! A PostgreSQL 17 primary fails over to its standby while cdcd streams, a writer commits and
+//! pgbench runs (issue 22). The standby runs with `sync_replication_slots = on`, `hot_standby_feedback = on`
 //! and a physical slot the primary names in `synchronized_standby_slots`; commits wait for it
 //! (`synchronous_standby_names`), so every commit the writer saw acknowledged exists after the
 //! failover. The primary is stopped with `-m immediate` and the standby promoted. cdcd reaches
@@ -26,6 +26,42 @@ use support::proxy::Proxy;
 use support::*;
 
 const SEED_ROWS: i64 = 200;
+/// `t`, which the test's writer changes, and pgbench's tables with a key (its history table has
+/// none and is left out).
+const TABLES: &str = r#"["public.t", "public.pgbench_accounts", "public.pgbench_branches", "public.pgbench_tellers"]"#;
+/// Only `t` (pgbench still runs): for the tests whose snapshot is slowed down or beside the point.
+const ONLY_T: &str = r#"["public.t"]"#;
+
+/// pgbench of the server's own PostgreSQL.
+fn pgbench(server: &OwnServer) -> std::process::Command {
+    let bin = std::fs::read_to_string(server.dir().join(".cdcd-bin")).unwrap();
+    let bin = std::path::Path::new(bin.trim());
+    let mut c = std::process::Command::new(bin.join("pgbench"));
+    c.env("LD_LIBRARY_PATH", bin.parent().unwrap().join("lib"));
+    c
+}
+
+/// `pgbench_accounts` as a consumer builds it from its topic: aid -> abalance.
+fn accounts_replica(recs: &[Rec], topic: &str) -> BTreeMap<i64, i64> {
+    let mut rows = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.topic == topic) {
+        let Some(v) = &r.value else { continue };
+        match r.op() {
+            Some("c" | "r" | "u") => {
+                rows.insert(
+                    v["after"]["aid"].as_i64().unwrap_or_default(),
+                    v["after"]["abalance"].as_i64().unwrap_or_default(),
+                );
+            }
+            Some("d") => {
+                rows.remove(&v["before"]["aid"].as_i64().unwrap_or_default());
+            }
+            Some("t") => rows.clear(),
+            _ => {}
+        }
+    }
+    rows
+}
 
 enum Endpoint {
     MovingProxy,
@@ -112,7 +148,8 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn setup(endpoint: &Endpoint, ports: (u16, u16), name: &str, extra_source: &str) -> Setup {
+/// `tables`: what cdcd captures, [`TABLES`] or only `t`.
+async fn setup(endpoint: &Endpoint, ports: (u16, u16), name: &str, extra_source: &str, tables: &str) -> Setup {
     let primary = OwnServer::start_with("pg", ports.0, &[("PG_MAJOR", "17")]);
     let standby = primary.standby(ports.1, "sb1");
     let admin = superuser(&primary, "postgres").await;
@@ -136,6 +173,9 @@ async fn setup(endpoint: &Endpoint, ports: (u16, u16), name: &str, extra_source:
         .await
         .unwrap();
 
+    let init = pgbench(&primary).args(["-i", "-s", "1", "-q", &format!("{}/fo", primary.url())]).output().unwrap();
+    assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+
     let proxy = Proxy::start(format!("127.0.0.1:{}", primary.port)).await;
     let url = match endpoint {
         Endpoint::MovingProxy => format!("postgres://cdcd:cdcd@127.0.0.1:{}/fo", proxy.port),
@@ -146,8 +186,13 @@ async fn setup(endpoint: &Endpoint, ports: (u16, u16), name: &str, extra_source:
     };
     let dir = tempfile::tempdir().unwrap();
     let topic = format!("{name}.public.t");
-    let broker = Broker::with_topics(&[(&topic, 1)]);
-    let cfg = write_config(dir.path(), name, &url, r#"["public.t"]"#, &kafka_sink(&broker.bootstrap), extra_source);
+    // One partition each: TRUNCATE records (the repair's) are ordered with the rows.
+    let others: Vec<String> = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers"]
+        .iter()
+        .map(|t| format!("{name}.public.{t}"))
+        .collect();
+    let broker = Broker::with_topics(&[(&topic, 1), (&others[0], 1), (&others[1], 1), (&others[2], 1)]);
+    let cfg = write_config(dir.path(), name, &url, tables, &kafka_sink(&broker.bootstrap), extra_source);
     let daemon = Daemon::start(&cfg);
     let snap = read_topics(&broker.bootstrap, &[&topic], SEED_ROWS as usize, 60);
     assert_eq!(snap.len(), SEED_ROWS as usize, "snapshot; log:\n{}", daemon.logs());
@@ -168,8 +213,15 @@ impl Setup {
 /// The failover under load, and its checks. `extra_source` configures the connector; with
 /// `slot_synced` the standby must hold a synced slot before the failover, without it it must
 /// not (and cdcd repairs with `on_slot_lost = "resnapshot"`).
-async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_source: &str, slot_synced: bool) {
-    let mut s = setup(&endpoint, ports, name, extra_source).await;
+async fn failover(
+    endpoint: Endpoint,
+    ports: (u16, u16),
+    name: &str,
+    extra_source: &str,
+    tables: &str,
+    slot_synced: bool,
+) {
+    let mut s = setup(&endpoint, ports, name, extra_source, tables).await;
     let created = |cp: &Value| cp["source"]["slot_created_at"].clone();
     assert!(wait_until(Duration::from_secs(30), || checkpoint(s._dir.path(), name).is_some()), "no checkpoint");
     let first_slot = checkpoint(s._dir.path(), name).map(|cp| created(&cp)).unwrap_or_default();
@@ -177,6 +229,14 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
     let promoted = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Acked::default()));
     let writer = spawn_writer(s.url.clone(), stop.clone(), promoted.clone(), acked.clone());
+    // pgbench through the same endpoint (100 transactions/s: two cores serve the five failover
+    // tests at once); its clients abort when the primary goes.
+    let mut load = pgbench(&s.primary)
+        .args(["-n", "-c", "2", "-R", "100", "-T", "120", &s.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
 
     // The standby must hold a synced copy of cdcd's slot before the primary goes.
     let sc = superuser(&s.standby, "postgres").await;
@@ -233,6 +293,11 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
         earlier_log = s.daemon.logs();
         s.daemon = Daemon::start(&s.cfg);
     }
+    let _ = load.kill();
+    let _ = load.wait();
+    // pgbench again, on the new primary through the endpoint.
+    let after = pgbench(&s.standby).args(["-n", "-c", "2", "-R", "100", "-T", "5", &s.url]).output().unwrap();
+    assert!(after.status.success(), "pgbench after the failover: {}", String::from_utf8_lossy(&after.stderr));
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -263,6 +328,22 @@ async fn failover(endpoint: Endpoint, ports: (u16, u16), name: &str, extra_sourc
         "replica differs from the new primary (id, source, replica): {differ:?}\nlog:\n{}",
         s.daemon.logs()
     );
+    if tables == TABLES {
+        let accounts: BTreeMap<i64, i64> = nc
+            .query("SELECT aid::int8, abalance::int8 FROM pgbench_accounts", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let accounts_topic = format!("{name}.public.pgbench_accounts");
+        let converged = wait_until(Duration::from_secs(60), || {
+            accounts_replica(&read_all(&s.broker.bootstrap, &accounts_topic), &accounts_topic) == accounts
+        });
+        let mine = accounts_replica(&read_all(&s.broker.bootstrap, &accounts_topic), &accounts_topic);
+        let differ = accounts.iter().filter(|(aid, bal)| mine.get(aid) != Some(bal)).count();
+        assert!(converged, "pgbench_accounts: {differ} of {} rows differ from the new primary", accounts.len());
+    }
     eprintln!(
         "failover ({name}): {} commits acknowledged, {} rows on the new primary, first post-promotion row {first_id} streamed {:.1} s after the promotion",
         acked.rows.len(),
@@ -296,7 +377,7 @@ async fn synced_within(standby: &tokio_postgres::Client, slot: &str, secs: u64) 
 #[tokio::test(flavor = "multi_thread")]
 async fn pg17_without_slot_sync_a_failover_stops_the_connector_clearly() {
     let endpoint = Endpoint::MovingProxy;
-    let mut s = setup(&endpoint, (25631, 25632), "fonosync", "slot_failover = false").await;
+    let mut s = setup(&endpoint, (25631, 25632), "fonosync", "slot_failover = false", ONLY_T).await;
     let sc = superuser(&s.standby, "postgres").await;
     assert!(!synced_within(&sc, "cdcd_fonosync", 3).await, "a slot that is not a failover slot was synced");
     s.fail_over(&endpoint);
@@ -313,6 +394,49 @@ async fn pg17_without_slot_sync_a_failover_stops_the_connector_clearly() {
     assert_eq!(slots, 0, "cdcd made a fresh slot on the new primary");
 }
 
+/// Without `synchronized_standby_slots`, cdcd can deliver changes the standby never received:
+/// the standby is down while cdcd streams more, then the primary dies and the standby is
+/// promoted. Its timeline leaves the old one before cdcd's checkpoint, so resuming there would
+/// skip the new primary's own changes and keep ones it never had: cdcd stops and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg17_a_promoted_standby_that_missed_delivered_changes_stops_the_connector_clearly() {
+    let endpoint = Endpoint::MovingProxy;
+    let mut s = setup(&endpoint, (25651, 25652), "fodiverge", "", ONLY_T).await;
+    let admin = superuser(&s.primary, "postgres").await;
+    for sql in [
+        "ALTER SYSTEM RESET synchronized_standby_slots",
+        "ALTER SYSTEM RESET synchronous_standby_names",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(sql).await.unwrap();
+    }
+    let sc = superuser(&s.standby, "postgres").await;
+    assert!(synced_within(&sc, "cdcd_fodiverge", 30).await, "the slot was not synced; log:\n{}", s.daemon.logs());
+    drop(sc);
+    s.standby.down("fast");
+    let c = superuser(&s.primary, "fo").await;
+    c.batch_execute("INSERT INTO t SELECT g, 'unseen-' || g FROM generate_series(100001, 100050) g").await.unwrap();
+    let end: String = c.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.unwrap().get(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || checkpoint(s._dir.path(), "fodiverge").is_some_and(|cp| pg_lsn(
+            cp["position"]["lsn"].as_str().unwrap_or("0/0")
+        ) >= pg_lsn(
+            &end
+        ))),
+        "cdcd did not deliver the rows the standby missed; log:\n{}",
+        s.daemon.logs()
+    );
+    s.primary.down("immediate");
+    s.standby.up();
+    s.standby.promote();
+    s.proxy.retarget(format!("127.0.0.1:{}", s.standby.port));
+    let stopped = wait_until(Duration::from_secs(60), || !s.daemon.is_running());
+    let log = s.daemon.logs();
+    assert!(stopped, "cdcd resumed on a log that differs from the one it delivered; log:\n{log}");
+    assert!(log.contains("was promoted onto timeline 2, which left timeline 1 at"), "{log}");
+    assert!(log.contains("synchronized_standby_slots"), "{log}");
+}
+
 /// Every record on `topic` so far (the mock cluster's watermarks are exact).
 fn read_all(bootstrap: &str, topic: &str) -> Vec<Rec> {
     read_topics_to_end(bootstrap, &[topic], 30)
@@ -324,12 +448,12 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pg17_failover_through_an_endpoint_that_moves() {
-    failover(Endpoint::MovingProxy, (25611, 25612), "fomove", "", true).await;
+    failover(Endpoint::MovingProxy, (25611, 25612), "fomove", "", TABLES, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pg17_failover_through_a_multi_host_url() {
-    failover(Endpoint::MultiHost, (25621, 25622), "fomulti", "", true).await;
+    failover(Endpoint::MultiHost, (25621, 25622), "fomulti", "", TABLES, true).await;
 }
 
 /// Without slot sync but with `on_slot_lost = "resnapshot"`: after the failover cdcd makes a new
@@ -339,5 +463,5 @@ async fn pg17_failover_through_a_multi_host_url() {
 async fn pg17_without_slot_sync_resnapshot_repairs_and_the_replica_converges() {
     // Slow snapshots, so the kill -9 after the repair lands inside the re-snapshot.
     let extra = "slot_failover = false\non_slot_lost = \"resnapshot\"\nsnapshot_max_rows_per_sec = 100\nsnapshot_chunk_rows = 50";
-    failover(Endpoint::MovingProxy, (25641, 25642), "forepair", extra, false).await;
+    failover(Endpoint::MovingProxy, (25641, 25642), "forepair", extra, ONLY_T, false).await;
 }

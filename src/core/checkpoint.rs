@@ -55,6 +55,11 @@ pub enum SourceIdentity {
         slot: String,
         /// The slot's consistent point when cdcd created it; informational.
         slot_created_at: Option<Lsn>,
+        /// The primary's timeline the position was read on (`IDENTIFY_SYSTEM`); none when read
+        /// on a standby, or written before cdcd recorded it. A promoted standby's timeline
+        /// history tells whether the log it continues is the one delivered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeline: Option<u32>,
     },
     Mysql {
         /// "mysql" or "mariadb".
@@ -181,6 +186,7 @@ mod tests {
                 database: "db".into(),
                 slot: "s".into(),
                 slot_created_at: None,
+                timeline: None,
             },
             snapshot: None,
         }

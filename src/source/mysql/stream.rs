@@ -578,7 +578,8 @@ pub async fn run(
                             }
                             match held {
                                 Some(held) => {
-                                    publish_held(emitter, &mut snapshot, held, g.start, g.gtid.as_deref()).await?
+                                    publish_held(emitter, &mut snapshot, held, g.start, g.gtid.as_deref()).await?;
+                                    snapshot.note_xa(g.start, g.gtid.as_deref(), &xid);
                                 }
                                 None => {
                                     tracing::warn!(%xid, at = %format_args!("{file}:{event_start}"), "XA COMMIT of a transaction whose XA PREPARE lies before where cdcd started reading: its changes were not captured. Re-snapshot the tables it changed (cdcd snapshot)")

@@ -40,7 +40,7 @@ impl std::fmt::Display for Xid {
 }
 
 impl Xid {
-    fn new(gtrid: &[u8], bqual: &[u8], format: i64) -> Xid {
+    pub fn new(gtrid: &[u8], bqual: &[u8], format: i64) -> Xid {
         let hex = crate::core::text_forms::hex;
         Xid(format!("{},{},{format}", hex(gtrid), hex(bqual)))
     }

@@ -16,6 +16,21 @@ use crate::core::position::Lsn;
 use crate::error::{ServerFailure, SourceError};
 use crate::source::tables::glob;
 
+/// A publication: what it publishes and which tables.
+pub struct Publication {
+    /// insert, update, delete, truncate.
+    pub publishes: [bool; 4],
+    pub tables: Vec<TableRef>,
+    /// Tables published with a row filter (`WHERE`, PostgreSQL 15+).
+    pub row_filtered: Vec<TableRef>,
+}
+
+impl Publication {
+    pub fn publishes_every_change(&self) -> bool {
+        self.publishes.iter().all(|&p| p)
+    }
+}
+
 /// A table selected by the include list.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TableRef {
@@ -99,9 +114,10 @@ pub struct Catalog {
     client: Client,
     /// Types by (oid, modifier), enums excepted.
     types: HashMap<(u32, i32), PgType>,
-    /// The streamed publications publish stored generated columns (PostgreSQL 18+), so the
-    /// snapshot reads them too: a table's columns are the same in both.
-    generated: bool,
+    /// The streamed publications, where the server lists the columns each publishes for a table
+    /// (15+; empty before): a table's columns are then the published ones (column lists, stored
+    /// generated columns on 18+), so snapshot rows have the columns streamed rows have.
+    published: Vec<String>,
     /// Publications cdcd creates publish stored generated columns (the server has them, 18+).
     create_generated: bool,
 }
@@ -187,28 +203,23 @@ impl Catalog {
                 tracing::debug!("catalog connection ended: {e}");
             }
         });
-        Ok(Self { client, types: HashMap::new(), generated: false, create_generated: false })
+        Ok(Self { client, types: HashMap::new(), published: Vec::new(), create_generated: false })
     }
 
-    /// Whether the columns read include stored generated ones: as the streamed publications
-    /// publish them (see [`Catalog::publishes_generated`]).
-    pub fn set_generated_columns(&mut self, published: bool) {
-        self.generated = published;
+    /// Reads a table's columns as `publications` publish it (see `published`); PostgreSQL 15+,
+    /// which lists them (`pg_publication_tables.attnames`).
+    pub fn set_publications(&mut self, publications: &[String]) {
+        self.published = publications.to_vec();
+    }
+
+    /// The streamed publications, as [`Catalog::set_publications`] took them.
+    pub fn publications(&self) -> &[String] {
+        &self.published
     }
 
     /// Publications cdcd creates publish stored generated columns (PostgreSQL 18+).
     pub fn create_publications_with_generated_columns(&mut self, yes: bool) {
         self.create_generated = yes;
-    }
-
-    /// The `pg_attribute` condition for the columns a row has: stored generated columns count
-    /// when the publications publish them.
-    pub fn column_filter(&self) -> &'static str {
-        if self.generated {
-            "attgenerated IN ('', 's')"
-        } else {
-            "attgenerated = ''"
-        }
     }
 
     /// Whether any of `publications` publishes stored generated columns (PostgreSQL 18+).
@@ -295,11 +306,25 @@ impl Catalog {
             .ok_or_else(|| SourceError::Fatal(format!("relation {oid} no longer exists")))?;
         let table = TableRef { schema: head.get(0), name: head.get(1) };
         let replica_identity = head.get::<_, String>(2).chars().next().unwrap_or('d');
-        let sql = format!(
+        // The columns the publications publish for the table; a table none of them holds (not
+        // streamed, or before 15) has its ordinary columns.
+        let sql = if self.published.is_empty() {
             "SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute WHERE attrelid = $1 \
-             AND attnum > 0 AND NOT attisdropped AND {} ORDER BY attnum",
-            self.column_filter()
-        );
+             AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
+                .to_string()
+        } else {
+            let names = self.published.iter().map(|p| quote_literal(p)).collect::<Vec<_>>().join(", ");
+            format!(
+                "WITH pub AS (SELECT pt.attnames FROM pg_publication_tables pt \
+                 JOIN pg_namespace pn ON pn.nspname = pt.schemaname \
+                 JOIN pg_class pc ON pc.relnamespace = pn.oid AND pc.relname = pt.tablename \
+                 WHERE pc.oid = $1 AND pt.pubname IN ({names})) \
+                 SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute WHERE attrelid = $1 \
+                 AND attnum > 0 AND NOT attisdropped \
+                 AND CASE WHEN EXISTS (SELECT 1 FROM pub) THEN attname = ANY (ARRAY(SELECT unnest(attnames) FROM pub)) \
+                 ELSE attgenerated = '' END ORDER BY attnum"
+            )
+        };
         let cols = self.client.query(sql.as_str(), &[&oid]).await.map_err(|e| sql_err("reading columns", e))?;
         let columns = cols
             .iter()
@@ -440,6 +465,35 @@ impl Catalog {
             SourceError::Fatal(format!("the server reports server_version_num = {num:?}, not a number"))
         })?;
         Ok(Features::of(ServerVersion(num)))
+    }
+
+    /// Publication `name` as a read-only connector must check it, or `None` if it does not exist.
+    pub async fn publication(&self, name: &str) -> Result<Option<Publication>, SourceError> {
+        let flags = self
+            .client
+            .query_opt(
+                "SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| sql_err("reading publication", e))?;
+        let Some(flags) = flags else { return Ok(None) };
+        // `rowfilter` exists from PostgreSQL 15 on: read through to_jsonb so older servers answer.
+        let rows = self
+            .client
+            .query(
+                "SELECT schemaname::text, tablename::text, (to_jsonb(pt) ->> 'rowfilter') IS NOT NULL \
+                 FROM pg_publication_tables pt WHERE pubname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| sql_err("reading publication", e))?;
+        let table = |r: &tokio_postgres::Row| TableRef { schema: r.get(0), name: r.get(1) };
+        Ok(Some(Publication {
+            publishes: [flags.get(0), flags.get(1), flags.get(2), flags.get(3)],
+            tables: rows.iter().map(table).collect(),
+            row_filtered: rows.iter().filter(|r| r.get::<_, bool>(2)).map(table).collect(),
+        }))
     }
 
     /// The tables in publication `name`, or `None` if it does not exist.

@@ -34,6 +34,8 @@ pub struct LiveTables {
     discovery: Option<Duration>,
     next_discovery: Instant,
     chunk_rows: u32,
+    /// Decoding from a standby: tables without a unique key cannot be snapshotted exactly.
+    on_standby: bool,
     /// `source.read_only`: publications are not changed; a new table is captured once one holds it.
     read_only: Option<ReadOnly>,
     /// Signals read in the open transaction, acted on at its commit.
@@ -51,6 +53,7 @@ pub struct LiveSettings<'a> {
     pub discovery_secs: u64,
     pub chunk_rows: u32,
     pub read_only: bool,
+    pub on_standby: bool,
 }
 
 /// What read-only discovery keeps: the publications streamed, and the tables already named
@@ -74,6 +77,7 @@ impl LiveTables {
             next_discovery: Instant::now() + discovery.unwrap_or_default(),
             discovery,
             chunk_rows: s.chunk_rows,
+            on_standby: s.on_standby,
             read_only: s.read_only.then(|| ReadOnly { publications: s.publications.to_vec(), told: BTreeSet::new() }),
             signals: signal::Pending::default(),
         }
@@ -157,6 +161,11 @@ impl LiveTables {
                 continue;
             }
             let setup = snapshot::table_setup(catalog, &table, ctx, self.chunk_rows).await?;
+            if let Err(e) = snapshot::exact_on_standby(&setup, self.on_standby) {
+                // Streaming goes on; the table's existing rows are not read (said once per request).
+                tracing::error!(table = %name, "snapshot not taken: {e}");
+                continue;
+            }
             // Not cut by a unique key, rows cannot be dropped by key: skip the rows of
             // transactions this view cannot see, the log has them.
             let streamed_after = if setup.chunk_key.is_empty() { Some(current_snapshot(catalog).await?) } else { None };

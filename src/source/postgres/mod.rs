@@ -32,6 +32,7 @@ pub mod relation;
 pub mod slot_repair;
 pub mod snapshot;
 pub mod stream;
+pub mod timeline;
 pub mod tls;
 pub mod typed;
 pub mod values;
@@ -86,17 +87,24 @@ pub struct Selection {
     pub insert_only: Vec<TableRef>,
 }
 
+impl Selection {
+    pub fn captures(&self, t: &TableRef) -> bool {
+        self.full.contains(t) || self.insert_only.contains(t)
+    }
+}
+
 /// What the server's `IDENTIFY_SYSTEM` says.
 pub struct SystemId {
     pub system_identifier: String,
     pub database: String,
+    pub timeline: u32,
 }
 
 pub async fn identify(repl: &mut ReplicationConn) -> Result<SystemId, SourceError> {
     let rows = repl.simple_query("IDENTIFY_SYSTEM").await?;
     let row = rows.first().ok_or_else(|| SourceError::Transient("IDENTIFY_SYSTEM returned no row".into()))?;
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-    Ok(SystemId { system_identifier: col(0), database: col(3) })
+    Ok(SystemId { system_identifier: col(0), database: col(3), timeline: col(1).parse().unwrap_or(0) })
 }
 
 /// Checks that must pass before anything is created.
@@ -256,8 +264,9 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         catalog.create_publications_with_generated_columns(features.generated_columns);
         reconcile_publications(&catalog, &names, &selection).await?
     };
-    let generated_columns = catalog.publishes_generated(&features, &publications).await?;
-    catalog.set_generated_columns(generated_columns);
+    if features.schema_publications {
+        catalog.set_publications(&publications);
+    }
 
     let mut repl = ReplicationConn::connect(&params, &names.application).await?;
     let system = identify(&mut repl).await?;
@@ -280,6 +289,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         database: system.database.clone(),
         slot: names.slot.clone(),
         slot_created_at: created,
+        timeline: (!standby).then_some(system.timeline),
     };
 
     let all_tables = |f: fn(String) -> TableProgress| SnapshotProgress {
@@ -296,7 +306,14 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 ))
                 .into());
             };
-            let SourceIdentity::Postgres { system_identifier, slot: cp_slot, slot_created_at, .. } = &cp.source else {
+            let SourceIdentity::Postgres {
+                system_identifier,
+                slot: cp_slot,
+                slot_created_at,
+                timeline: delivered_on,
+                ..
+            } = &cp.source
+            else {
                 return Err(SourceError::Fatal("the checkpoint is not a PostgreSQL checkpoint".into()).into());
             };
             let resnapshot = format!(
@@ -317,6 +334,17 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                     names.slot
                 ))
                 .into());
+            }
+            if let Some(delivered_on) = delivered_on.filter(|_| !standby) {
+                if let Some(why) = timeline::divergence(&mut repl, delivered_on, system.timeline, lsn).await? {
+                    // No repair: a new slot starts behind what consumers hold, and positions only move forward.
+                    return Err(SourceError::Fatal(format!(
+                        "{why}. To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again.",
+                        cfg.checkpoint_dir().display(),
+                        names.slot
+                    ))
+                    .into());
+                }
             }
             if let Some(why) = slot_repair::problem(&names.slot, slot.as_ref(), lsn, *slot_created_at) {
                 if pg.on_slot_lost != OnSlotLost::Resnapshot {
@@ -415,7 +443,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             connector: cfg.name.clone(),
             ctx: ctx.clone(),
             read_only: pg.read_only,
-            generated_columns,
+            publications: catalog.publications().to_vec(),
         };
         snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start)
     });
@@ -423,7 +451,9 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         for t in progress.unfinished() {
             let Some((schema, name)) = t.table.split_once('.') else { continue };
             let table = TableRef { schema: schema.to_string(), name: name.to_string() };
-            s.add(snapshot::table_setup(&mut catalog, &table, &ctx, tuning.chunk_rows).await?);
+            let setup = snapshot::table_setup(&mut catalog, &table, &ctx, tuning.chunk_rows).await?;
+            snapshot::exact_on_standby(&setup, standby)?;
+            s.add(setup);
         }
         s.launch(emitter);
     }
@@ -459,6 +489,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         discovery_secs: pg.table_discovery_interval_secs,
         chunk_rows: tuning.chunk_rows,
         read_only: pg.read_only,
+        on_standby: standby,
     });
     let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start)
         .with_snapshot(snapshotter)

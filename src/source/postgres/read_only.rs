@@ -17,34 +17,70 @@ use super::catalog::{Catalog, TableRef};
 use super::{Names, Selection};
 use crate::error::SourceError;
 
-/// The publications to stream, checked to hold every selected table: the main one, and the
-/// insert-only one when it exists.
+/// The publications to stream, checked to publish every change of every selected table: the
+/// main one must exist, publish inserts, updates, deletes and truncates, and hold the tables with
+/// a replica identity; tables without one may be in it or in the insert-only one; no table may
+/// have a row filter (the snapshot would read rows the stream never updates or deletes).
 pub async fn publications(catalog: &Catalog, names: &Names, selection: &Selection) -> Result<Vec<String>, SourceError> {
-    let mut streamed = Vec::new();
-    let mut held = BTreeSet::new();
-    for name in [&names.publication, &names.insert_publication] {
-        if let Some(tables) = catalog.publication_tables(name).await? {
-            held.extend(tables);
-            streamed.push(name.clone());
+    let main = catalog.publication(&names.publication).await?;
+    let inserts = catalog.publication(&names.insert_publication).await?;
+    let list = |ts: &[&TableRef]| ts.iter().map(|t| t.quoted()).collect::<Vec<_>>().join(", ");
+    let mut problems = Vec::new();
+    let Some(main) = main else {
+        let all: Vec<&TableRef> = selection.full.iter().chain(&selection.insert_only).collect();
+        return Err(refusal(format!(
+            "publication {} does not exist. Run on the primary: CREATE PUBLICATION {} FOR TABLE {}",
+            names.publication,
+            names.publication,
+            list(&all)
+        )));
+    };
+    if !main.publishes_every_change() {
+        problems.push(format!(
+            "publication {} does not publish every kind of change (insert, update, delete, truncate), so some would be lost: ALTER PUBLICATION {} SET (publish = 'insert, update, delete, truncate')",
+            names.publication, names.publication
+        ));
+    }
+    let in_inserts = |t: &TableRef| inserts.as_ref().is_some_and(|p| p.tables.contains(t));
+    let missing: Vec<&TableRef> = selection
+        .full
+        .iter()
+        .chain(selection.insert_only.iter().filter(|t| !in_inserts(t)))
+        .filter(|t| !main.tables.contains(t))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "publication {} lacks {}: ALTER PUBLICATION {} ADD TABLE {}",
+            names.publication,
+            list(&missing),
+            names.publication,
+            list(&missing)
+        ));
+    }
+    for (name, p) in [(&names.publication, Some(&main)), (&names.insert_publication, inserts.as_ref())] {
+        let Some(p) = p else { continue };
+        let filtered: Vec<&TableRef> = p.row_filtered.iter().filter(|t| selection.captures(t)).collect();
+        if !filtered.is_empty() {
+            problems.push(format!(
+                "publication {name} filters the rows of {} (WHERE): the snapshot would read rows whose updates and deletes are never streamed; drop the filter (ALTER PUBLICATION {name} SET TABLE ... without WHERE)",
+                list(&filtered)
+            ));
         }
     }
-    let missing: Vec<&TableRef> =
-        selection.full.iter().chain(&selection.insert_only).filter(|t| !held.contains(t)).collect();
-    if streamed.is_empty() || !missing.is_empty() {
-        let list = missing.iter().map(|t| t.quoted()).collect::<Vec<_>>().join(", ");
-        let statement = if streamed.is_empty() {
-            format!("CREATE PUBLICATION {} FOR TABLE {list}", names.publication)
-        } else {
-            format!("ALTER PUBLICATION {} ADD TABLE {list}", names.publication)
-        };
-        return Err(SourceError::Fatal(format!(
-            "source.read_only: cdcd does not create or change publications, and publication {} {}. Run on the primary: {statement}; (tables without a primary key or replica identity: give them REPLICA IDENTITY FULL first, or publish them from publication {} WITH (publish = 'insert, truncate'))",
-            names.publication,
-            if streamed.is_empty() { "does not exist".to_string() } else { format!("lacks {list}") },
-            names.insert_publication,
-        )));
+    if !problems.is_empty() {
+        return Err(refusal(problems.join("; ")));
+    }
+    let mut streamed = vec![names.publication.clone()];
+    if inserts.is_some() {
+        streamed.push(names.insert_publication.clone());
     }
     Ok(streamed)
+}
+
+fn refusal(what: String) -> SourceError {
+    SourceError::Fatal(format!(
+        "source.read_only: cdcd does not create or change publications, and {what}. (Tables without a primary key or replica identity may instead be published with publish = 'insert, truncate', their inserts only.)"
+    ))
 }
 
 /// Whether publication membership lets a table found while streaming be captured; says once per
@@ -55,15 +91,20 @@ pub async fn may_capture(
     table: &TableRef,
     told: &mut BTreeSet<TableRef>,
 ) -> Result<bool, SourceError> {
-    for name in publications {
-        if catalog.publication_tables(name).await?.is_some_and(|ts| ts.contains(table)) {
+    // A table with a replica identity needs the main publication (the first), which publishes
+    // every change; one without may be in either.
+    let needs_main = catalog.table_meta_by_name(table).await?.publishes_updates();
+    let candidates = if needs_main { &publications[..publications.len().min(1)] } else { publications };
+    for name in candidates {
+        if catalog.publication(name).await?.is_some_and(|p| p.tables.contains(table) && !p.row_filtered.contains(table))
+        {
             return Ok(true);
         }
     }
     if told.insert(table.clone()) {
         tracing::warn!(
             table = %table,
-            "a new table matches source.tables but no publication of this connector holds it, and source.read_only forbids adding it; run on the primary: ALTER PUBLICATION {} ADD TABLE {}",
+            "a new table matches source.tables but no publication of this connector publishes its changes (unfiltered), and source.read_only forbids adding it; run on the primary: ALTER PUBLICATION {} ADD TABLE {}",
             publications.first().map(String::as_str).unwrap_or_default(),
             table.quoted()
         );

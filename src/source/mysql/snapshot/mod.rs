@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::table::Table;
 use super::values::{Identity, Key, Reshaped, Row, TextCells};
+use super::xa::Xid;
 use super::TableName;
 use crate::core::envelope::{now_us, Change, Op, WriteJson};
 use crate::core::position::{BinlogPosition, Position};
@@ -58,6 +59,9 @@ pub struct Snapshotter {
     /// The GTIDs of the recent transactions whose changes were recorded, by the number the
     /// record carries (MySQL: to tell whether a chunk's read saw them).
     txns: VecDeque<(u32, String)>,
+    /// The XIDs of the recent XA transactions whose changes were recorded, by number (MariaDB:
+    /// to tell a chunk read as one committed apart, see `MyRows::prepared_xa`).
+    xa_txns: VecDeque<(u32, Xid)>,
     /// The last transaction numbered: its group's start, and its number.
     last_txn: Option<(u64, u32)>,
 }
@@ -74,6 +78,7 @@ impl Snapshotter {
             server_id,
             key_scratch: Vec::new(),
             txns: VecDeque::new(),
+            xa_txns: VecDeque::new(),
             last_txn: None,
         }
     }
@@ -167,6 +172,19 @@ impl Snapshotter {
         n
     }
 
+    /// The changes recorded for the group starting at `pos` are those of XA transaction `xid`
+    /// (published at its `XA COMMIT`).
+    pub fn note_xa(&mut self, pos: u64, gtid: Option<&str>, xid: &Xid) {
+        let n = self.txn(pos, gtid);
+        if self.xa_txns.back().is_some_and(|(last, _)| *last == n) {
+            return;
+        }
+        if self.xa_txns.len() >= CAPACITY {
+            self.xa_txns.pop_front();
+        }
+        self.xa_txns.push_back((n, xid.clone()));
+    }
+
     /// The binlog changed `key` of table `id` in the group starting at `pos`, whose GTID is
     /// `gtid`.
     pub fn record(&mut self, id: u32, pos: u64, gtid: Option<&str>, key: Option<&[u8]>) {
@@ -210,7 +228,11 @@ impl Snapshotter {
         let id = self.id_of(&table);
         let (lo, committed) = (chunk.lo, chunk.rows.committed_before.clone());
         let txns = &self.txns;
+        let (prepared, xa_txns) = (chunk.rows.prepared_xa.clone(), &self.xa_txns);
+        let in_engine_after_read =
+            |txn: u32| prepared.as_ref().is_some_and(|p| xa_of(xa_txns, txn).is_some_and(|x| p.contains(x)));
         let seen = |pos: u64, txn: u32| match (&committed, gtid_of(txns, txn)) {
+            _ if in_engine_after_read(txn) => Seen::AfterRead,
             (Some(set), Some(gtid)) if set.contains(gtid) => Seen::Before,
             (Some(_), Some(_)) => Seen::AfterRead,
             _ if pos >= lo => Seen::AfterRead,
@@ -305,6 +327,11 @@ impl Snapshotter {
 }
 
 /// The GTID of the recorded transaction numbered `txn`, while it is remembered.
+fn xa_of(xa_txns: &VecDeque<(u32, Xid)>, txn: u32) -> Option<&Xid> {
+    let i = xa_txns.binary_search_by_key(&txn, |(n, _)| *n).ok()?;
+    xa_txns.get(i).map(|(_, x)| x)
+}
+
 fn gtid_of(txns: &VecDeque<(u32, String)>, txn: u32) -> Option<&str> {
     let i = txns.binary_search_by_key(&txn, |(n, _)| *n).ok()?;
     txns.get(i).map(|(_, g)| g.as_str())

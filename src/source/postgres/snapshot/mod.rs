@@ -287,6 +287,21 @@ impl Snapshotter {
     }
 }
 
+/// Refuses a table that would be snapshotted by physical position (no unique key to cut it by)
+/// on a standby. Such chunks tell the log's changes apart by the transactions their snapshot
+/// saw, and on a standby `pg_current_snapshot()` lists none as in progress (recovery keeps them
+/// elsewhere): a transaction running while a chunk is read would be taken as seen, so a row it
+/// then deletes could come back, or a row it inserts arrive twice.
+pub fn exact_on_standby(setup: &TableSetup, on_standby: bool) -> Result<(), SourceError> {
+    if on_standby && setup.chunk_key.is_empty() {
+        return Err(SourceError::Fatal(format!(
+            "table {} has no primary key or unique index over non-null columns, and a standby cannot snapshot such a table exactly (PostgreSQL does not tell which transactions a standby's snapshot saw). Give it a primary key, or snapshot it from the primary (source.read_only works there too), or leave it out of the snapshot (snapshot = \"never\")",
+            setup.table
+        )));
+    }
+    Ok(())
+}
+
 /// The relation `meta` describes, as chunks read and render it.
 pub async fn relation_of(
     catalog: &mut Catalog,

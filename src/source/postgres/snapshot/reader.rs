@@ -194,8 +194,8 @@ pub struct ReadSettings {
     /// `source.read_only`: chunks are tied to the log by positions read, never a message
     /// written (see [`read_only_position`]).
     pub read_only: bool,
-    /// The streamed publications publish stored generated columns: chunks read them too.
-    pub generated_columns: bool,
+    /// The streamed publications, whose columns chunks read (see `Catalog::set_publications`).
+    pub publications: Vec<String>,
 }
 
 impl ChunkReader for ReadSettings {
@@ -227,7 +227,7 @@ impl ChunkReader for ReadSettings {
 
     async fn connect(&self) -> Result<Catalog, SourceError> {
         let mut catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
-        catalog.set_generated_columns(self.generated_columns);
+        catalog.set_publications(&self.publications);
         // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
         // writer to flush it. Every query of the session is read-only (the watermark, a logical
         // message, is allowed in a read-only transaction): a signal's `filter` is pasted into
@@ -384,12 +384,24 @@ async fn read_piece(
     let opened = catalog
         .client()
         .simple_query(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE; SELECT pg_current_snapshot()::text",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; LOCK TABLE {} IN ACCESS SHARE MODE; SELECT pg_current_snapshot()::text, ({LOG_POSITION})::text",
             t.table.quoted()
         ))
         .await
         .map_err(|e| read_err(&what, e))?;
-    let visibility = first_text(opened).and_then(|s| Visibility::parse(&s)).ok_or_else(|| bad("snapshot"))?;
+    // Where the log was as the snapshot was taken (read in the statement that took it): the
+    // read-only watermark starts from there (see [`read_only_position`]).
+    let (visibility, at_snapshot) = opened
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0).and_then(Visibility::parse), r.get(1).and_then(|l| l.parse::<Lsn>().ok())))
+            }
+            _ => None,
+        })
+        .unwrap_or((None, None));
+    let visibility = visibility.ok_or_else(|| bad("snapshot"))?;
+    let at_snapshot = at_snapshot.ok_or_else(|| bad("WAL position"))?;
     let t = &as_read(catalog, settings, t).await?;
     let client = catalog.client();
     let read_at_us = now_us();
@@ -433,7 +445,7 @@ async fn read_piece(
     let truncated = t.keyed() && rows.len() as u64 >= limit;
     let done_upto = if truncated { Some(last_key(t, &rows)?) } else { job.upper.clone() };
     let emit_at = if settings.read_only {
-        read_only_position(catalog).await?
+        read_only_position(catalog, at_snapshot).await?
     } else {
         let payload = format!("{} {} {}", settings.connector, t.table, job.seq);
         let emitted = client
@@ -463,41 +475,48 @@ const PAGE: u64 = 8192;
 const SHORT_HEADER: u64 = 24;
 const LONG_HEADER: u64 = 40;
 
-/// How long a read-only chunk waits for the WAL it must be emitted after to be flushed.
+/// The least a read-only chunk waits for the WAL it must be emitted after to be flushed.
 const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The read-only watermark of a chunk, read after its transaction ended: a log position at or
-/// past the commit record of every transaction its snapshot saw, so the stream emits the chunk
-/// after all of them (as a written watermark would be), and invisible ones are told apart by
-/// the snapshot's transaction list.
+/// The read-only watermark of a chunk: a log position at or past the commit record of every
+/// transaction its snapshot saw, so the stream emits the chunk after all of them (as a written
+/// watermark would be), and invisible ones are told apart by the snapshot's transaction list.
 ///
-/// On a standby that is the replay position: a transaction becomes visible there when its
-/// commit is replayed. On a primary it is the insert position, pulled back out of a page header
-/// (no record ends inside one, and the stream only reports positions where records end); the
-/// stream reaches only flushed WAL, and a quiet primary leaves a partial page unflushed unless
-/// a commit is in it, so the chunk waits up to [`FLUSH_WAIT`] for the flush and otherwise takes
-/// the flush position: by then the WAL writer has flushed every asynchronous commit
-/// (`wal_writer_delay`), and synchronous ones were flushed before they became visible.
-async fn read_only_position(catalog: &Catalog) -> Result<Lsn, SourceError> {
+/// On a standby it is the replay position, read after the read: a transaction becomes visible
+/// there when its commit is replayed. On a primary it is `at_snapshot`, the insert position read
+/// in the statement that took the snapshot (so WAL the read itself writes, hint bits on a
+/// checksummed cluster, does not count), pulled back out of a page header (no record ends in
+/// one, and the stream only reports positions where records end). The stream reaches flushed WAL
+/// only, and a quiet primary leaves a partial page unflushed unless a commit is in it, so the
+/// chunk waits for the flush, for as long as the WAL writer may take to flush asynchronous
+/// commits (3 x `wal_writer_delay`, at least [`FLUSH_WAIT`]); then it takes the flush position,
+/// which by then covers every visible commit (synchronous ones were flushed before they became
+/// visible). A flush position inside a record is only passed once more WAL is flushed (the
+/// server logs running transactions every 15 s on a busy primary).
+async fn read_only_position(catalog: &Catalog, at_snapshot: Lsn) -> Result<Lsn, SourceError> {
     let what = "snapshot: reading the chunk's log position";
     let bad = || SourceError::Transient(format!("{what}: the server returned none"));
     let row = catalog
         .client()
         .query_one(
             &format!(
-                "SELECT pg_is_in_recovery(), ({LOG_POSITION})::text, (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size')"
+                "SELECT pg_is_in_recovery(), ({LOG_POSITION})::text, \
+                 (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
+                 (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_writer_delay')"
             ),
             &[],
         )
         .await
         .map_err(|e| read_err(what, e))?;
-    let (in_recovery, at, segment): (bool, Option<String>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-    let at: Lsn = at.and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let (in_recovery, now, segment, writer_delay_ms): (bool, Option<String>, Option<i64>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let now: Lsn = now.and_then(|t| t.parse().ok()).ok_or_else(bad)?;
     if in_recovery {
-        return Ok(at);
+        return Ok(now);
     }
-    let at = record_end(at, segment.map_or(16 << 20, |s| s.max(1) as u64));
-    let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
+    let at = record_end(at_snapshot, segment.map_or(16 << 20, |s| s.max(1) as u64));
+    let wait = FLUSH_WAIT.max(std::time::Duration::from_millis(writer_delay_ms.unwrap_or(200).max(0) as u64 * 3 + 500));
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let row = catalog
             .client()
@@ -535,12 +554,17 @@ fn record_end(at: Lsn, segment: u64) -> Lsn {
 /// take its value away.
 async fn as_read(catalog: &mut Catalog, settings: &ReadSettings, t: &TablePlan) -> Result<TablePlan, SourceError> {
     let what = format!("snapshot: reading the columns of {}", t.table);
-    let sql = format!(
-        "SELECT coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text, ',' ORDER BY attnum), '') \
-         FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND {}",
-        catalog.column_filter()
-    );
-    let row = catalog.client().query_one(sql.as_str(), &[&t.rel.id]).await.map_err(|e| read_err(&what, e))?;
+    // Every stored column, generated ones included: a change among them reads the relation
+    // again, as the publications publish it.
+    let row = catalog
+        .client()
+        .query_one(
+            "SELECT coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text, ',' ORDER BY attnum), '') \
+             FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated IN ('', 's')",
+            &[&t.rel.id],
+        )
+        .await
+        .map_err(|e| read_err(&what, e))?;
     let fingerprint: String = row.get(0);
     if fingerprint.is_empty() {
         // Dropped: the read itself fails as it always did, and ends the table's snapshot.
