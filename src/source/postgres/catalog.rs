@@ -118,6 +118,9 @@ pub struct Catalog {
     /// (15+; empty before): a table's columns are then the published ones (column lists, stored
     /// generated columns on 18+), so snapshot rows have the columns streamed rows have.
     published: Vec<String>,
+    /// The server publishes stored generated columns where a publication says so (18+); before
+    /// 18 `attnames` lists them although pgoutput never sends them.
+    generated_publishable: bool,
     /// Publications cdcd creates publish stored generated columns (the server has them, 18+).
     create_generated: bool,
 }
@@ -203,13 +206,25 @@ impl Catalog {
                 tracing::debug!("catalog connection ended: {e}");
             }
         });
-        Ok(Self { client, types: HashMap::new(), published: Vec::new(), create_generated: false })
+        Ok(Self {
+            client,
+            types: HashMap::new(),
+            published: Vec::new(),
+            generated_publishable: false,
+            create_generated: false,
+        })
     }
 
     /// Reads a table's columns as `publications` publish it (see `published`); PostgreSQL 15+,
     /// which lists them (`pg_publication_tables.attnames`).
-    pub fn set_publications(&mut self, publications: &[String]) {
+    pub fn set_publications(&mut self, publications: &[String], generated_publishable: bool) {
         self.published = publications.to_vec();
+        self.generated_publishable = generated_publishable;
+    }
+
+    /// Whether generated columns can be published at all (see `generated_publishable`).
+    pub fn generated_publishable(&self) -> bool {
+        self.generated_publishable
     }
 
     /// The streamed publications, as [`Catalog::set_publications`] took them.
@@ -314,6 +329,7 @@ impl Catalog {
                 .to_string()
         } else {
             let names = self.published.iter().map(|p| quote_literal(p)).collect::<Vec<_>>().join(", ");
+            let generated = if self.generated_publishable { "true" } else { "attgenerated = ''" };
             format!(
                 "WITH pub AS (SELECT pt.attnames FROM pg_publication_tables pt \
                  JOIN pg_namespace pn ON pn.nspname = pt.schemaname \
@@ -322,7 +338,7 @@ impl Catalog {
                  SELECT attname::text, atttypid, atttypmod, attnotnull FROM pg_attribute WHERE attrelid = $1 \
                  AND attnum > 0 AND NOT attisdropped \
                  AND CASE WHEN EXISTS (SELECT 1 FROM pub) THEN attname = ANY (ARRAY(SELECT unnest(attnames) FROM pub)) \
-                 ELSE attgenerated = '' END ORDER BY attnum"
+                 AND {generated} ELSE attgenerated = '' END ORDER BY attnum"
             )
         };
         let cols = self.client.query(sql.as_str(), &[&oid]).await.map_err(|e| sql_err("reading columns", e))?;

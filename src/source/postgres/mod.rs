@@ -265,7 +265,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         reconcile_publications(&catalog, &names, &selection).await?
     };
     if features.schema_publications {
-        catalog.set_publications(&publications);
+        catalog.set_publications(&publications, features.generated_columns);
     }
 
     let mut repl = ReplicationConn::connect(&params, &names.application).await?;
@@ -444,6 +444,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             ctx: ctx.clone(),
             read_only: pg.read_only,
             publications: catalog.publications().to_vec(),
+            generated_columns: catalog.generated_publishable(),
         };
         snapshot::Snapshotter::new(settings, tuning.workers, progress.clone(), start)
     });

@@ -196,6 +196,8 @@ pub struct ReadSettings {
     pub read_only: bool,
     /// The streamed publications, whose columns chunks read (see `Catalog::set_publications`).
     pub publications: Vec<String>,
+    /// The server can publish generated columns (18+; see `Catalog::set_publications`).
+    pub generated_columns: bool,
 }
 
 impl ChunkReader for ReadSettings {
@@ -227,7 +229,7 @@ impl ChunkReader for ReadSettings {
 
     async fn connect(&self) -> Result<Catalog, SourceError> {
         let mut catalog = Catalog::connect(&self.url, &self.application, self.timeout).await?;
-        catalog.set_publications(&self.publications);
+        catalog.set_publications(&self.publications, self.generated_columns);
         // The watermark's commit must reach the WAL at once, or the stream waits for the WAL
         // writer to flush it. Every query of the session is read-only (the watermark, a logical
         // message, is allowed in a read-only transaction): a signal's `filter` is pasted into
