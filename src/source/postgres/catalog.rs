@@ -514,21 +514,7 @@ impl Catalog {
 
     /// The tables in publication `name`, or `None` if it does not exist.
     pub async fn publication_tables(&self, name: &str) -> Result<Option<Vec<TableRef>>, SourceError> {
-        let exists = self
-            .client
-            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
-            .await
-            .map_err(|e| sql_err("reading publication", e))?
-            .is_some();
-        if !exists {
-            return Ok(None);
-        }
-        let rows = self
-            .client
-            .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&name])
-            .await
-            .map_err(|e| sql_err("reading publication", e))?;
-        Ok(Some(rows.iter().map(|r| TableRef { schema: r.get(0), name: r.get(1) }).collect()))
+        Ok(self.publication(name).await?.map(|p| p.tables))
     }
 
     /// Makes publication `name` hold `tables` (creating it, or adding the ones it lacks);

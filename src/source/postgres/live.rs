@@ -196,13 +196,7 @@ impl LiveTables {
                 if !super::read_only::may_capture(catalog, &ro.publications, &t, &mut ro.told).await? {
                     continue;
                 }
-                tracing::info!(table = %t, "new table matches source.tables: captured from now on, its existing rows snapshotted while streaming");
-                self.captured.insert(t.clone());
-                added.push(t);
-                continue;
-            }
-            let meta = catalog.table_meta_by_name(&t).await?;
-            if meta.publishes_updates() {
+            } else if catalog.table_meta_by_name(&t).await?.publishes_updates() {
                 catalog.ensure_publication(&self.publication, std::slice::from_ref(&t), None, true).await?;
             } else {
                 catalog

@@ -316,11 +316,13 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             else {
                 return Err(SourceError::Fatal("the checkpoint is not a PostgreSQL checkpoint".into()).into());
             };
-            let resnapshot = format!(
-                "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again; or set on_slot_lost = \"resnapshot\" for cdcd to do that itself, while streaming.",
+            let by_hand = format!(
+                "To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again",
                 cfg.checkpoint_dir().display(),
                 names.slot
             );
+            let resnapshot =
+                format!("{by_hand}; or set on_slot_lost = \"resnapshot\" for cdcd to do that itself, while streaming.");
             if system_identifier != &system.system_identifier {
                 return Err(SourceError::Fatal(format!(
                     "the checkpoint was written for database system {system_identifier}, but the server is system {}: it was replaced or restored, and changes may be missing. {resnapshot}",
@@ -338,12 +340,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
             if let Some(delivered_on) = delivered_on.filter(|_| !standby) {
                 if let Some(why) = timeline::divergence(&mut repl, delivered_on, system.timeline, lsn).await? {
                     // No repair: a new slot starts behind what consumers hold, and positions only move forward.
-                    return Err(SourceError::Fatal(format!(
-                        "{why}. To start over with a fresh snapshot, stop cdcd, move the checkpoint directory {} away, drop the slot if it exists (SELECT pg_drop_replication_slot('{}')), and start again.",
-                        cfg.checkpoint_dir().display(),
-                        names.slot
-                    ))
-                    .into());
+                    return Err(SourceError::Fatal(format!("{why}. {by_hand}.")).into());
                 }
             }
             if let Some(why) = slot_repair::problem(&names.slot, slot.as_ref(), lsn, *slot_created_at) {

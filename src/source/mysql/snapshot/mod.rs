@@ -164,10 +164,7 @@ impl Snapshotter {
         let n = self.last_txn.map_or(1, |(_, n)| n.wrapping_add(1).max(1));
         self.last_txn = Some((pos, n));
         if let Some(g) = gtid {
-            if self.txns.len() >= CAPACITY {
-                self.txns.pop_front();
-            }
-            self.txns.push_back((n, g.to_string()));
+            remember(&mut self.txns, n, g.to_string());
         }
         n
     }
@@ -176,13 +173,9 @@ impl Snapshotter {
     /// (published at its `XA COMMIT`).
     pub fn note_xa(&mut self, pos: u64, gtid: Option<&str>, xid: &Xid) {
         let n = self.txn(pos, gtid);
-        if self.xa_txns.back().is_some_and(|(last, _)| *last == n) {
-            return;
+        if self.xa_txns.back().is_none_or(|(last, _)| *last != n) {
+            remember(&mut self.xa_txns, n, xid.clone());
         }
-        if self.xa_txns.len() >= CAPACITY {
-            self.xa_txns.pop_front();
-        }
-        self.xa_txns.push_back((n, xid.clone()));
     }
 
     /// The binlog changed `key` of table `id` in the group starting at `pos`, whose GTID is
@@ -230,8 +223,8 @@ impl Snapshotter {
         let txns = &self.txns;
         let (prepared, xa_txns) = (chunk.rows.prepared_xa.clone(), &self.xa_txns);
         let in_engine_after_read =
-            |txn: u32| prepared.as_ref().is_some_and(|p| xa_of(xa_txns, txn).is_some_and(|x| p.contains(x)));
-        let seen = |pos: u64, txn: u32| match (&committed, gtid_of(txns, txn)) {
+            |txn: u32| prepared.as_ref().is_some_and(|p| by_txn(xa_txns, txn).is_some_and(|x| p.contains(x)));
+        let seen = |pos: u64, txn: u32| match (&committed, by_txn(txns, txn).map(String::as_str)) {
             _ if in_engine_after_read(txn) => Seen::AfterRead,
             (Some(set), Some(gtid)) if set.contains(gtid) => Seen::Before,
             (Some(_), Some(_)) => Seen::AfterRead,
@@ -326,13 +319,17 @@ impl Snapshotter {
     }
 }
 
-/// The GTID of the recorded transaction numbered `txn`, while it is remembered.
-fn xa_of(xa_txns: &VecDeque<(u32, Xid)>, txn: u32) -> Option<&Xid> {
-    let i = xa_txns.binary_search_by_key(&txn, |(n, _)| *n).ok()?;
-    xa_txns.get(i).map(|(_, x)| x)
+/// Keeps `value` for transaction `n`, the oldest making room past [`CAPACITY`].
+fn remember<T>(list: &mut VecDeque<(u32, T)>, n: u32, value: T) {
+    if list.len() >= CAPACITY {
+        list.pop_front();
+    }
+    list.push_back((n, value));
 }
 
-fn gtid_of(txns: &VecDeque<(u32, String)>, txn: u32) -> Option<&str> {
-    let i = txns.binary_search_by_key(&txn, |(n, _)| *n).ok()?;
-    txns.get(i).map(|(_, g)| g.as_str())
+/// What [`remember`] kept for transaction `txn` (a GTID, an XID), while it is remembered; the
+/// numbers grow, so the list is sorted.
+fn by_txn<T>(list: &VecDeque<(u32, T)>, txn: u32) -> Option<&T> {
+    let i = list.binary_search_by_key(&txn, |(n, _)| *n).ok()?;
+    list.get(i).map(|(_, v)| v)
 }
