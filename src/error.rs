@@ -126,6 +126,14 @@ pub enum SinkError {
     Replay(String),
     #[error("{0}")]
     Io(String),
+    /// An exactly-once transaction did not commit and was aborted: its records are re-read
+    /// from the last commit.
+    #[error("{0}")]
+    Aborted(String),
+    /// Another process took over the connector (its transactional id, or the election), or
+    /// the transactional producer is finished: this process steps down.
+    #[error("{0}")]
+    SteppedDown(String),
 }
 
 /// Why one source session ended early.

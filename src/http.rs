@@ -89,6 +89,7 @@ fn respond<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> 
                     let mut o = serde_json::json!({
                         "connector": name,
                         "state": state.as_str(),
+                        "role": state.role(),
                         "ready": state.is_ready(),
                         "source_lag_bytes": backlog.map(|b| b.behind_bytes),
                         "wal_retained_bytes": backlog.and_then(|b| b.retained_bytes),

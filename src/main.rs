@@ -213,6 +213,21 @@ async fn check(path: PathBuf) -> Result<(), Error> {
             }
             SinkConfig::Stdout(_) => say!("  ok    sink: stdout"),
         }
+        if let Some(k) = cfg.kafka_store() {
+            match cdcd::sink::kafka::checkpoints::check_topic(k, &cfg.checkpoint_topic()).await {
+                Ok(m) => say!("  ok    {m}; active process elected in consumer group {}", cfg.leader_group()),
+                Err(e) => {
+                    failed += 1;
+                    say!("  FAIL  {e}");
+                }
+            }
+            if cfg.delivery() == config::Delivery::ExactlyOnce {
+                say!(
+                    "  note  delivery = \"exactly-once\" (transactional.id {}): consumers must read with isolation.level=read_committed to see each change once",
+                    cfg.transactional_id()
+                );
+            }
+        }
     }
     if failed > 0 {
         return Err(Error::Runtime(format!("{failed} check(s) failed")));

@@ -41,8 +41,15 @@ struct StateLabels {
     state: String,
 }
 
-const STATES: [State; 6] =
-    [State::Starting, State::Snapshotting, State::Streaming, State::Retrying, State::Stopped, State::Failed];
+const STATES: [State; 7] = [
+    State::Starting,
+    State::Standby,
+    State::Snapshotting,
+    State::Streaming,
+    State::Retrying,
+    State::Stopped,
+    State::Failed,
+];
 
 /// What `/metrics` reads from a live connector at scrape time.
 struct Probe {
@@ -67,6 +74,7 @@ pub struct Metrics {
     in_flight: Family<ConnectorLabel, Gauge>,
     checkpoint_age: Family<ConnectorLabel, Gauge<f64, AtomicU64>>,
     state: Family<StateLabels, Gauge>,
+    active: Family<ConnectorLabel, Gauge>,
     probes: Mutex<Vec<Probe>>,
 }
 
@@ -87,6 +95,7 @@ impl Metrics {
             in_flight: Family::default(),
             checkpoint_age: Family::default(),
             state: Family::default(),
+            active: Family::default(),
             probes: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
@@ -128,6 +137,11 @@ impl Metrics {
             "events_in_flight",
             "Events handed to the sink and not yet acknowledged",
             m.in_flight.clone(),
+        );
+        registry.register(
+            "connector_active",
+            "1 in the process that runs the connector; 0 in a standby (Kafka checkpoint store) or once stopped",
+            m.active.clone(),
         );
         registry.register(
             "checkpoint_age_seconds",
@@ -178,6 +192,7 @@ impl Metrics {
         }
         self.lag.remove(&label);
         self.checkpoint_age.remove(&label);
+        self.active.remove(&label);
         for s in STATES {
             self.state.remove(&StateLabels { connector: name.to_string(), state: s.as_str().to_string() });
         }
@@ -225,6 +240,7 @@ impl Metrics {
                 self.snapshot_estimate.get_or_create(&label).set(clamp(rows));
             }
             let current = p.status.state();
+            self.active.get_or_create(&label).set(i64::from(current.role() == "active"));
             for s in STATES {
                 let l = StateLabels { connector: p.name.clone(), state: s.as_str().to_string() };
                 self.state.get_or_create(&l).set(i64::from(s == current));

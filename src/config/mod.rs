@@ -9,8 +9,11 @@ use serde::Deserialize;
 
 use crate::secrets::{self, ConnUrl, Properties};
 
+mod delivery;
 mod snapshot;
 mod unique;
+
+pub use delivery::{CheckpointConfig, Delivery, StoreName};
 
 pub use snapshot::SnapshotTuning;
 use snapshot::{default_chunk_rows, default_statement_timeout};
@@ -251,6 +254,8 @@ fn default_timeout() -> u64 {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+// One per connector, read once: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
     /// JSON lines on standard output: `{"topic", "key", "value"}` per record.
@@ -282,6 +287,13 @@ pub struct KafkaSinkConfig {
     pub debezium: DebeziumConfig,
     /// Where `format = "avro"` registers its schemas.
     pub schema_registry: Option<SchemaRegistryConfig>,
+    /// `at-least-once` (the default with the file store) or `exactly-once` (Kafka transactions;
+    /// the default, and the only choice, with `[checkpoint] store = "kafka"`).
+    pub delivery: Option<Delivery>,
+    /// The producer's `transactional.id` under exactly-once; default `cdcd-<name>`.
+    pub transactional_id: Option<String>,
+    /// Exactly-once: how often the open Kafka transaction is committed, in milliseconds.
+    pub commit_interval_ms: Option<u64>,
 }
 
 /// The record format on the wire.
@@ -357,16 +369,6 @@ pub struct StdoutSinkConfig {
     pub debezium: DebeziumConfig,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
-    /// Directory for this connector's checkpoint; default `$STATE_DIRECTORY/<name>` or
-    /// `/var/lib/cdcd/<name>`.
-    pub path: Option<PathBuf>,
-    /// How often confirmed progress is written (and reported to the source), in milliseconds.
-    pub interval_ms: Option<u64>,
-}
-
 impl ConnectorConfig {
     fn encoding(&self) -> (EncodingName, &DebeziumConfig) {
         match &self.sink {
@@ -414,21 +416,6 @@ impl ConnectorConfig {
             SinkConfig::Stdout(s) => s.topic_prefix.as_deref(),
         };
         p.unwrap_or(&self.name)
-    }
-
-    pub fn checkpoint_dir(&self) -> PathBuf {
-        match &self.checkpoint.path {
-            Some(p) => p.clone(),
-            None => {
-                let base =
-                    std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| "/var/lib/cdcd".into());
-                base.join(&self.name)
-            }
-        }
-    }
-
-    pub fn checkpoint_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.checkpoint.interval_ms.unwrap_or(1000))
     }
 
     /// Default name for slots and publications: `cdcd_<name>` folded to what PostgreSQL accepts.
@@ -663,10 +650,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             ));
         }
     }
-    if cfg.checkpoint.interval_ms == Some(0) {
-        return Err(ConfigError::invalid(path, "checkpoint.interval_ms", "must be at least 1"));
-    }
-    Ok(())
+    delivery::validate(cfg, path)
 }
 
 /// `format = "avro"` needs a registry and carries Debezium's representations only; a registry

@@ -1,4 +1,5 @@
-//! What two connectors of one configuration may not share: a name, a checkpoint directory, a
+//! What two connectors of one configuration may not share: a name, a checkpoint directory (or a
+//! Kafka transactional id, with the Kafka store), a
 //! PostgreSQL replication slot (cluster-wide) or publication (per database), or a MySQL replica
 //! `server_id` (per server). Two connectors that would share one fight over it at run time (a slot
 //! is held by one walsender, a server_id by one binlog dump), so the whole configuration is
@@ -36,10 +37,22 @@ enum Claim {
     Publication(String, String),
     /// (server, server_id)
     ServerId(String, u32),
+    /// (brokers, transactional.id): the broker lets only the newest producer with an id write.
+    TransactionalId(String, String),
+    /// (brokers, topic): a connector's open transaction on a shared checkpoint topic would hold
+    /// back what another reads at start.
+    CheckpointTopic(String, String),
 }
 
 fn claims(c: &ConnectorConfig) -> Vec<Claim> {
-    let mut out = vec![Claim::Name(c.name.clone()), Claim::CheckpointDir(c.checkpoint_dir())];
+    let mut out = vec![Claim::Name(c.name.clone())];
+    match c.kafka_store() {
+        Some(k) => {
+            out.push(Claim::TransactionalId(k.brokers.clone(), c.transactional_id()));
+            out.push(Claim::CheckpointTopic(k.brokers.clone(), c.checkpoint_topic()));
+        }
+        None => out.push(Claim::CheckpointDir(c.checkpoint_dir())),
+    }
     match &c.source {
         SourceConfig::Postgres(pg) => {
             let (server, db) = postgres_server(&pg.url);
@@ -75,6 +88,12 @@ fn clash(first: &ConnectorConfig, second: &ConnectorConfig, claim: &Claim) -> St
         ),
         Claim::ServerId(server, id) => format!(
             "{who} would use the same server_id {id} on {server} (the server ends one binlog connection when another replica connects with its id); give each its own source.server_id"
+        ),
+        Claim::CheckpointTopic(brokers, topic) => format!(
+            "{who} would share the checkpoint topic {topic} on {brokers} (one connector's open transaction there would hold back the other's checkpoint when it starts); set [checkpoint] topic in one of them"
+        ),
+        Claim::TransactionalId(brokers, id) => format!(
+            "{who} would share the Kafka transactional id `{id}` on {brokers} (each would fence the other's producer); set sink.transactional_id in one of them"
         ),
     }
 }
@@ -194,6 +213,25 @@ mod tests {
             .unwrap();
         check_texts(&[mysql("a", "mysql://u:p@127.0.0.1:3306", 7), mysql("b", "mysql://u:p@127.0.0.1:3306", 8)])
             .unwrap();
+    }
+
+    #[test]
+    fn kafka_store_connectors_may_not_share_a_checkpoint_topic_or_transactional_id() {
+        let kafka = |name: &str, extra_sink: &str, checkpoint: &str| {
+            format!(
+                "name = \"{name}\"\n[source]\ntype = \"mysql\"\nurl = \"mysql://u:p@127.0.0.1:3306\"\ntables = [\"{name}.*\"]\nserver_id = {}\n[sink]\ntype = \"kafka\"\nbrokers = \"k:9092\"\ntopic_prefix = \"shop\"\n{extra_sink}\n[checkpoint]\nstore = \"kafka\"\n{checkpoint}\n",
+                name.len()
+            )
+        };
+        let err = check_texts(&[kafka("a", "", ""), kafka("bb", "", "")]).unwrap_err();
+        assert!(err.contains("checkpoint topic shop.checkpoints") && err.contains("[checkpoint] topic"), "{err}");
+        let err = check_texts(&[
+            kafka("a", "transactional_id = \"tx\"", "topic = \"a\""),
+            kafka("bb", "transactional_id = \"tx\"", "topic = \"b\""),
+        ])
+        .unwrap_err();
+        assert!(err.contains("transactional id `tx`"), "{err}");
+        check_texts(&[kafka("a", "", "topic = \"a\""), kafka("bb", "", "topic = \"b\"")]).unwrap();
     }
 
     #[test]

@@ -44,6 +44,8 @@ struct Inner {
     /// A refusal that re-sending differently may mend: the session re-reads from the
     /// checkpoint (see [`AckTracker::refused_for_replay`]).
     replay: Option<String>,
+    /// Why an exactly-once transaction must be aborted (see [`AckTracker::abort_needed`]).
+    aborted: Option<String>,
     in_flight: u64,
     failed_events: u64,
     /// Places the checkpoint may not pass, in the order they were taken (so the first is the
@@ -102,6 +104,34 @@ impl AckTracker {
             slot.failed = true;
         }
         g.failure.get_or_insert(reason);
+    }
+
+    /// One event of `txn` was dropped with an aborted Kafka transaction: the session that sent
+    /// it ends and its successor re-reads it, so it neither confirms its transaction nor fails
+    /// the connector.
+    pub fn discarded(&self, txn: TxnId) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.failed = true;
+        }
+    }
+
+    /// Exactly-once: one event of `txn` failed in a way that fails its Kafka transaction and no
+    /// more (a timeout, a broker error): the session ends, the transaction is aborted and its
+    /// records are read again ([`AckTracker::take_aborted`]).
+    pub fn abort_needed(&self, txn: TxnId, reason: String) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.failed = true;
+        }
+        g.aborted.get_or_insert(reason);
+    }
+
+    /// Why the open Kafka transaction must be aborted, once.
+    pub fn take_aborted(&self) -> Option<String> {
+        self.lock().aborted.take()
     }
 
     /// One event of `txn` was refused in a way re-sending it differently may mend (the broker
@@ -179,6 +209,7 @@ impl AckTracker {
         g.releasing.clear();
         // What the abandoned transactions' refusals asked for is being done: the re-read.
         g.replay = None;
+        g.aborted = None;
     }
 
     /// Keeps the checkpoint at `at` (a transaction boundary the source passed) or before, until

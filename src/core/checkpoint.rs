@@ -83,14 +83,37 @@ pub enum CheckpointError {
     Locked { path: PathBuf, lock: PathBuf },
     #[error("checkpoint {path} belongs to connector `{found}`, not `{expected}`; give each connector its own checkpoint.path")]
     WrongConnector { path: PathBuf, found: String, expected: String },
+    /// A Kafka store's transaction or read failed in a way a new attempt may mend.
+    #[error("Kafka checkpoint store: {0}")]
+    Kafka(String),
+    /// The Kafka store cannot work with what it found (a checkpoint topic that does not
+    /// compact); the message says what to change.
+    #[error("Kafka checkpoint store: {0}")]
+    Refused(String),
+    /// A Kafka store's producer is finished: another process took the connector's
+    /// transactional id, or the producer hit a fatal error.
+    #[error("Kafka checkpoint store: {0}")]
+    Fenced(String),
 }
 
 /// A place that keeps checkpoints.
 pub trait CheckpointStore: Send {
     fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError>;
     /// Persists `cp` unless the stored checkpoint is as far or further ([`Checkpoint::is_ahead_of`]).
-    /// Returns whether it wrote.
+    /// Returns whether it wrote. A store that shares the sink's transaction (exactly-once)
+    /// commits every record sent since the last save with it, so it is called only between
+    /// source transactions, with the place the last one ended.
     fn save(&mut self, cp: &Checkpoint) -> Result<bool, CheckpointError>;
+    /// Drops what was sent since the last save, for a store that shares the sink's
+    /// transaction; the next session re-reads it from [`CheckpointStore::load`].
+    fn abort(&mut self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
+    /// Before each session of a store several processes share: proves this process may still
+    /// write (a replaced one learns it here, before it touches the source).
+    fn claim(&mut self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
 }
 
 /// The embedded default: `<dir>/checkpoint.json`, plus `<dir>/lock` held with `flock` while the
@@ -124,13 +147,19 @@ impl FileCheckpointStore {
     }
 
     fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        match fs::read(&self.file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| CheckpointError::Corrupt { path: self.file.clone(), source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(CheckpointError::Read { path: self.file.clone(), source }),
-        }
+        read_file(&self.file)
+    }
+}
+
+/// The checkpoint in `file`, if there is one (without taking the directory's lock: for a
+/// store that imports it).
+pub fn read_file(file: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    match fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| CheckpointError::Corrupt { path: file.to_path_buf(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CheckpointError::Read { path: file.to_path_buf(), source }),
     }
 }
 

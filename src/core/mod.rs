@@ -3,6 +3,7 @@
 
 pub mod acks;
 pub mod checkpoint;
+pub mod commit_gate;
 pub mod connect;
 pub mod envelope;
 pub mod json;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Starting,
+    /// Another process runs the connector (Kafka checkpoint store); this one waits to take over.
+    Standby,
     Snapshotting,
     Streaming,
     /// The source session ended with a transient error; waiting to reconnect.
@@ -22,6 +24,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Starting => "starting",
+            State::Standby => "standby",
             State::Snapshotting => "snapshotting",
             State::Streaming => "streaming",
             State::Retrying => "retrying",
@@ -30,9 +33,20 @@ impl State {
         }
     }
 
-    /// Doing its job: what readiness means.
+    /// Which process runs the connector, for `/status` and the `active` gauge: `standby` while
+    /// another process runs it (Kafka checkpoint store), `stopped` once it ended.
+    pub fn role(self) -> &'static str {
+        match self {
+            State::Standby => "standby",
+            State::Stopped | State::Failed => "stopped",
+            _ => "active",
+        }
+    }
+
+    /// Doing its job: what readiness means. A standby is doing its job (waiting to take
+    /// over); were it not ready, a rolling update would wait on it for ever.
     pub fn is_ready(self) -> bool {
-        matches!(self, State::Snapshotting | State::Streaming)
+        matches!(self, State::Snapshotting | State::Streaming | State::Standby)
     }
 }
 

@@ -21,7 +21,11 @@ pub enum Sink {
 impl Sink {
     pub fn build(cfg: &ConnectorConfig, tracker: Arc<AckTracker>) -> Result<Self, SinkError> {
         Ok(match &cfg.sink {
-            SinkConfig::Kafka(k) => Sink::Kafka(kafka::KafkaSink::new(&cfg.name, k, tracker)?),
+            SinkConfig::Kafka(k) => {
+                let transactional =
+                    (cfg.delivery() == crate::config::Delivery::ExactlyOnce).then(|| cfg.transactional_id());
+                Sink::Kafka(kafka::KafkaSink::new(&cfg.name, k, tracker, transactional)?)
+            }
             SinkConfig::Stdout(_) => Sink::Stdout(stdout::StdoutSink::new(tracker)),
         })
     }
@@ -32,6 +36,14 @@ impl Sink {
         match self {
             Sink::Kafka(k) => k.send(record, txn).await,
             Sink::Stdout(s) => s.send(record, txn),
+        }
+    }
+
+    /// The transactional producer an exactly-once sink shares with the Kafka checkpoint store.
+    pub fn transactions(&self) -> Option<Arc<dyn kafka::transactions::TxnProducer>> {
+        match self {
+            Sink::Kafka(k) => k.transactions(),
+            Sink::Stdout(_) => None,
         }
     }
 

@@ -334,9 +334,18 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment (it may override `RUST_LOG`).
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
-        let log = config.with_extension(format!("log.{}", rand_u64()));
+        Daemon::start_in(config, env, None, &config.with_extension(format!("log.{}", rand_u64())))
+    }
+
+    /// [`Daemon::start_with_env`] in working directory `cwd`, logging to `log`.
+    pub fn start_in(config: &Path, env: &[(&str, &str)], cwd: Option<&Path>, log: &Path) -> Daemon {
+        let log = log.to_path_buf();
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cdcd"));
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let child = command
             .args(["run", "--config"])
             .arg(config)
             // CDCD_TEST_DAEMON_LOG=debug raises the daemons' log level when chasing a failure.
@@ -351,6 +360,13 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the process.
+    pub fn signal(&self, signal: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
     }
 
     pub fn kill9(mut self) {

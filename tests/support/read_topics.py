@@ -24,6 +24,10 @@ ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
 ap.add_argument("--to-end", action="store_true",
                 help="stop once every partition is read up to the high watermark it had when all "
                      "topics were found (not for tansu, whose watermarks can lag)")
+ap.add_argument("--to-eof", action="store_true",
+                help="stop once every partition reported reaching its end at least once (with "
+                     "read_committed, the end of the transactions committed by then: what an "
+                     "exactly-once test wants)")
 ap.add_argument("--registry", help="Schema Registry URL: decode Avro keys and values")
 ap.add_argument("--materialize", action="store_true",
                 help="print a summary of the final state per key instead of every record")
@@ -37,6 +41,7 @@ c = Consumer({
     "group.id": "cdcd-test-" + uuid.uuid4().hex,
     "enable.auto.commit": False,
     "topic.metadata.refresh.interval.ms": 1000,
+    "enable.partition.eof": a.to_eof,
     **dict(kv.split("=", 1) for kv in a.set),
 })
 assigned = set()
@@ -124,6 +129,7 @@ def handle(m):
         state = {key: None for key in state}
 
 
+at_eof = set()
 n, start, last = 0, time.time(), time.time()
 all_found, next_lookup = False, 0.0
 end, position = None, {}
@@ -134,6 +140,9 @@ while True:
         break
     if a.to_end:
         if end is not None and reached_end():
+            break
+    elif a.to_eof:
+        if all_found and assigned and at_eof >= assigned:
             break
     elif n >= a.min and now - last > a.idle:
         # A reader starved of CPU can look idle; stop only if no partition is known to hold
@@ -159,6 +168,8 @@ while True:
         continue
     for m in c.consume(1000, 0.2):
         if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                at_eof.add((m.topic(), m.partition()))
             if m.error().code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                 print("reader error: %s" % m.error(), file=sys.stderr)
             continue
@@ -171,6 +182,10 @@ if a.materialize:
 out.flush()
 c.close()
 print("read %d records" % n, file=sys.stderr)
+if a.to_eof and not (all_found and at_eof >= assigned):
+    print("did not reach the end of every partition: at the end of %s of %s" % (sorted(at_eof), sorted(assigned)),
+          file=sys.stderr)
+    sys.exit(3)
 if a.to_end and (end is None or not reached_end()):
     print("did not reach the end of every partition: read up to %s, end %s" % (position, end), file=sys.stderr)
     sys.exit(3)

@@ -194,23 +194,37 @@ impl Source for PostgresSource {
 
 /// A previous session of this connector whose connection went silent (no FIN, no RST) may still
 /// hold the slot on the server until `wal_sender_timeout`. End that server process rather than
-/// wait; only ever the one this process started.
+/// wait: the one this process started, or, when `elected` (the Kafka store elected this process
+/// and it holds the connector's transactional id), whichever holds the slot: a process that
+/// was replaced (frozen, partitioned) can no longer write to Kafka, and must not hold the slot.
 async fn release_stale_walsender(
     catalog: &Catalog,
     slot: &str,
     previous: Option<i32>,
+    elected: bool,
     timeout: Duration,
 ) -> Result<(), SourceError> {
-    let Some(pid) = previous else { return Ok(()) };
-    match catalog.slot(slot).await? {
-        Some(s) if s.active && s.active_pid == Some(pid) => {}
+    let pid = match catalog.slot(slot).await? {
+        Some(s) if s.active && elected => match s.active_pid {
+            Some(pid) => pid,
+            None => return Ok(()),
+        },
+        Some(s) if s.active && previous.is_some() && s.active_pid == previous => s.active_pid.unwrap_or_default(),
         _ => return Ok(()),
+    };
+    if previous == Some(pid) {
+        tracing::warn!(
+            pid,
+            slot,
+            "the slot is still held by this connector's previous, silent session; ending that server process"
+        );
+    } else {
+        tracing::warn!(
+            pid,
+            slot,
+            "the slot is held by a replaced process's session (it no longer holds the connector's transactional id); ending that server process"
+        );
     }
-    tracing::warn!(
-        pid,
-        slot,
-        "the slot is still held by this connector's previous, silent session; ending that server process"
-    );
     catalog
         .client()
         .query_one("SELECT pg_terminate_backend($1)", &[&pid])
@@ -275,7 +289,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     // Before anything touches the slot (a repair drops it, ALTER changes it): a silent session
     // of ours still holding it would make those wait.
     let previous = *src.last_walsender.lock().unwrap_or_else(|e| e.into_inner());
-    release_stale_walsender(&catalog, &names.slot, previous, timeout).await?;
+    release_stale_walsender(&catalog, &names.slot, previous, cfg.kafka_store().is_some(), timeout).await?;
     let slot = catalog.slot(&names.slot).await?;
     let ctx = SourceContext {
         connector: cfg.name.clone(),

@@ -1,0 +1,392 @@
+//! The Kafka checkpoint store (`[checkpoint] store = "kafka"`): the checkpoint lives in a
+//! compacted topic on the sink's brokers, keyed by connector name (a JSON string, as Kafka
+//! Connect's offset keys are JSON), so a process needs no local
+//! state. It is read with `read_committed` and written only inside transactions of the
+//! connector's `transactional.id`, so once a newer process has called `init_transactions`, an
+//! older one can write nothing more.
+//!
+//! The store shares the sink's transactional producer (the Kafka store runs exactly-once):
+//! [`CheckpointStore::save`] adds the checkpoint to the open transaction, which holds every
+//! record sent since the last save, and commits them together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::transactions::{classify, TxnFailure, TxnProducer};
+use crate::config::{property_string, ConnectorConfig, KafkaSinkConfig};
+use crate::core::checkpoint::{read_file, Checkpoint, CheckpointError, CheckpointStore};
+
+/// Topic settings cdcd creates the checkpoint topic with. Small segments let compaction keep
+/// the topic short, so reading it at start stays quick however often checkpoints are written.
+const TOPIC_CONFIG: &[(&str, &str)] =
+    &[("cleanup.policy", "compact"), ("segment.bytes", "16777216"), ("min.compaction.lag.ms", "0")];
+
+/// How long reading the checkpoint topic at start may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct KafkaCheckpointStore {
+    /// The sink's producer: a save commits the records sent since the last one too.
+    producer: Arc<dyn TxnProducer>,
+    topic: String,
+    connector: String,
+    /// The record key: the connector's name as a JSON string.
+    key: Vec<u8>,
+    /// The key of the claim an elected process writes before each session.
+    claim_key: Vec<u8>,
+    brokers: ClientConfig,
+    /// Where a file checkpoint may wait to be imported.
+    import_from: std::path::PathBuf,
+    last: Option<Checkpoint>,
+    loaded: bool,
+}
+
+impl KafkaCheckpointStore {
+    /// The store of a connector whose sink shares `producer`, its transactional producer.
+    pub fn new(cfg: &ConnectorConfig, k: &KafkaSinkConfig, producer: Arc<dyn TxnProducer>) -> Self {
+        Self {
+            producer,
+            topic: cfg.checkpoint_topic(),
+            connector: cfg.name.clone(),
+            key: serde_json::Value::String(cfg.name.clone()).to_string().into_bytes(),
+            claim_key: serde_json::json!({"claim": cfg.name}).to_string().into_bytes(),
+            brokers: client_config(k),
+            import_from: cfg.checkpoint_dir().join("checkpoint.json"),
+            last: None,
+            loaded: false,
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Makes sure the topic exists and compacts, then takes the transactional id: from here on
+    /// no earlier process can commit. Opens the first transaction.
+    pub async fn open(&mut self) -> Result<(), CheckpointError> {
+        ensure_topic(&self.brokers, &self.topic).await?;
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer.init()?;
+            producer.begin()
+        })
+        .await
+        .map_err(|e| kafka_error(&e.to_string()))?
+        .map_err(|e| txn_error("cannot take the connector's transactional id", &e))
+    }
+
+    fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let mut c = self.brokers.clone();
+        c.set("group.id", format!("cdcd-{}-checkpoint-reader", self.connector))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer<ReaderContext> = c
+            .create_with_context(ReaderContext)
+            .map_err(|e| kafka_error(&format!("cannot create the checkpoint reader: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, Offset::Beginning)
+            .map_err(|e| kafka_error(&format!("cannot read topic {}: {e}", self.topic)))?;
+        consumer.assign(&tpl).map_err(|e| kafka_error(&format!("cannot read topic {}: {e}", self.topic)))?;
+        let deadline = Instant::now() + LOAD_TIMEOUT;
+        let mut found: Option<Checkpoint> = None;
+        loop {
+            if Instant::now() > deadline {
+                return Err(kafka_error(&format!(
+                    "reading checkpoint topic {} took longer than {}s; is the broker reachable and the topic readable by the sink's user?",
+                    self.topic,
+                    LOAD_TIMEOUT.as_secs()
+                )));
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+            let message = match message {
+                Ok(m) => m,
+                Err(KafkaError::PartitionEOF(_)) => return Ok(found),
+                Err(e) if is_retriable_read(&e) => continue,
+                Err(e) => return Err(kafka_error(&format!("cannot read checkpoint topic {}: {e}", self.topic))),
+            };
+            if message.key() != Some(self.key.as_slice()) {
+                continue;
+            }
+            found = match message.payload() {
+                None => None,
+                Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| {
+                    kafka_error(&format!(
+                        "the checkpoint at offset {} of topic {} is corrupt ({e}); delete the connector's key from the topic to re-snapshot",
+                        message.offset(),
+                        self.topic
+                    ))
+                })?),
+            };
+        }
+    }
+
+    /// Commits the open transaction with `record` (key, value) in it.
+    fn commit(&mut self, record: Option<(&[u8], &[u8])>) -> Result<(), CheckpointError> {
+        if let Some((key, value)) = record {
+            if let Err(e) = self.producer.send_checkpoint(&self.topic, key, value) {
+                return Err(self.abort_after("cannot queue the checkpoint record", &e));
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            match self.producer.commit() {
+                Ok(()) => return Ok(()),
+                Err(e) => match classify(&e) {
+                    TxnFailure::Retry(_) if attempt < 5 => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(100 << attempt));
+                    }
+                    _ => return Err(self.abort_after("the Kafka transaction did not commit", &e)),
+                },
+            }
+        }
+    }
+
+    fn begin(&self) -> Result<(), CheckpointError> {
+        self.producer.begin().map_err(|e| txn_error("cannot begin the next transaction", &e))
+    }
+
+    /// After a failed call: aborts what the transaction holds, unless the producer is finished.
+    fn abort_after(&self, what: &str, e: &KafkaError) -> CheckpointError {
+        let error = txn_error(what, e);
+        if matches!(error, CheckpointError::Kafka(_)) {
+            let _ = self.producer.abort();
+            let _ = self.producer.begin();
+        }
+        error
+    }
+}
+
+impl CheckpointStore for KafkaCheckpointStore {
+    fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
+        // Only this process writes the key once it holds the transactional id: what it
+        // committed last is what the topic holds.
+        if self.loaded {
+            return Ok(self.last.clone());
+        }
+        let mut cp = self.read()?;
+        if cp.is_none() {
+            if let Some(imported) = read_file(&self.import_from)? {
+                tracing::info!(connector = %self.connector, file = %self.import_from.display(), topic = %self.topic, position = %imported.position, "no checkpoint in the topic yet: importing the file store's");
+                let body = serde_json::to_vec(&imported).map_err(|e| kafka_error(&e.to_string()))?;
+                let key = self.key.clone();
+                self.commit(Some((&key, &body)))?;
+                self.begin()?;
+                cp = Some(imported);
+            }
+        }
+        if let Some(found) = &cp {
+            if found.connector != self.connector {
+                return Err(CheckpointError::WrongConnector {
+                    path: format!("topic {}", self.topic).into(),
+                    found: found.connector.clone(),
+                    expected: self.connector.clone(),
+                });
+            }
+        }
+        self.last = cp.clone();
+        self.loaded = true;
+        Ok(cp)
+    }
+
+    fn save(&mut self, cp: &Checkpoint) -> Result<bool, CheckpointError> {
+        if !self.loaded {
+            self.load()?;
+        }
+        // The transaction's records are committed even when the position did not move (a
+        // snapshot chunk's rows wait in it); the checkpoint record only when it did.
+        let ahead = self.last.as_ref().is_none_or(|last| cp.is_ahead_of(last));
+        let body = if ahead { Some(serde_json::to_vec(cp).map_err(|e| kafka_error(&e.to_string()))?) } else { None };
+        let key = self.key.clone();
+        self.commit(body.as_deref().map(|b| (key.as_slice(), b)))?;
+        if ahead {
+            self.last = Some(cp.clone());
+        }
+        self.begin()?;
+        Ok(ahead)
+    }
+
+    fn abort(&mut self) -> Result<(), CheckpointError> {
+        self.producer.abort().map_err(|e| txn_error("cannot abort the Kafka transaction", &e))?;
+        self.begin()
+    }
+
+    /// Proves, with a commit the broker must accept, that this process still holds the
+    /// connector's transactional id: a process that was replaced while frozen learns it here,
+    /// before it touches the source. Called between sessions, when the transaction is empty.
+    fn claim(&mut self) -> Result<(), CheckpointError> {
+        let claim = serde_json::json!({
+            "process": std::process::id(),
+            "host": hostname(),
+            "at_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        })
+        .to_string();
+        let key = self.claim_key.clone();
+        self.commit(Some((&key, claim.as_bytes())))?;
+        self.begin()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// The checkpoint reader's context: the end of the partition is how it knows it is done, not
+/// an error worth a log line; real failures come back from `poll`.
+struct ReaderContext;
+
+impl rdkafka::client::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("kafka (checkpoint reader): {error}: {reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+fn kafka_error(reason: &str) -> CheckpointError {
+    CheckpointError::Kafka(reason.to_string())
+}
+
+fn txn_error(what: &str, e: &KafkaError) -> CheckpointError {
+    match classify(e) {
+        TxnFailure::Fatal(reason) => CheckpointError::Fenced(format!("{what}: {reason}")),
+        TxnFailure::Abort(reason) | TxnFailure::Retry(reason) => CheckpointError::Kafka(format!("{what}: {reason}")),
+    }
+}
+
+fn is_retriable_read(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
+/// The brokers and the security settings of the sink, for the store's and the election's own
+/// clients (producer tuning does not apply to them).
+pub fn client_config(k: &KafkaSinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, value) in &k.properties {
+        if key.starts_with("security.") || key.starts_with("sasl.") || key.starts_with("ssl.") {
+            c.set(key, property_string(value).unwrap_or_default());
+        }
+    }
+    c
+}
+
+/// What the checkpoint topic is like on the brokers.
+enum TopicState {
+    /// Not there yet; the brokers in the cluster.
+    Missing {
+        brokers: usize,
+    },
+    Compacted,
+    /// There, with this `cleanup.policy`.
+    NotCompacted(String),
+}
+
+async fn inspect(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<TopicState, CheckpointError> {
+    // All topics' metadata: asking for one by name may make the broker auto-create it (with
+    // the delete policy), and Kafka 2.3 describes a missing topic's configs as the defaults.
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|e| kafka_error(&format!("cannot reach the brokers: {e}")))?;
+    if !metadata.topics().iter().any(|t| t.name() == topic) {
+        return Ok(TopicState::Missing { brokers: metadata.brokers().len() });
+    }
+    let policy = describe_policy(admin, topic).await?.unwrap_or_else(|| "delete".into());
+    Ok(if policy.split(',').any(|p| p.trim() == "compact") {
+        TopicState::Compacted
+    } else {
+        TopicState::NotCompacted(policy)
+    })
+}
+
+fn not_compacted(topic: &str, policy: &str) -> String {
+    format!(
+        "checkpoint topic {topic} has cleanup.policy={policy}: its checkpoints would be deleted with age. Make it compacted (kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact), or name another with [checkpoint] topic"
+    )
+}
+
+fn admin(brokers: &ClientConfig) -> Result<AdminClient<DefaultClientContext>, CheckpointError> {
+    brokers.create().map_err(|e| kafka_error(&format!("cannot create a Kafka admin client: {e}")))
+}
+
+/// Creates the checkpoint topic when missing (one partition: it is also what the election's
+/// group assigns), and refuses one that does not compact.
+pub async fn ensure_topic(brokers: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
+    let admin = admin(brokers)?;
+    let brokers_up = match inspect(&admin, topic).await? {
+        TopicState::Compacted => return Ok(()),
+        TopicState::NotCompacted(policy) => return Err(CheckpointError::Refused(not_compacted(topic, &policy))),
+        TopicState::Missing { brokers } => brokers,
+    };
+    let replicas = brokers_up.clamp(1, 3) as i32;
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(replicas));
+    for (k, v) in TOPIC_CONFIG {
+        new = new.set(k, v);
+    }
+    let results = admin.create_topics([&new], &admin_options()).await.map_err(|e| kafka_error(&e.to_string()))?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!(topic, replicas, "created the checkpoint topic (compacted, one partition)"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(kafka_error(&format!(
+                    "cannot create checkpoint topic {topic} ({code}); create it with cleanup.policy=compact and one partition, or grant the sink's user CREATE"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For `cdcd check`: what the Kafka store will find (Ok) or what stops it, with the fix (Err).
+pub async fn check_topic(k: &KafkaSinkConfig, topic: &str) -> Result<String, String> {
+    let admin = admin(&client_config(k)).map_err(|e| e.to_string())?;
+    match inspect(&admin, topic).await.map_err(|e| e.to_string())? {
+        TopicState::Compacted => Ok(format!("checkpoint topic {topic} exists and is compacted")),
+        TopicState::Missing { .. } => {
+            Ok(format!("checkpoint topic {topic} does not exist yet; cdcd creates it compacted with one partition"))
+        }
+        TopicState::NotCompacted(policy) => Err(not_compacted(topic, &policy)),
+    }
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+/// The topic's `cleanup.policy`, or `None` when it does not exist.
+async fn describe_policy(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<Option<String>, CheckpointError> {
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &admin_options())
+        .await
+        .map_err(|e| kafka_error(&format!("cannot describe checkpoint topic {topic}: {e}")))?;
+    match results.into_iter().next() {
+        Some(Ok(resource)) => {
+            Ok(Some(resource.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_else(|| "delete".into())))
+        }
+        Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) => Ok(None),
+        Some(Err(code)) => Err(kafka_error(&format!("cannot describe checkpoint topic {topic}: {code}"))),
+        None => Ok(None),
+    }
+}
