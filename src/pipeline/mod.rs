@@ -22,7 +22,8 @@ use crate::core::status::{ConnectorStatus, State};
 use crate::emit::Emitter;
 use crate::error::{Error, SessionError, SinkError};
 use crate::metrics::{ConnectorMetrics, Metrics};
-use crate::sink::kafka::checkpoints::{client_config, ensure_topic, KafkaCheckpointStore};
+use crate::sink::kafka::checkpoints::{ensure_topic, KafkaCheckpointStore};
+use crate::sink::kafka::connection_config;
 use crate::sink::kafka::leadership::Election;
 use crate::sink::Sink;
 use crate::source::{BacklogProbe, Session, Source, TaskGuard};
@@ -144,17 +145,14 @@ impl Run<'_> {
         // cannot be reached yet are waited for, as the sink would wait for them.
         let mut pause = STEP_DOWN_PAUSE;
         loop {
-            match ensure_topic(&client_config(k), &self.cfg.checkpoint_topic()).await {
+            match ensure_topic(&connection_config(k), &self.cfg.checkpoint_topic()).await {
                 Ok(()) => break,
                 Err(CheckpointError::Kafka(reason)) => {
                     self.status.set(State::Retrying);
                     tracing::warn!(connector = %name, retry_in_secs = pause.as_secs(), "{reason}");
-                    let mut sd = self.shutdown.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = sd.wait_for(|stop| *stop) => return Ok(()),
+                    if !backoff_or_stop(&mut pause, STEP_DOWN_MAX_PAUSE, self.shutdown).await {
+                        return Ok(());
                     }
-                    pause = (pause * 2).min(STEP_DOWN_MAX_PAUSE);
                 }
                 Err(e) => return Err(store_error(name, e)),
             }
@@ -186,12 +184,9 @@ impl Run<'_> {
             }
             tracing::warn!(connector = %name, retry_in_secs = pause.as_secs(), still_elected = election.is_active(), "stepped down: {reason}");
             self.status.set(State::Standby);
-            let mut sd = self.shutdown.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = sd.wait_for(|stop| *stop) => return Ok(()),
+            if !backoff_or_stop(&mut pause, STEP_DOWN_MAX_PAUSE, self.shutdown).await {
+                return Ok(());
             }
-            pause = (pause * 2).min(STEP_DOWN_MAX_PAUSE);
         }
     }
 
@@ -394,7 +389,7 @@ impl Run<'_> {
                         };
                     }
                     tracker.abandon_open();
-                    if !backoff_or_stop(&mut backoff, shutdown).await {
+                    if !backoff_or_stop(&mut backoff, SESSION_MAX_BACKOFF, shutdown).await {
                         return Ok(());
                     }
                 }
@@ -402,7 +397,7 @@ impl Run<'_> {
                     status.set(State::Retrying);
                     tracing::warn!(connector = %name, "{reason}; the Kafka transaction was aborted, re-reading from the last commit");
                     tracker.abandon_open();
-                    if !backoff_or_stop(&mut backoff, shutdown).await {
+                    if !backoff_or_stop(&mut backoff, SESSION_MAX_BACKOFF, shutdown).await {
                         return Ok(());
                     }
                 }
@@ -425,15 +420,18 @@ impl Run<'_> {
     }
 }
 
-/// Waits `backoff` (then doubles it, up to a minute) before the next session; false when a
-/// stop came first.
-async fn backoff_or_stop(backoff: &mut Duration, shutdown: &watch::Receiver<bool>) -> bool {
+/// The longest wait between two sessions after transient errors.
+const SESSION_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Waits `backoff`, then doubles it up to `max`, before the next attempt; false when a stop
+/// came first.
+async fn backoff_or_stop(backoff: &mut Duration, max: Duration, shutdown: &watch::Receiver<bool>) -> bool {
     let mut sd = shutdown.clone();
     let waited = tokio::select! {
         _ = tokio::time::sleep(*backoff) => true,
-        _ = sd.changed() => false,
+        _ = sd.wait_for(|stop| *stop) => false,
     };
-    *backoff = (*backoff * 2).min(Duration::from_secs(60));
+    *backoff = (*backoff * 2).min(max);
     waited
 }
 

@@ -20,8 +20,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::connection_config;
 use super::transactions::{classify, TxnFailure, TxnProducer};
-use crate::config::{property_string, ConnectorConfig, KafkaSinkConfig};
+use crate::config::{ConnectorConfig, KafkaSinkConfig};
 use crate::core::checkpoint::{read_file, Checkpoint, CheckpointError, CheckpointStore};
 
 /// Topic settings cdcd creates the checkpoint topic with. Small segments let compaction keep
@@ -57,7 +58,7 @@ impl KafkaCheckpointStore {
             connector: cfg.name.clone(),
             key: serde_json::Value::String(cfg.name.clone()).to_string().into_bytes(),
             claim_key: serde_json::json!({"claim": cfg.name}).to_string().into_bytes(),
-            brokers: client_config(k),
+            brokers: connection_config(k),
             import_from: cfg.checkpoint_dir().join("checkpoint.json"),
             last: None,
             loaded: false,
@@ -275,19 +276,6 @@ fn is_retriable_read(e: &KafkaError) -> bool {
     )
 }
 
-/// The brokers and the security settings of the sink, for the store's and the election's own
-/// clients (producer tuning does not apply to them).
-pub fn client_config(k: &KafkaSinkConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.brokers);
-    for (key, value) in &k.properties {
-        if key.starts_with("security.") || key.starts_with("sasl.") || key.starts_with("ssl.") {
-            c.set(key, property_string(value).unwrap_or_default());
-        }
-    }
-    c
-}
-
 /// What the checkpoint topic is like on the brokers.
 enum TopicState {
     /// Not there yet; the brokers in the cluster.
@@ -358,7 +346,7 @@ pub async fn ensure_topic(brokers: &ClientConfig, topic: &str) -> Result<(), Che
 
 /// For `cdcd check`: what the Kafka store will find (Ok) or what stops it, with the fix (Err).
 pub async fn check_topic(k: &KafkaSinkConfig, topic: &str) -> Result<String, String> {
-    let admin = admin(&client_config(k)).map_err(|e| e.to_string())?;
+    let admin = admin(&connection_config(k)).map_err(|e| e.to_string())?;
     match inspect(&admin, topic).await.map_err(|e| e.to_string())? {
         TopicState::Compacted => Ok(format!("checkpoint topic {topic} exists and is compacted")),
         TopicState::Missing { .. } => {

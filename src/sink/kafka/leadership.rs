@@ -23,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use tokio::sync::watch;
 
-use super::checkpoints::client_config;
+use super::connection_config;
 use crate::config::{ConnectorConfig, KafkaSinkConfig};
 
 /// How long the coordinator waits for a silent member before it reassigns its partition: Kafka
@@ -95,7 +95,7 @@ impl Election {
     /// Joins the group; [`Election::active`] says when this process is elected.
     pub fn join(cfg: &ConnectorConfig, k: &KafkaSinkConfig) -> Result<Self, String> {
         let topic = cfg.checkpoint_topic();
-        let mut c = client_config(k);
+        let mut c = connection_config(k);
         c.set("group.id", cfg.leader_group())
             .set("client.id", format!("cdcd-{}-election", cfg.name))
             .set("partition.assignment.strategy", "cooperative-sticky")

@@ -158,6 +158,11 @@ fn authentication_failure(error: &KafkaError, reason: &str) -> bool {
         || reason.contains("invalid credentials")
 }
 
+/// Whether a delivery report's error is the producer dropping the record unsent (a purge).
+fn purged(e: &KafkaError) -> bool {
+    matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
+}
+
 /// Whether a delivery error is the broker refusing the user's permissions.
 fn authorization_failure(code: RDKafkaErrorCode) -> bool {
     matches!(
@@ -220,9 +225,6 @@ impl ProducerContext for AckContext {
             return;
         }
         let txn = TxnId(opaque as u64);
-        let purged = |e: &KafkaError| {
-            matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
-        };
         match result {
             Ok(_) => self.tracker.delivered(txn),
             // Under exactly-once every purge is an abort's (or the producer's end), whose
@@ -231,12 +233,7 @@ impl ProducerContext for AckContext {
                 self.tracker.discarded(txn)
             }
             // Purged unsent at shutdown: re-read from the checkpoint next time; one summary line.
-            Err((err, _))
-                if matches!(
-                    err.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-                ) =>
-            {
+            Err((err, _)) if purged(err) => {
                 self.purged.fetch_add(1, Ordering::Relaxed);
                 self.tracker.failed(txn, "not delivered before the connector stopped".into());
             }
@@ -595,17 +592,24 @@ impl ClientContext for ProbeContext {
 
 impl rdkafka::consumer::ConsumerContext for ProbeContext {}
 
-/// Asks the brokers for cluster metadata: proves they are reachable, with the configured TLS and
-/// SASL. Returns the broker count.
-pub async fn probe(cfg: &KafkaSinkConfig) -> Result<usize, String> {
+/// The brokers and the sink's security settings, for clients other than the sink's producer
+/// (the probe, the checkpoint store's reader and admin client, the election): producer tuning
+/// does not apply to them.
+pub fn connection_config(cfg: &KafkaSinkConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
     for (key, value) in &cfg.properties {
-        // Security settings matter for reaching the broker; producer tuning does not.
         if key.starts_with("security.") || key.starts_with("sasl.") || key.starts_with("ssl.") {
             c.set(key, property_string(value).unwrap_or_default());
         }
     }
+    c
+}
+
+/// Asks the brokers for cluster metadata: proves they are reachable, with the configured TLS and
+/// SASL. Returns the broker count.
+pub async fn probe(cfg: &KafkaSinkConfig) -> Result<usize, String> {
+    let mut c = connection_config(cfg);
     c.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: rdkafka::consumer::BaseConsumer<ProbeContext> =
         c.create_with_context(ProbeContext::default()).map_err(|e| e.to_string())?;
