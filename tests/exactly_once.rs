@@ -327,13 +327,22 @@ async fn kill_loop_exactly_once(what: &str, db: Db, server_id: u32) {
     // the stream.
     let (start, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let writer = db.writer(w, start.clone(), stop.clone());
+    // Reading the checkpoint topic takes seconds, so it is watched beside the kill loop: in
+    // the loop it would push the first kills past the end of the snapshot.
+    let first_commit = {
+        let (bootstrap, name, start) = (kafka.bootstrap.clone(), name.clone(), start.clone());
+        std::thread::spawn(move || {
+            while !start.load(Ordering::Relaxed) {
+                if committed_checkpoint(&bootstrap, &name).is_some() {
+                    start.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+    };
     let mut takeovers = Vec::new();
     let mut in_snapshot = 0;
     for kill in 0..KILLS {
         let active = pair.active(Duration::from_secs(60));
-        if committed_checkpoint(&kafka.bootstrap, &name).is_some() {
-            start.store(true, Ordering::Relaxed);
-        }
         // The first kills come quickly, inside the initial snapshot.
         let wait = if kill < 3 { rng.range(50, 600) } else { rng.range(500, 3000) };
         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -351,6 +360,7 @@ async fn kill_loop_exactly_once(what: &str, db: Db, server_id: u32) {
         pair.start(active);
     }
     start.store(true, Ordering::Relaxed);
+    first_commit.join().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let w = writer.await.unwrap();
