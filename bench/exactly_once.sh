@@ -12,13 +12,13 @@
 #            commit time each record carries (bench/latency_consume.py), per mode, same load.
 # Prints rows/s and the exactly-once / at-least-once ratio (target: at least 0.85), and
 # p50 / p99 / max latency with the p99 ratio (target: at most 2x).
-#   SOURCES="postgres mariadb" ROWS=300000 TXN_ROWS=1000 RATE=1000 SECS=20
+#   SOURCES="postgres mariadb" ROWS=1000000 TXN_ROWS=1000 RATE=1000 SECS=20
 #   EOS_KEYS='commit_interval_ms = 20'   extra [sink] keys for the exactly-once connector
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 SOURCES=${SOURCES:-"postgres mariadb"}
-ROWS=${ROWS:-300000}
+ROWS=${ROWS:-1000000}
 TXN_ROWS=${TXN_ROWS:-1000}
 RATE=${RATE:-1000}
 SECS=${SECS:-20}

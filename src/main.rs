@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cdcd::config::{self, SinkConfig, SourceConfig};
+use cdcd::core::checkpoint::CheckpointProbe;
 use cdcd::error::Error;
 use cdcd::logging::{self, LogFormat};
 use cdcd::source::Level;
@@ -173,7 +174,13 @@ async fn check(path: PathBuf) -> Result<(), Error> {
     for cfg in &configs {
         say!("\n[{}] ({})", cfg.name, cfg.file.display());
         let findings = match &cfg.source {
-            SourceConfig::Postgres(pg) => cdcd::source::postgres::check::check(cfg, pg).await,
+            SourceConfig::Postgres(pg) => {
+                let stored = match cfg.kafka_store() {
+                    Some(k) => cdcd::sink::kafka::checkpoints::probe(cfg, k),
+                    None => CheckpointProbe::file(&cfg.checkpoint_dir()),
+                };
+                cdcd::source::postgres::check::check(cfg, pg, &stored).await
+            }
             SourceConfig::Mysql(my) => cdcd::source::mysql::check::check(my).await,
         };
         for f in findings {

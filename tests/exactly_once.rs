@@ -515,6 +515,9 @@ async fn switching_from_the_file_store_to_the_kafka_store_keeps_the_position() {
 
     // The same connector, now exactly-once with its checkpoint in Kafka.
     let cfg = write("delivery = \"exactly-once\"", "store = \"kafka\"");
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("checkpoint topic {name}.checkpoints does not exist yet")), "{out}");
     let daemon = Daemon::start(&cfg);
     c.batch_execute("INSERT INTO sp VALUES (102, 'kafka store', 2)").await.unwrap();
     let recs = run_reader(&kafka.bootstrap, &[&topic], &["--min", "102", "--idle", "3"], 60);
@@ -531,4 +534,42 @@ async fn switching_from_the_file_store_to_the_kafka_store_keeps_the_position() {
         "the Kafka store's position {imported} is behind the file's {file_checkpoint}"
     );
     assert_eq!(daemon.stop(), Some(0));
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("checkpoint topic {name}.checkpoints exists and is compacted")), "{out}");
+    // The slot is compared with the topic's checkpoint, not with the file left behind.
+    assert!(out.contains(&format!("checkpoint in topic {name}.checkpoints at ")), "{out}");
+    assert!(out.contains("matches the slot"), "{out}");
+}
+
+/// A checkpoint topic that deletes with age would lose the checkpoint: `cdcd check` and `cdcd
+/// run` both refuse it and name the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_topic_that_does_not_compact_is_refused_with_the_fix() {
+    let kafka = RealKafka::get();
+    let name = format!("eos_delete_policy_{}", std::process::id());
+    let db = TestDb::create("eos_delete_policy").await;
+    db.client().await.batch_execute(TABLE_DDL).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("{name}.checkpoints");
+    kafka.create_topic(&topic, &[("cleanup.policy", "delete")]);
+    let cfg = eos_config(dir.path(), &name, &pg_source(&db.url, ""), &kafka.bootstrap, "");
+    let fix = format!(
+        "kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact"
+    );
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("checkpoint topic {topic} has cleanup.policy=delete")) && out.contains(&fix),
+        "{out}"
+    );
+    let mut daemon = Daemon::start_in(&cfg, &[], Some(dir.path()), &dir.path().join("run.log"));
+    assert!(wait_until(Duration::from_secs(60), || !daemon.is_running()), "still running: {}", daemon.logs());
+    let logs = daemon.logs();
+    assert!(logs.contains(&fix), "{logs}");
+    assert!(
+        logs.lines().filter(|l| l.contains("cleanup.policy=delete")).count() <= 2,
+        "one error, not a flood: {logs}"
+    );
+    assert_ne!(daemon.stop(), Some(0), "a refused checkpoint topic must not exit 0");
 }

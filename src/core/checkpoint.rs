@@ -151,6 +151,41 @@ impl FileCheckpointStore {
     }
 }
 
+/// How `cdcd check` reads a connector's stored checkpoint without taking the store over (no lock,
+/// no transactional id): where it is, for messages, and how to start over from scratch there.
+pub struct CheckpointProbe<'a> {
+    /// "checkpoint /var/lib/cdcd/x/checkpoint.json", "checkpoint topic x.checkpoints".
+    pub place: String,
+    /// What a re-snapshot does to it: "move /var/lib/cdcd/x away", "delete key ...".
+    pub reset: String,
+    read: Box<dyn Fn() -> Result<Option<Checkpoint>, CheckpointError> + Send + Sync + 'a>,
+}
+
+impl<'a> CheckpointProbe<'a> {
+    pub fn new(
+        place: String,
+        reset: String,
+        read: impl Fn() -> Result<Option<Checkpoint>, CheckpointError> + Send + Sync + 'a,
+    ) -> Self {
+        Self { place, reset, read: Box::new(read) }
+    }
+
+    /// The file store's checkpoint in `dir`.
+    pub fn file(dir: &Path) -> CheckpointProbe<'static> {
+        let file = dir.join("checkpoint.json");
+        CheckpointProbe {
+            place: format!("checkpoint {}", file.display()),
+            reset: format!("move {} away", file.display()),
+            read: Box::new(move || read_file(&file)),
+        }
+    }
+
+    /// The checkpoint as stored now.
+    pub fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        (self.read)()
+    }
+}
+
 /// The checkpoint in `file`, if there is one (without taking the directory's lock: for a
 /// store that imports it).
 pub fn read_file(file: &Path) -> Result<Option<Checkpoint>, CheckpointError> {

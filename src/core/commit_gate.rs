@@ -28,6 +28,8 @@ struct GateState {
     dirty: bool,
     /// The checkpointer waits for the emitter to reach a boundary.
     wanted: bool,
+    /// Records sent since the gate was made, for telling a busy emitter from an idle one.
+    sent: u64,
 }
 
 /// What the committer commits at: the boundary and the snapshot progress with it.
@@ -52,6 +54,12 @@ impl CommitGate {
         let mut s = self.lock();
         s.open = true;
         s.dirty = true;
+        s.sent += 1;
+    }
+
+    /// Records sent so far (never reset).
+    pub fn sent(&self) -> u64 {
+        self.lock().sent
     }
 
     /// A source transaction closed, or a mark passed, at `position`.
@@ -72,7 +80,9 @@ impl CommitGate {
     /// The session ended: what it sent past the last commit is aborted and re-read, so there is
     /// no boundary until the next session closes one.
     pub fn reset(&self) {
-        *self.lock() = GateState::default();
+        let mut s = self.lock();
+        *s = GateState { sent: s.sent, ..GateState::default() };
+        drop(s);
         self.released.notify_waiters();
     }
 

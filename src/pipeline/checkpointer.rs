@@ -10,9 +10,12 @@ use tokio::sync::watch;
 use crate::core::acks::AckTracker;
 use crate::core::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, SourceIdentity};
 use crate::core::commit_gate::CommitGate;
+use crate::core::envelope::now_us;
 use crate::core::position::Position;
 use crate::core::snapshot::SnapshotProgress;
 use crate::error::{Error, SessionError, SinkError};
+
+use super::pacing::CommitPacing;
 
 /// The last checkpoint written and when, for the checkpoint-age metric.
 pub(super) type LastWrite = Arc<Mutex<(Option<Position>, std::time::Instant)>>;
@@ -33,6 +36,8 @@ pub(super) struct Checkpointer {
     /// Exactly-once: since when a prepared XA transaction has kept commits back, and when that
     /// was last logged.
     pub(super) held: Option<(std::time::Instant, std::time::Instant)>,
+    /// Exactly-once: when the next commit is due.
+    pub(super) pacing: CommitPacing,
 }
 
 /// How long commits may wait for a prepared XA transaction before it is logged, and how often.
@@ -64,6 +69,24 @@ impl Checkpointer {
                 None => Ok(()),
             },
         }
+    }
+
+    /// The checkpoint clock ticked: writes what is confirmed; under exactly-once, commits when
+    /// the pacing says the next commit is due (see [`CommitPacing`]).
+    pub(super) fn tick(&mut self) -> Result<(), CheckpointError> {
+        if let Some(gate) = &self.gate {
+            let lag = self
+                .tracker
+                .oldest_pending_source_ts_us()
+                .map(|ts| Duration::from_micros(u64::try_from(now_us().saturating_sub(ts)).unwrap_or(0)));
+            self.pacing.observe(lag, gate.sent());
+            let now = std::time::Instant::now();
+            if !self.pacing.due(now) {
+                return Ok(());
+            }
+            self.pacing.committed(now);
+        }
+        self.commit_soon()
     }
 
     /// Exactly-once: commits now if the emitter is between source transactions, else asks it

@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 mod checkpointer;
+mod pacing;
 
 use checkpointer::{session_error, store_error, Checkpointer, LastWrite};
+use pacing::CommitPacing;
 
 use crate::config::ConnectorConfig;
 use crate::config::KafkaSinkConfig;
@@ -260,6 +262,7 @@ impl Run<'_> {
             snapshot: initial.as_ref().and_then(|c| c.snapshot.clone()),
             gate: gate.clone(),
             held: None,
+            pacing: CommitPacing::new(cfg.commit_interval(), std::time::Instant::now()),
         };
         let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
         if let Some(g) = &gate {
@@ -314,6 +317,8 @@ impl Run<'_> {
                 };
                 tokio::pin!(deposed);
                 let mut tick = tokio::time::interval(save_every);
+                // A commit that held the loop must not be followed by a burst of ticks.
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 // A delivered snapshot chunk is checkpointed at once, so a crash re-reads at most
                 // the chunks still in flight.
                 let mut chunk_tick = tokio::time::interval(SNAPSHOT_CHECKPOINT_POLL);
@@ -343,7 +348,7 @@ impl Run<'_> {
                             if let Some(reason) = tracker.take_replay() {
                                 break Err(SessionError::Sink(SinkError::Replay(reason)));
                             }
-                            ck.commit_soon()
+                            ck.tick()
                         }
                     };
                     if let Err(e) = saved {

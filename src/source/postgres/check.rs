@@ -5,7 +5,7 @@ use super::conn::{ConnParams, ReplicationConn};
 use super::tls::{parse_url, SslMode};
 use super::{identify, names};
 use crate::config::{ConnectorConfig, PostgresSourceConfig};
-use crate::core::checkpoint::Checkpoint;
+use crate::core::checkpoint::CheckpointProbe;
 use crate::core::position::Position;
 
 use crate::source::tables::KeyColumns;
@@ -18,7 +18,9 @@ fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     Finding::fail(what, fix)
 }
 
-pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Finding> {
+/// `stored` reads the connector's checkpoint from its store; it is read after the slot, so a
+/// running connector's checkpoint is never older than the slot position it is compared with.
+pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig, stored: &CheckpointProbe<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let url = match parse_url(&pg.url) {
         Ok(u) => u,
@@ -154,7 +156,7 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig) -> Vec<Find
                 Ok(sys) => {
                     out.push(ok("replication connection accepted (pg_hba.conf allows it)"));
                     out.push(encryption_finding("replication connection", &repl.encryption(&url.tls), url.tls.mode));
-                    check_checkpoint(cfg, &sys.system_identifier, slot.as_ref(), &mut out);
+                    check_checkpoint(stored, &sys.system_identifier, slot.as_ref(), &mut out);
                 }
                 Err(e) => out
                     .push(fail(format!("IDENTIFY_SYSTEM: {e}"), "check max_wal_senders and the REPLICATION attribute")),
@@ -296,51 +298,44 @@ fn table_finding(t: &TableRef, m: &TableMeta, keys: &KeyColumns) -> Finding {
 }
 
 fn check_checkpoint(
-    cfg: &ConnectorConfig,
+    stored: &CheckpointProbe<'_>,
     system: &str,
     slot: Option<&super::catalog::SlotInfo>,
     out: &mut Vec<Finding>,
 ) {
-    let file = cfg.checkpoint_dir().join("checkpoint.json");
-    let Ok(bytes) = std::fs::read(&file) else {
-        out.push(ok(format!("no checkpoint at {} yet: first run will {}", file.display(), "create the slot")));
-        return;
-    };
-    let cp: Checkpoint = match serde_json::from_slice(&bytes) {
-        Ok(cp) => cp,
+    let place = &stored.place;
+    // A Kafka read blocks for up to a few hundred milliseconds.
+    let cp = match tokio::task::block_in_place(|| stored.read()) {
+        Ok(Some(cp)) => cp,
+        Ok(None) => {
+            out.push(ok(format!("no {place} yet: the first run will create the slot")));
+            return;
+        }
         Err(e) => {
-            out.push(fail(format!("checkpoint {} is corrupt: {e}", file.display()), "move it away to re-snapshot"));
+            out.push(fail(format!("{place} cannot be read: {e}"), format!("{} to re-snapshot", stored.reset)));
             return;
         }
     };
     let Position::Postgres { lsn } = cp.position else {
-        out.push(fail(
-            format!("checkpoint {} is not a PostgreSQL checkpoint", file.display()),
-            "give each connector its own checkpoint.path",
-        ));
+        out.push(fail(format!("{place} is not a PostgreSQL checkpoint"), "give each connector its own checkpoint"));
         return;
     };
     let crate::core::checkpoint::SourceIdentity::Postgres { system_identifier, .. } = &cp.source else {
-        out.push(fail("checkpoint is not a PostgreSQL checkpoint", "give each connector its own checkpoint.path"));
+        out.push(fail(format!("{place} is not a PostgreSQL checkpoint"), "give each connector its own checkpoint"));
         return;
     };
+    let resnapshot = format!("re-snapshot: {} and drop the slot", stored.reset);
     if system_identifier != system {
-        out.push(fail(
-            "checkpoint belongs to another database system",
-            "re-snapshot: move the checkpoint away and drop the slot",
-        ));
+        out.push(fail(format!("{place} belongs to another database system"), resnapshot));
     } else if slot.is_none() {
         out.push(fail(
-            format!("checkpoint at {lsn} but the slot is gone: changes may be lost"),
-            "re-snapshot: move the checkpoint away",
+            format!("{place} is at {lsn} but the slot is gone: changes may be lost"),
+            format!("re-snapshot: {}", stored.reset),
         ));
     } else if slot.and_then(|s| s.confirmed_flush).is_some_and(|f| f > lsn) {
-        out.push(fail(
-            format!("slot is ahead of the checkpoint {lsn}: it was recreated or advanced"),
-            "re-snapshot: move the checkpoint away and drop the slot",
-        ));
+        out.push(fail(format!("slot is ahead of the {place} at {lsn}: it was recreated or advanced"), resnapshot));
     } else {
-        out.push(ok(format!("checkpoint at {lsn} matches the slot")));
+        out.push(ok(format!("{place} at {lsn} matches the slot")));
     }
 }
 
