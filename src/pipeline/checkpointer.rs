@@ -71,16 +71,15 @@ impl Checkpointer {
         }
     }
 
-    /// The checkpoint clock ticked: writes what is confirmed; under exactly-once, commits when
+    /// The checkpoint clock ticked (scheduled for `now`): writes what is confirmed; under exactly-once, commits when
     /// the pacing says the next commit is due (see [`CommitPacing`]).
-    pub(super) fn tick(&mut self) -> Result<(), CheckpointError> {
+    pub(super) fn tick(&mut self, now: std::time::Instant) -> Result<(), CheckpointError> {
         if let Some(gate) = &self.gate {
             let lag = self
                 .tracker
                 .oldest_pending_source_ts_us()
                 .map(|ts| Duration::from_micros(u64::try_from(now_us().saturating_sub(ts)).unwrap_or(0)));
             self.pacing.observe(lag, gate.sent());
-            let now = std::time::Instant::now();
             if !self.pacing.due(now) {
                 return Ok(());
             }

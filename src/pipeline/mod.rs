@@ -337,7 +337,7 @@ impl Run<'_> {
                         _ = chunk_tick.tick() => {
                             if ck.snapshot_behind() { ck.commit_soon() } else { Ok(()) }
                         }
-                        _ = tick.tick() => {
+                        at = tick.tick() => {
                             status.alive();
                             if let Some(reason) = tracker.take_aborted() {
                                 break Err(SessionError::Sink(SinkError::Aborted(reason)));
@@ -348,7 +348,10 @@ impl Run<'_> {
                             if let Some(reason) = tracker.take_replay() {
                                 break Err(SessionError::Sink(SinkError::Replay(reason)));
                             }
-                            ck.tick()
+                            // The scheduled instant, not the time the loop woke: compared
+                            // with the last commit's, a late wake-up would otherwise make an
+                            // interval look a little short and skip a whole tick.
+                            ck.tick(at.into_std())
                         }
                     };
                     if let Err(e) = saved {

@@ -20,8 +20,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::connection_config;
 use super::transactions::{classify, TxnFailure, TxnProducer};
+use super::{connection_config, drop_in_background};
 use crate::config::{ConnectorConfig, KafkaSinkConfig};
 use crate::core::checkpoint::{read_file, Checkpoint, CheckpointError, CheckpointProbe, CheckpointStore};
 
@@ -73,19 +73,26 @@ impl KafkaCheckpointStore {
     /// no earlier process can commit. Opens the first transaction.
     pub async fn open(&mut self) -> Result<(), CheckpointError> {
         let started = Instant::now();
-        ensure_topic(&self.brokers, &self.topic).await?;
-        let checked = started.elapsed();
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || {
+        // Side by side: taking the id before the topic is checked does no harm, as only an
+        // elected process opens the store.
+        let take_id = tokio::task::spawn_blocking(move || {
             producer.init()?;
-            producer.begin()
-        })
-        .await
-        .map_err(|e| kafka_error(&e.to_string()))?
-        .map_err(|e| txn_error("cannot take the connector's transactional id", &e))?;
+            producer.begin()?;
+            Ok::<_, KafkaError>(started.elapsed())
+        });
+        let checked = async {
+            ensure_topic(&self.brokers, &self.topic).await?;
+            Ok::<_, CheckpointError>(started.elapsed())
+        };
+        let (taken, checked) = tokio::join!(take_id, checked);
+        let taken = taken
+            .map_err(|e| kafka_error(&e.to_string()))?
+            .map_err(|e| txn_error("cannot take the connector's transactional id", &e))?;
+        let checked = checked?;
         tracing::debug!(
             topic_ms = checked.as_millis() as u64,
-            init_ms = (started.elapsed() - checked).as_millis() as u64,
+            init_ms = taken.as_millis() as u64,
             "checkpoint topic checked, transactional id taken"
         );
         Ok(())
@@ -232,6 +239,17 @@ fn read_committed(
     tpl.add_partition_offset(topic, 0, Offset::Offset(0))
         .map_err(|e| kafka_error(&format!("cannot read topic {}: {e}", topic)))?;
     consumer.assign(&tpl).map_err(|e| kafka_error(&format!("cannot read topic {}: {e}", topic)))?;
+    let found = read_to_end(&consumer, topic, key);
+    drop_in_background(consumer);
+    found
+}
+
+/// Reads the assigned checkpoint partition to its end: the last value of `key`.
+fn read_to_end(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    key: &[u8],
+) -> Result<Option<Checkpoint>, CheckpointError> {
     let deadline = Instant::now() + LOAD_TIMEOUT;
     let mut found: Option<Checkpoint> = None;
     loop {
@@ -376,7 +394,13 @@ fn admin(brokers: &ClientConfig) -> Result<AdminClient<DefaultClientContext>, Ch
 /// group assigns), and refuses one that does not compact.
 pub async fn ensure_topic(brokers: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
     let admin = admin(brokers)?;
-    let brokers_up = match inspect(&admin, topic).await? {
+    let result = ensure_with(&admin, topic).await;
+    drop_in_background(admin);
+    result
+}
+
+async fn ensure_with(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(), CheckpointError> {
+    let brokers_up = match inspect(admin, topic).await? {
         TopicState::Compacted => return Ok(()),
         TopicState::NotCompacted(policy) => return Err(CheckpointError::Refused(not_compacted(topic, &policy))),
         TopicState::Missing { brokers } => brokers,
