@@ -222,7 +222,12 @@ async fn check(path: PathBuf) -> Result<(), Error> {
         }
         if let Some(k) = cfg.kafka_store() {
             match cdcd::sink::kafka::checkpoints::check_topic(k, &cfg.checkpoint_topic()).await {
-                Ok(m) => say!("  ok    {m}; active process elected in consumer group {}", cfg.leader_group()),
+                Ok((m, note)) => {
+                    say!("  ok    {m}; active process elected in consumer group {}", cfg.leader_group());
+                    if let Some(note) = note {
+                        say!("  note  {note}");
+                    }
+                }
                 Err(e) => {
                     failed += 1;
                     say!("  FAIL  {e}");

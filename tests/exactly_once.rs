@@ -518,6 +518,12 @@ async fn switching_from_the_file_store_to_the_kafka_store_keeps_the_position() {
     let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("checkpoint topic {name}.checkpoints does not exist yet")), "{out}");
+    // Until the topic holds one, the slot is compared with the file the store will import.
+    assert!(
+        out.contains(&format!("(which the Kafka store imports while topic {name}.checkpoints has none) at "))
+            && out.contains("matches the slot"),
+        "{out}"
+    );
     let daemon = Daemon::start(&cfg);
     c.batch_execute("INSERT INTO sp VALUES (102, 'kafka store', 2)").await.unwrap();
     let recs = run_reader(&kafka.bootstrap, &[&topic], &["--min", "102", "--idle", "3"], 60);
@@ -540,6 +546,28 @@ async fn switching_from_the_file_store_to_the_kafka_store_keeps_the_position() {
     // The slot is compared with the topic's checkpoint, not with the file left behind.
     assert!(out.contains(&format!("checkpoint in topic {name}.checkpoints at ")), "{out}");
     assert!(out.contains("matches the slot"), "{out}");
+}
+
+/// A compacted checkpoint topic with the broker's default 1 GB segments works, but every start
+/// would read its whole open segment: `cdcd check` says so, with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_topic_with_long_segments_gets_a_note_with_the_fix() {
+    let kafka = RealKafka::get();
+    let name = format!("eos_long_segments_{}", std::process::id());
+    let db = TestDb::create("eos_long_segments").await;
+    db.client().await.batch_execute(TABLE_DDL).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("{name}.checkpoints");
+    kafka.create_topic(&topic, &[("cleanup.policy", "compact")]);
+    let cfg = eos_config(dir.path(), &name, &pg_source(&db.url, ""), &kafka.bootstrap, "");
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "a note, not a failure: {out}");
+    assert!(out.contains(&format!("checkpoint topic {topic} exists and is compacted")), "{out}");
+    assert!(
+        out.contains(&format!("note  checkpoint topic {topic} rolls segments at segment.bytes=1073741824"))
+            && out.contains(&format!("--entity-name {topic} --add-config segment.bytes=16777216")),
+        "{out}"
+    );
 }
 
 /// A checkpoint topic that deletes with age would lose the checkpoint: `cdcd check` and `cdcd

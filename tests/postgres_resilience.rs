@@ -173,9 +173,16 @@ async fn slot_dropped_behind_our_back_stops_with_resnapshot_advice() {
 
     let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "check should pass on a healthy setup:\n{out}");
-    assert!(out.contains("checkpoint at") && out.contains("matches the slot"), "{out}");
+    assert!(out.contains(&format!("checkpoint {} at ", ck.display())) && out.contains("matches the slot"), "{out}");
 
     c.batch_execute("SELECT pg_drop_replication_slot('cdcd_slotgone')").await.unwrap();
+    let (code, out, _) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("but the slot is gone: changes may be lost")
+            && out.contains(&format!("re-snapshot: move {} away", ck.display())),
+        "{out}"
+    );
     let (code, _, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(

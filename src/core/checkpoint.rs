@@ -152,22 +152,39 @@ impl FileCheckpointStore {
 }
 
 /// How `cdcd check` reads a connector's stored checkpoint without taking the store over (no lock,
-/// no transactional id): where it is, for messages, and how to start over from scratch there.
+/// no transactional id).
 pub struct CheckpointProbe<'a> {
-    /// "checkpoint /var/lib/cdcd/x/checkpoint.json", "checkpoint topic x.checkpoints".
+    /// Where the store keeps it: "checkpoint /var/lib/cdcd/x/checkpoint.json".
     pub place: String,
-    /// What a re-snapshot does to it: "move /var/lib/cdcd/x away", "delete key ...".
+    read: Box<dyn Fn() -> Result<Option<StoredCheckpoint>, CheckpointError> + Send + Sync + 'a>,
+}
+
+/// A checkpoint `cdcd check` found, and where.
+pub struct StoredCheckpoint {
+    pub checkpoint: Checkpoint,
+    /// Where it was found, for messages.
+    pub place: String,
+    /// What starting over from scratch does to it: "move /var/lib/cdcd/x/checkpoint.json away".
     pub reset: String,
-    read: Box<dyn Fn() -> Result<Option<Checkpoint>, CheckpointError> + Send + Sync + 'a>,
+}
+
+impl StoredCheckpoint {
+    /// `checkpoint`, read from `file`.
+    pub fn in_file(checkpoint: Checkpoint, file: &Path) -> Self {
+        Self {
+            checkpoint,
+            place: format!("checkpoint {}", file.display()),
+            reset: format!("move {} away", file.display()),
+        }
+    }
 }
 
 impl<'a> CheckpointProbe<'a> {
     pub fn new(
         place: String,
-        reset: String,
-        read: impl Fn() -> Result<Option<Checkpoint>, CheckpointError> + Send + Sync + 'a,
+        read: impl Fn() -> Result<Option<StoredCheckpoint>, CheckpointError> + Send + Sync + 'a,
     ) -> Self {
-        Self { place, reset, read: Box::new(read) }
+        Self { place, read: Box::new(read) }
     }
 
     /// The file store's checkpoint in `dir`.
@@ -175,13 +192,12 @@ impl<'a> CheckpointProbe<'a> {
         let file = dir.join("checkpoint.json");
         CheckpointProbe {
             place: format!("checkpoint {}", file.display()),
-            reset: format!("move {} away", file.display()),
-            read: Box::new(move || read_file(&file)),
+            read: Box::new(move || Ok(read_file(&file)?.map(|cp| StoredCheckpoint::in_file(cp, &file)))),
         }
     }
 
     /// The checkpoint as stored now.
-    pub fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+    pub fn read(&self) -> Result<Option<StoredCheckpoint>, CheckpointError> {
         (self.read)()
     }
 }

@@ -23,7 +23,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::transactions::{classify, TxnFailure, TxnProducer};
 use super::{connection_config, drop_in_background};
 use crate::config::{ConnectorConfig, KafkaSinkConfig};
-use crate::core::checkpoint::{read_file, Checkpoint, CheckpointError, CheckpointProbe, CheckpointStore};
+use crate::core::checkpoint::{
+    read_file, Checkpoint, CheckpointError, CheckpointProbe, CheckpointStore, StoredCheckpoint,
+};
 
 /// Topic settings cdcd creates the checkpoint topic with. Small segments let compaction keep
 /// the topic short, so reading it at start stays quick however often checkpoints are written.
@@ -288,27 +290,37 @@ pub fn probe(cfg: &ConnectorConfig, k: &KafkaSinkConfig) -> CheckpointProbe<'sta
     let (brokers, topic, connector) = (connection_config(k), cfg.checkpoint_topic(), cfg.name.clone());
     let import_from = cfg.checkpoint_dir().join("checkpoint.json");
     let key = serde_json::Value::String(connector.clone()).to_string().into_bytes();
-    CheckpointProbe::new(
-        format!("checkpoint in topic {topic}"),
-        format!(
-            "delete key {} from topic {topic} (a record with that key and an empty value)",
-            String::from_utf8_lossy(&key)
-        ),
-        move || {
-            // Reading a topic that is not there would wait for it until the load timeout.
-            let consumer: BaseConsumer =
-                brokers.create().map_err(|e| kafka_error(&format!("cannot create the checkpoint reader: {e}")))?;
-            let metadata = consumer
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map_err(|e| kafka_error(&format!("cannot reach the brokers: {e}")))?;
-            let in_topic = match metadata.topics().iter().any(|t| t.name() == topic) {
-                true => read_committed(&brokers, &topic, &connector, &key)?,
-                false => None,
-            };
-            // As the store does at start: a topic without one imports the file store's.
-            in_topic.map_or_else(|| read_file(&import_from), |cp| Ok(Some(cp)))
-        },
-    )
+    CheckpointProbe::new(format!("checkpoint in topic {topic}"), move || {
+        // Reading a topic that is not there would wait for it until the load timeout.
+        let consumer: BaseConsumer =
+            brokers.create().map_err(|e| kafka_error(&format!("cannot create the checkpoint reader: {e}")))?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| kafka_error(&format!("cannot reach the brokers: {e}")))?;
+        drop_in_background(consumer);
+        let in_topic = match metadata.topics().iter().any(|t| t.name() == topic) {
+            true => read_committed(&brokers, &topic, &connector, &key)?,
+            false => None,
+        };
+        if let Some(checkpoint) = in_topic {
+            return Ok(Some(StoredCheckpoint {
+                checkpoint,
+                place: format!("checkpoint in topic {topic}"),
+                reset: format!(
+                    "delete key {} from topic {topic} (a record with that key and an empty value)",
+                    String::from_utf8_lossy(&key)
+                ),
+            }));
+        }
+        // As the store does at start: a topic without one imports the file store's.
+        Ok(read_file(&import_from)?.map(|cp| StoredCheckpoint {
+            place: format!(
+                "checkpoint {} (which the Kafka store imports while topic {topic} has none)",
+                import_from.display()
+            ),
+            ..StoredCheckpoint::in_file(cp, &import_from)
+        }))
+    })
 }
 
 fn hostname() -> String {
@@ -354,10 +366,9 @@ fn is_retriable_read(e: &KafkaError) -> bool {
 /// What the checkpoint topic is like on the brokers.
 enum TopicState {
     /// Not there yet; the brokers in the cluster.
-    Missing {
-        brokers: usize,
-    },
-    Compacted,
+    Missing { brokers: usize },
+    /// Compacted; a note when its segments are long (see [`long_segments`]).
+    Compacted(Option<String>),
     /// There, with this `cleanup.policy`.
     NotCompacted(String),
 }
@@ -372,9 +383,10 @@ async fn inspect(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Resu
     if !metadata.topics().iter().any(|t| t.name() == topic) {
         return Ok(TopicState::Missing { brokers: metadata.brokers().len() });
     }
-    let policy = describe_policy(admin, topic).await?.unwrap_or_else(|| "delete".into());
+    let settings = describe(admin, topic).await?;
+    let policy = settings.as_ref().and_then(|s| s.policy.clone()).unwrap_or_else(|| "delete".into());
     Ok(if policy.split(',').any(|p| p.trim() == "compact") {
-        TopicState::Compacted
+        TopicState::Compacted(settings.and_then(|s| long_segments(topic, &s)))
     } else {
         TopicState::NotCompacted(policy)
     })
@@ -401,7 +413,12 @@ pub async fn ensure_topic(brokers: &ClientConfig, topic: &str) -> Result<(), Che
 
 async fn ensure_with(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(), CheckpointError> {
     let brokers_up = match inspect(admin, topic).await? {
-        TopicState::Compacted => return Ok(()),
+        TopicState::Compacted(note) => {
+            if let Some(note) = note {
+                tracing::warn!(topic, "{note}");
+            }
+            return Ok(());
+        }
         TopicState::NotCompacted(policy) => return Err(CheckpointError::Refused(not_compacted(topic, &policy))),
         TopicState::Missing { brokers } => brokers,
     };
@@ -426,13 +443,15 @@ async fn ensure_with(admin: &AdminClient<DefaultClientContext>, topic: &str) -> 
 }
 
 /// For `cdcd check`: what the Kafka store will find (Ok) or what stops it, with the fix (Err).
-pub async fn check_topic(k: &KafkaSinkConfig, topic: &str) -> Result<String, String> {
+/// The Ok side carries a note, when there is something to improve.
+pub async fn check_topic(k: &KafkaSinkConfig, topic: &str) -> Result<(String, Option<String>), String> {
     let admin = admin(&connection_config(k)).map_err(|e| e.to_string())?;
     match inspect(&admin, topic).await.map_err(|e| e.to_string())? {
-        TopicState::Compacted => Ok(format!("checkpoint topic {topic} exists and is compacted")),
-        TopicState::Missing { .. } => {
-            Ok(format!("checkpoint topic {topic} does not exist yet; cdcd creates it compacted with one partition"))
-        }
+        TopicState::Compacted(note) => Ok((format!("checkpoint topic {topic} exists and is compacted"), note)),
+        TopicState::Missing { .. } => Ok((
+            format!("checkpoint topic {topic} does not exist yet; cdcd creates it compacted with one partition"),
+            None,
+        )),
         TopicState::NotCompacted(policy) => Err(not_compacted(topic, &policy)),
     }
 }
@@ -442,20 +461,69 @@ fn admin_options() -> AdminOptions {
 }
 
 /// The topic's `cleanup.policy`, or `None` when it does not exist.
-async fn describe_policy(
+/// The checkpoint topic's settings that matter to the store.
+struct TopicSettings {
+    policy: Option<String>,
+    segment_bytes: Option<u64>,
+    segment_ms: Option<u64>,
+}
+
+/// Segments longer than this are worth a note: compaction never touches the open segment, so a
+/// start reads all of it.
+const LONG_SEGMENT_BYTES: u64 = 64 << 20;
+const LONG_SEGMENT_MS: u64 = 3_600_000;
+
+/// A note when the topic's open segment may grow large: every start and takeover reads it whole
+/// (a busy connector commits a checkpoint record every `commit_interval_ms`).
+fn long_segments(topic: &str, s: &TopicSettings) -> Option<String> {
+    let bytes = s.segment_bytes?;
+    if bytes <= LONG_SEGMENT_BYTES || s.segment_ms.is_some_and(|ms| ms <= LONG_SEGMENT_MS) {
+        return None;
+    }
+    Some(format!(
+        "checkpoint topic {topic} rolls segments at segment.bytes={bytes}: compaction never shortens the open segment, so every start and takeover reads up to that much; lower it (kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config segment.bytes=16777216)"
+    ))
+}
+
+/// The topic's settings, or `None` when it does not exist.
+async fn describe(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
-) -> Result<Option<String>, CheckpointError> {
+) -> Result<Option<TopicSettings>, CheckpointError> {
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &admin_options())
         .await
         .map_err(|e| kafka_error(&format!("cannot describe checkpoint topic {topic}: {e}")))?;
     match results.into_iter().next() {
         Some(Ok(resource)) => {
-            Ok(Some(resource.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_else(|| "delete".into())))
+            let value = |name: &str| resource.get(name).and_then(|e| e.value.clone());
+            Ok(Some(TopicSettings {
+                policy: Some(value("cleanup.policy").unwrap_or_else(|| "delete".into())),
+                segment_bytes: value("segment.bytes").and_then(|v| v.parse().ok()),
+                segment_ms: value("segment.ms").and_then(|v| v.parse().ok()),
+            }))
         }
         Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) => Ok(None),
         Some(Err(code)) => Err(kafka_error(&format!("cannot describe checkpoint topic {topic}: {code}"))),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(bytes: Option<u64>, ms: Option<u64>) -> TopicSettings {
+        TopicSettings { policy: Some("compact".into()), segment_bytes: bytes, segment_ms: ms }
+    }
+
+    #[test]
+    fn long_open_segments_get_a_note_with_the_fix() {
+        let note = long_segments("c.checkpoints", &settings(Some(1 << 30), Some(604_800_000))).expect("a note");
+        assert!(note.contains("segment.bytes=1073741824"), "{note}");
+        assert!(note.contains("--entity-name c.checkpoints --add-config segment.bytes=16777216"), "{note}");
+        assert_eq!(long_segments("t", &settings(Some(16 << 20), Some(604_800_000))), None, "cdcd's own");
+        assert_eq!(long_segments("t", &settings(Some(1 << 30), Some(600_000))), None, "rolled every 10 minutes");
+        assert_eq!(long_segments("t", &settings(None, None)), None);
     }
 }

@@ -5,7 +5,7 @@ use super::conn::{ConnParams, ReplicationConn};
 use super::tls::{parse_url, SslMode};
 use super::{identify, names};
 use crate::config::{ConnectorConfig, PostgresSourceConfig};
-use crate::core::checkpoint::CheckpointProbe;
+use crate::core::checkpoint::{CheckpointError, CheckpointProbe, StoredCheckpoint};
 use crate::core::position::Position;
 
 use crate::source::tables::KeyColumns;
@@ -297,25 +297,54 @@ fn table_finding(t: &TableRef, m: &TableMeta, keys: &KeyColumns) -> Finding {
     )
 }
 
+/// A running connector's commit can reach the slot a moment before a `read_committed` reader
+/// sees its checkpoint (the transaction markers follow the commit): a checkpoint behind the
+/// slot is read again this often, this many times, before it counts.
+const AHEAD_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+const AHEAD_RECHECKS: usize = 3;
+
 fn check_checkpoint(
     stored: &CheckpointProbe<'_>,
     system: &str,
     slot: Option<&super::catalog::SlotInfo>,
     out: &mut Vec<Finding>,
 ) {
-    let place = &stored.place;
-    // A Kafka read blocks for up to a few hundred milliseconds.
-    let cp = match tokio::task::block_in_place(|| stored.read()) {
-        Ok(Some(cp)) => cp,
-        Ok(None) => {
-            out.push(ok(format!("no {place} yet: the first run will create the slot")));
-            return;
+    let confirmed = slot.and_then(|s| s.confirmed_flush);
+    let mut attempt = 0;
+    let found = loop {
+        attempt += 1;
+        // A Kafka read blocks for up to a few hundred milliseconds.
+        let found = match tokio::task::block_in_place(|| stored.read()) {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                out.push(ok(format!("no {} yet: the first run will create the slot", stored.place)));
+                return;
+            }
+            Err(CheckpointError::Corrupt { path, source }) => {
+                out.push(fail(
+                    format!("checkpoint {} is corrupt: {source}", path.display()),
+                    "move it away to re-snapshot, or restore a backup",
+                ));
+                return;
+            }
+            Err(e) => {
+                out.push(fail(
+                    format!("cannot check the {}: {e}", stored.place),
+                    "make it readable (the brokers reachable and READ on the topic for the sink's user, or the file's permissions), then run cdcd check again",
+                ));
+                return;
+            }
+        };
+        let behind = match (&found.checkpoint.position, confirmed) {
+            (Position::Postgres { lsn }, Some(flushed)) => flushed > *lsn,
+            _ => false,
+        };
+        if !behind || attempt >= AHEAD_RECHECKS {
+            break found;
         }
-        Err(e) => {
-            out.push(fail(format!("{place} cannot be read: {e}"), format!("{} to re-snapshot", stored.reset)));
-            return;
-        }
+        std::thread::sleep(AHEAD_RECHECK);
     };
+    let StoredCheckpoint { checkpoint: cp, place, reset } = found;
     let Position::Postgres { lsn } = cp.position else {
         out.push(fail(format!("{place} is not a PostgreSQL checkpoint"), "give each connector its own checkpoint"));
         return;
@@ -324,15 +353,15 @@ fn check_checkpoint(
         out.push(fail(format!("{place} is not a PostgreSQL checkpoint"), "give each connector its own checkpoint"));
         return;
     };
-    let resnapshot = format!("re-snapshot: {} and drop the slot", stored.reset);
+    let resnapshot = format!("re-snapshot: {reset} and drop the slot");
     if system_identifier != system {
         out.push(fail(format!("{place} belongs to another database system"), resnapshot));
     } else if slot.is_none() {
         out.push(fail(
             format!("{place} is at {lsn} but the slot is gone: changes may be lost"),
-            format!("re-snapshot: {}", stored.reset),
+            format!("re-snapshot: {reset}"),
         ));
-    } else if slot.and_then(|s| s.confirmed_flush).is_some_and(|f| f > lsn) {
+    } else if confirmed.is_some_and(|f| f > lsn) {
         out.push(fail(format!("slot is ahead of the {place} at {lsn}: it was recreated or advanced"), resnapshot));
     } else {
         out.push(ok(format!("{place} at {lsn} matches the slot")));
