@@ -1,7 +1,7 @@
 """Latency of records arriving in a Kafka topic: receive time minus the commit time the record
 carries (see latency_stamp), from the end of every partition, polling every 5 ms. Prints n,
 p50, p99, p99.9 and max in milliseconds. usage: latency_consume.py BOOTSTRAP TOPIC SECONDS"""
-import json, sys, time, uuid
+import json, os, sys, time, uuid
 from confluent_kafka import Consumer, TopicPartition, OFFSET_END
 from latency_stamp import commit_ms, summary
 boot, topic, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -15,6 +15,8 @@ while True:
     time.sleep(0.2)
 c.assign([TopicPartition(topic, p, OFFSET_END) for p in t.partitions])
 lat = []
+# LATENCY_DUMP=DIR: each record's receive time, latency, partition and offset, one file per topic.
+dump = open("%s/%s.lat" % (os.environ["LATENCY_DUMP"], topic), "w") if os.environ.get("LATENCY_DUMP") else None
 started_ms = time.time() * 1000
 end = time.time() + secs
 while time.time() < end:
@@ -25,4 +27,6 @@ while time.time() < end:
     ts = commit_ms(json.loads(m.value()))
     if ts >= started_ms:  # records from before the reader started do not count
         lat.append(now - ts)
+        if dump:
+            dump.write("%.3f %.3f %d %d\n" % (now, now - ts, m.partition(), m.offset()))
 print(summary(lat))

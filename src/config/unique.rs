@@ -48,7 +48,13 @@ fn claims(c: &ConnectorConfig) -> Vec<Claim> {
     let mut out = vec![Claim::Name(c.name.clone())];
     match c.kafka_store() {
         Some(k) => {
-            out.push(Claim::TransactionalId(k.brokers.clone(), c.transactional_id()));
+            // Every id of the producers that take turns: `tx` in one and `tx.2` in another
+            // would fence each other as surely as `tx` in both.
+            let id = c.transactional_id();
+            for turn in 0..crate::sink::kafka::transactions::TURNS {
+                let turn_id = crate::sink::kafka::transactions::turn_id(&id, turn);
+                out.push(Claim::TransactionalId(k.brokers.clone(), turn_id));
+            }
             out.push(Claim::CheckpointTopic(k.brokers.clone(), c.checkpoint_topic()));
         }
         None => out.push(Claim::CheckpointDir(c.checkpoint_dir())),
@@ -231,6 +237,12 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("transactional id `tx`"), "{err}");
+        let err = check_texts(&[
+            kafka("a", "transactional_id = \"tx\"", "topic = \"a\""),
+            kafka("bb", "transactional_id = \"tx.2\"", "topic = \"b\""),
+        ])
+        .unwrap_err();
+        assert!(err.contains("transactional id `tx.2`"), "the second producer of `tx` is `tx.2`: {err}");
         check_texts(&[kafka("a", "", "topic = \"a\""), kafka("bb", "", "topic = \"b\"")]).unwrap();
     }
 

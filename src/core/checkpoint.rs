@@ -114,6 +114,18 @@ pub trait CheckpointStore: Send {
     fn claim(&mut self) -> Result<(), CheckpointError> {
         Ok(())
     }
+    /// Whether [`CheckpointStore::save`] returns before its checkpoint is stored (the Kafka
+    /// store commits in the background): its outcome then comes from
+    /// [`CheckpointStore::settled`], and only then is the checkpoint durable.
+    fn commits_in_background(&self) -> bool {
+        false
+    }
+    /// For a store that commits in the background: the save that finished since the last call
+    /// (its checkpoint, and whether it was written), waiting for one under way if `wait`. A
+    /// failed commit is its error, and what it held is read again.
+    fn settled(&mut self, _wait: bool) -> Result<Option<(Checkpoint, bool)>, CheckpointError> {
+        Ok(None)
+    }
 }
 
 /// The embedded default: `<dir>/checkpoint.json`, plus `<dir>/lock` held with `flock` while the

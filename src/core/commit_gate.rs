@@ -7,7 +7,8 @@
 //! open; the checkpointer commits at that boundary. Under sustained load a source transaction may
 //! be open whenever the checkpointer looks, so the checkpointer can ask for a commit
 //! ([`CommitGate::want`]) and the emitter then waits before the next transaction's first record
-//! ([`CommitGate::wait_if_wanted`]) until the commit is done.
+//! ([`CommitGate::wait_if_wanted`]) until the commit is under way (the store may finish it in
+//! the background, with the next records going to another producer).
 
 use std::sync::{Arc, Mutex};
 

@@ -74,12 +74,13 @@ impl Checkpointer {
     /// The checkpoint clock ticked (scheduled for `now`): writes what is confirmed; under exactly-once, commits when
     /// the pacing says the next commit is due (see [`CommitPacing`]).
     pub(super) fn tick(&mut self, now: std::time::Instant) -> Result<(), CheckpointError> {
-        if let Some(gate) = &self.gate {
+        if let Some(gate) = self.gate.clone() {
             let lag = self
                 .tracker
                 .oldest_pending_source_ts_us()
                 .map(|ts| Duration::from_micros(u64::try_from(now_us().saturating_sub(ts)).unwrap_or(0)));
-            self.pacing.observe(lag, gate.sent());
+            self.settle(false)?;
+            self.pacing.observe(lag, gate.sent(), self.tracker.in_flight());
             if !self.pacing.due(now) {
                 return Ok(());
             }
@@ -144,26 +145,57 @@ impl Checkpointer {
         let started = std::time::Instant::now();
         let wrote = tokio::task::block_in_place(|| self.store.save(&cp))?;
         tracing::trace!(connector = %self.connector, took_ms = started.elapsed().as_secs_f64() * 1000.0, "checkpoint saved");
+        // The next checkpoint carries this one's snapshot progress at least, even before this
+        // one is durable; a failed commit ends the session, which starts over from the store.
+        self.snapshot = cp.snapshot.clone();
+        if !self.store.commits_in_background() {
+            self.stored(cp, wrote);
+        }
+        Ok(())
+    }
+
+    /// A store that commits in the background: takes note of the commit that finished, if any
+    /// (waiting for one under way if `wait`).
+    pub(super) fn settle(&mut self, wait: bool) -> Result<(), CheckpointError> {
+        if !self.store.commits_in_background() {
+            return Ok(());
+        }
+        if let Some((cp, wrote)) = tokio::task::block_in_place(|| self.store.settled(wait))? {
+            self.stored(cp, wrote);
+        }
+        Ok(())
+    }
+
+    /// `cp` is durable (`wrote`: its record was written): the source and the metrics learn it.
+    fn stored(&mut self, cp: Checkpoint, wrote: bool) {
         // Only once stored: progress from a commit that failed is read again, not remembered.
-        self.snapshot = cp.snapshot;
-        if let Some(s) = &self.snapshot {
+        if let Some(s) = &cp.snapshot {
             self.tracker.set_durable_step(s.step);
         }
         if wrote {
             *self.last_write.lock().unwrap_or_else(|e| e.into_inner()) =
-                (Some(position.clone()), std::time::Instant::now());
-            tracing::debug!(connector = %self.connector, %position, "checkpoint written");
-            self.durable.send_replace(Some(position));
+                (Some(cp.position.clone()), std::time::Instant::now());
+            tracing::debug!(connector = %self.connector, position = %cp.position, "checkpoint written");
+            self.durable.send_replace(Some(cp.position));
         }
-        Ok(())
     }
 
     /// Exactly-once, after a session: commits what a clean stop at a boundary sent, or aborts
     /// what else was sent since the last commit (the next session re-reads it).
     pub(super) async fn close_transaction(&mut self, clean: bool) -> Result<(), CheckpointError> {
         let Some(gate) = self.gate.clone() else { return Ok(()) };
-        let outcome =
-            if clean && !gate.is_open() { self.save() } else { tokio::task::block_in_place(|| self.store.abort()) };
+        let outcome = if clean && !gate.is_open() {
+            // A save that failed (the commit before it did) leaves its records in the open
+            // transaction: aborted now rather than holding back read_committed consumers until
+            // the next start or the transaction timeout.
+            self.save().inspect_err(|_| {
+                let _ = tokio::task::block_in_place(|| self.store.abort());
+            })
+        } else {
+            tokio::task::block_in_place(|| self.store.abort())
+        };
+        // The last commit, made in the background, is durable only once it finished.
+        let outcome = outcome.and(self.settle(true));
         // Records the abort purged report back through the producer's thread.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.tracker.in_flight() > 0 && tokio::time::Instant::now() < deadline {

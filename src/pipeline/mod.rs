@@ -300,6 +300,8 @@ impl Run<'_> {
                 tokio::task::block_in_place(|| ck.store.claim()).map_err(|e| store_error(&name, e))?;
             }
             let checkpoint = tokio::task::block_in_place(|| ck.store.load()).map_err(|e| store_error(&name, e))?;
+            // What a session that failed handed to a commit that did not finish is read again.
+            ck.snapshot = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
             let started = tokio::time::Instant::now();
             let result = {
                 let session = source.run_session(Session {

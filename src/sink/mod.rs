@@ -39,8 +39,8 @@ impl Sink {
         }
     }
 
-    /// The transactional producer an exactly-once sink shares with the Kafka checkpoint store.
-    pub fn transactions(&self) -> Option<Arc<dyn kafka::transactions::TxnProducer>> {
+    /// The transactional producers an exactly-once sink shares with the Kafka checkpoint store.
+    pub fn transactions(&self) -> Option<kafka::transactions::Turns> {
         match self {
             Sink::Kafka(k) => k.transactions(),
             Sink::Stdout(_) => None,

@@ -5,9 +5,10 @@
 //! connector's `transactional.id`, so once a newer process has called `init_transactions`, an
 //! older one can write nothing more.
 //!
-//! The store shares the sink's transactional producer (the Kafka store runs exactly-once):
-//! [`CheckpointStore::save`] adds the checkpoint to the open transaction, which holds every
-//! record sent since the last save, and commits them together.
+//! The store shares the sink's transactional producers (the Kafka store runs exactly-once):
+//! [`CheckpointStore::save`] adds the checkpoint to the active producer's open transaction,
+//! which holds every record sent since its last save, and commits them together on a thread of
+//! its own while the next producer takes the records (see `transactions::Turns`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::transactions::{classify, TxnFailure, TxnProducer};
+use super::transactions::{classify, Turns, TxnFailure, TxnProducer};
 use super::{connection_config, drop_in_background};
 use crate::config::{ConnectorConfig, KafkaSinkConfig};
 use crate::core::checkpoint::{
@@ -36,8 +37,9 @@ const TOPIC_CONFIG: &[(&str, &str)] =
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct KafkaCheckpointStore {
-    /// The sink's producer: a save commits the records sent since the last one too.
-    producer: Arc<dyn TxnProducer>,
+    /// The sink's producers: a save commits the records the active one took since its last
+    /// commit, and hands the records to come to the next one.
+    turns: Turns,
     topic: String,
     connector: String,
     /// The record key: the connector's name as a JSON string.
@@ -47,15 +49,30 @@ pub struct KafkaCheckpointStore {
     brokers: ClientConfig,
     /// Where a file checkpoint may wait to be imported.
     import_from: std::path::PathBuf,
+    /// The newest checkpoint handed to a commit (what the next one must be ahead of).
     last: Option<Checkpoint>,
+    /// The newest checkpoint committed.
+    committed: Option<Checkpoint>,
+    /// The commit under way on the producer that is not active.
+    pending: Option<PendingCommit>,
+    /// A commit that finished and was not yet reported by `settled`.
+    done: Option<(Checkpoint, bool)>,
     loaded: bool,
 }
 
+/// A commit made on its own thread while the next producer takes records.
+struct PendingCommit {
+    checkpoint: Checkpoint,
+    /// Whether its checkpoint record was written (it was ahead of the last one).
+    wrote: bool,
+    thread: std::thread::JoinHandle<Result<(), CheckpointError>>,
+}
+
 impl KafkaCheckpointStore {
-    /// The store of a connector whose sink shares `producer`, its transactional producer.
-    pub fn new(cfg: &ConnectorConfig, k: &KafkaSinkConfig, producer: Arc<dyn TxnProducer>) -> Self {
+    /// The store of a connector whose sink shares `turns`, its transactional producers.
+    pub fn new(cfg: &ConnectorConfig, k: &KafkaSinkConfig, turns: Turns) -> Self {
         Self {
-            producer,
+            turns,
             topic: cfg.checkpoint_topic(),
             connector: cfg.name.clone(),
             key: serde_json::Value::String(cfg.name.clone()).to_string().into_bytes(),
@@ -63,6 +80,9 @@ impl KafkaCheckpointStore {
             brokers: connection_config(k),
             import_from: cfg.checkpoint_dir().join("checkpoint.json"),
             last: None,
+            committed: None,
+            pending: None,
+            done: None,
             loaded: false,
         }
     }
@@ -71,23 +91,25 @@ impl KafkaCheckpointStore {
         &self.topic
     }
 
-    /// Makes sure the topic exists and compacts, then takes the transactional id: from here on
-    /// no earlier process can commit. Opens the first transaction.
+    /// Makes sure the topic exists and compacts, then takes both transactional ids: from here
+    /// on no earlier process can commit. Opens the first transactions.
     pub async fn open(&mut self) -> Result<(), CheckpointError> {
         let started = Instant::now();
-        let producer = self.producer.clone();
-        // Side by side: taking the id before the topic is checked does no harm, as only an
+        let producers = self.turns.producers.clone();
+        // Side by side: taking the ids before the topic is checked does no harm, as only an
         // elected process opens the store.
-        let take_id = tokio::task::spawn_blocking(move || {
-            producer.init()?;
-            producer.begin()?;
+        let take_ids = tokio::task::spawn_blocking(move || {
+            for producer in &producers {
+                producer.init()?;
+                producer.begin()?;
+            }
             Ok::<_, KafkaError>(started.elapsed())
         });
         let checked = async {
             ensure_topic(&self.brokers, &self.topic).await?;
             Ok::<_, CheckpointError>(started.elapsed())
         };
-        let (taken, checked) = tokio::join!(take_id, checked);
+        let (taken, checked) = tokio::join!(take_ids, checked);
         let taken = taken
             .map_err(|e| kafka_error(&e.to_string()))?
             .map_err(|e| txn_error("cannot take the connector's transactional id", &e))?;
@@ -95,7 +117,7 @@ impl KafkaCheckpointStore {
         tracing::debug!(
             topic_ms = checked.as_millis() as u64,
             init_ms = taken.as_millis() as u64,
-            "checkpoint topic checked, transactional id taken"
+            "checkpoint topic checked, transactional ids taken"
         );
         Ok(())
     }
@@ -104,49 +126,86 @@ impl KafkaCheckpointStore {
         read_committed(&self.brokers, &self.topic, &self.connector, &self.key)
     }
 
-    /// Commits the open transaction with `record` (key, value) in it.
-    fn commit(&mut self, record: Option<(&[u8], &[u8])>) -> Result<(), CheckpointError> {
+    fn active(&self) -> Arc<dyn TxnProducer> {
+        self.turns.producers[self.turns.active()].clone()
+    }
+
+    /// Commits the active producer's transaction with `record` (key, value) in it, here and
+    /// now, after any commit under way.
+    fn commit_now(&mut self, record: Option<(&[u8], &[u8])>) -> Result<(), CheckpointError> {
+        self.reap(true)?;
+        let producer = self.active();
         if let Some((key, value)) = record {
-            if let Err(e) = self.producer.send_checkpoint(&self.topic, key, value) {
-                return Err(self.abort_after("cannot queue the checkpoint record", &e));
+            if let Err(e) = producer.send_checkpoint(&self.topic, key, value) {
+                return Err(abort_after(&*producer, "cannot queue the checkpoint record", &e));
             }
         }
-        let mut attempt = 0;
-        loop {
-            match self.producer.commit() {
-                Ok(()) => return Ok(()),
-                Err(e) => match classify(&e) {
-                    TxnFailure::Retry(_) if attempt < 5 => {
-                        attempt += 1;
-                        std::thread::sleep(Duration::from_millis(100 << attempt));
-                    }
-                    _ => return Err(self.abort_after("the Kafka transaction did not commit", &e)),
-                },
+        commit(&*producer)
+    }
+
+    /// Collects the commit under way if it finished (or, with `wait`, once it does).
+    fn reap(&mut self, wait: bool) -> Result<(), CheckpointError> {
+        match &self.pending {
+            Some(p) if wait || p.thread.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let outcome = p.thread.join().unwrap_or_else(|_| Err(kafka_error("the Kafka commit thread panicked")));
+        match outcome {
+            Ok(()) => {
+                if p.wrote {
+                    self.committed = Some(p.checkpoint.clone());
+                }
+                let wrote = p.wrote || self.done.take().is_some_and(|(_, w)| w);
+                self.done = Some((p.checkpoint, wrote));
+                Ok(())
+            }
+            Err(e) => {
+                // Its records are aborted, and with them what the active producer took since
+                // (the session ends and reads both again).
+                self.last = self.committed.clone();
+                Err(e)
             }
         }
     }
+}
 
-    fn begin(&self) -> Result<(), CheckpointError> {
-        self.producer.begin().map_err(|e| txn_error("cannot begin the next transaction", &e))
-    }
-
-    /// After a failed call: aborts what the transaction holds, unless the producer is finished.
-    fn abort_after(&self, what: &str, e: &KafkaError) -> CheckpointError {
-        let error = txn_error(what, e);
-        if matches!(error, CheckpointError::Kafka(_)) {
-            let _ = self.producer.abort();
-            let _ = self.producer.begin();
+/// Commits `producer`'s open transaction (retrying what may be retried) and opens its next;
+/// a failed commit is aborted, unless the producer is finished.
+fn commit(producer: &dyn TxnProducer) -> Result<(), CheckpointError> {
+    let mut attempt = 0;
+    loop {
+        match producer.commit() {
+            Ok(()) => break,
+            Err(e) => match classify(&e) {
+                TxnFailure::Retry(_) if attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100 << attempt));
+                }
+                _ => return Err(abort_after(producer, "the Kafka transaction did not commit", &e)),
+            },
         }
-        error
     }
+    producer.begin().map_err(|e| txn_error("cannot begin the next transaction", &e))
+}
+
+/// After a failed call: aborts what the transaction holds, unless the producer is finished.
+fn abort_after(producer: &dyn TxnProducer, what: &str, e: &KafkaError) -> CheckpointError {
+    let error = txn_error(what, e);
+    if matches!(error, CheckpointError::Kafka(_)) {
+        let _ = producer.abort();
+        let _ = producer.begin();
+    }
+    error
 }
 
 impl CheckpointStore for KafkaCheckpointStore {
     fn load(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
-        // Only this process writes the key once it holds the transactional id: what it
+        self.reap(true)?;
+        // Only this process writes the key once it holds the transactional ids: what it
         // committed last is what the topic holds.
         if self.loaded {
-            return Ok(self.last.clone());
+            return Ok(self.committed.clone());
         }
         let mut cp = self.read()?;
         if cp.is_none() {
@@ -154,8 +213,7 @@ impl CheckpointStore for KafkaCheckpointStore {
                 tracing::info!(connector = %self.connector, file = %self.import_from.display(), topic = %self.topic, position = %imported.position, "no checkpoint in the topic yet: importing the file store's");
                 let body = serde_json::to_vec(&imported).map_err(|e| kafka_error(&e.to_string()))?;
                 let key = self.key.clone();
-                self.commit(Some((&key, &body)))?;
-                self.begin()?;
+                self.commit_now(Some((&key, &body)))?;
                 cp = Some(imported);
             }
         }
@@ -169,10 +227,15 @@ impl CheckpointStore for KafkaCheckpointStore {
             }
         }
         self.last = cp.clone();
+        self.committed = cp.clone();
         self.loaded = true;
         Ok(cp)
     }
 
+    /// Adds the checkpoint to the active producer's transaction, waits until the broker has
+    /// every record of it, and hands the records to come to the next producer; the commit
+    /// itself runs on its own thread ([`CheckpointStore::settled`] reports it). The other
+    /// producer's commit must be done first: its transaction's records come before these.
     fn save(&mut self, cp: &Checkpoint) -> Result<bool, CheckpointError> {
         if !self.loaded {
             self.load()?;
@@ -180,19 +243,53 @@ impl CheckpointStore for KafkaCheckpointStore {
         // The transaction's records are committed even when the position did not move (a
         // snapshot chunk's rows wait in it); the checkpoint record only when it did.
         let ahead = self.last.as_ref().is_none_or(|last| cp.is_ahead_of(last));
-        let body = if ahead { Some(serde_json::to_vec(cp).map_err(|e| kafka_error(&e.to_string()))?) } else { None };
-        let key = self.key.clone();
-        self.commit(body.as_deref().map(|b| (key.as_slice(), b)))?;
+        let producer = self.active();
+        if ahead {
+            let body = serde_json::to_vec(cp).map_err(|e| kafka_error(&e.to_string()))?;
+            if let Err(e) = producer.send_checkpoint(&self.topic, &self.key, &body) {
+                return Err(abort_after(&*producer, "cannot queue the checkpoint record", &e));
+            }
+        }
+        // Every record acknowledged: the next producer's records land after them.
+        let started = Instant::now();
+        producer.await_acks();
+        let acked = started.elapsed();
+        self.reap(true)?;
+        tracing::trace!(
+            acks_ms = acked.as_secs_f64() * 1e3,
+            previous_commit_ms = (started.elapsed() - acked).as_secs_f64() * 1e3,
+            "records acknowledged, turn handed over"
+        );
+        // Started before the turn is handed on: if it cannot start, the transaction is still
+        // the active one, which the session's end aborts.
+        let thread = std::thread::Builder::new()
+            .name("cdcd-commit".into())
+            .spawn(move || commit(&*producer))
+            .map_err(|e| kafka_error(&format!("cannot start the commit thread: {e}")))?;
+        self.turns.hand_on();
+        self.pending = Some(PendingCommit { checkpoint: cp.clone(), wrote: ahead, thread });
         if ahead {
             self.last = Some(cp.clone());
         }
-        self.begin()?;
         Ok(ahead)
     }
 
+    fn commits_in_background(&self) -> bool {
+        true
+    }
+
+    fn settled(&mut self, wait: bool) -> Result<Option<(Checkpoint, bool)>, CheckpointError> {
+        self.reap(wait)?;
+        Ok(self.done.take())
+    }
+
     fn abort(&mut self) -> Result<(), CheckpointError> {
-        self.producer.abort().map_err(|e| txn_error("cannot abort the Kafka transaction", &e))?;
-        self.begin()
+        // A commit under way finishes first (a failed one aborted itself): the active
+        // producer's records follow its.
+        let reaped = self.reap(true);
+        self.active().abort().map_err(|e| txn_error("cannot abort the Kafka transaction", &e))?;
+        self.active().begin().map_err(|e| txn_error("cannot begin the next transaction", &e))?;
+        reaped
     }
 
     /// Proves, with a commit the broker must accept, that this process still holds the
@@ -206,8 +303,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         })
         .to_string();
         let key = self.claim_key.clone();
-        self.commit(Some((&key, claim.as_bytes())))?;
-        self.begin()
+        self.commit_now(Some((&key, claim.as_bytes())))
     }
 }
 
@@ -512,6 +608,134 @@ async fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::checkpoint::SourceIdentity;
+    use crate::core::position::{Lsn, Position};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    /// A producer that writes what is asked of it to a shared log; its commits take 50 ms.
+    struct Logged {
+        turn: usize,
+        log: Log,
+        fail_commit: AtomicBool,
+    }
+
+    impl Logged {
+        fn note(&self, what: &str) {
+            self.log.lock().unwrap().push(format!("{what}{}", self.turn));
+        }
+    }
+
+    impl TxnProducer for Logged {
+        fn init(&self) -> rdkafka::error::KafkaResult<()> {
+            self.note("init");
+            Ok(())
+        }
+        fn begin(&self) -> rdkafka::error::KafkaResult<()> {
+            self.note("begin");
+            Ok(())
+        }
+        fn send_checkpoint(&self, _: &str, _: &[u8], _: &[u8]) -> rdkafka::error::KafkaResult<()> {
+            self.note("checkpoint");
+            Ok(())
+        }
+        fn await_acks(&self) {
+            self.note("acks")
+        }
+        fn commit(&self) -> rdkafka::error::KafkaResult<()> {
+            std::thread::sleep(Duration::from_millis(50));
+            if self.fail_commit.load(Ordering::SeqCst) {
+                self.note("failed");
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            self.note("commit");
+            Ok(())
+        }
+        fn abort(&self) -> rdkafka::error::KafkaResult<()> {
+            self.note("abort");
+            Ok(())
+        }
+    }
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn store(turns: usize) -> (KafkaCheckpointStore, Vec<Arc<Logged>>, Log) {
+        let text = "name = \"c\"\n[source]\ntype = \"postgres\"\nurl = \"postgres://u@h/db\"\ntables = [\"public.t\"]\n[sink]\ntype = \"kafka\"\nbrokers = \"k:9092\"\n[checkpoint]\nstore = \"kafka\"\n";
+        let cfg = crate::config::parse(std::path::Path::new("c.toml"), text).expect("config");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let producers: Vec<Arc<Logged>> = (0..turns)
+            .map(|turn| Arc::new(Logged { turn, log: log.clone(), fail_commit: AtomicBool::new(false) }))
+            .collect();
+        let turns = Turns {
+            producers: producers.iter().map(|p| p.clone() as Arc<dyn TxnProducer>).collect(),
+            active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        };
+        let mut store = KafkaCheckpointStore::new(&cfg, cfg.kafka_store().expect("kafka store"), turns);
+        store.loaded = true;
+        (store, producers, log)
+    }
+
+    fn at(lsn: u64) -> Checkpoint {
+        Checkpoint {
+            version: Checkpoint::VERSION,
+            connector: "c".into(),
+            position: Position::Postgres { lsn: Lsn(lsn) },
+            source: SourceIdentity::Mysql { flavor: "mariadb".into(), server: "1".into() },
+            snapshot: None,
+        }
+    }
+
+    #[test]
+    fn producers_take_turns_and_commit_in_order_beside_the_next_one() {
+        let (mut store, _, log) = store(3);
+        let started = Instant::now();
+        assert!(store.save(&at(10)).unwrap());
+        assert!(started.elapsed() < Duration::from_millis(40), "the commit runs in the background");
+        assert_eq!(store.turns.active(), 1, "the next producer takes the records");
+        assert!(store.save(&at(20)).unwrap());
+        assert!(store.save(&at(30)).unwrap());
+        assert!(!store.save(&at(30)).unwrap(), "not ahead: the records commit, no checkpoint record");
+        assert_eq!(store.turns.active(), 1, "three turns, then the first again");
+        assert_eq!(store.settled(true).unwrap(), Some((at(30), true)), "the last two commits, merged");
+        let log = log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "checkpoint0",
+                "acks0", // turn 0 handed on once acknowledged
+                "checkpoint1",
+                "acks1",
+                "commit0",
+                "begin0", // turn 1 waits for turn 0's commit
+                "checkpoint2",
+                "acks2",
+                "commit1",
+                "begin1",
+                "acks0",
+                "commit2",
+                "begin2",
+                "commit0",
+                "begin0",
+            ],
+            "each producer's records acknowledged before the next one takes any; commits in turn order"
+        );
+        assert_eq!(store.load().unwrap(), Some(at(30)));
+    }
+
+    #[test]
+    fn a_failed_background_commit_is_reported_and_its_checkpoint_forgotten() {
+        let (mut store, producers, log) = store(2);
+        assert!(store.save(&at(10)).unwrap());
+        assert_eq!(store.settled(true).unwrap(), Some((at(10), true)));
+        producers[1].fail_commit.store(true, Ordering::SeqCst);
+        assert!(store.save(&at(20)).unwrap());
+        let err = store.settled(true).expect_err("the commit failed");
+        assert!(matches!(err, CheckpointError::Kafka(_)), "{err}");
+        assert!(log.lock().unwrap().ends_with(&["failed1".to_string(), "abort1".into(), "begin1".into()]));
+        assert_eq!(store.load().unwrap(), Some(at(10)), "what failed is read again");
+        producers[1].fail_commit.store(false, Ordering::SeqCst);
+        assert!(store.save(&at(20)).unwrap(), "the lost checkpoint is ahead again");
+    }
 
     fn settings(bytes: Option<u64>, ms: Option<u64>) -> TopicSettings {
         TopicSettings { policy: Some("compact".into()), segment_bytes: bytes, segment_ms: ms }

@@ -16,7 +16,7 @@ pub mod leadership;
 pub mod transactions;
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use crate::core::envelope::Record;
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
 use crate::error::SinkError;
-use transactions::{AbortAware, TxnProducer, CHECKPOINT_OPAQUE};
+use transactions::{AbortAware, Turns, TxnProducer, CHECKPOINT_OPAQUE};
 
 /// Producer settings cdcd relies on; a user may not weaken the first two.
 const REQUIRED: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
@@ -276,7 +276,10 @@ impl ProducerContext for AckContext {
 }
 
 pub struct KafkaSink {
-    producer: Arc<ThreadedProducer<AckContext>>,
+    /// One producer; under exactly-once several, taking turns (see [`Turns`]).
+    producers: Vec<Arc<ThreadedProducer<AckContext>>>,
+    /// Which of `producers` takes records now (switched by the checkpoint store's commits).
+    active: Arc<AtomicUsize>,
     exactly_once: bool,
     tracker: Arc<AckTracker>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -309,7 +312,7 @@ impl KafkaSink {
             }
             None => None,
         };
-        let context = AckContext {
+        let context = |dead_letters| AckContext {
             tracker: tracker.clone(),
             connector: connector.to_string(),
             delivery_errors: AtomicU64::new(0),
@@ -321,13 +324,27 @@ impl KafkaSink {
             aborting: AtomicBool::new(false),
             exactly_once: transactional_id.is_some(),
         };
-        let producer: ThreadedProducer<AckContext> = client_config
-            .create_with_context(context)
-            .map_err(|e| SinkError::Config(format!("cannot create Kafka producer: {e}")))?;
+        let create = |config: &ClientConfig, dead_letters| {
+            config
+                .create_with_context::<_, ThreadedProducer<AckContext>>(context(dead_letters))
+                .map(Arc::new)
+                .map_err(|e| SinkError::Config(format!("cannot create Kafka producer: {e}")))
+        };
+        let mut producers = vec![create(&client_config, dead_letters)?];
+        if let Some(id) = &transactional_id {
+            // Exactly-once: producers take turns, one taking records while another commits
+            // (see `transactions::Turns`). Exactly-once refuses a dead-letter topic.
+            for turn in 1..transactions::TURNS {
+                let mut next = client_config.clone();
+                next.set("transactional.id", transactions::turn_id(id, turn));
+                producers.push(create(&next, None)?);
+            }
+        }
         let limiter =
             cfg.max_events_per_second.and_then(NonZeroU32::new).map(|n| RateLimiter::direct(Quota::per_second(n)));
         Ok(Self {
-            producer: Arc::new(producer),
+            producers,
+            active: Arc::new(AtomicUsize::new(0)),
             exactly_once: transactional_id.is_some(),
             tracker,
             limiter,
@@ -336,9 +353,17 @@ impl KafkaSink {
         })
     }
 
-    /// The transactional producer an exactly-once sink shares with its checkpoint store.
-    pub fn transactions(&self) -> Option<Arc<dyn TxnProducer>> {
-        self.exactly_once.then(|| self.producer.clone() as Arc<dyn TxnProducer>)
+    /// The producer that takes records now.
+    fn producer(&self) -> &ThreadedProducer<AckContext> {
+        &self.producers[self.active.load(Ordering::SeqCst) % self.producers.len()]
+    }
+
+    /// The transactional producers an exactly-once sink shares with its checkpoint store.
+    pub fn transactions(&self) -> Option<Turns> {
+        self.exactly_once.then(|| Turns {
+            producers: self.producers.iter().map(|p| p.clone() as Arc<dyn TxnProducer>).collect(),
+            active: self.active.clone(),
+        })
     }
 
     /// After the broker refused a batch as too large: until the checkpoint passes `until`
@@ -346,7 +371,9 @@ impl KafkaSink {
     /// delivery awaited, so a refusal names the one record at fault and its neighbours go
     /// through in order.
     pub fn replay_isolated(&mut self, until: Option<Position>) {
-        self.producer.context().isolated.store(true, Ordering::Relaxed);
+        for p in &self.producers {
+            p.context().isolated.store(true, Ordering::Relaxed);
+        }
         // Nothing committed yet in the failed session (the refused transaction was still being
         // read): past the checkpoint it re-reads from, which is that transaction's end at best.
         self.isolate_until = Some(until.or_else(|| self.tracker.confirmed()));
@@ -362,7 +389,9 @@ impl KafkaSink {
         };
         if past {
             tracing::info!(connector = %self.connector, "past the refused batch; records are batched again");
-            self.producer.context().isolated.store(false, Ordering::Relaxed);
+            for p in &self.producers {
+                p.context().isolated.store(false, Ordering::Relaxed);
+            }
             self.isolate_until = None;
         }
         past
@@ -384,7 +413,7 @@ impl KafkaSink {
         if !self.isolation_over() {
             self.queue(record, txn).await?;
             // Its own batch: nothing else is queued until it is acknowledged or refused.
-            let _ = self.producer.flush(Duration::ZERO);
+            let _ = self.producer().flush(Duration::ZERO);
             return self.await_deliveries().await;
         }
         self.queue(record, txn).await
@@ -401,7 +430,7 @@ impl KafkaSink {
         }
         let mut pause = PauseClock::new();
         loop {
-            match self.producer.send(rec) {
+            match self.producer().send(rec) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     rec = back;
@@ -432,7 +461,7 @@ impl KafkaSink {
                 Err((e, _)) => {
                     // Refused before it left: too large for message.max.bytes, or otherwise unsendable.
                     return self
-                        .producer
+                        .producer()
                         .context()
                         .refused(txn, record.topic, record.key, record.value, &e)
                         .map_err(SinkError::Delivery);
@@ -443,14 +472,14 @@ impl KafkaSink {
 
     /// A failure no retry can mend (the broker refused the credentials), once seen.
     pub fn definite_failure(&self) -> Option<String> {
-        self.producer.context().definite.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.producers.iter().find_map(|p| p.context().definite.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
     pub fn health(&self) -> Result<(), SinkError> {
         if let Some(reason) = self.definite_failure() {
             return Err(SinkError::Delivery(reason));
         }
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
+        if let Some((code, reason)) = self.producers.iter().find_map(|p| p.client().fatal_error()) {
             let reason = format!("Kafka producer hit a fatal error ({code:?}): {reason}");
             // A transactional producer is finished when fenced (another process took over) or
             // when its coordinator aborted on its own (Kafka < 2.5): leadership decides.
@@ -462,7 +491,7 @@ impl KafkaSink {
     /// What a record refused by a transaction that can no longer take it means.
     fn transaction_error(&self, e: &KafkaError) -> SinkError {
         let reason = format!("the open Kafka transaction cannot take more records ({e})");
-        match self.producer.client().fatal_error() {
+        match self.producers.iter().find_map(|p| p.client().fatal_error()) {
             Some(_) => SinkError::SteppedDown(reason),
             None => SinkError::Aborted(reason),
         }
@@ -472,12 +501,14 @@ impl KafkaSink {
 impl Drop for KafkaSink {
     fn drop(&mut self) {
         // What the drain could not deliver is purged here; its delivery reports count it.
-        self.producer.purge(PurgeConfig::default().queue().inflight());
-        let _ = self.producer.flush(Duration::from_secs(1));
-        if let Some(dlq) = &self.producer.context().dead_letters {
-            dlq.flush();
+        for p in &self.producers {
+            p.purge(PurgeConfig::default().queue().inflight());
+            let _ = p.flush(Duration::from_secs(1));
+            if let Some(dlq) = &p.context().dead_letters {
+                dlq.flush();
+            }
         }
-        let purged = self.producer.context().purged.load(Ordering::Relaxed);
+        let purged: u64 = self.producers.iter().map(|p| p.context().purged.load(Ordering::Relaxed)).sum();
         if purged > 0 {
             tracing::warn!(connector = %self.connector, records = purged, "records not delivered before the connector stopped were dropped from the producer queue; they are re-read from the checkpoint on the next start, nothing is lost");
         }
