@@ -421,6 +421,7 @@ impl KafkaSink {
 
     async fn queue(&mut self, record: Record<'_>, txn: TxnId) -> Result<(), SinkError> {
         self.tracker.expect(txn);
+        let mut unsent = Unsent { tracker: self.tracker.clone(), txn, armed: true };
         let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(record.topic, txn.0 as usize);
         if let Some(k) = record.key {
             rec = rec.key(k);
@@ -431,7 +432,11 @@ impl KafkaSink {
         let mut pause = PauseClock::new();
         loop {
             match self.producer().send(rec) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // From here its delivery report settles it.
+                    unsent.armed = false;
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     rec = back;
                     // The local queue is full: the broker is slow or down. Wait; this is the
@@ -454,12 +459,14 @@ impl KafkaSink {
                 }
                 Err((e, _)) if self.exactly_once && !e.rdkafka_error_code().is_some_and(refuses_record) => {
                     // The transaction is no longer open to records (it failed, or the producer
-                    // is finished): abort and read again, or step down if fenced.
-                    self.tracker.discarded(txn);
+                    // is finished): abort and read again, or step down if fenced. (The guard
+                    // un-counts the record.)
                     return Err(self.transaction_error(&e));
                 }
                 Err((e, _)) => {
-                    // Refused before it left: too large for message.max.bytes, or otherwise unsendable.
+                    // Refused before it left: too large for message.max.bytes, or otherwise
+                    // unsendable. `refused` settles it.
+                    unsent.armed = false;
                     return self
                         .producer()
                         .context()
@@ -494,6 +501,23 @@ impl KafkaSink {
         match self.producers.iter().find_map(|p| p.client().fatal_error()) {
             Some(_) => SinkError::SteppedDown(reason),
             None => SinkError::Aborted(reason),
+        }
+    }
+}
+
+/// A record the tracker counts as in flight before the producer has it: if it never gets there
+/// (the wait for room in a full queue ended in an error, or the session was dropped during it),
+/// it is un-counted, as a discarded one, so the in-flight count can fall to zero again.
+struct Unsent {
+    tracker: Arc<AckTracker>,
+    txn: TxnId,
+    armed: bool,
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        if self.armed {
+            self.tracker.discarded(self.txn);
         }
     }
 }
@@ -682,6 +706,20 @@ pub async fn probe(cfg: &KafkaSinkConfig) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_record_never_handed_over_is_not_left_in_flight() {
+        // No broker at 127.0.0.1:1 and room for one message: the second waits for room.
+        let tracker = Arc::new(AckTracker::new());
+        let mut sink = KafkaSink::new("c", &cfg(&[("queue.buffering.max.messages", "1")]), tracker.clone(), None)
+            .expect("producer");
+        let record = Record { topic: "t", key: Some(b"k"), value: Some(b"v") };
+        sink.send(Record { ..record }, TxnId(1)).await.expect("queued");
+        let waited = tokio::time::timeout(Duration::from_millis(300), sink.send(record, TxnId(1))).await;
+        assert!(waited.is_err(), "the queue is full: the second record waits");
+        assert_eq!(tracker.in_flight(), 1, "the record dropped while it waited is not counted");
+        drop(sink);
+    }
 
     fn cfg(props: &[(&str, &str)]) -> KafkaSinkConfig {
         KafkaSinkConfig {
