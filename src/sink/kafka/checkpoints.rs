@@ -53,7 +53,7 @@ pub struct KafkaCheckpointStore {
     last: Option<Checkpoint>,
     /// The newest checkpoint committed.
     committed: Option<Checkpoint>,
-    /// The commit under way on the producer that is not active.
+    /// The commit under way, on the producer whose turn came before the active one's.
     pending: Option<PendingCommit>,
     /// A commit that finished and was not yet reported by `settled`.
     done: Option<(Checkpoint, bool)>,
@@ -91,7 +91,7 @@ impl KafkaCheckpointStore {
         &self.topic
     }
 
-    /// Makes sure the topic exists and compacts, then takes both transactional ids: from here
+    /// Makes sure the topic exists and compacts, then takes every turn's transactional id: from here
     /// on no earlier process can commit. Opens the first transactions.
     pub async fn open(&mut self) -> Result<(), CheckpointError> {
         let started = Instant::now();
