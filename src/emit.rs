@@ -18,6 +18,7 @@ use crate::core::position::Position;
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
+use crate::core::txn_meta::{self, MetaFormat, OpenTxn};
 use crate::encode::registry::RegistryError;
 use crate::encode::subjects::SchemaIdCache;
 use crate::error::{SessionError, SinkError, SourceError};
@@ -37,6 +38,8 @@ pub struct HeldRecord {
     /// The key as cdcd's JSON (what snapshot deduplication compares).
     key_identity: Option<Vec<u8>>,
     op: Op,
+    /// The table, as transaction metadata names it.
+    collection: String,
 }
 
 impl HeldRecord {
@@ -74,6 +77,12 @@ pub struct Emitter {
     source_ts_us: i64,
     /// Exactly-once: where the checkpointer may commit the Kafka transaction.
     gate: Option<Arc<CommitGate>>,
+    /// Transaction metadata: how BEGIN records are written, and where.
+    meta: Option<(MetaFormat, String)>,
+    /// The open source transaction's metadata (none for snapshot chunks).
+    open: Option<OpenTxn>,
+    /// BEGIN's key and value.
+    meta_buf: (Vec<u8>, Vec<u8>),
 }
 
 impl Emitter {
@@ -97,6 +106,25 @@ impl Emitter {
             metrics,
             source_ts_us: 0,
             gate: None,
+            meta: None,
+            open: None,
+            meta_buf: (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Turns on transaction metadata: BEGIN records to `topic`, and a `transaction` block in
+    /// each change of a source transaction (ENDs are sent once acknowledged, see
+    /// `AckTracker::take_ready_end`).
+    pub fn set_transaction_metadata(&mut self, format: MetaFormat, topic: String) {
+        self.meta = Some((format, topic));
+    }
+
+    /// Names the open source transaction for transaction metadata (PostgreSQL: `xid:lsn`;
+    /// MySQL: its GTID, else `file:pos`); `id` is only called when metadata is on. Snapshot
+    /// chunks are not named and get none, as in Debezium.
+    pub fn name_transaction(&mut self, id: impl FnOnce() -> String) {
+        if self.meta.is_some() && self.frame.is_open() {
+            self.open = Some(OpenTxn::new(id(), self.source_ts_us));
         }
     }
 
@@ -140,7 +168,9 @@ impl Emitter {
     /// Opens a transaction the source committed at `source_ts_us` (µs since the epoch).
     pub fn begin_at(&mut self, label: impl fmt::Display, source_ts_us: i64) -> Result<(), SourceError> {
         self.source_ts_us = source_ts_us;
-        Ok(self.frame.begin(label)?)
+        self.frame.begin(label)?;
+        self.open = None;
+        Ok(())
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -177,7 +207,8 @@ impl Emitter {
                 )))
             }
         };
-        self.buf.encode(change, encode).map_err(|e| {
+        let block = self.open.as_mut().map(|t| t.event(change.collection));
+        self.buf.encode(change, encode, block).map_err(|e| {
             SourceError::Fatal(format!(
                 "cannot encode a change of topic {topic}: {e}. This is a bug in cdcd's type mapping; \
                  please report it with the column's type"
@@ -212,8 +243,21 @@ impl Emitter {
             if let Some(gate) = &self.gate {
                 gate.record();
             }
+            self.send_begin(txn).await?;
         }
         Ok(txn)
+    }
+
+    /// Transaction metadata: a named transaction's BEGIN, before its first change and in its
+    /// tracker slot (so it is delivered, or the transaction is read again).
+    async fn send_begin(&mut self, txn: TxnId) -> Result<(), SessionError> {
+        let (Some((format, topic)), Some(open)) = (&self.meta, &self.open) else { return Ok(()) };
+        self.tracker.collect_offsets(txn);
+        let (key, value) = &mut self.meta_buf;
+        txn_meta::write_key(key, *format, &open.id);
+        txn_meta::write_begin(value, *format, &open.id, open.ts_us);
+        self.sink.send(Record { topic, key: Some(key), value: Some(value) }, txn).await?;
+        Ok(())
     }
 
     fn count(&mut self, topic: &str, op: Op, bytes: usize) {
@@ -225,18 +269,27 @@ impl Emitter {
     /// Encodes `change` now to send it later with [`Emitter::send_held`], in another transaction:
     /// the changes of a prepared XA transaction wait for its `XA COMMIT`.
     pub async fn render_held(&mut self, topic: &str, change: &Change<'_>) -> Result<HeldRecord, SessionError> {
-        self.render(topic, change).await?;
+        // Rendered before the transaction that sends it is known: no `transaction` block (its
+        // END still counts it).
+        let open = self.open.take();
+        let rendered = self.render(topic, change).await;
+        self.open = open;
+        rendered?;
         Ok(HeldRecord {
             topic: topic.to_string(),
             key: self.buf.key_bytes().map(<[u8]>::to_vec),
             value: self.buf.value.clone(),
             key_identity: self.buf.key_identity().map(<[u8]>::to_vec),
             op: change.op,
+            collection: change.collection.to_string(),
         })
     }
 
     /// Sends a change rendered earlier as part of the open transaction.
     pub async fn send_held(&mut self, held: &HeldRecord) -> Result<(), SessionError> {
+        if let Some(open) = self.open.as_mut() {
+            open.event(&held.collection);
+        }
         let txn = self.next_slot().await?;
         let topic = held.topic.as_str();
         let key = held.key.as_deref();
@@ -276,6 +329,9 @@ impl Emitter {
         progress: Option<Arc<SnapshotProgress>>,
     ) -> Result<(), SessionError> {
         self.sink.end_txn()?;
+        if let (Some(open), Some(txn)) = (self.open.take(), self.frame.slot()) {
+            self.tracker.set_end(txn, open.end());
+        }
         let closed = self.gate.as_ref().map(|_| (position.clone(), progress.clone()));
         self.frame.commit(&self.tracker, position, progress).map_err(SourceError::from)?;
         if let (Some(gate), Some((position, progress))) = (&self.gate, closed) {
@@ -353,6 +409,7 @@ impl Emitter {
     /// The session ended: any open transaction is forgotten (re-read by the next session).
     pub(crate) fn end_session(&mut self) {
         self.frame.reset();
+        self.open = None;
     }
 
     pub(crate) fn sink_mut(&mut self) -> &mut Sink {

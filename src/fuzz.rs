@@ -50,18 +50,19 @@ fn render(
         before: before.map(|r| r as &dyn Image),
         after: after.map(|r| r as &dyn Image),
         source,
+        collection: "fuzz.t",
         schema,
         ts_us: 0,
     };
     let mut buf = RecordBuf::default();
-    buf.set_change(&change);
+    buf.set_change(&change, None);
     if key.is_some() {
         docs.push(buf.key.clone());
     }
     docs.push(buf.value.clone());
     // Debezium's JSON from the same change: hostile values may fail to encode (a clear error),
     // but what does encode must be JSON.
-    if change.schema.is_some() && buf.encode(&change, Encode::DebeziumJson { schemas: false }).is_ok() {
+    if change.schema.is_some() && buf.encode(&change, Encode::DebeziumJson { schemas: false }, None).is_ok() {
         if key.is_some() {
             docs.push(buf.key.clone());
         }

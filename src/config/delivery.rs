@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, ConnectorConfig, KafkaSinkConfig, SinkConfig};
+use super::{ConfigError, ConnectorConfig, FormatName, KafkaSinkConfig, SinkConfig};
+use crate::core::txn_meta::{self, MetaFormat};
 
 /// `[checkpoint]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -112,6 +113,17 @@ impl ConnectorConfig {
         .unwrap_or_else(|| format!("cdcd-{}", self.name))
     }
 
+    /// Transaction metadata's record format and topic, when it is on.
+    pub fn transaction_metadata(&self) -> Option<(MetaFormat, String)> {
+        match &self.sink {
+            SinkConfig::Kafka(k) if k.transaction_metadata => {
+                let schemas = self.encode() == crate::core::envelope::Encode::DebeziumJson { schemas: true };
+                Some((MetaFormat { schemas }, txn_meta::topic(self.topic_prefix())))
+            }
+            _ => None,
+        }
+    }
+
     /// How often the exactly-once sink commits its transaction.
     pub fn commit_interval(&self) -> Duration {
         match &self.sink {
@@ -149,6 +161,12 @@ pub(super) fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigE
         }
     }
     let Some(k) = kafka else { return Ok(()) };
+    if k.transaction_metadata && k.format == FormatName::Avro {
+        return Err(invalid(
+            "sink.transaction_metadata",
+            "is not supported with format = \"avro\" yet (BEGIN and END records are JSON only); use format = \"json\", or remove it",
+        ));
+    }
     if k.commit_interval_ms == Some(0) {
         return Err(invalid("sink.commit_interval_ms", "must be at least 1"));
     }

@@ -294,6 +294,10 @@ pub struct KafkaSinkConfig {
     pub transactional_id: Option<String>,
     /// Exactly-once: how often the open Kafka transaction is committed, in milliseconds.
     pub commit_interval_ms: Option<u64>,
+    /// Debezium's transaction metadata: BEGIN and END records in `<topic_prefix>.transaction`
+    /// and a `transaction` block in each change (END once its records are acknowledged).
+    #[serde(default)]
+    pub transaction_metadata: bool,
 }
 
 /// The record format on the wire.

@@ -8,6 +8,7 @@
 
 use crate::core::position::Position;
 use crate::core::snapshot::SnapshotProgress;
+use crate::core::txn_meta::{note_offset, LastOffset, PendingEnd};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,18 @@ struct Slot {
     source_ts_us: i64,
     /// Snapshot progress that becomes checkpointable with this slot (a delivered chunk).
     progress: Option<Arc<SnapshotProgress>>,
+    /// Transaction metadata: the END not yet sent. The slot is not confirmed before it is sent
+    /// and delivered, so a crash cannot checkpoint past a transaction whose END was lost.
+    end: Option<PendingEnd>,
+    /// Transaction metadata: where the transaction's records landed (collected once asked for).
+    offsets: Option<Vec<LastOffset>>,
+}
+
+impl Slot {
+    /// Every record delivered and the transaction closed: its END may be sent.
+    fn end_ready(&self) -> bool {
+        self.end.is_some() && self.committed.is_some() && self.outstanding == 0 && !self.failed
+    }
 }
 
 /// A place the checkpoint must not pass until it is released (see [`AckTracker::hold`]).
@@ -60,6 +73,8 @@ struct Inner {
 #[derive(Default)]
 pub struct AckTracker {
     inner: Mutex<Inner>,
+    /// Woken when a transaction's END became ready to send.
+    ends: tokio::sync::Notify,
 }
 
 impl AckTracker {
@@ -87,12 +102,78 @@ impl AckTracker {
 
     /// The broker acknowledged one event of `txn`.
     pub fn delivered(&self, txn: TxnId) {
+        self.delivered_at(txn, "", 0, -1);
+    }
+
+    /// The broker acknowledged one record of `txn` at `offset` of `topic`'s `partition`
+    /// (noted for the transaction's END when transaction metadata is on).
+    pub fn delivered_at(&self, txn: TxnId, topic: &str, partition: i32, offset: i64) {
         let mut g = self.lock();
         g.in_flight = g.in_flight.saturating_sub(1);
         if let Some(slot) = g.slot_mut(txn) {
             slot.outstanding = slot.outstanding.saturating_sub(1);
+            if let Some(offsets) = slot.offsets.as_mut().filter(|_| offset >= 0) {
+                note_offset(offsets, topic, partition, offset);
+            }
+            if slot.end_ready() {
+                self.ends.notify_one();
+            }
         }
         g.advance();
+    }
+
+    /// Transaction metadata: `txn` will get an END, so where its records land is noted.
+    pub fn collect_offsets(&self, txn: TxnId) {
+        if let Some(slot) = self.lock().slot_mut(txn) {
+            slot.offsets.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Transaction metadata: `txn`'s END, sent once its records are all delivered (before
+    /// [`AckTracker::commit`]).
+    pub fn set_end(&self, txn: TxnId, end: PendingEnd) {
+        if let Some(slot) = self.lock().slot_mut(txn) {
+            slot.end = Some(end);
+        }
+    }
+
+    /// The next END to send, in transaction order: that of the first transaction still owing
+    /// one, if all its records are delivered. Counted in flight as a record of its transaction
+    /// from here on (send it, or give it back with [`AckTracker::return_end`]).
+    pub fn take_ready_end(&self) -> Option<(TxnId, PendingEnd, Vec<LastOffset>)> {
+        let mut g = self.lock();
+        let base = g.base;
+        let (i, slot) = g.slots.iter_mut().enumerate().find(|(_, s)| s.end.is_some() || s.failed)?;
+        if !slot.end_ready() {
+            return None;
+        }
+        let end = slot.end.take()?;
+        let offsets = slot.offsets.take().unwrap_or_default();
+        slot.outstanding += 1;
+        g.in_flight += 1;
+        Some((TxnId(base + i as u64), end, offsets))
+    }
+
+    /// An END taken with [`AckTracker::take_ready_end`] could not be handed over yet (the
+    /// producer's queue is full): it is taken again next time.
+    pub fn return_end(&self, txn: TxnId, end: PendingEnd, offsets: Vec<LastOffset>) {
+        let mut g = self.lock();
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if let Some(slot) = g.slot_mut(txn) {
+            slot.outstanding = slot.outstanding.saturating_sub(1);
+            slot.end = Some(end);
+            slot.offsets = Some(offsets);
+        }
+    }
+
+    /// Whether any transaction still owes its END.
+    pub fn ends_owed(&self) -> bool {
+        self.lock().slots.iter().any(|s| s.end.is_some())
+    }
+
+    /// Resolves when an END may have become ready to send.
+    pub async fn end_ready(&self) {
+        self.ends.notified().await
     }
 
     /// One event of `txn` definitely failed. Nothing at or after `txn` will ever be confirmed.
@@ -170,6 +251,9 @@ impl AckTracker {
         if let Some(slot) = g.slot_mut(txn) {
             slot.committed = Some(position);
             slot.progress = progress;
+            if slot.end_ready() {
+                self.ends.notify_one();
+            }
         }
         g.advance();
     }
@@ -184,7 +268,7 @@ impl AckTracker {
         match g.slots.back_mut() {
             // The last slot is closed and has nothing left to deliver: nothing lies between it
             // and this position, so confirming it can simply confirm the later position.
-            Some(last) if last.committed.is_some() && last.outstanding == 0 && !last.failed => {
+            Some(last) if last.committed.is_some() && last.outstanding == 0 && !last.failed && last.end.is_none() => {
                 last.committed = Some(position);
                 if progress.is_some() {
                     last.progress = progress;
@@ -331,7 +415,7 @@ impl Inner {
     fn advance(&mut self) {
         while let Some(front) = self.slots.front() {
             match &front.committed {
-                Some(pos) if front.outstanding == 0 && !front.failed => {
+                Some(pos) if front.outstanding == 0 && !front.failed && front.end.is_none() => {
                     // Positions only move forward, even if a source reports an older mark.
                     if self.confirmed.as_ref().is_none_or(|c| pos.partial_cmp(c) == Some(std::cmp::Ordering::Greater)) {
                         self.confirmed = Some(pos.clone());
@@ -489,5 +573,70 @@ mod tests {
         // An empty chunk (every row superseded) still records its progress.
         t.mark(pos(9), progress(3));
         assert_eq!(t.confirmed_progress().map(|p| p.step), Some(3));
+    }
+
+    fn end(id: &str) -> PendingEnd {
+        PendingEnd { id: id.into(), ts_us: 0, events: 1, collections: vec![("s.t".into(), 1)] }
+    }
+
+    /// One record of a new transaction, delivered at `offset`, with an END owed.
+    fn txn_with_end(t: &AckTracker, id: &str, at: u64, offset: i64) -> TxnId {
+        let txn = t.begin();
+        t.collect_offsets(txn);
+        t.expect(txn);
+        t.delivered_at(txn, "p.s.t", 0, offset);
+        t.set_end(txn, end(id));
+        t.commit(txn, pos(at), None);
+        txn
+    }
+
+    #[test]
+    fn an_end_waits_for_its_records_and_the_checkpoint_waits_for_the_end() {
+        let t = AckTracker::new();
+        let txn = t.begin();
+        t.collect_offsets(txn);
+        t.expect(txn);
+        t.set_end(txn, end("a"));
+        t.commit(txn, pos(10), None);
+        assert!(t.take_ready_end().is_none(), "its record is not acknowledged yet");
+        t.delivered_at(txn, "p.s.t", 2, 41);
+        assert_eq!(t.confirmed(), None, "delivered, but its END is not");
+        let (id, e, offsets) = t.take_ready_end().expect("ready");
+        assert_eq!((id, e.id.as_str()), (txn, "a"));
+        assert_eq!(offsets, vec![LastOffset { topic: "p.s.t".into(), partition: 2, offset: 41 }]);
+        assert_eq!((t.in_flight(), t.confirmed()), (1, None), "the END is in flight");
+        t.delivered(txn);
+        assert_eq!(t.confirmed(), Some(pos(10)));
+    }
+
+    #[test]
+    fn ends_go_out_in_transaction_order_and_a_returned_one_comes_back_first() {
+        let t = AckTracker::new();
+        let first = t.begin();
+        t.expect(first);
+        t.set_end(first, end("1"));
+        t.commit(first, pos(10), None);
+        let second = txn_with_end(&t, "2", 20, 7);
+        assert!(t.take_ready_end().is_none(), "the second END may not overtake the first");
+        t.delivered(first);
+        let (id, e, o) = t.take_ready_end().expect("first");
+        assert_eq!(id, first);
+        t.return_end(id, e, o);
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.take_ready_end().map(|(id, ..)| id), Some(first), "given back, taken again first");
+        assert_eq!(t.take_ready_end().map(|(id, ..)| id), Some(second));
+        assert!(t.take_ready_end().is_none());
+        assert!(!t.ends_owed());
+    }
+
+    #[test]
+    fn a_mark_does_not_merge_into_a_transaction_that_owes_its_end() {
+        let t = AckTracker::new();
+        let txn = txn_with_end(&t, "a", 10, 0);
+        t.mark(pos(30), None);
+        assert_eq!(t.confirmed(), None);
+        let _ = t.take_ready_end().expect("ready");
+        t.delivered(txn);
+        assert_eq!(t.confirmed(), Some(pos(30)));
     }
 }

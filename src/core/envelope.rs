@@ -6,6 +6,7 @@
 
 use crate::core::connect::{TableSchema, ValueWriter, WriteTyped};
 use crate::core::json;
+use crate::core::txn_meta::TxnBlock;
 use crate::encode::avro::AvroWriter;
 use crate::encode::dbz_json::JsonWriter;
 
@@ -83,6 +84,8 @@ pub struct Change<'a> {
     pub before: Option<&'a dyn Image>,
     pub after: Option<&'a dyn Image>,
     pub source: &'a dyn Image,
+    /// The table as transaction metadata names it (`schema.table`, `database.table`).
+    pub collection: &'a str,
     /// The table's schemas for the typed encodings (`None`: cdcd's JSON only).
     pub schema: Option<&'a TableSchema>,
     /// When cdcd processed the event, microseconds since the epoch (Debezium's top-level
@@ -91,12 +94,13 @@ pub struct Change<'a> {
 }
 
 impl RecordBuf {
-    /// Fills the buffers with `change`'s key and envelope in `encode`. Fails (naming the
-    /// problem) when a value does not fit the table's schema; nothing is then sent.
-    pub fn encode(&mut self, change: &Change<'_>, encode: Encode) -> Result<(), String> {
+    /// Fills the buffers with `change`'s key and envelope in `encode`, with its `transaction`
+    /// block if transaction metadata is on. Fails (naming the problem) when a value does not
+    /// fit the table's schema; nothing is then sent.
+    pub fn encode(&mut self, change: &Change<'_>, encode: Encode, txn: Option<TxnBlock<'_>>) -> Result<(), String> {
         let (schemas, avro_ids) = match encode {
             Encode::Friendly => {
-                self.set_change(change);
+                self.set_change(change, txn);
                 return Ok(());
             }
             Encode::DebeziumJson { schemas } => (schemas, None),
@@ -122,7 +126,7 @@ impl RecordBuf {
                 }
                 json_record(&mut self.value, schemas.then(|| schema.envelope_json()), |out| {
                     let mut w = JsonWriter::new(&schema.envelope, out);
-                    write_envelope(&mut w, change);
+                    write_envelope(&mut w, change, txn);
                     w.finish()
                 })?;
             }
@@ -135,7 +139,7 @@ impl RecordBuf {
                 }
                 confluent_header(&mut self.value, value_id);
                 let mut w = AvroWriter::new(&schema.envelope, &mut self.value);
-                write_envelope(&mut w, change);
+                write_envelope(&mut w, change, txn);
                 w.finish()?;
             }
         }
@@ -143,7 +147,7 @@ impl RecordBuf {
     }
 
     /// Fills the buffers with `change`'s key and envelope in cdcd's JSON.
-    pub fn set_change(&mut self, change: &Change<'_>) {
+    pub fn set_change(&mut self, change: &Change<'_>, txn: Option<TxnBlock<'_>>) {
         self.typed = false;
         self.set_key(change.key);
         let out = &mut self.value;
@@ -157,7 +161,19 @@ impl RecordBuf {
         out.extend_from_slice(b",\"op\":\"");
         out.extend_from_slice(change.op.code().as_bytes());
         // Debezium's envelope carries `transaction` (null unless transaction metadata is on).
-        out.extend_from_slice(b"\",\"transaction\":null");
+        out.extend_from_slice(b"\",\"transaction\":");
+        match txn {
+            Some(t) => {
+                out.extend_from_slice(b"{\"id\":");
+                json::write_str(out, t.id);
+                out.extend_from_slice(b",\"total_order\":");
+                json::write_i64(out, t.total_order as i64);
+                out.extend_from_slice(b",\"data_collection_order\":");
+                json::write_i64(out, t.data_collection_order as i64);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
         write_times(out, change.ts_us);
         out.push(b'}');
     }
@@ -194,7 +210,7 @@ impl RecordBuf {
 }
 
 /// The envelope's typed values, in the order of [`TableSchema`]'s envelope fields.
-fn write_envelope(w: &mut dyn ValueWriter, change: &Change<'_>) {
+fn write_envelope(w: &mut dyn ValueWriter, change: &Change<'_>, txn: Option<TxnBlock<'_>>) {
     w.begin();
     for image in [change.before, change.after] {
         match image {
@@ -203,7 +219,16 @@ fn write_envelope(w: &mut dyn ValueWriter, change: &Change<'_>) {
         }
     }
     change.source.write_typed(w);
-    w.null(); // transaction: metadata is not emitted (Debezium's default)
+    match txn {
+        Some(t) => {
+            w.begin();
+            w.string(t.id);
+            w.int(t.total_order as i64);
+            w.int(t.data_collection_order as i64);
+            w.end();
+        }
+        None => w.null(), // Debezium's default: no transaction metadata
+    }
     w.string(change.op.code());
     w.int(change.ts_us.div_euclid(1000));
     w.int(change.ts_us);
@@ -281,15 +306,19 @@ mod tests {
         let before = Raw(r#"{"id":1,"v":"a"}"#);
         let after = Raw(r#"{"id":1,"v":"b"}"#);
         let source = Raw(r#"{"connector":"postgresql"}"#);
-        buf.set_change(&Change {
-            op: Op::Update,
-            key: Some(&key),
-            before: Some(&before),
-            after: Some(&after),
-            source: &source,
-            schema: None,
-            ts_us: 42_001,
-        });
+        buf.set_change(
+            &Change {
+                op: Op::Update,
+                key: Some(&key),
+                before: Some(&before),
+                after: Some(&after),
+                source: &source,
+                collection: "s.t",
+                schema: None,
+                ts_us: 42_001,
+            },
+            None,
+        );
         let rec = buf.record("t");
         let v: serde_json::Value = serde_json::from_slice(rec.value.unwrap()).unwrap();
         assert_eq!(v["op"], "u");
@@ -311,15 +340,19 @@ mod tests {
     fn missing_key_is_a_null_key_not_an_empty_one() {
         let mut buf = RecordBuf::default();
         let src = Raw("{}");
-        buf.set_change(&Change {
-            op: Op::Truncate,
-            key: None,
-            before: None,
-            after: None,
-            source: &src,
-            schema: None,
-            ts_us: 1,
-        });
+        buf.set_change(
+            &Change {
+                op: Op::Truncate,
+                key: None,
+                before: None,
+                after: None,
+                source: &src,
+                collection: "s.t",
+                schema: None,
+                ts_us: 1,
+            },
+            None,
+        );
         assert!(buf.record("t").key.is_none());
         let v: serde_json::Value = serde_json::from_slice(buf.record("t").value.unwrap()).unwrap();
         assert!(v["before"].is_null() && v["after"].is_null());

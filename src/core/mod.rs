@@ -14,3 +14,4 @@ pub mod snapshot;
 pub mod status;
 pub mod text_forms;
 pub mod txn;
+pub mod txn_meta;

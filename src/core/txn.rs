@@ -94,6 +94,14 @@ impl TxnFrame {
         }
     }
 
+    /// The tracker slot of the open transaction, once it has an event.
+    pub fn slot(&self) -> Option<TxnId> {
+        match &self.state {
+            State::Open { slot, .. } => *slot,
+            State::Idle => None,
+        }
+    }
+
     /// The index the next event of the open transaction will get.
     pub fn next_index(&self) -> u64 {
         match &self.state {

@@ -14,6 +14,7 @@ use crate::core::envelope::now_us;
 use crate::core::position::Position;
 use crate::core::snapshot::SnapshotProgress;
 use crate::error::{Error, SessionError, SinkError};
+use crate::sink::kafka::txn_ends::EndSender;
 
 use super::pacing::CommitPacing;
 
@@ -38,6 +39,8 @@ pub(super) struct Checkpointer {
     pub(super) held: Option<(std::time::Instant, std::time::Instant)>,
     /// Exactly-once: when the next commit is due.
     pub(super) pacing: CommitPacing,
+    /// Transaction metadata: sends ENDs once their transactions are acknowledged.
+    pub(super) ends: Option<EndSender>,
 }
 
 /// How long commits may wait for a prepared XA transaction before it is logged, and how often.
@@ -56,6 +59,7 @@ impl Checkpointer {
     pub(super) fn save(&mut self) -> Result<(), CheckpointError> {
         match self.gate.clone() {
             Some(gate) if self.held_back(&gate) => Ok(()),
+            Some(_) if !self.ends_before_commit()? => Ok(()),
             Some(gate) => match gate.ready() {
                 Some((position, progress)) => {
                     self.write(position, progress)?;
@@ -68,6 +72,34 @@ impl Checkpointer {
                 Some(position) => self.write(position, self.tracker.confirmed_progress()),
                 None => Ok(()),
             },
+        }
+    }
+
+    /// Transaction metadata: sends the ENDs that became ready.
+    pub(super) fn send_ends(&mut self) {
+        if let Some(ends) = self.ends.as_mut() {
+            ends.send_ready();
+        }
+    }
+
+    /// Exactly-once with transaction metadata: the ENDs of every source transaction in the
+    /// open Kafka transaction join it before the commit (the checkpoint it carries passes
+    /// them). False when that could not be done now: the commit waits.
+    fn ends_before_commit(&mut self) -> Result<bool, CheckpointError> {
+        let Some(ends) = self.ends.as_mut() else { return Ok(true) };
+        tokio::task::block_in_place(|| ends.send_before_commit()).map_err(|e| CheckpointError::Kafka(e.to_string()))
+    }
+
+    /// At-least-once, at a session's end: sends the ENDs still owed, waiting up to `timeout`
+    /// for what they wait on (a transaction whose END is not delivered is read again).
+    pub(super) async fn finish_ends(&mut self, sink: &mut crate::sink::Sink, timeout: Duration) {
+        if self.ends.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.tracker.ends_owed() && tokio::time::Instant::now() < deadline {
+            self.send_ends();
+            sink.drain(&self.tracker, Duration::from_millis(200)).await;
         }
     }
 

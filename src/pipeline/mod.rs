@@ -218,6 +218,8 @@ impl Run<'_> {
         let sink =
             Sink::build(cfg, tracker.clone()).map_err(|source| Error::Sink { connector: name.clone(), source })?;
         let gate = sink.transactions().map(|_| Arc::new(CommitGate::new()));
+        let metadata = cfg.transaction_metadata();
+        let ends = metadata.as_ref().and_then(|(format, topic)| sink.end_sender(*format, topic.clone()));
         let mut store = self.open_store(&sink).await?;
         let initial = tokio::task::block_in_place(|| store.load()).map_err(|e| store_error(&name, e))?;
         if let Some(cp) = &initial {
@@ -263,10 +265,14 @@ impl Run<'_> {
             gate: gate.clone(),
             held: None,
             pacing: CommitPacing::new(cfg.commit_interval(), std::time::Instant::now()),
+            ends,
         };
         let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
         if let Some(g) = &gate {
             emitter.set_commit_gate(g.clone());
+        }
+        if let Some((format, topic)) = metadata {
+            emitter.set_transaction_metadata(format, topic);
         }
         match cfg.schema_registry() {
             Some(r) => {
@@ -336,6 +342,10 @@ impl Run<'_> {
                             waiting = Box::pin(gate_waits(gate.clone()));
                             ck.save()
                         }
+                        _ = tracker.end_ready(), if ck.ends.is_some() => {
+                            ck.send_ends();
+                            Ok(())
+                        }
                         _ = chunk_tick.tick() => {
                             if ck.snapshot_behind() { ck.commit_soon() } else { Ok(()) }
                         }
@@ -350,6 +360,8 @@ impl Run<'_> {
                             if let Some(reason) = tracker.take_replay() {
                                 break Err(SessionError::Sink(SinkError::Replay(reason)));
                             }
+                            // An END the producer's full queue turned away is tried again.
+                            ck.send_ends();
                             // The scheduled instant, not the time the loop woke: compared
                             // with the last commit's, a late wake-up would otherwise make an
                             // interval look a little short and skip a whole tick.
@@ -372,7 +384,11 @@ impl Run<'_> {
                     tracing::debug!(connector = %name, error = %e, "closing the Kafka transaction after the session failed");
                 }
             } else {
-                let left = emitter.sink_mut().drain(&tracker, DRAIN_TIMEOUT).await;
+                let mut left = emitter.sink_mut().drain(&tracker, DRAIN_TIMEOUT).await;
+                if result.is_ok() && left == 0 {
+                    ck.finish_ends(emitter.sink_mut(), DRAIN_TIMEOUT).await;
+                    left = tracker.in_flight();
+                }
                 ck.save().map_err(|e| store_error(&name, e))?;
                 if result.is_ok() && left > 0 {
                     return Err(unacknowledged(left));

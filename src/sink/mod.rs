@@ -47,6 +47,18 @@ impl Sink {
         }
     }
 
+    /// Transaction metadata: what sends END records (the Kafka sink only: END names offsets).
+    pub fn end_sender(
+        &self,
+        format: crate::core::txn_meta::MetaFormat,
+        topic: String,
+    ) -> Option<kafka::txn_ends::EndSender> {
+        match self {
+            Sink::Kafka(k) => Some(k.end_sender(format, topic)),
+            Sink::Stdout(_) => None,
+        }
+    }
+
     /// Called once a transaction's last record was sent, before it is committed in the tracker.
     pub fn end_txn(&mut self) -> Result<(), SinkError> {
         match self {

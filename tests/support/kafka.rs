@@ -59,6 +59,12 @@ impl RealKafka {
 
     /// Creates `topic` with one partition and the given topic-level settings.
     pub fn create_topic(&self, topic: &str, configs: &[(&str, &str)]) {
+        self.create_topic_with(topic, 1, configs)
+    }
+
+    /// Creates `topic` with `partitions` partitions and the given topic-level settings.
+    pub fn create_topic_with(&self, topic: &str, partitions: u32, configs: &[(&str, &str)]) {
+        let partitions = partitions.to_string();
         let mut args = vec![
             "--zookeeper".to_string(),
             self.zookeeper.clone(),
@@ -66,7 +72,7 @@ impl RealKafka {
             "--topic".into(),
             topic.into(),
             "--partitions".into(),
-            "1".into(),
+            partitions,
             "--replication-factor".into(),
             "1".into(),
         ];

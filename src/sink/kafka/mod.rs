@@ -14,6 +14,7 @@
 pub mod checkpoints;
 pub mod leadership;
 pub mod transactions;
+pub mod txn_ends;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -226,7 +227,7 @@ impl ProducerContext for AckContext {
         }
         let txn = TxnId(opaque as u64);
         match result {
-            Ok(_) => self.tracker.delivered(txn),
+            Ok(msg) => self.tracker.delivered_at(txn, msg.topic(), msg.partition(), msg.offset()),
             // Under exactly-once every purge is an abort's (or the producer's end), whose
             // records the next session reads again.
             Err((e, _)) if self.aborting.load(Ordering::SeqCst) || (self.exactly_once && purged(e)) => {
@@ -364,6 +365,20 @@ impl KafkaSink {
             producers: self.producers.iter().map(|p| p.clone() as Arc<dyn TxnProducer>).collect(),
             active: self.active.clone(),
         })
+    }
+
+    /// Transaction metadata: what sends ENDs to `topic` through this sink's producers.
+    pub fn end_sender(&self, format: crate::core::txn_meta::MetaFormat, topic: String) -> txn_ends::EndSender {
+        txn_ends::EndSender {
+            producers: self.producers.clone(),
+            active: self.active.clone(),
+            tracker: self.tracker.clone(),
+            exactly_once: self.exactly_once,
+            format,
+            topic,
+            key: Vec::new(),
+            value: Vec::new(),
+        }
     }
 
     /// After the broker refused a batch as too large: until the checkpoint passes `until`
@@ -735,6 +750,7 @@ mod tests {
             delivery: Default::default(),
             transactional_id: None,
             commit_interval_ms: None,
+            transaction_metadata: false,
         }
     }
 

@@ -195,6 +195,12 @@ impl Group {
             Some(g) => emitter.begin_at(format_args!("{file}:{pos} (gtid {g})"), ts_us)?,
             None => emitter.begin_at(format_args!("{file}:{pos}"), ts_us)?,
         }
+        // Transaction metadata's id: the GTID, else where the transaction starts in the binlog
+        // (Debezium names the BEGIN event after the anonymous GTID event; the same transaction).
+        emitter.name_transaction(|| match &gtid {
+            Some(g) => g.clone(),
+            None => format!("file={file},pos={pos}"),
+        });
         Ok(Group { start: binlog_u64(file, pos), gtid, explicit, pos, thread: None, xa: None })
     }
 
@@ -822,6 +828,7 @@ impl<C: super::values::Cells> Parts<'_, C> {
             before: self.before.as_ref().map(|r| r as _),
             after: self.after.as_ref().map(|r| r as _),
             source: self.source,
+            collection: &self.table.collection,
             schema: self.table.typed.as_ref().map(|t| &t.schema),
             ts_us: now_us(),
         }

@@ -90,6 +90,8 @@ pub struct Table {
     pub db: String,
     pub name: String,
     pub topic: String,
+    /// `database.table`, as transaction metadata names it.
+    pub collection: String,
     pub columns: Vec<Column>,
     pub key: Vec<usize>,
     /// What tells rows apart to snapshot deduplication: the primary key, else the configured
@@ -114,10 +116,21 @@ impl Table {
         json::write_str(&mut p, db);
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, name);
-        let topic = format!("{}.{}.{}", ctx.topic_prefix, db, name);
+        let collection = format!("{db}.{name}");
+        let topic = format!("{}.{collection}", ctx.topic_prefix);
         let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &key, &opts, ctx)));
         let identity = key.clone();
-        Table { db: db.to_string(), name: name.to_string(), topic, columns, key, identity, source_prefix: p, typed }
+        Table {
+            db: db.to_string(),
+            name: name.to_string(),
+            topic,
+            collection,
+            columns,
+            key,
+            identity,
+            source_prefix: p,
+            typed,
+        }
     }
 
     /// The table's own primary key, when `key` may be configured columns instead.

@@ -56,6 +56,8 @@ pub struct Relation {
     pub id: u32,
     pub table: TableRef,
     pub topic: String,
+    /// `schema.table`, as transaction metadata names it.
+    pub collection: String,
     pub columns: Vec<Column>,
     /// Indexes into `columns` of the message-key columns (primary key, or `key_columns`).
     pub key: Vec<usize>,
@@ -109,7 +111,8 @@ impl Relation {
         json::write_str(&mut p, &table.schema);
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, &table.name);
-        let topic = format!("{}.{}.{}", ctx.topic_prefix, table.schema, table.name);
+        let collection = format!("{}.{}", table.schema, table.name);
+        let topic = format!("{}.{collection}", ctx.topic_prefix);
         let schema = ctx.typed.map(|_| {
             let field = |c: &Column| Field::new(c.name.clone(), c.schema.clone());
             let mut key_fields: Vec<Field> = key.iter().map(|&i| field(&columns[i])).collect();
@@ -122,6 +125,7 @@ impl Relation {
             id,
             table,
             topic,
+            collection,
             columns,
             key,
             identity,

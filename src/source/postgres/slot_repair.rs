@@ -105,6 +105,7 @@ impl Repair<'_> {
                 before: None,
                 after: None,
                 source: &source,
+                collection: &rel.collection,
                 schema: rel.schema.as_ref(),
                 ts_us: now_us(),
             };

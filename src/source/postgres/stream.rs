@@ -242,6 +242,9 @@ impl<'a> Streamer<'a> {
                 }
                 let commit_ts_us = commit_ts_us.saturating_add(protocol::PG_EPOCH_OFFSET_US);
                 self.emitter.begin_at(format_args!("lsn {final_lsn} (xid {xid})"), commit_ts_us)?;
+                // Transaction metadata's id: the xid and the commit record's LSN (decimal, as
+                // Debezium writes LSNs), the same in BEGIN, each change and END.
+                self.emitter.name_transaction(|| format!("{xid}:{}", final_lsn.0));
                 self.txn = Some(Txn { final_lsn, commit_ts_us, xid });
             }
             Message::Commit { end_lsn, .. } => {
@@ -417,6 +420,7 @@ impl<'a> Streamer<'a> {
             before: before_row.as_ref().map(|r| r as _),
             after: after_row.as_ref().map(|r| r as _),
             source: &source,
+            collection: &rel.collection,
             schema: rel.schema.as_ref(),
             ts_us: now_us(),
         };

@@ -277,6 +277,7 @@ impl Snapshotter {
                 before: None,
                 after: Some(&after),
                 source: &source,
+                collection: &table.collection,
                 schema: table.typed.as_ref().map(|t| &t.schema),
                 ts_us: emitted_at,
             };

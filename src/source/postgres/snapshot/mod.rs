@@ -240,6 +240,7 @@ impl Snapshotter {
                 before: None,
                 after: Some(&row),
                 source: &source,
+                collection: &rel.collection,
                 schema: rel.schema.as_ref(),
                 ts_us: emitted_at,
             };
