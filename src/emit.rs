@@ -256,7 +256,8 @@ impl Emitter {
         let (key, value) = &mut self.meta_buf;
         txn_meta::write_key(key, *format, &open.id);
         txn_meta::write_begin(value, *format, &open.id, open.ts_us);
-        self.sink.send(Record { topic, key: Some(key), value: Some(value) }, txn).await?;
+        let record = Record { topic, key: Some(key), value: Some(value), partition: Some(txn_meta::PARTITION) };
+        self.sink.send(record, txn).await?;
         Ok(())
     }
 
@@ -269,8 +270,8 @@ impl Emitter {
     /// Encodes `change` now to send it later with [`Emitter::send_held`], in another transaction:
     /// the changes of a prepared XA transaction wait for its `XA COMMIT`.
     pub async fn render_held(&mut self, topic: &str, change: &Change<'_>) -> Result<HeldRecord, SessionError> {
-        // Rendered before the transaction that sends it is known: no `transaction` block (its
-        // END still counts it).
+        // Rendered before the transaction that sends it is known: its `transaction` block is
+        // filled in by `send_held`.
         let open = self.open.take();
         let rendered = self.render(topic, change).await;
         self.open = open;
@@ -287,15 +288,18 @@ impl Emitter {
 
     /// Sends a change rendered earlier as part of the open transaction.
     pub async fn send_held(&mut self, held: &HeldRecord) -> Result<(), SessionError> {
-        if let Some(open) = self.open.as_mut() {
-            open.event(&held.collection);
-        }
+        // Rendered before this transaction was known: its `transaction` block is filled in now.
+        let value = match self.open.as_mut() {
+            Some(open) => txn_meta::with_block(&held.value, open.event(&held.collection)),
+            None => None,
+        };
+        let value = value.as_deref().unwrap_or(&held.value);
         let txn = self.next_slot().await?;
         let topic = held.topic.as_str();
         let key = held.key.as_deref();
-        self.sink.send(Record { topic, key, value: Some(&held.value) }, txn).await?;
+        self.sink.send(Record { topic, key, value: Some(value), partition: None }, txn).await?;
         if held.op == Op::Delete && key.is_some() {
-            self.sink.send(Record { topic, key, value: None }, txn).await?;
+            self.sink.send(Record { topic, key, value: None, partition: None }, txn).await?;
         }
         self.count(topic, held.op, held.size());
         Ok(())

@@ -3,7 +3,8 @@
 //! transfers of 2-3 updates (some with an insert into a second table), from a seeded random
 //! workload. The reference consumer (examples/txn_consumer.py) reads the END records and applies
 //! each source transaction atomically at its END. It must find, for every transaction:
-//! every record readable at the moment END is read, at the offsets END names; records adding up
+//! every record at the offsets END names (readable at the moment END is read, at-least-once;
+//! see docs/transactions.md for exactly-once's commit markers); records adding up
 //! to END's `event_count` and `data_collections`; `total_order` running 1..n; the total intact
 //! after every applied transaction; and at the end a replica equal to the tables. The
 //! at-least-once run is SIGKILLed and restarted along the way: records and ENDs may repeat,
@@ -12,7 +13,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,16 +25,128 @@ const ACCOUNTS: i64 = 40;
 const BALANCE: i64 = 1000;
 const TRANSFERS: usize = 420;
 
-/// The connector file: both tables, no snapshot (the accounts arrive in one streamed
-/// transaction, so the total holds from the first END on), transaction metadata on.
-fn config(
-    dir: &Path,
-    name: &str,
-    url: &str,
-    bootstrap: &str,
-    sink_extra: &str,
-    exactly_once: bool,
-) -> std::path::PathBuf {
+/// Where the bank lives.
+enum Bank {
+    Postgres(TestDb),
+    /// A MariaDB or MySQL 9.7 server's URL, the database, and cdcd's replica id there.
+    Mysql {
+        url: String,
+        db: String,
+        server_id: u32,
+    },
+}
+
+/// A connection to the bank.
+enum Conn {
+    Postgres(tokio_postgres::Client),
+    Mysql(mysql_async::Conn),
+}
+
+impl Bank {
+    async fn create(&self) -> Conn {
+        let transfers_id = match self {
+            Bank::Postgres(_) => "serial PRIMARY KEY",
+            Bank::Mysql { .. } => "int AUTO_INCREMENT PRIMARY KEY",
+        };
+        let ddl = [
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL)".to_string(),
+            format!("CREATE TABLE transfers (id {transfers_id}, src int NOT NULL, dst int NOT NULL, amount bigint NOT NULL)"),
+        ];
+        let mut c = match self {
+            Bank::Postgres(db) => Conn::Postgres(db.client().await),
+            Bank::Mysql { url, db, .. } => Conn::Mysql(mysql_db_at(url, db).await),
+        };
+        for stmt in ddl {
+            c.run(&stmt).await;
+        }
+        c
+    }
+
+    /// The `[source]` table's body: both tables, no snapshot (the accounts arrive in one
+    /// streamed transaction, so the total holds from the first END on).
+    fn source(&self) -> String {
+        match self {
+            Bank::Postgres(db) => format!(
+                "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.accounts\", \"public.transfers\"]\nsnapshot = \"never\"\n",
+                db.url
+            ),
+            Bank::Mysql { url, db, server_id } => format!(
+                "type = \"mysql\"\nurl = \"{url}\"\ntables = [\"{db}.accounts\", \"{db}.transfers\"]\nserver_id = {server_id}\nsnapshot = \"never\"\n"
+            ),
+        }
+    }
+
+    /// A table's topic under `prefix`.
+    fn topic(&self, prefix: &str, table: &str) -> String {
+        match self {
+            Bank::Postgres(_) => format!("{prefix}.public.{table}"),
+            Bank::Mysql { db, .. } => format!("{prefix}.{db}.{table}"),
+        }
+    }
+}
+
+impl Conn {
+    async fn run(&mut self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        match self {
+            Conn::Postgres(c) => c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Conn::Mysql(c) => c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
+    /// The tables' rows: (accounts id -> balance, transfers id -> (src, dst, amount)).
+    async fn rows(&mut self) -> (Vec<(i32, i64)>, Vec<(i32, i32, i32, i64)>) {
+        use mysql_async::prelude::Queryable;
+        let (accounts, transfers) = ("SELECT id, balance FROM accounts", "SELECT id, src, dst, amount FROM transfers");
+        match self {
+            Conn::Postgres(c) => (
+                c.query(accounts, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect(),
+                c.query(transfers, &[])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                    .collect(),
+            ),
+            Conn::Mysql(c) => (c.query(accounts).await.unwrap(), c.query(transfers).await.unwrap()),
+        }
+    }
+
+    /// One transfer: an amount from one account to one or two others, sometimes with a row
+    /// inserted into (or the oldest deleted from) the second table.
+    async fn transfer(&mut self, rng: &mut Rng) {
+        let pick = |rng: &mut Rng| rng.range(1, ACCOUNTS as u64 + 1);
+        let (from, to) = (pick(rng), pick(rng));
+        let amount = rng.range(1, 50);
+        let mut stmts = vec![
+            format!("UPDATE accounts SET balance = balance - {amount} WHERE id = {from}"),
+            format!("UPDATE accounts SET balance = balance + {amount} WHERE id = {to}"),
+        ];
+        if rng.range(0, 3) == 0 {
+            // A third update: half of the amount moves on to another account.
+            let (third, half) = (pick(rng), amount / 2);
+            stmts.push(format!("UPDATE accounts SET balance = balance - {half} WHERE id = {to}"));
+            stmts.push(format!("UPDATE accounts SET balance = balance + {half} WHERE id = {third}"));
+        }
+        if rng.range(0, 3) == 0 {
+            stmts.push(format!("INSERT INTO transfers (src, dst, amount) VALUES ({from}, {to}, {amount})"));
+        }
+        if rng.range(0, 10) == 0 {
+            stmts.push(match self {
+                Conn::Postgres(_) => "DELETE FROM transfers WHERE id = (SELECT min(id) FROM transfers)".into(),
+                Conn::Mysql(_) => "DELETE FROM transfers ORDER BY id LIMIT 1".into(),
+            });
+        }
+        self.run("BEGIN").await;
+        for stmt in &stmts {
+            self.run(stmt).await;
+        }
+        self.run("COMMIT").await;
+    }
+}
+
+/// The connector file; exactly-once keeps its checkpoint in Kafka.
+fn config(dir: &Path, name: &str, bank: &Bank, bootstrap: &str, sink_extra: &str, exactly_once: bool) -> PathBuf {
     let checkpoint = if exactly_once {
         format!("[checkpoint]\nstore = \"kafka\"\npath = \"{}\"\n", dir.join("unused").display())
     } else {
@@ -41,88 +154,46 @@ fn config(
     };
     let delivery = if exactly_once { "delivery = \"exactly-once\"\n" } else { "" };
     let text = format!(
-        "name = \"{name}\"\n[source]\ntype = \"postgres\"\nurl = \"{url}\"\n\
-         tables = [\"public.accounts\", \"public.transfers\"]\nsnapshot = \"never\"\n\
-         [sink]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntransaction_metadata = true\n{delivery}{sink_extra}\n{checkpoint}"
+        "name = \"{name}\"\n[source]\n{}\
+         [sink]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntransaction_metadata = true\n{delivery}{sink_extra}\n{checkpoint}",
+        bank.source()
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
-/// One transfer: `amount` from one account to one or two others, perhaps with a ledger row.
-fn transfer(rng: &mut Rng) -> String {
-    let pick = |rng: &mut Rng| rng.range(1, ACCOUNTS as u64 + 1);
-    let (from, to) = (pick(rng), pick(rng));
-    let amount = rng.range(1, 50);
-    let mut sql = format!(
-        "BEGIN; UPDATE accounts SET balance = balance - {amount} WHERE id = {from}; \
-         UPDATE accounts SET balance = balance + {amount} WHERE id = {to};"
-    );
-    if rng.range(0, 3) == 0 {
-        // A third update: half of the amount moves on to another account.
-        let (third, half) = (pick(rng), amount / 2);
-        sql.push_str(&format!(
-            " UPDATE accounts SET balance = balance - {half} WHERE id = {to}; \
-             UPDATE accounts SET balance = balance + {half} WHERE id = {third};"
-        ));
-    }
-    if rng.range(0, 3) == 0 {
-        sql.push_str(&format!(" INSERT INTO transfers (src, dst, amount) VALUES ({from}, {to}, {amount});"));
-    }
-    if rng.range(0, 10) == 0 {
-        sql.push_str(" DELETE FROM transfers WHERE id = (SELECT min(id) FROM transfers);");
-    }
-    sql.push_str(" COMMIT;");
-    sql
-}
-
-/// The source tables as the consumer's replica keys them: topic -> key JSON -> row.
-async fn source_state(c: &tokio_postgres::Client, name: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
+/// The tables as the consumer's replica keys them: topic -> key JSON -> row.
+async fn source_state(c: &mut Conn, bank: &Bank, name: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
+    let (accounts, transfers) = c.rows().await;
+    let key = |id: i32| json!({ "id": id }).to_string();
     let mut state = BTreeMap::new();
-    let accounts = c.query("SELECT id, balance FROM accounts", &[]).await.unwrap();
-    let rows = accounts
-        .iter()
-        .map(|r| {
-            let id: i32 = r.get(0);
-            (json!({"id": id}).to_string(), json!({"id": id, "balance": r.get::<_, i64>(1)}))
-        })
-        .collect();
-    state.insert(format!("{name}.public.accounts"), rows);
-    let transfers = c.query("SELECT id, src, dst, amount FROM transfers", &[]).await.unwrap();
-    let rows: BTreeMap<String, Value> = transfers
-        .iter()
-        .map(|r| {
-            let id: i32 = r.get(0);
-            let row =
-                json!({"id": id, "src": r.get::<_, i32>(1), "dst": r.get::<_, i32>(2), "amount": r.get::<_, i64>(3)});
-            (json!({"id": id}).to_string(), row)
-        })
-        .collect();
-    if !rows.is_empty() {
-        state.insert(format!("{name}.public.transfers"), rows);
+    state.insert(
+        bank.topic(name, "accounts"),
+        accounts.iter().map(|(id, b)| (key(*id), json!({"id": id, "balance": b}))).collect(),
+    );
+    if !transfers.is_empty() {
+        let rows = transfers
+            .iter()
+            .map(|(id, s, d, a)| (key(*id), json!({"id": id, "src": s, "dst": d, "amount": a})))
+            .collect();
+        state.insert(bank.topic(name, "transfers"), rows);
     }
     state
 }
 
 /// Runs the bank; `kills` SIGKILLs of cdcd land while the transfers run.
-async fn bank(base: &str, sink_extra: &str, exactly_once: bool, kills: usize) {
+async fn bank(base: &str, bank: impl FnOnce(&str) -> Bank, sink_extra: &str, exactly_once: bool, kills: usize) {
     let mut rng = Rng::from_env_or_clock();
     let name = format!("{base}{}", rng.next() % 1_000_000);
+    let bank = bank(&name);
     let kafka = RealKafka::get();
-    kafka.create_topic_with(&format!("{name}.public.accounts"), 3, &[]);
-    kafka.create_topic_with(&format!("{name}.public.transfers"), 2, &[]);
+    kafka.create_topic_with(&bank.topic(&name, "accounts"), 3, &[]);
+    kafka.create_topic_with(&bank.topic(&name, "transfers"), 2, &[]);
     kafka.create_topic_with(&format!("{name}.transaction"), 1, &[]);
-    let db = TestDb::create(&name).await;
-    let c = db.client().await;
-    c.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-         CREATE TABLE transfers (id serial PRIMARY KEY, src int NOT NULL, dst int NOT NULL, amount bigint NOT NULL);",
-    )
-    .await
-    .unwrap();
+    let mut c = bank.create().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &name, &db.url, &kafka.bootstrap, sink_extra, exactly_once);
+    let cfg = config(dir.path(), &name, &bank, &kafka.bootstrap, sink_extra, exactly_once);
     let mut daemon = Daemon::start(&cfg);
     assert!(
         wait_until(Duration::from_secs(30), || daemon.logs().contains("streaming")),
@@ -140,7 +211,7 @@ async fn bank(base: &str, sink_extra: &str, exactly_once: bool, kills: usize) {
         "--idle",
         "60",
         "--check-sum",
-        &format!("{name}.public.accounts:balance={}", ACCOUNTS * BALANCE),
+        &format!("{}:balance={}", bank.topic(&name, "accounts"), ACCOUNTS * BALANCE),
     ]);
     if exactly_once {
         cmd.arg("--read-committed");
@@ -151,12 +222,11 @@ async fn bank(base: &str, sink_extra: &str, exactly_once: bool, kills: usize) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run examples/txn_consumer.py");
-    c.batch_execute(&format!("INSERT INTO accounts SELECT g, {BALANCE} FROM generate_series(1, {ACCOUNTS}) g"))
-        .await
-        .unwrap();
+    let accounts: Vec<String> = (1..=ACCOUNTS).map(|i| format!("({i}, {BALANCE})")).collect();
+    c.run(&format!("INSERT INTO accounts VALUES {}", accounts.join(", "))).await;
     let kill_at: Vec<usize> = (0..kills).map(|_| rng.range(20, TRANSFERS as u64 - 20) as usize).collect();
     for i in 0..TRANSFERS {
-        c.batch_execute(&transfer(&mut rng)).await.unwrap();
+        c.transfer(&mut rng).await;
         if kill_at.contains(&i) {
             daemon.kill9();
             daemon = Daemon::start(&cfg);
@@ -165,7 +235,7 @@ async fn bank(base: &str, sink_extra: &str, exactly_once: bool, kills: usize) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let expected = source_state(&c, &name).await;
+    let expected = source_state(&mut c, &bank, &name).await;
     let out = tokio::task::block_in_place(|| consumer.wait_with_output()).expect("wait for examples/txn_consumer.py");
     assert!(out.status.success(), "consumer failed: {}", String::from_utf8_lossy(&out.stderr));
 
@@ -173,8 +243,18 @@ async fn bank(base: &str, sink_extra: &str, exactly_once: bool, kills: usize) {
     let log = daemon.logs();
     let show = |key: &str| format!("{key}: {}\ncdcd log:\n{log}", summary[key]);
     assert_eq!(summary["applied"], TRANSFERS + 1, "{}", show("applied"));
-    for key in ["not_readable_at_end", "mismatches", "order_errors", "sum_errors"] {
+    for key in ["mismatches", "order_errors", "sum_errors"] {
         assert_eq!(summary[key], json!([]), "{}", show(key));
+    }
+    // At-least-once: every record END names is below the high watermark when END is read.
+    // Exactly-once: Kafka writes a commit's markers partition by partition after the commit
+    // returns, so a read_committed reader can meet END a moment before the records' markers;
+    // they must then be readable (the consumer waits for them, and the checks above passed).
+    let early = summary["not_readable_at_end"].as_array().map_or(0, Vec::len);
+    if exactly_once {
+        eprintln!("{name}: {early} partitions not yet readable at END (commit markers still being written)");
+    } else {
+        assert_eq!(early, 0, "{}", show("not_readable_at_end"));
     }
     assert_eq!(summary["sums_checked"], TRANSFERS + 1);
     let state: BTreeMap<String, BTreeMap<String, Value>> = serde_json::from_value(summary["state"].clone()).unwrap();
@@ -187,16 +267,45 @@ async fn bank(base: &str, sink_extra: &str, exactly_once: bool, kills: usize) {
         summary["applied"], summary["events"], summary["repeated_ends"]
     );
     daemon.stop();
+    if let Bank::Postgres(_) = bank {
+        // The shared server's slots are few: this connector's goes with the test.
+        let admin = connect(&format!("{}/postgres", pg_url())).await;
+        let slot = format!("cdcd_{name}");
+        let drop = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1";
+        admin.execute(drop, &[&slot]).await.expect("drop the test's slot");
+    }
+}
+
+async fn postgres(name: &str) -> Bank {
+    Bank::Postgres(TestDb::create(name).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bank_transfers_apply_atomically_at_end_friendly_at_least_once_with_kills() {
-    bank("txbank_alo", "", false, 3).await;
+    let db = postgres("txbank_alo").await;
+    bank("txbank_alo", |_| db, "", false, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bank_transfers_apply_atomically_at_end_debezium_schemas_exactly_once() {
-    bank("txbank_eos", "encoding = \"debezium\"\n[sink.debezium]\nschemas_enable = true\n", true, 0).await;
+    let db = postgres("txbank_eos").await;
+    let debezium = "encoding = \"debezium\"\n[sink.debezium]\nschemas_enable = true\n";
+    bank("txbank_eos", |_| db, debezium, true, 0).await;
+}
+
+/// MariaDB 10.11 (GTID `domain-server-seq` ids), at-least-once with kills.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_bank_transfers_apply_atomically_at_end_with_kills() {
+    let mysql = |name: &str| Bank::Mysql { url: mysql_url(), db: name.to_string(), server_id: 7301 };
+    bank("txbank_maria", mysql, "", false, 2).await;
+}
+
+/// MySQL 9.7 (GTID `uuid:n` ids), exactly-once, Debezium's JSON without schemas.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_bank_transfers_apply_atomically_at_end_exactly_once() {
+    let mysql = |name: &str| Bank::Mysql { url: mysql97_url(), db: name.to_string(), server_id: 7302 };
+    let debezium = "encoding = \"debezium\"\n[sink.debezium]\nschemas_enable = false\n";
+    bank("txbank_my97", mysql, debezium, true, 0).await;
 }
 
 /// One source transaction as a reader sees it: END's counts, and per change its table, op and

@@ -167,6 +167,12 @@ pub(super) fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigE
             "is not supported with format = \"avro\" yet (BEGIN and END records are JSON only); use format = \"json\", or remove it",
         ));
     }
+    if k.transaction_metadata && k.dead_letter_topic.is_some() {
+        return Err(invalid(
+            "sink.transaction_metadata",
+            "is not supported with dead_letter_topic (a diverted record, or a diverted END, would break END's promise that the whole transaction is readable at the offsets it names); remove one of them",
+        ));
+    }
     if k.commit_interval_ms == Some(0) {
         return Err(invalid("sink.commit_interval_ms", "must be at least 1"));
     }

@@ -63,6 +63,9 @@ pub struct Record<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// A fixed partition (transaction metadata's, so BEGIN and END keep their order); `None`:
+    /// by key.
+    pub partition: Option<i32>,
 }
 
 /// Reusable key and value buffers. One per connector; cleared, never freed, between events.
@@ -163,15 +166,7 @@ impl RecordBuf {
         // Debezium's envelope carries `transaction` (null unless transaction metadata is on).
         out.extend_from_slice(b"\",\"transaction\":");
         match txn {
-            Some(t) => {
-                out.extend_from_slice(b"{\"id\":");
-                json::write_str(out, t.id);
-                out.extend_from_slice(b",\"total_order\":");
-                json::write_i64(out, t.total_order as i64);
-                out.extend_from_slice(b",\"data_collection_order\":");
-                json::write_i64(out, t.data_collection_order as i64);
-                out.push(b'}');
-            }
+            Some(t) => t.write_json(out),
             None => out.extend_from_slice(b"null"),
         }
         write_times(out, change.ts_us);
@@ -189,12 +184,12 @@ impl RecordBuf {
 
     /// The record carrying the current key and envelope.
     pub fn record<'a>(&'a self, topic: &'a str) -> Record<'a> {
-        Record { topic, key: self.key_bytes(), value: Some(&self.value) }
+        Record { topic, key: self.key_bytes(), value: Some(&self.value), partition: None }
     }
 
     /// The tombstone for the current key: same key, null value, so log compaction can drop the row.
     pub fn tombstone<'a>(&'a self, topic: &'a str) -> Record<'a> {
-        Record { topic, key: self.key_bytes(), value: None }
+        Record { topic, key: self.key_bytes(), value: None, partition: None }
     }
 
     pub fn key_bytes(&self) -> Option<&[u8]> {

@@ -31,6 +31,37 @@ pub struct TxnBlock<'a> {
     pub data_collection_order: u64,
 }
 
+impl TxnBlock<'_> {
+    /// The block as JSON, as every JSON encoding writes it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        json::write_str(out, self.id);
+        out.extend_from_slice(b",\"total_order\":");
+        json::write_i64(out, self.total_order as i64);
+        out.extend_from_slice(b",\"data_collection_order\":");
+        json::write_i64(out, self.data_collection_order as i64);
+        out.push(b'}');
+    }
+}
+
+/// An envelope rendered as JSON without its transaction known (a MySQL XA transaction's change,
+/// rendered at `XA PREPARE`), with `block` put in: the envelope's `"transaction":null` is the
+/// last one in the value, right before `"op"` (a column named so sits earlier, in a row image).
+/// `None` if the value has no such field.
+pub fn with_block(value: &[u8], block: TxnBlock<'_>) -> Option<Vec<u8>> {
+    const FIELD: &[u8] = b"\"transaction\":null,\"op\":";
+    let at = value.windows(FIELD.len()).rposition(|w| w == FIELD)?;
+    let null_at = at + b"\"transaction\":".len();
+    let mut out = Vec::with_capacity(value.len() + 64);
+    out.extend_from_slice(&value[..null_at]);
+    block.write_json(&mut out);
+    out.extend_from_slice(&value[null_at + 4..]);
+    Some(out)
+}
+
+/// The partition BEGIN and END go to: one, so they keep the order they were sent in.
+pub const PARTITION: i32 = 0;
+
 impl OpenTxn {
     pub fn new(id: String, ts_us: i64) -> Self {
         OpenTxn { id, ts_us, events: 0, collections: Vec::new() }
@@ -262,6 +293,18 @@ mod tests {
             assert_eq!(e["last_offsets"][0]["offset"], 41);
             assert_eq!(e["last_offsets"][0]["partition"], 2);
         }
+    }
+
+    #[test]
+    fn a_held_envelope_gets_its_block_in_the_envelope_not_in_a_row() {
+        let value = br#"{"before":null,"after":{"transaction":null,"op":"x"},"source":{},"transaction":null,"op":"c","ts_ms":1}"#;
+        let block = TxnBlock { id: "g:1", total_order: 2, data_collection_order: 1 };
+        let out = with_block(value, block).expect("has the field");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["transaction"]["id"], "g:1");
+        assert_eq!(v["transaction"]["total_order"], 2);
+        assert!(v["after"]["transaction"].is_null(), "the row's column is left alone");
+        assert!(with_block(b"{}", block).is_none());
     }
 
     #[test]

@@ -59,8 +59,10 @@ impl Checkpointer {
     pub(super) fn save(&mut self) -> Result<(), CheckpointError> {
         match self.gate.clone() {
             Some(gate) if self.held_back(&gate) => Ok(()),
-            Some(_) if !self.ends_before_commit()? => Ok(()),
             Some(gate) => match gate.ready() {
+                // An END that could not join the transaction keeps the commit back: the
+                // checkpoint would pass it.
+                Some(_) if !self.ends_before_commit()? => Ok(()),
                 Some((position, progress)) => {
                     self.write(position, progress)?;
                     gate.committed();
@@ -75,10 +77,11 @@ impl Checkpointer {
         }
     }
 
-    /// Transaction metadata: sends the ENDs that became ready.
-    pub(super) fn send_ends(&mut self) {
-        if let Some(ends) = self.ends.as_mut() {
-            ends.send_ready();
+    /// Transaction metadata: sends the ENDs that became ready; how many.
+    pub(super) fn send_ends(&mut self) -> Result<usize, SinkError> {
+        match self.ends.as_mut() {
+            Some(ends) => ends.send_ready(),
+            None => Ok(0),
         }
     }
 
@@ -90,6 +93,11 @@ impl Checkpointer {
         tokio::task::block_in_place(|| ends.send_before_commit()).map_err(|e| CheckpointError::Kafka(e.to_string()))
     }
 
+    /// Exactly-once: whether the open Kafka transaction still holds records no commit took.
+    fn uncommitted(&self) -> bool {
+        self.gate.as_ref().is_some_and(|g| g.dirty())
+    }
+
     /// At-least-once, at a session's end: sends the ENDs still owed, waiting up to `timeout`
     /// for what they wait on (a transaction whose END is not delivered is read again).
     pub(super) async fn finish_ends(&mut self, sink: &mut crate::sink::Sink, timeout: Duration) {
@@ -98,7 +106,12 @@ impl Checkpointer {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         while self.tracker.ends_owed() && tokio::time::Instant::now() < deadline {
-            self.send_ends();
+            // A refused END stops the connector at the session's end anyway (tracker failure).
+            let sent = self.send_ends().unwrap_or(0);
+            if sent == 0 && self.tracker.in_flight() == 0 {
+                // What is owed waits on a transaction that failed: the next start re-reads it.
+                break;
+            }
             sink.drain(&self.tracker, Duration::from_millis(200)).await;
         }
     }
@@ -220,9 +233,16 @@ impl Checkpointer {
             // A save that failed (the commit before it did) leaves its records in the open
             // transaction: aborted now rather than holding back read_committed consumers until
             // the next start or the transaction timeout.
-            self.save().inspect_err(|_| {
-                let _ = tokio::task::block_in_place(|| self.store.abort());
-            })
+            match self.save() {
+                // Nothing committed what was sent (an END could not join): aborted, and read
+                // again by the next start, rather than left to hold consumers back.
+                Ok(()) if self.uncommitted() => tokio::task::block_in_place(|| self.store.abort()),
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = tokio::task::block_in_place(|| self.store.abort());
+                    Err(e)
+                }
+            }
         } else {
             tokio::task::block_in_place(|| self.store.abort())
         };

@@ -271,7 +271,8 @@ impl Run<'_> {
         if let Some(g) = &gate {
             emitter.set_commit_gate(g.clone());
         }
-        if let Some((format, topic)) = metadata {
+        // Only with a sink that sends ENDs: a transaction owing one is never checkpointed.
+        if let (Some((format, topic)), true) = (metadata, ck.ends.is_some()) {
             emitter.set_transaction_metadata(format, topic);
         }
         match cfg.schema_registry() {
@@ -343,7 +344,9 @@ impl Run<'_> {
                             ck.save()
                         }
                         _ = tracker.end_ready(), if ck.ends.is_some() => {
-                            ck.send_ends();
+                            if let Err(e) = ck.send_ends() {
+                                break Err(SessionError::Sink(e));
+                            }
                             Ok(())
                         }
                         _ = chunk_tick.tick() => {
@@ -361,7 +364,9 @@ impl Run<'_> {
                                 break Err(SessionError::Sink(SinkError::Replay(reason)));
                             }
                             // An END the producer's full queue turned away is tried again.
-                            ck.send_ends();
+                            if let Err(e) = ck.send_ends() {
+                                break Err(SessionError::Sink(e));
+                            }
                             // The scheduled instant, not the time the loop woke: compared
                             // with the last commit's, a late wake-up would otherwise make an
                             // interval look a little short and skip a whole tick.

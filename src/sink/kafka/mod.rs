@@ -444,6 +444,9 @@ impl KafkaSink {
         if let Some(v) = record.value {
             rec = rec.payload(v);
         }
+        if let Some(p) = record.partition {
+            rec = rec.partition(p);
+        }
         let mut pause = PauseClock::new();
         loop {
             match self.producer().send(rec) {
@@ -728,7 +731,7 @@ mod tests {
         let tracker = Arc::new(AckTracker::new());
         let mut sink = KafkaSink::new("c", &cfg(&[("queue.buffering.max.messages", "1")]), tracker.clone(), None)
             .expect("producer");
-        let record = Record { topic: "t", key: Some(b"k"), value: Some(b"v") };
+        let record = Record { topic: "t", key: Some(b"k"), value: Some(b"v"), partition: None };
         sink.send(Record { ..record }, TxnId(1)).await.expect("queued");
         let waited = tokio::time::timeout(Duration::from_millis(300), sink.send(record, TxnId(1))).await;
         assert!(waited.is_err(), "the queue is full: the second record waits");

@@ -18,9 +18,6 @@ use crate::core::acks::AckTracker;
 use crate::core::txn_meta::{self, MetaFormat};
 use crate::error::SinkError;
 
-/// How long a commit waits for the acknowledgements its ENDs need.
-const ACK_WAIT: Duration = Duration::from_secs(60);
-
 pub struct EndSender {
     pub(super) producers: Vec<Arc<ThreadedProducer<AckContext>>>,
     pub(super) active: Arc<AtomicUsize>,
@@ -38,13 +35,20 @@ impl EndSender {
     }
 
     /// Hands every END that is ready to the producer, in transaction order; stops at a full
-    /// queue (the next call goes on). Returns how many were handed over.
-    pub fn send_ready(&mut self) -> usize {
+    /// queue (the next call goes on). Returns how many were handed over; an END the producer
+    /// refuses fails its transaction (exactly-once: aborted and read again; otherwise the
+    /// connector stops, as for any record refused) and is returned as an error.
+    pub fn send_ready(&mut self) -> Result<usize, SinkError> {
         let mut sent = 0;
-        while let Some((txn, end, offsets)) = self.tracker.take_ready_end() {
+        while let Some((txn, end, mut offsets)) = self.tracker.take_ready_end() {
+            // BEGIN's own offset is noted with the records; END names the data's only.
+            offsets.retain(|o| o.topic != self.topic);
             txn_meta::write_key(&mut self.key, self.format, &end.id);
             txn_meta::write_end(&mut self.value, self.format, &end, &offsets);
-            let record = BaseRecord::with_opaque_to(&self.topic, txn.0 as usize).key(&self.key).payload(&self.value);
+            let record = BaseRecord::with_opaque_to(&self.topic, txn.0 as usize)
+                .key(&self.key)
+                .payload(&self.value)
+                .partition(txn_meta::PARTITION);
             match self.producer().send(record) {
                 Ok(()) => sent += 1,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -52,39 +56,36 @@ impl EndSender {
                     break;
                 }
                 Err((e, _)) => {
-                    let reason = format!("cannot send the END record of transaction {} to {}: {e}", end.id, self.topic);
-                    // Its transaction is read again (exactly-once: aborted; otherwise the
-                    // connector stops on the failure, as for any record refused).
-                    if self.exactly_once {
-                        self.tracker.abort_needed(txn, reason);
-                    } else {
-                        self.tracker.failed(txn, reason);
+                    let reason = format!(
+                        "the producer refused the END record of transaction {} for {} ({e}); check the topic exists with one partition and its max.message.bytes",
+                        end.id, self.topic
+                    );
+                    // Exactly-once re-reads a transaction that failed, unless the END itself is
+                    // refused (too large, invalid): reading again would refuse it again.
+                    let refused = e.rdkafka_error_code().is_some_and(crate::sink::dead_letter::refuses_record);
+                    if self.exactly_once && !refused {
+                        self.tracker.abort_needed(txn, reason.clone());
+                        return Err(SinkError::Aborted(reason));
                     }
-                    break;
+                    self.tracker.failed(txn, reason.clone());
+                    return Err(SinkError::Delivery(reason));
                 }
             }
         }
-        sent
+        Ok(sent)
     }
 
     /// Exactly-once, before a commit: waits until the open Kafka transaction's records are
-    /// acknowledged, then sends the ENDs of its source transactions, so they commit together.
-    /// False when an END could not be sent (the commit must wait: committing the checkpoint
-    /// without it would lose it).
+    /// acknowledged (as the commit itself would), then sends the ENDs of its source
+    /// transactions, so they commit together. False when an END is still owed (the commit must
+    /// wait: committing the checkpoint without it would lose it).
     pub fn send_before_commit(&mut self) -> Result<bool, SinkError> {
         let producer = self.producer();
         let _ = producer.flush(Duration::ZERO);
-        let deadline = std::time::Instant::now() + ACK_WAIT;
         while producer.in_flight_count() > 0 {
-            if std::time::Instant::now() > deadline {
-                return Err(SinkError::Aborted(format!(
-                    "the broker did not acknowledge the open transaction's records within {} s",
-                    ACK_WAIT.as_secs()
-                )));
-            }
             std::thread::sleep(Duration::from_micros(200));
         }
-        self.send_ready();
+        self.send_ready()?;
         Ok(!self.tracker.ends_owed())
     }
 }
