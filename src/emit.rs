@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::core::acks::{AckTracker, HoldId, TxnId};
 use crate::core::checkpoint::SourceIdentity;
 use crate::core::commit_gate::CommitGate;
-use crate::core::envelope::{Change, Encode, Op, Record, RecordBuf};
+use crate::core::envelope::{Change, Encode, Op, OpSet, Record, RecordBuf};
 use crate::core::pause::{PauseClock, PauseReport};
 use crate::core::position::Position;
 use crate::core::snapshot::SnapshotProgress;
@@ -83,6 +83,10 @@ pub struct Emitter {
     open: Option<OpenTxn>,
     /// BEGIN's key and value.
     meta_buf: (Vec<u8>, Vec<u8>),
+    /// `[events] skipped_operations`: changes of these kinds are not published.
+    skipped: OpSet,
+    /// `[events] tombstones_on_delete`.
+    tombstones: bool,
 }
 
 impl Emitter {
@@ -109,7 +113,23 @@ impl Emitter {
             meta: None,
             open: None,
             meta_buf: (Vec::new(), Vec::new()),
+            skipped: OpSet::default(),
+            tombstones: true,
         }
+    }
+
+    /// Which changes are published: none of the `skipped` kinds, and a tombstone after each
+    /// delete when `tombstones` is set.
+    pub fn set_events(&mut self, skipped: OpSet, tombstones: bool) {
+        self.skipped = skipped;
+        self.tombstones = tombstones;
+    }
+
+    /// Whether changes of kind `op` are left out. A source asks before anything else that
+    /// depends on the change being published (snapshot deduplication must not drop a chunk
+    /// row in favour of a change nobody will see).
+    pub fn skips(&self, op: Op) -> bool {
+        self.skipped.contains(op)
     }
 
     /// Turns on transaction metadata: BEGIN records to `topic`, and a `transaction` block in
@@ -187,6 +207,9 @@ impl Emitter {
     /// Waits while the sink or the tracker is full: that wait is the back-pressure that stops
     /// the source from reading further.
     pub async fn emit(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
+        if self.skips(change.op) {
+            return Ok(());
+        }
         self.render(topic, change).await?;
         self.send_rendered(topic, change.op).await
     }
@@ -222,7 +245,7 @@ impl Emitter {
         let bytes = record.key.map_or(0, <[u8]>::len) + record.value.map_or(0, <[u8]>::len);
         let has_key = record.key.is_some();
         self.sink.send(record, txn).await?;
-        if op == Op::Delete && has_key {
+        if op == Op::Delete && has_key && self.tombstones {
             self.sink.send(self.buf.tombstone(topic), txn).await?;
         }
         self.count(topic, op, bytes);
@@ -288,6 +311,9 @@ impl Emitter {
 
     /// Sends a change rendered earlier as part of the open transaction.
     pub async fn send_held(&mut self, held: &HeldRecord) -> Result<(), SessionError> {
+        if self.skips(held.op) {
+            return Ok(());
+        }
         // Rendered before this transaction was known: its `transaction` block is filled in now.
         let value = match self.open.as_mut() {
             Some(open) => txn_meta::with_block(&held.value, open.event(&held.collection)),
@@ -298,7 +324,7 @@ impl Emitter {
         let topic = held.topic.as_str();
         let key = held.key.as_deref();
         self.sink.send(Record { topic, key, value: Some(value), partition: None }, txn).await?;
-        if held.op == Op::Delete && key.is_some() {
+        if held.op == Op::Delete && key.is_some() && self.tombstones {
             self.sink.send(Record { topic, key, value: None, partition: None }, txn).await?;
         }
         self.count(topic, held.op, held.size());

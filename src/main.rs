@@ -197,6 +197,7 @@ async fn check(path: PathBuf) -> Result<(), Error> {
                 say!("        {fix_label}: {fix}");
             }
         }
+        say!("  ok    {}", cfg.events.describe());
         match &cfg.sink {
             SinkConfig::Kafka(k) => {
                 say!(

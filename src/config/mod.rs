@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::secrets::{self, ConnUrl, Properties};
+use crate::source::tables::TableSelection;
 
 mod delivery;
+mod events;
 mod snapshot;
 mod unique;
 
 pub use delivery::{CheckpointConfig, Delivery, StoreName};
+pub use events::EventsConfig;
 
 pub use snapshot::SnapshotTuning;
 use snapshot::{default_chunk_rows, default_statement_timeout};
@@ -45,6 +48,9 @@ pub struct ConnectorConfig {
     pub sink: SinkConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Which changes become records (skipped operations, tombstones).
+    #[serde(default)]
+    pub events: EventsConfig,
     /// The file this connector came from; set by the loader.
     #[serde(skip)]
     pub file: PathBuf,
@@ -74,7 +80,10 @@ pub struct MysqlSourceConfig {
     /// `mysql://user:pass@host:3306`; `${ENV}` expanded.
     pub url: ConnUrl,
     /// Include list of `database.table` patterns; `*` matches any run of characters.
-    pub tables: Vec<String>,
+    pub tables: TableSelection,
+    /// Tables the include list matches that are not captured (`database.table` patterns).
+    #[serde(default)]
+    pub tables_exclude: Vec<String>,
     /// Replica id cdcd uses on the binlog connection; unique among the server's replicas.
     pub server_id: u32,
     #[serde(default = "default_snapshot")]
@@ -136,7 +145,9 @@ fn default_position_mode() -> PositionMode {
 pub enum SnapshotMode {
     /// Read every configured table once before streaming (when there is no checkpoint yet).
     Initial,
-    /// Stream only changes from now on.
+    /// Stream only changes from now on. `"no_data"` is the same (Debezium's name for it; unlike
+    /// Debezium's MySQL `never`, this never reads old binlogs from their start).
+    #[serde(alias = "no_data")]
     Never,
 }
 
@@ -146,7 +157,10 @@ pub struct PostgresSourceConfig {
     /// `postgres://user:pass@host:port/db` or key=value form; `${ENV}` expanded.
     pub url: ConnUrl,
     /// Include list of `schema.table` patterns; `*` matches any run of characters.
-    pub tables: Vec<String>,
+    pub tables: TableSelection,
+    /// Tables the include list matches that are not captured (`schema.table` patterns).
+    #[serde(default)]
+    pub tables_exclude: Vec<String>,
     #[serde(default = "default_snapshot")]
     pub snapshot: SnapshotMode,
     /// Replication slot name; default `cdcd_<name>`.
@@ -463,6 +477,10 @@ pub fn parse(path: &Path, text: &str) -> Result<ConnectorConfig, ConfigError> {
     let mut cfg: ConnectorConfig =
         toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
     cfg.file = path.to_path_buf();
+    match &mut cfg.source {
+        SourceConfig::Postgres(pg) => pg.tables.exclude = pg.tables_exclude.clone(),
+        SourceConfig::Mysql(my) => my.tables.exclude = my.tables_exclude.clone(),
+    }
     expand_all(&mut cfg, path)?;
     register_secrets(&cfg);
     validate(&cfg, path)?;
@@ -625,6 +643,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
             }
         }
     }
+    cfg.events.skipped().map_err(|m| ConfigError::invalid(path, "events.skipped_operations", m))?;
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));
@@ -701,20 +720,21 @@ impl SchemaRegistryConfig {
     }
 }
 
-fn check_table_patterns(path: &Path, tables: &[String], shape: &str, example: &str) -> Result<(), ConfigError> {
-    if tables.is_empty() {
+fn check_table_patterns(path: &Path, tables: &TableSelection, shape: &str, example: &str) -> Result<(), ConfigError> {
+    if tables.include.is_empty() {
         return Err(ConfigError::invalid(
             path,
             "source.tables",
             format!("list at least one `{shape}` pattern, e.g. [\"{example}\"]"),
         ));
     }
-    for t in tables {
+    let lists = [("source.tables", &tables.include), ("source.tables_exclude", &tables.exclude)];
+    for (key, t) in lists.iter().flat_map(|(key, list)| list.iter().map(move |t| (*key, t))) {
         let parts: Vec<&str> = t.split('.').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
             return Err(ConfigError::invalid(
                 path,
-                "source.tables",
+                key,
                 format!("`{t}` is not `{shape}` (use `*` as a wildcard, e.g. `{example}`)"),
             ));
         }
@@ -732,7 +752,7 @@ fn check_timeout(path: &Path, secs: u64) -> Result<(), ConfigError> {
 fn check_key_columns(path: &Path, keys: &BTreeMap<String, Vec<String>>, shape: &str) -> Result<(), ConfigError> {
     for (table, columns) in keys {
         let key = format!("source.key_columns.\"{table}\"");
-        check_table_patterns(path, std::slice::from_ref(table), shape, "public.audit_log")
+        check_table_patterns(path, &TableSelection::from(vec![table.clone()]), shape, "public.audit_log")
             .map_err(|_| ConfigError::invalid(path, &key, format!("`{table}` is not a `{shape}` pattern")))?;
         if columns.is_empty() || columns.iter().any(|c| c.is_empty()) {
             return Err(ConfigError::invalid(path, &key, "list one or more column names, e.g. [\"id\"]"));
@@ -785,6 +805,15 @@ path = "/tmp/x"
         assert_eq!(pg.snapshot, SnapshotMode::Initial);
         let SinkConfig::Kafka(k) = &c.sink else { panic!() };
         assert_eq!(property_string(&k.properties["linger.ms"]).unwrap(), "5");
+    }
+
+    #[test]
+    fn no_data_is_debeziums_name_for_never_and_events_default_to_all() {
+        let c = p(&GOOD.replace("[sink]", "snapshot = \"no_data\"\n[sink]")).unwrap();
+        let SourceConfig::Postgres(pg) = &c.source else { panic!() };
+        assert_eq!(pg.snapshot, SnapshotMode::Never);
+        assert_eq!(c.events, EventsConfig::default());
+        assert!(c.events.tombstones_on_delete && c.events.skipped().unwrap() == Default::default());
     }
 
     #[test]

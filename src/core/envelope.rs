@@ -37,6 +37,34 @@ impl Op {
     }
 }
 
+/// A set of operations (the ones `[events] skipped_operations` leaves out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpSet(u8);
+
+impl OpSet {
+    const ALL: [Op; 5] = [Op::Create, Op::Update, Op::Delete, Op::Read, Op::Truncate];
+
+    fn bit(op: Op) -> u8 {
+        1 << (op as u8)
+    }
+
+    pub fn insert(&mut self, op: Op) {
+        self.0 |= Self::bit(op);
+    }
+
+    pub fn contains(self, op: Op) -> bool {
+        self.0 & Self::bit(op) != 0
+    }
+}
+
+impl std::fmt::Display for OpSet {
+    /// The letters, comma-separated, in Debezium's order (`c,u,d,t`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let letters: Vec<&str> = Self::ALL.iter().filter(|op| self.contains(**op)).map(|op| op.code()).collect();
+        f.write_str(&letters.join(","))
+    }
+}
+
 /// Something that writes itself as one JSON value.
 pub trait WriteJson: Sync {
     fn write_json(&self, out: &mut Vec<u8>);

@@ -268,6 +268,8 @@ impl Run<'_> {
             ends,
         };
         let mut emitter = Emitter::new(sink, tracker.clone(), identity, status.clone(), counters.clone());
+        // Validated when the configuration was loaded.
+        emitter.set_events(cfg.events.skipped().unwrap_or_default(), cfg.events.tombstones_on_delete);
         if let Some(g) = &gate {
             emitter.set_commit_gate(g.clone());
         }

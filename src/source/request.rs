@@ -31,7 +31,7 @@ pub async fn request_snapshot(cfg: &ConnectorConfig, table: &str, filter: Option
     };
     if !included(patterns, schema, name) {
         return Err(SourceError::Fatal(format!(
-            "table {table} is not captured by connector `{}` (source.tables {patterns:?})",
+            "table {table} is not captured by connector `{}` (source.tables {patterns})",
             cfg.name
         )));
     }

@@ -1,5 +1,5 @@
-//! Table selection shared by every source: include patterns (`schema.table` with `*`) and the
-//! message-key columns a user names for a table (`key_columns`, Debezium's
+//! Table selection shared by every source: include patterns (`schema.table` with `*`) minus
+//! exclude patterns ([`TableSelection`]), and the message-key columns a user names for a table (`key_columns`, Debezium's
 //! `message.key.columns`), which replace the primary key as the Kafka key.
 
 use std::collections::BTreeMap;
@@ -29,12 +29,70 @@ pub fn glob(pattern: &str, s: &str) -> bool {
     true
 }
 
-/// Whether `schema.table` matches one of the `schema.table` patterns.
-pub fn included(patterns: &[String], schema: &str, table: &str) -> bool {
-    patterns.iter().any(|p| pattern_matches(p, schema, table))
+/// The tables a connector captures: those matching one of `source.tables` and none of
+/// `source.tables_exclude` (Debezium's `table.include.list` beside `table.exclude.list`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "Vec<String>")]
+pub struct TableSelection {
+    pub include: Vec<String>,
+    /// Filled from `source.tables_exclude` when the configuration is loaded.
+    pub exclude: Vec<String>,
 }
 
-fn pattern_matches(pattern: &str, schema: &str, table: &str) -> bool {
+impl From<Vec<String>> for TableSelection {
+    fn from(include: Vec<String>) -> Self {
+        TableSelection { include, exclude: Vec::new() }
+    }
+}
+
+impl TableSelection {
+    pub fn new(include: Vec<String>, exclude: Vec<String>) -> Self {
+        TableSelection { include, exclude }
+    }
+
+    /// Whether `schema.table` is captured.
+    pub fn matches(&self, schema: &str, table: &str) -> bool {
+        self.include.iter().any(|p| pattern_matches(p, schema, table)) && !self.excludes(schema, table)
+    }
+
+    /// Whether an exclude pattern names `schema.table`.
+    pub fn excludes(&self, schema: &str, table: &str) -> bool {
+        self.exclude.iter().any(|p| pattern_matches(p, schema, table))
+    }
+
+    /// For `cdcd check`: ` (tables_exclude [...] left out)`, or nothing.
+    pub fn exclude_note(&self) -> String {
+        if self.exclude.is_empty() {
+            String::new()
+        } else {
+            format!(" (tables_exclude {:?} left out)", self.exclude)
+        }
+    }
+
+    /// Only the include patterns with a `*`: the ones that can match a table created later.
+    pub fn wildcards(&self) -> TableSelection {
+        let include = self.include.iter().filter(|p| p.contains('*')).cloned().collect();
+        TableSelection { include, exclude: self.exclude.clone() }
+    }
+}
+
+impl std::fmt::Display for TableSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.include)?;
+        if !self.exclude.is_empty() {
+            write!(f, " except {:?}", self.exclude)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `schema.table` is captured by `selection`.
+pub fn included(selection: &TableSelection, schema: &str, table: &str) -> bool {
+    selection.matches(schema, table)
+}
+
+/// Whether `schema.table` matches the one pattern `pattern`.
+pub fn pattern_matches(pattern: &str, schema: &str, table: &str) -> bool {
     let (sp, tp) = pattern.split_once('.').unwrap_or(("*", pattern));
     glob(sp, schema) && glob(tp, table)
 }
@@ -90,8 +148,20 @@ mod tests {
         assert!(glob("*_log", "audit_log"));
         assert!(glob("a*b*c", "aXXbYYc"));
         assert!(!glob("a*b*c", "aXXcYYb"));
-        assert!(included(&["public.*".into()], "public", "t"));
-        assert!(!included(&["public.*".into()], "other", "t"));
+        let public = TableSelection::from(vec!["public.*".to_string()]);
+        assert!(included(&public, "public", "t"));
+        assert!(!included(&public, "other", "t"));
+    }
+
+    #[test]
+    fn exclude_patterns_take_tables_out_of_the_include_patterns() {
+        let sel = TableSelection::new(vec!["public.*".into(), "audit.log".into()], vec!["public.tmp_*".into()]);
+        assert!(sel.matches("public", "orders") && sel.matches("audit", "log"));
+        assert!(!sel.matches("public", "tmp_import"), "excluded");
+        assert!(!sel.matches("other", "orders"), "never included");
+        assert_eq!(sel.wildcards().include, vec!["public.*".to_string()]);
+        assert!(!sel.wildcards().matches("public", "tmp_x"), "the exclude list stays with the wildcards");
+        assert_eq!(sel.to_string(), r#"["public.*", "audit.log"] except ["public.tmp_*"]"#);
     }
 
     #[test]

@@ -89,10 +89,11 @@ pub async fn check(my: &MysqlSourceConfig) -> Vec<Finding> {
         }
     }
     match resolve_tables(&mut conn, &my.tables).await {
-        Ok(t) if t.is_empty() => out
-            .push(Finding::fail(format!("no table matches {:?}", my.tables), "create the tables or fix source.tables")),
+        Ok(t) if t.is_empty() => {
+            out.push(Finding::fail(format!("no table matches {}", my.tables), "create the tables or fix source.tables"))
+        }
         Ok(t) => {
-            out.push(Finding::ok(format!("{} table(s) match source.tables", t.len())));
+            out.push(Finding::ok(format!("{} table(s) match source.tables{}", t.len(), my.tables.exclude_note())));
             let with_pk: Vec<(String, String)> = conn
                 .query("SELECT DISTINCT table_schema, table_name FROM information_schema.key_column_usage WHERE constraint_name = 'PRIMARY'")
                 .await

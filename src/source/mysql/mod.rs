@@ -265,8 +265,9 @@ pub fn quote(ident: &str) -> String {
 }
 
 pub use crate::source::tables::included;
+use crate::source::tables::{pattern_matches, TableSelection};
 
-pub async fn resolve_tables(conn: &mut Conn, patterns: &[String]) -> Result<Vec<TableName>, SourceError> {
+pub async fn resolve_tables(conn: &mut Conn, patterns: &TableSelection) -> Result<Vec<TableName>, SourceError> {
     let rows: Vec<(String, String)> = conn
         .query(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' \
@@ -274,8 +275,8 @@ pub async fn resolve_tables(conn: &mut Conn, patterns: &[String]) -> Result<Vec<
         )
         .await
         .map_err(|e| my_err("listing tables", e))?;
-    for p in patterns.iter().filter(|p| !p.contains('*')) {
-        if !rows.iter().any(|(d, t)| included(std::slice::from_ref(p), d, t)) {
+    for p in patterns.include.iter().filter(|p| !p.contains('*')) {
+        if !rows.iter().any(|(d, t)| pattern_matches(p, d, t)) {
             return Err(SourceError::Fatal(format!(
                 "table `{p}` from source.tables does not exist (or is not visible to this user); create it or fix the name"
             )));
@@ -345,7 +346,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
     // The signal table's rows are requests, never published, even when `tables` matches it.
     tables.retain(|t| Some(t) != signal.as_ref());
     if tables.is_empty() {
-        return Err(SourceError::Fatal(format!("no table matches source.tables {:?}", my.tables)).into());
+        return Err(SourceError::Fatal(format!("no table matches source.tables {}", my.tables)).into());
     }
     let ctx = table::Context {
         connector: cfg.name.clone(),

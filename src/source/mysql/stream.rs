@@ -467,6 +467,9 @@ pub async fn run(
                 if let Some(mut x) = g.xa.take() {
                     // Held until the outcome; numbered within the group, as sent ones are.
                     for c in changes {
+                        if emitter.skips(c.op) {
+                            continue;
+                        }
                         let source = g.source(table, &at, c.row_no, x.held.len() as u64);
                         let change = change(table, c.op, c.before.as_ref(), c.after.as_ref(), &source);
                         let record = emitter.render_held(&table.topic, &change.change()).await?;
@@ -490,6 +493,9 @@ pub async fn run(
                 let watched = snapshot.watched(&table.db, &table.name);
                 let shape = watched.and_then(|_| snapshot.image_shape(&table.db, &table.name));
                 for c in changes {
+                    if emitter.skips(c.op) {
+                        continue;
+                    }
                     let source = g.source(table, &at, c.row_no, emitter.next_index());
                     emit(emitter, table, c.op, c.before.as_ref(), c.after.as_ref(), &source).await?;
                     if let Some(id) = watched {

@@ -14,7 +14,7 @@ use super::typed::PgType;
 use super::values::{builtin_kind, ValueKind};
 use crate::core::position::Lsn;
 use crate::error::{ServerFailure, SourceError};
-use crate::source::tables::glob;
+use crate::source::tables::{pattern_matches, TableSelection};
 
 /// A publication: what it publishes and which tables.
 pub struct Publication {
@@ -264,7 +264,7 @@ impl Catalog {
 
     /// Tables matching the include patterns. A pattern without `*` that matches nothing is an
     /// error (a typo should not silently capture nothing).
-    pub async fn resolve_tables(&self, patterns: &[String]) -> Result<Vec<TableRef>, SourceError> {
+    pub async fn resolve_tables(&self, patterns: &TableSelection) -> Result<Vec<TableRef>, SourceError> {
         let rows = self
             .client
             .query(
@@ -278,9 +278,8 @@ impl Catalog {
             .map_err(|e| sql_err("listing tables", e))?;
         let all: Vec<TableRef> = rows.iter().map(|r| TableRef { schema: r.get(0), name: r.get(1) }).collect();
         let mut picked = Vec::new();
-        for pattern in patterns {
-            let (sp, tp) = pattern.split_once('.').unwrap_or(("*", pattern));
-            let matches: Vec<&TableRef> = all.iter().filter(|t| glob(sp, &t.schema) && glob(tp, &t.name)).collect();
+        for pattern in &patterns.include {
+            let matches: Vec<&TableRef> = all.iter().filter(|t| pattern_matches(pattern, &t.schema, &t.name)).collect();
             if matches.is_empty() && !pattern.contains('*') {
                 return Err(SourceError::Fatal(format!(
                     "table `{pattern}` from source.tables does not exist (or is not visible to this user); create it or fix the name"
@@ -288,6 +287,7 @@ impl Catalog {
             }
             picked.extend(matches.into_iter().cloned());
         }
+        picked.retain(|t| !patterns.excludes(&t.schema, &t.name));
         picked.sort();
         picked.dedup();
         Ok(picked)

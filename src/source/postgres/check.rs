@@ -85,10 +85,10 @@ pub async fn check(cfg: &ConnectorConfig, pg: &PostgresSourceConfig, stored: &Ch
     let resolved = catalog.resolve_tables(&pg.tables).await;
     match &resolved {
         Ok(tables) if tables.is_empty() => {
-            out.push(fail(format!("no table matches {:?}", pg.tables), "create the tables or fix source.tables"))
+            out.push(fail(format!("no table matches {}", pg.tables), "create the tables or fix source.tables"))
         }
         Ok(tables) => {
-            out.push(ok(format!("{} table(s) match source.tables", tables.len())));
+            out.push(ok(format!("{} table(s) match source.tables{}", tables.len(), pg.tables.exclude_note())));
             let keys = KeyColumns::new(&pg.key_columns);
             for t in tables {
                 match catalog.table_meta_by_name(t).await {

@@ -17,13 +17,14 @@ use crate::core::status::State;
 use crate::emit::Emitter;
 use crate::error::{SessionError, SourceError};
 use crate::source::chunks::signal;
+use crate::source::tables::TableSelection;
 
 /// The columns of a signal table, as Debezium has them.
 pub const SIGNAL_TABLE_DDL: &str = "(id varchar(64) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048))";
 
 pub struct LiveTables {
     /// The `tables` patterns with a `*`: only those can match a table created later.
-    wildcards: Vec<String>,
+    wildcards: TableSelection,
     mode: SnapshotMode,
     publication: String,
     insert_publication: String,
@@ -44,7 +45,7 @@ pub struct LiveTables {
 
 /// What the stream keeps for tables that may change while it runs.
 pub struct LiveSettings<'a> {
-    pub patterns: &'a [String],
+    pub patterns: &'a TableSelection,
     pub mode: SnapshotMode,
     pub names: &'a Names,
     pub publications: &'a [String],
@@ -67,7 +68,7 @@ impl LiveTables {
     pub fn new(s: LiveSettings<'_>) -> Self {
         let discovery = (s.discovery_secs > 0).then(|| Duration::from_secs(s.discovery_secs));
         LiveTables {
-            wildcards: s.patterns.iter().filter(|p| p.contains('*')).cloned().collect(),
+            wildcards: s.patterns.wildcards(),
             mode: s.mode,
             publication: s.names.publication.clone(),
             insert_publication: s.names.insert_publication.clone(),
@@ -181,7 +182,7 @@ impl LiveTables {
 
     /// Tables created since the last look that match a wildcard: added to the publication.
     async fn discover(&mut self, catalog: &mut Catalog) -> Result<Vec<TableRef>, SessionError> {
-        if self.wildcards.is_empty() {
+        if self.wildcards.include.is_empty() {
             return Ok(Vec::new());
         }
         let new: Vec<TableRef> = catalog

@@ -118,7 +118,7 @@ pub async fn preflight(catalog: &Catalog, pg: &PostgresSourceConfig) -> Result<S
     let tables = catalog.resolve_tables(&pg.tables).await?;
     if tables.is_empty() {
         return Err(SourceError::Fatal(format!(
-            "no table matches source.tables {:?}; create the tables or fix the patterns",
+            "no table matches source.tables {}; create the tables or fix the patterns",
             pg.tables
         )));
     }

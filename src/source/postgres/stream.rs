@@ -388,6 +388,9 @@ impl<'a> Streamer<'a> {
         let Some(txn) = self.txn.as_ref() else {
             return Err(SourceError::from(crate::core::txn::FramingError::EventOutsideTransaction).into());
         };
+        if self.emitter.skips(op) {
+            return Ok(());
+        }
         let rel = self
             .relations
             .get(&rel_id)
