@@ -214,6 +214,14 @@ impl Emitter {
         self.send_rendered(topic, change.op).await
     }
 
+    /// [`Emitter::emit`] for a change consumers need whatever `skipped_operations` says: the
+    /// TRUNCATE a slot repair sends before snapshotting again, without which they would keep
+    /// the rows deleted while no slot recorded changes.
+    pub async fn emit_required(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SessionError> {
+        self.render(topic, change).await?;
+        self.send_rendered(topic, change.op).await
+    }
+
     /// Encodes `change` into the record buffers. A value that does not fit its schema stops
     /// the connector: sending it some other way would change the contract silently.
     async fn render(&mut self, topic: &str, change: &Change<'_>) -> Result<(), SourceError> {

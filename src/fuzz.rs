@@ -80,6 +80,7 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
         topic_prefix: "fuzz".into(),
         keys: KeyColumns::default(),
         typed: Some(Default::default()),
+        columns: Default::default(),
     };
     let mut docs = Vec::new();
     let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -169,6 +170,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
         flavor: "mariadb",
         keys: KeyColumns::default(),
         typed: Some(Default::default()),
+        columns: Default::default(),
     };
     let mut docs = Vec::new();
     let mut reader = EventStreamReader::new(BinlogVersion::Version4);

@@ -198,6 +198,7 @@ async fn check(path: PathBuf) -> Result<(), Error> {
             }
         }
         say!("  ok    {}", cfg.events.describe());
+        say!("  ok    {}", cfg.columns.describe());
         match &cfg.sink {
             SinkConfig::Kafka(k) => {
                 say!(

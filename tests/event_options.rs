@@ -25,12 +25,16 @@ struct StdoutRun {
 
 impl StdoutRun {
     fn start(cfg: &Path) -> StdoutRun {
+        StdoutRun::start_with_log_level(cfg, "info")
+    }
+
+    fn start_with_log_level(cfg: &Path, level: &str) -> StdoutRun {
         let out = cfg.with_extension("records");
         let log = cfg.with_extension("log");
         let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
             .args(["run", "--config"])
             .arg(cfg)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .stdin(Stdio::null())
@@ -226,4 +230,273 @@ fn bad_event_and_exclude_settings_are_refused_naming_the_key() {
         assert_ne!(code, 0, "{out}{err}");
         assert!(err.contains(key) && err.contains(says), "expected `{key}` and {says:?} in:\n{err}");
     }
+}
+
+const SALT: &str = "pepper-7f3a91";
+
+/// `[columns]`: passwords and `secret_*` columns left out, SSNs masked as five `*`, e-mail
+/// addresses (also the key of `orders`) hashed with a salt.
+const COLUMNS_PG: &str = r#"
+[columns]
+exclude = ["public.users.password", "public.*.secret_*"]
+[[columns.mask]]
+columns = ["public.users.ssn"]
+chars = 5
+[[columns.mask]]
+columns = ["public.users.email", "public.orders.user_email"]
+hash = "SHA-256"
+salt = "pepper-7f3a91"
+"#;
+
+/// The values no record and no log line may hold.
+const SECRETS: [&str; 7] =
+    ["ann@example.com", "bob@example.com", "123-45-6789", "987-65-4321", "hunter2", "code-XYZZY", SALT];
+
+fn assert_nowhere(what: &str, text: &str) {
+    for s in SECRETS {
+        assert!(!text.contains(s), "{what} holds `{s}`:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_excluded_and_masked_columns_reach_no_topic_key_or_log_in_either_encoding() {
+    let db = TestDb::create("cols_pg").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE users (id int PRIMARY KEY, name text, email text, ssn text NOT NULL, password text, note text);
+         INSERT INTO users VALUES (1, 'Ann', 'ann@example.com', '123-45-6789', 'hunter2', 'first');
+         CREATE TABLE orders (user_email text PRIMARY KEY, qty int, secret_code text);
+         INSERT INTO orders VALUES ('ann@example.com', 1, 'code-XYZZY');
+         -- Whole before images: updates and deletes carry the masked columns too.
+         ALTER TABLE users REPLICA IDENTITY FULL; ALTER TABLE orders REPLICA IDENTITY FULL;",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tables = r#"["public.users", "public.orders"]"#;
+    let friendly = write_config(dir.path(), "colsf", &db.url, tables, STDOUT_SINK, "");
+    append(&friendly, COLUMNS_PG);
+    let debezium =
+        write_config(dir.path(), "colsd", &db.url, tables, "[sink]\ntype = \"stdout\"\nencoding = \"debezium\"\n", "");
+    append(&debezium, COLUMNS_PG);
+
+    let (code, out, err) = cdcd(&["check", "--config", friendly.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(r#"columns: ["public.users.password", "public.*.secret_*"] not published; ["public.users.ssn"] masked as 5 `*`; ["public.users.email", "public.orders.user_email"] masked as a salted SHA-256 hash"#),
+        "{out}"
+    );
+    assert_nowhere("cdcd check's output", &out);
+
+    let runs =
+        [StdoutRun::start_with_log_level(&friendly, "debug"), StdoutRun::start_with_log_level(&debezium, "debug")];
+    for run in &runs {
+        run.wait_for("the snapshot", |r| r.len() >= 2);
+    }
+    c.batch_execute(
+        "INSERT INTO users VALUES (2, 'Bob', 'bob@example.com', '987-65-4321', 'hunter2', NULL);
+         INSERT INTO orders VALUES ('bob@example.com', 2, 'code-XYZZY');
+         UPDATE users SET note = 'changed', email = NULL WHERE id = 1;
+         DELETE FROM users WHERE id = 2;
+         DELETE FROM orders WHERE user_email = 'bob@example.com';",
+    )
+    .await
+    .unwrap();
+    // What the columns must show, computed by PostgreSQL: sha256(salt || text), hex.
+    let hash = |email: &'static str| {
+        let c = &c;
+        async move {
+            let row = c
+                .query_one("SELECT encode(sha256(convert_to($1 || $2, 'UTF8')), 'hex')", &[&SALT, &email])
+                .await
+                .unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    let (ann, bob) = (hash("ann@example.com").await, hash("bob@example.com").await);
+    let [f, d] = runs;
+    let done = |r: &[Value]| r.iter().filter(|r| r["value"].is_null()).count() >= 2;
+    f.wait_for("both deletes' tombstones", done);
+    d.wait_for("both deletes' tombstones", done);
+    let (flog, dlog) = (f.logs(), d.logs());
+    let (frecs, drecs) = (f.stop(), d.stop());
+    let (ftext, dtext) = (
+        std::fs::read_to_string(dir.path().join("colsf.records")).unwrap(),
+        std::fs::read_to_string(dir.path().join("colsd.records")).unwrap(),
+    );
+    assert_nowhere("the friendly records", &ftext);
+    assert_nowhere("the Debezium records", &dtext);
+    assert_nowhere("the friendly run's debug log", &flog);
+    assert_nowhere("the Debezium run's debug log", &dlog);
+
+    for (label, recs, payload) in [("friendly", &frecs, false), ("debezium", &drecs, true)] {
+        let value = |r: &Value| if payload { r["value"]["payload"].clone() } else { r["value"].clone() };
+        let key = |r: &Value| if payload { r["key"]["payload"].clone() } else { r["key"].clone() };
+        let users: Vec<Value> =
+            recs.iter().filter(|r| r["topic"].as_str().unwrap().ends_with("public.users")).cloned().collect();
+        let rows: Vec<Value> = users
+            .iter()
+            .map(value)
+            .filter(|v| !v.is_null())
+            .flat_map(|v| [v["before"].clone(), v["after"].clone()])
+            .filter(|r| !r.is_null())
+            .collect();
+        assert!(rows.len() >= 4, "{label}: {users:#?}");
+        for row in &rows {
+            let cols: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(cols, ["email", "id", "name", "note", "ssn"], "{label}: password is left out (sorted): {row}");
+            assert_eq!(row["ssn"], "*****", "{label}: {row}");
+            let want = match row["id"].as_i64() {
+                Some(1) if row["email"].is_null() => json!(null),
+                Some(1) => json!(ann),
+                _ => json!(bob),
+            };
+            assert_eq!(row["email"], want, "{label}: the salted hash PostgreSQL computes too: {row}");
+        }
+        let orders: Vec<&Value> =
+            recs.iter().filter(|r| r["topic"].as_str().unwrap().ends_with("public.orders")).collect();
+        let keys: std::collections::BTreeSet<String> =
+            orders.iter().map(|r| key(r)["user_email"].as_str().unwrap_or_default().to_string()).collect();
+        assert_eq!(
+            keys,
+            [ann.clone(), bob.clone()].into(),
+            "{label}: the key is hashed, so it joins users.email: {orders:#?}"
+        );
+        for r in orders.iter().map(|r| value(r)).filter(|v| !v.is_null()) {
+            let row = if r["after"].is_null() { &r["before"] } else { &r["after"] };
+            assert!(row.get("secret_code").is_none() && row["qty"].is_i64(), "{label}: {row}");
+        }
+        if payload {
+            let schema = &users.iter().find(|r| !r["value"].is_null()).unwrap()["value"]["schema"];
+            let after = schema["fields"].as_array().unwrap().iter().find(|f| f["field"] == "after").unwrap();
+            let fields: Vec<(String, String, bool)> = after["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["field"].as_str().unwrap().into(),
+                        f["type"].as_str().unwrap().into(),
+                        f["optional"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String, bool)> = [
+                ("id", "int32", false),
+                ("name", "string", true),
+                ("email", "string", true),
+                ("ssn", "string", false),
+                ("note", "string", true),
+            ]
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+            .collect();
+            assert_eq!(fields, want, "the value schema leaves the password out");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_excluded_and_masked_columns_reach_no_topic_key_or_log() {
+    let mut c = mysql_db("cols_my").await;
+    c.query_drop("CREATE TABLE users (id int PRIMARY KEY, name varchar(20), email varchar(40), ssn varchar(11), password varchar(20))").await.unwrap();
+    c.query_drop("INSERT INTO users VALUES (1, 'Ann', 'ann@example.com', '123-45-6789', 'hunter2')").await.unwrap();
+    c.query_drop("CREATE TABLE orders (user_email varchar(40) PRIMARY KEY, qty int, secret_code varchar(20))")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config(dir.path(), "colsmy", r#"["cols_my.*"]"#, 7312, STDOUT_SINK, "");
+    append(&cfg, &COLUMNS_PG.replace("public.", "cols_my."));
+    let run = StdoutRun::start_with_log_level(&cfg, "debug");
+    run.wait_for("the snapshot", |r| !r.is_empty());
+    for q in [
+        "INSERT INTO orders VALUES ('bob@example.com', 2, 'code-XYZZY')",
+        "INSERT INTO users VALUES (2, 'Bob', 'bob@example.com', '987-65-4321', 'hunter2')",
+        "UPDATE users SET name = 'ann', ssn = NULL WHERE id = 1",
+        "DELETE FROM users WHERE id = 2",
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    run.wait_for("the tombstone", |r| r.iter().any(|r| r["value"].is_null()));
+    let log = run.logs();
+    let recs = run.stop();
+    assert_nowhere("the records", &std::fs::read_to_string(dir.path().join("colsmy.records")).unwrap());
+    assert_nowhere("the debug log", &log);
+    let sha = |s: &str| {
+        let mut h = openssl_free_sha256(format!("{SALT}{s}").as_bytes());
+        h.make_ascii_lowercase();
+        h
+    };
+    let rows: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["topic"] == "colsmy.cols_my.users" && !r["value"].is_null())
+        .flat_map(|r| [&r["value"]["before"], &r["value"]["after"]])
+        .filter(|r| !r.is_null())
+        .collect();
+    assert_eq!(rows.len(), 5, "r, c, u (before and after), d: {recs:#?}");
+    for row in rows {
+        let cols: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(cols, ["email", "id", "name", "ssn"], "(sorted) {row}");
+        let (email, ssn_set) =
+            if row["id"] == 1 { ("ann@example.com", row["name"] == "Ann") } else { ("bob@example.com", true) };
+        assert_eq!(row["email"], json!(sha(email)), "{row}");
+        assert_eq!(row["ssn"], if ssn_set { json!("*****") } else { json!(null) }, "{row}");
+    }
+    let order = recs.iter().find(|r| r["topic"] == "colsmy.cols_my.orders").expect("the order");
+    assert_eq!(order["key"], json!({"user_email": sha("bob@example.com")}));
+    assert_eq!(order["value"]["after"], json!({"user_email": sha("bob@example.com"), "qty": 2}));
+}
+
+/// SHA-256 in hex by the `sha256sum` tool: a second implementation beside cdcd's OpenSSL one.
+fn openssl_free_sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_masked_column_stays_masked_in_a_dead_letter_record() {
+    let db = TestDb::create("cols_dlq").await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE docs (id int PRIMARY KEY, ssn text, body text)").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let sink = format!(
+        "{}dead_letter_topic = \"colsdlq.dead\"\n[sink.properties]\n\"message.max.bytes\" = 20000\n",
+        kafka_sink(&broker.bootstrap)
+    );
+    let cfg = write_config(dir.path(), "colsdlq", &db.url, r#"["public.docs"]"#, &sink, "");
+    append(&cfg, "[[columns.mask]]\ncolumns = [\"public.docs.ssn\"]\nchars = 3\n");
+    let daemon = Daemon::start_with_env(&cfg, &[("RUST_LOG", "debug")]);
+    assert!(wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished")), "{}", daemon.logs());
+    c.batch_execute(
+        "INSERT INTO docs VALUES (1, '123-45-6789', repeat('x', 50000));
+         INSERT INTO docs VALUES (2, '987-65-4321', 'small');",
+    )
+    .await
+    .unwrap();
+    let recs = read_topics(&broker.bootstrap, &["colsdlq.public.docs", "colsdlq.dead"], 2, 60);
+    let dead: Vec<&Rec> = recs.iter().filter(|r| r.topic == "colsdlq.dead").collect();
+    assert_eq!(dead.len(), 1, "the big row went to the dead-letter topic: {recs:#?}");
+    let all = format!("{recs:?}");
+    assert_nowhere("the topics, dead letters included", &all);
+    let small = recs.iter().find(|r| r.topic == "colsdlq.public.docs").unwrap();
+    assert_eq!(small.value.as_ref().unwrap()["after"]["ssn"], "***");
+    let logs = daemon.logs();
+    assert_eq!(daemon.stop(), Some(0));
+    assert_nowhere("the debug log", &logs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_mask_on_a_key_column_is_refused_naming_the_column() {
+    let db = TestDb::create("cols_keymask").await;
+    db.client().await.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "colskey", &db.url, r#"["public.t"]"#, STDOUT_SINK, "");
+    append(&cfg, "[[columns.mask]]\ncolumns = [\"public.t.id\"]\nchars = 3\n");
+    let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("column `id` of public.t is part of the Kafka key") && err.contains("hash"), "{err}");
 }

@@ -10,11 +10,13 @@ use serde::Deserialize;
 use crate::secrets::{self, ConnUrl, Properties};
 use crate::source::tables::TableSelection;
 
+pub mod columns;
 mod delivery;
 mod events;
 mod snapshot;
 mod unique;
 
+pub use columns::ColumnsConfig;
 pub use delivery::{CheckpointConfig, Delivery, StoreName};
 pub use events::EventsConfig;
 
@@ -51,6 +53,9 @@ pub struct ConnectorConfig {
     /// Which changes become records (skipped operations, tombstones).
     #[serde(default)]
     pub events: EventsConfig,
+    /// Which columns are published, and which masked.
+    #[serde(default)]
+    pub columns: ColumnsConfig,
     /// The file this connector came from; set by the loader.
     #[serde(skip)]
     pub file: PathBuf,
@@ -513,6 +518,11 @@ fn expand_all(cfg: &mut ConnectorConfig, path: &Path) -> Result<(), ConfigError>
             }
         }
     }
+    for (n, m) in cfg.columns.mask.iter_mut().enumerate() {
+        if let Some(salt) = &mut m.salt {
+            *salt = expand_env(salt).map_err(|e| ConfigError::invalid(path, &format!("columns.mask[{n}].salt"), e))?;
+        }
+    }
     if let Some(p) = &cfg.checkpoint.path {
         let s = p.to_string_lossy();
         cfg.checkpoint.path =
@@ -542,6 +552,9 @@ fn register_secrets(cfg: &ConnectorConfig) {
                 }
             }
         }
+    }
+    for salt in cfg.columns.mask.iter().filter_map(|m| m.salt.as_deref()) {
+        secrets::register(salt);
     }
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if let Some(pw) = k.schema_registry.as_ref().and_then(|r| r.password.as_deref()) {
@@ -644,6 +657,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
         }
     }
     cfg.events.skipped().map_err(|m| ConfigError::invalid(path, "events.skipped_operations", m))?;
+    cfg.columns.validate().map_err(|(key, m)| ConfigError::invalid(path, &key, m))?;
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));

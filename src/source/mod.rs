@@ -2,6 +2,7 @@
 //! and writes into an [`Emitter`]; it knows nothing of the pipeline that drives it.
 
 pub mod chunks;
+pub mod columns;
 mod fixed_schemas;
 pub mod mysql;
 pub mod postgres;

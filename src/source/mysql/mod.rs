@@ -354,6 +354,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         flavor: info.flavor(),
         keys: crate::source::tables::KeyColumns::new(&my.key_columns),
         typed: cfg.typed_options(),
+        columns: std::sync::Arc::new(crate::source::columns::ColumnRules::new(&cfg.columns)),
     };
     let identity = info.identity();
     let use_gtid = match my.position {

@@ -674,7 +674,9 @@ pub async fn run(
                             &source,
                         )
                         .await?;
-                        if let Some(id) = snapshot.watched(&db, &name) {
+                        // A skipped TRUNCATE must not empty a snapshot chunk either: its rows
+                        // would then reach nobody.
+                        if let Some(id) = snapshot.watched(&db, &name).filter(|_| !emitter.skips(Op::Truncate)) {
                             snapshot.record_truncate(id, g.start, g.gtid.as_deref());
                         }
                     }

@@ -15,6 +15,7 @@ use super::{my_err, TableName};
 use crate::core::connect::{Field, Schema, TableSchema, TypedOptions};
 use crate::core::json;
 use crate::error::SourceError;
+use crate::source::columns::{ColumnRule, ColumnRules};
 use crate::source::tables::KeyColumns;
 
 /// How a column's values are rendered (see the README's value table).
@@ -99,6 +100,8 @@ pub struct Table {
     pub identity: Vec<usize>,
     /// `{"version":..,"connector":..,"name":..,"db":..,"table":..`, pre-rendered.
     pub source_prefix: Vec<u8>,
+    /// Per column: published as it is, left out, or masked (`[columns]`).
+    pub rules: Vec<ColumnRule>,
     /// Present when the sink uses a typed encoding.
     pub typed: Option<Arc<TypedTable>>,
 }
@@ -118,7 +121,8 @@ impl Table {
         json::write_str(&mut p, name);
         let collection = format!("{db}.{name}");
         let topic = format!("{}.{collection}", ctx.topic_prefix);
-        let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &key, &opts, ctx)));
+        let rules: Vec<ColumnRule> = columns.iter().map(|c| ctx.columns.rule(db, name, &c.name)).collect();
+        let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &rules, &key, &opts, ctx)));
         let identity = key.clone();
         Table {
             db: db.to_string(),
@@ -129,6 +133,7 @@ impl Table {
             key,
             identity,
             source_prefix: p,
+            rules,
             typed,
         }
     }
@@ -156,16 +161,29 @@ pub struct Context {
     pub keys: KeyColumns,
     /// Debezium's options when the sink uses a typed encoding.
     pub typed: Option<TypedOptions>,
+    /// `[columns]`: columns left out or masked.
+    pub columns: Arc<ColumnRules>,
 }
 
-fn typed_table(topic: &str, columns: &[Column], key: &[usize], opts: &TypedOptions, ctx: &Context) -> TypedTable {
+fn typed_table(
+    topic: &str,
+    columns: &[Column],
+    rules: &[ColumnRule],
+    key: &[usize],
+    opts: &TypedOptions,
+    ctx: &Context,
+) -> TypedTable {
     let typed: Vec<(Mapped, Schema)> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let (m, mut schema) = map_column(&c.kind, &c.detail, opts);
             // As Debezium: optional unless NOT NULL; key columns never are.
-            schema.optional = c.detail.nullable && !key.contains(&i);
+            let optional = c.detail.nullable && !key.contains(&i);
+            if rules[i].is_masked() {
+                schema = ColumnRule::masked_schema(optional);
+            }
+            schema.optional = optional;
             (m, schema)
         })
         .collect();
@@ -178,7 +196,7 @@ fn typed_table(topic: &str, columns: &[Column], key: &[usize], opts: &TypedOptio
             f
         })
         .collect();
-    let value_fields = (0..columns.len()).map(field).collect();
+    let value_fields = (0..columns.len()).filter(|&i| rules[i] != ColumnRule::Drop).map(field).collect();
     let schema = TableSchema::new(topic, key_fields, value_fields, source_schema(ctx.flavor));
     TypedTable { columns: typed, schema, flavor: ctx.flavor, connector: ctx.connector.clone() }
 }
@@ -205,7 +223,10 @@ impl Context {
     /// The message-key column indexes of `db.name`: configured ones, else its primary key.
     pub fn key_indexes(&self, db: &str, name: &str, columns: &[Column], pk: Vec<usize>) -> Result<Vec<usize>, String> {
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        self.keys.resolve(db, name, &names, pk)
+        let key = self.keys.resolve(db, name, &names, pk)?;
+        let key_names: Vec<&str> = key.iter().map(|&i| names[i]).collect();
+        self.columns.check_key(db, name, &key_names)?;
+        Ok(key)
     }
 }
 

@@ -12,6 +12,7 @@ use super::typed::{write_typed, Friendly};
 use crate::core::connect::{write_null_or_empty, ValueWriter, WriteTyped};
 use crate::core::envelope::WriteJson;
 use crate::core::json;
+use crate::source::columns::ColumnRule;
 
 /// One row's values, wherever they came from.
 pub trait Cells: Sync {
@@ -99,8 +100,19 @@ pub struct Row<'a, C: Cells> {
 
 impl<C: Cells> WriteTyped for Row<'_, C> {
     fn write_typed(&self, w: &mut dyn ValueWriter) {
-        write_typed_columns(self, 0..self.table.columns.len(), w);
+        let rules = &self.table.rules;
+        write_typed_columns(self, (0..self.table.columns.len()).filter(|&i| !dropped(rules, i)), w);
     }
+}
+
+/// Whether `[columns]` leaves column `i` out of `before` / `after`.
+fn dropped(rules: &[ColumnRule], i: usize) -> bool {
+    rules.get(i) == Some(&ColumnRule::Drop)
+}
+
+/// Column `i`'s rule when it masks the value.
+fn mask_of(table: &Table, i: usize) -> Option<&ColumnRule> {
+    table.rules.get(i).filter(|r| r.is_masked())
 }
 
 impl<C: Cells> WriteTyped for Key<'_, C> {
@@ -122,6 +134,10 @@ fn write_typed_columns<C: Cells>(row: &Row<'_, C>, columns: impl Iterator<Item =
         let (col, (mapped, schema)) = (&row.table.columns[i], &typed.columns[i]);
         text.clear();
         row.cells.write_cell(i, &col.kind, &mut text);
+        if let Some(rule) = mask_of(row.table, i) {
+            rule.write_typed(&text, schema, w);
+            continue;
+        }
         match Friendly::parse(&text) {
             Ok(Friendly::Null) => write_null_or_empty(w, schema),
             Ok(v) => write_typed(mapped, &v, col.detail.nullable, w, &mut scratch),
@@ -161,14 +177,32 @@ impl<C: Cells> WriteJson for Reshaped<'_, C> {
 impl<C: Cells> WriteJson for Row<'_, C> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
+        let mut first = true;
         for (i, col) in self.table.columns.iter().enumerate() {
-            if i > 0 {
+            if dropped(&self.table.rules, i) {
+                continue;
+            }
+            if !first {
                 out.push(b',');
             }
+            first = false;
             out.extend_from_slice(&col.json_key);
-            self.cells.write_cell(i, &col.kind, out);
+            write_published_cell(self, i, out);
         }
         out.push(b'}');
+    }
+}
+
+/// A cell as records carry it: masked when `[columns]` says so.
+fn write_published_cell<C: Cells>(row: &Row<'_, C>, i: usize, out: &mut Vec<u8>) {
+    let col = &row.table.columns[i];
+    match mask_of(row.table, i) {
+        Some(rule) => {
+            let mut text = Vec::new();
+            row.cells.write_cell(i, &col.kind, &mut text);
+            rule.write_json(&text, out);
+        }
+        None => row.cells.write_cell(i, &col.kind, out),
     }
 }
 
@@ -177,7 +211,7 @@ pub struct Key<'a, C: Cells>(pub Row<'a, C>);
 
 impl<C: Cells> WriteJson for Key<'_, C> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        write_json_columns(&self.0, &self.0.table.key, out);
+        write_json_columns(&self.0, &self.0.table.key, true, out);
     }
 }
 
@@ -187,11 +221,12 @@ pub struct Identity<'a, C: Cells>(pub Row<'a, C>);
 
 impl<C: Cells> WriteJson for Identity<'_, C> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        write_json_columns(&self.0, &self.0.table.identity, out);
+        // Compared in memory only, never published: the values as they are.
+        write_json_columns(&self.0, &self.0.table.identity, false, out);
     }
 }
 
-fn write_json_columns<C: Cells>(row: &Row<'_, C>, columns: &[usize], out: &mut Vec<u8>) {
+fn write_json_columns<C: Cells>(row: &Row<'_, C>, columns: &[usize], masked: bool, out: &mut Vec<u8>) {
     out.push(b'{');
     for (n, &i) in columns.iter().enumerate() {
         if n > 0 {
@@ -199,7 +234,11 @@ fn write_json_columns<C: Cells>(row: &Row<'_, C>, columns: &[usize], out: &mut V
         }
         let col = &row.table.columns[i];
         out.extend_from_slice(&col.json_key);
-        row.cells.write_cell(i, &col.kind, out);
+        if masked {
+            write_published_cell(row, i, out);
+        } else {
+            row.cells.write_cell(i, &col.kind, out);
+        }
     }
     out.push(b'}');
 }

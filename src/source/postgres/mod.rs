@@ -297,6 +297,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         topic_prefix: cfg.topic_prefix().to_string(),
         keys: KeyColumns::new(&pg.key_columns),
         typed: cfg.typed_options(),
+        columns: std::sync::Arc::new(crate::source::columns::ColumnRules::new(&cfg.columns)),
     };
     let identity = |created: Option<Lsn>| SourceIdentity::Postgres {
         system_identifier: system.system_identifier.clone(),

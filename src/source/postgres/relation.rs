@@ -2,7 +2,7 @@
 //! the constant part of its `source` block. Built from pgoutput Relation messages while
 //! streaming and from the catalog during the snapshot, so both render rows identically.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::catalog::TableRef;
 use super::pgoutput::{cell_text, Cell};
@@ -14,6 +14,7 @@ use crate::core::json;
 use crate::core::position::{event_position, Lsn};
 use crate::core::snapshot::SnapshotMarker;
 use crate::error::SourceError;
+use crate::source::columns::{ColumnRule, ColumnRules};
 use crate::source::tables::KeyColumns;
 
 /// What Debezium writes for an unchanged TOASTed column the server did not send.
@@ -29,6 +30,8 @@ pub struct SourceContext {
     pub keys: KeyColumns,
     /// Set when the sink encodes with Debezium's types: relations then carry their schemas.
     pub typed: Option<TypedOptions>,
+    /// `[columns]`: columns left out or masked.
+    pub columns: Arc<ColumnRules>,
 }
 
 /// A column as the catalog or pgoutput describes it.
@@ -49,6 +52,8 @@ pub struct Column {
     /// How the typed encodings convert it, and its Connect schema.
     mapped: Mapped,
     schema: Schema,
+    /// Published as it is, left out, or masked (`[columns]`).
+    rule: ColumnRule,
 }
 
 #[derive(Debug)]
@@ -87,6 +92,8 @@ impl Relation {
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let key = ctx.keys.resolve(&table.schema, &table.name, &names, own_key.clone()).map_err(SourceError::Fatal)?;
         let identity = if own_key.is_empty() { key.clone() } else { own_key };
+        let key_names: Vec<&str> = key.iter().map(|&i| names[i]).collect();
+        ctx.columns.check_key(&table.schema, &table.name, &key_names).map_err(SourceError::Fatal)?;
         let columns: Vec<Column> = columns
             .into_iter()
             .enumerate()
@@ -94,10 +101,15 @@ impl Relation {
                 let mut json_key = Vec::with_capacity(c.name.len() + 3);
                 json::write_str(&mut json_key, &c.name);
                 json_key.push(b':');
-                let (mapped, mut schema) = map_column(&c.pg, &opts);
+                let rule = ctx.columns.rule(&table.schema, &table.name, &c.name);
                 // As Debezium: a column is optional unless NOT NULL; key columns never are.
-                schema.optional = !c.not_null && !key.contains(&i);
-                Column { name: c.name, json_key, kind: c.kind, mapped, schema }
+                let optional = !c.not_null && !key.contains(&i);
+                let (mapped, mut schema) = map_column(&c.pg, &opts);
+                if rule.is_masked() {
+                    schema = ColumnRule::masked_schema(optional);
+                }
+                schema.optional = optional;
+                Column { name: c.name, json_key, kind: c.kind, mapped, schema, rule }
             })
             .collect();
         let mut p = Vec::new();
@@ -119,7 +131,8 @@ impl Relation {
             for f in &mut key_fields {
                 f.schema.optional = false;
             }
-            TableSchema::new(&topic, key_fields, columns.iter().map(field).collect(), source_schema().clone())
+            let value_fields = columns.iter().filter(|c| c.rule != ColumnRule::Drop).map(field).collect();
+            TableSchema::new(&topic, key_fields, value_fields, source_schema().clone())
         });
         Ok(Relation {
             id,
@@ -151,12 +164,17 @@ pub struct Row<'a> {
 impl WriteJson for Row<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
+        let mut first = true;
         for (i, col) in self.rel.columns.iter().enumerate() {
-            if i > 0 {
+            if col.rule == ColumnRule::Drop {
+                continue;
+            }
+            if !first {
                 out.push(b',');
             }
+            first = false;
             out.extend_from_slice(&col.json_key);
-            write_cell(out, col, self.cells.get(i).copied().unwrap_or(Cell::Null), self.data);
+            write_published_cell(out, col, self.cells.get(i).copied().unwrap_or(Cell::Null), self.data);
         }
         out.push(b'}');
     }
@@ -192,7 +210,7 @@ pub struct Key<'a>(pub Row<'a>);
 
 impl WriteJson for Key<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        write_columns(out, &self.0, &self.0.rel.key);
+        write_columns(out, &self.0, &self.0.rel.key, write_published_cell);
     }
 }
 
@@ -202,11 +220,12 @@ pub struct Identity<'a>(pub Row<'a>);
 
 impl WriteJson for Identity<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        write_columns(out, &self.0, &self.0.rel.identity);
+        // Compared in memory only, never published: the values as they are.
+        write_columns(out, &self.0, &self.0.rel.identity, write_cell);
     }
 }
 
-fn write_columns(out: &mut Vec<u8>, r: &Row<'_>, columns: &[usize]) {
+fn write_columns(out: &mut Vec<u8>, r: &Row<'_>, columns: &[usize], write: fn(&mut Vec<u8>, &Column, Cell, &[u8])) {
     out.push(b'{');
     for (n, &i) in columns.iter().enumerate() {
         if n > 0 {
@@ -214,7 +233,7 @@ fn write_columns(out: &mut Vec<u8>, r: &Row<'_>, columns: &[usize]) {
         }
         let col = &r.rel.columns[i];
         out.extend_from_slice(&col.json_key);
-        write_cell(out, col, r.cells.get(i).copied().unwrap_or(Cell::Null), r.data);
+        write(out, col, r.cells.get(i).copied().unwrap_or(Cell::Null), r.data);
     }
     out.push(b'}');
 }
@@ -223,7 +242,7 @@ impl WriteTyped for Row<'_> {
     fn write_typed(&self, w: &mut dyn ValueWriter) {
         let mut scratch = Vec::new();
         w.begin();
-        for (i, col) in self.rel.columns.iter().enumerate() {
+        for (i, col) in self.rel.columns.iter().enumerate().filter(|(_, c)| c.rule != ColumnRule::Drop) {
             write_typed_cell(w, col, self.cells.get(i).copied().unwrap_or(Cell::Null), self.data, &mut scratch);
         }
         w.end();
@@ -243,6 +262,11 @@ impl WriteTyped for Key<'_> {
 }
 
 fn write_typed_cell(w: &mut dyn ValueWriter, col: &Column, cell: Cell, data: &[u8], scratch: &mut Vec<u8>) {
+    if col.rule.is_masked() && cell != Cell::Unchanged {
+        scratch.clear();
+        write_cell(scratch, col, cell, data);
+        return col.rule.write_typed(scratch, &col.schema, w);
+    }
     match cell {
         Cell::Text(..) => match cell_text(data, cell) {
             Some(text) => write_typed(&col.mapped, text, w, scratch),
@@ -270,6 +294,17 @@ pub fn source_schema() -> &'static Schema {
         ]);
         Schema::structure(fields).named("io.debezium.connector.postgresql.Source").version(1)
     })
+}
+
+/// A cell as records carry it: masked when `[columns]` says so. (An unchanged TOASTed value
+/// keeps Debezium's placeholder, which says nothing about the value.)
+fn write_published_cell(out: &mut Vec<u8>, col: &Column, cell: Cell, data: &[u8]) {
+    if !col.rule.is_masked() || cell == Cell::Unchanged {
+        return write_cell(out, col, cell, data);
+    }
+    let mut text = Vec::new();
+    write_cell(&mut text, col, cell, data);
+    col.rule.write_json(&text, out);
 }
 
 fn write_cell(out: &mut Vec<u8>, col: &Column, cell: Cell, data: &[u8]) {

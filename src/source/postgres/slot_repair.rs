@@ -109,7 +109,7 @@ impl Repair<'_> {
                 schema: rel.schema.as_ref(),
                 ts_us: now_us(),
             };
-            emitter.emit(&rel.topic, &change).await?;
+            emitter.emit_required(&rel.topic, &change).await?;
         }
         emitter.commit_with(Position::Postgres { lsn: at }, Some(Arc::new(self.plan.clone())))?;
         emitter.metrics().slot_recreated();

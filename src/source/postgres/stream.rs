@@ -291,6 +291,11 @@ impl<'a> Streamer<'a> {
                 let rels: Vec<u32> = rels.into_iter().filter(|r| !self.ignored.contains_key(r)).collect();
                 for rel in rels {
                     self.emit_row(data, rel, wal_start, Op::Truncate, None, None).await?;
+                    // A skipped TRUNCATE must not empty a snapshot chunk either: its rows would
+                    // then reach nobody.
+                    if self.emitter.skips(Op::Truncate) {
+                        continue;
+                    }
                     if let (Some(s), Some(t)) = (&mut self.snapshot, &self.txn) {
                         s.record_truncate(rel, t.final_lsn, t.xid);
                     }
