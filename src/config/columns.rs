@@ -19,7 +19,7 @@ pub struct ColumnsConfig {
     pub mask: Vec<MaskConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskConfig {
     /// `schema.table.column` patterns.
@@ -31,6 +31,18 @@ pub struct MaskConfig {
     /// The hash's salt (required with `hash`; `${file:...}` keeps it out of the file). Masked in
     /// every log like a password.
     pub salt: Option<String>,
+}
+
+impl std::fmt::Debug for MaskConfig {
+    // Never the salt.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskConfig")
+            .field("columns", &self.columns)
+            .field("chars", &self.chars)
+            .field("hash", &self.hash)
+            .field("salt", &self.salt.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl ColumnsConfig {

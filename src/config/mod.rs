@@ -150,10 +150,26 @@ fn default_position_mode() -> PositionMode {
 pub enum SnapshotMode {
     /// Read every configured table once before streaming (when there is no checkpoint yet).
     Initial,
+    /// As `initial`, then stop (exit 0) once every table is read and checkpointed, dropping the
+    /// PostgreSQL slot; a later start with that checkpoint stops at once.
+    #[serde(rename = "initial_only")]
+    InitialOnly,
+    /// As `initial`, and read every table again when the checkpoint's position is gone from
+    /// the server (a lost or invalidated PostgreSQL slot, a purged MySQL binlog) instead of
+    /// stopping.
+    #[serde(rename = "when_needed")]
+    WhenNeeded,
     /// Stream only changes from now on. `"no_data"` is the same (Debezium's name for it; unlike
     /// Debezium's MySQL `never`, this never reads old binlogs from their start).
     #[serde(alias = "no_data")]
     Never,
+}
+
+impl SnapshotMode {
+    /// Whether a connector without a checkpoint reads the tables' existing rows.
+    pub fn reads_existing_rows(self) -> bool {
+        self != SnapshotMode::Never
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -15,12 +15,18 @@ use crate::core::connect::{write_null_or_empty, Schema, ValueWriter};
 use crate::core::json;
 use crate::source::tables::glob;
 
-/// One column's treatment.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ColumnRule {
-    Keep,
-    /// Not in `before` / `after` (a key column stays in the key, as Debezium).
-    Drop,
+/// One column's treatment: left out of `before` / `after` or not, and masked or not. A key
+/// column stays in the Kafka key even when left out (as in Debezium), masked if a mask names it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ColumnRule {
+    pub dropped: bool,
+    pub mask: Mask,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Mask {
+    #[default]
+    None,
     /// Every non-null value becomes this string.
     Fixed(Arc<str>),
     /// Every non-null value becomes the lower-case hex digest of salt + its text.
@@ -67,7 +73,7 @@ impl SaltedHash {
 pub struct ColumnRules {
     include: Vec<String>,
     exclude: Vec<String>,
-    masks: Vec<(Vec<String>, ColumnRule)>,
+    masks: Vec<(Vec<String>, Mask)>,
 }
 
 impl ColumnRules {
@@ -77,9 +83,9 @@ impl ColumnRules {
             .iter()
             .filter_map(|m| {
                 let rule = match (m.chars, &m.hash, &m.salt) {
-                    (Some(n), _, _) => ColumnRule::Fixed("*".repeat(n as usize).into()),
+                    (Some(n), _, _) => Mask::Fixed("*".repeat(n as usize).into()),
                     (None, Some(h), Some(salt)) => {
-                        ColumnRule::Hash(Arc::new(SaltedHash { name: hash_name(h)?, salt: salt.as_bytes().to_vec() }))
+                        Mask::Hash(Arc::new(SaltedHash { name: hash_name(h)?, salt: salt.as_bytes().to_vec() }))
                     }
                     _ => return None,
                 };
@@ -89,20 +95,19 @@ impl ColumnRules {
         ColumnRules { include: cfg.include.clone(), exclude: cfg.exclude.clone(), masks }
     }
 
-    /// The rule for column `column` of `schema.table` (`database.table` for MySQL). Leaving a
-    /// column out wins over masking it; the first mask that matches applies.
+    /// The rule for column `column` of `schema.table` (`database.table` for MySQL). The first
+    /// mask that matches applies, also to a left-out column (which a key may still carry).
     pub fn rule(&self, schema: &str, table: &str, column: &str) -> ColumnRule {
         let hit = |p: &String| matches(p, schema, table, column);
-        if (!self.include.is_empty() && !self.include.iter().any(hit)) || self.exclude.iter().any(hit) {
-            return ColumnRule::Drop;
-        }
-        self.masks.iter().find(|(ps, _)| ps.iter().any(hit)).map_or(ColumnRule::Keep, |(_, r)| r.clone())
+        let dropped = (!self.include.is_empty() && !self.include.iter().any(hit)) || self.exclude.iter().any(hit);
+        let mask = self.masks.iter().find(|(ps, _)| ps.iter().any(hit)).map_or(Mask::None, |(_, m)| m.clone());
+        ColumnRule { dropped, mask }
     }
 
     /// Refuses a fixed mask on a key column: every row would get the same Kafka key, and
     /// compaction would keep one row of the table.
     pub fn check_key(&self, schema: &str, table: &str, key: &[&str]) -> Result<(), String> {
-        match key.iter().find(|c| matches!(self.rule(schema, table, c), ColumnRule::Fixed(_))) {
+        match key.iter().find(|c| matches!(self.rule(schema, table, c).mask, Mask::Fixed(_))) {
             Some(c) => Err(format!(
                 "column `{c}` of {schema}.{table} is part of the Kafka key and columns.mask gives it a fixed mask, \
                  which would give every row the same key; mask it with a hash (hash = \"SHA-256\", salt = ...) instead"
@@ -112,15 +117,18 @@ impl ColumnRules {
     }
 }
 
+/// Case-insensitive, so a pattern written in another case still masks (MySQL's names are
+/// case-insensitive; a mask that silently missed would publish the value in clear).
 fn matches(pattern: &str, schema: &str, table: &str, column: &str) -> bool {
     let mut parts = pattern.splitn(3, '.');
     let (Some(s), Some(t), Some(c)) = (parts.next(), parts.next(), parts.next()) else { return false };
-    glob(s, schema) && glob(t, table) && glob(c, column)
+    let lower = |x: &str| x.to_lowercase();
+    glob(&lower(s), &lower(schema)) && glob(&lower(t), &lower(table)) && glob(&lower(c), &lower(column))
 }
 
 impl ColumnRule {
     pub fn is_masked(&self) -> bool {
-        matches!(self, ColumnRule::Fixed(_) | ColumnRule::Hash(_))
+        self.mask != Mask::None
     }
 
     /// The masked text of a value cdcd's JSON renders as `friendly`; `None` for null. A hash
@@ -129,14 +137,14 @@ impl ColumnRule {
         if friendly == b"null" {
             return None;
         }
-        match self {
-            ColumnRule::Fixed(mask) => Some(mask.to_string()),
-            ColumnRule::Hash(h) => Some(match serde_json::from_slice::<serde_json::Value>(friendly) {
+        match &self.mask {
+            Mask::Fixed(mask) => Some(mask.to_string()),
+            Mask::Hash(h) => Some(match serde_json::from_slice::<serde_json::Value>(friendly) {
                 Ok(serde_json::Value::String(s)) => h.hex(s.as_bytes()),
                 _ => h.hex(friendly),
             }),
             // Not masked: nothing calls this for them.
-            ColumnRule::Keep | ColumnRule::Drop => None,
+            Mask::None => None,
         }
     }
 
@@ -193,16 +201,29 @@ mod tests {
     #[test]
     fn rules_per_column_and_the_fixed_mask_is_refused_on_a_key() {
         let r = rules();
-        assert_eq!(r.rule("public", "users", "password"), ColumnRule::Drop);
-        assert_eq!(r.rule("shop", "orders", "internal_note"), ColumnRule::Drop);
-        assert_eq!(r.rule("public", "users", "name"), ColumnRule::Keep);
-        assert_eq!(r.rule("public", "users", "ssn"), ColumnRule::Fixed("****".into()), "the first mask wins");
-        assert!(matches!(r.rule("public", "users", "email"), ColumnRule::Hash(_)));
+        let dropped = ColumnRule { dropped: true, mask: Mask::None };
+        assert_eq!(r.rule("public", "users", "password"), dropped);
+        assert_eq!(r.rule("shop", "orders", "internal_note"), dropped);
+        assert_eq!(r.rule("SHOP", "Orders", "INTERNAL_Note"), dropped, "patterns match in any case");
+        assert_eq!(r.rule("public", "users", "name"), ColumnRule::default());
+        assert_eq!(r.rule("public", "users", "ssn").mask, Mask::Fixed("****".into()), "the first mask wins");
+        assert!(matches!(r.rule("public", "users", "Email").mask, Mask::Hash(_)));
         assert!(r.check_key("public", "users", &["email"]).is_ok());
         assert!(r.check_key("public", "users", &["ssn"]).unwrap_err().contains("same key"));
-        let only = ColumnRules::new(&ColumnsConfig { include: vec!["public.users.*".into()], ..Default::default() });
-        assert_eq!(only.rule("public", "users", "x"), ColumnRule::Keep);
-        assert_eq!(only.rule("public", "orders", "x"), ColumnRule::Drop);
+        let only = ColumnRules::new(&ColumnsConfig {
+            include: vec!["public.users.name".into()],
+            mask: vec![MaskConfig {
+                columns: vec!["public.users.email".into()],
+                chars: None,
+                hash: Some("SHA-256".into()),
+                salt: Some("s".into()),
+            }],
+            ..Default::default()
+        });
+        assert_eq!(only.rule("public", "users", "name"), ColumnRule::default());
+        assert!(only.rule("public", "orders", "x").dropped);
+        let email = only.rule("public", "users", "email");
+        assert!(email.dropped && email.is_masked(), "left out of the value, still masked in a key");
     }
 
     #[test]

@@ -353,7 +353,7 @@ pub fn reconcile_progress(progress: &mut SnapshotProgress, names: &[String], mod
     for name in names.iter().cloned() {
         if progress.table(&name).is_none() {
             let entry = match mode {
-                SnapshotMode::Initial => {
+                SnapshotMode::Initial | SnapshotMode::InitialOnly | SnapshotMode::WhenNeeded => {
                     tracing::info!(table = %name, "table newly captured: snapshotting it while streaming");
                     TableProgress::pending(name, SnapshotKind::Incremental, None)
                 }

@@ -375,7 +375,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
     };
     let initial = |name: String| TableProgress::pending(name, SnapshotKind::Initial, None);
     let (start, mut progress, fresh) = match checkpoint {
-        Some(cp) => {
+        Some(cp) => 'resume: {
             let Position::Mysql(pos) = cp.position else {
                 return Err(SourceError::Fatal(
                     "the checkpoint is not a MySQL checkpoint; give each connector its own checkpoint.path".into(),
@@ -396,6 +396,20 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
             let logs: Vec<mysql_async::Row> =
                 conn.query("SHOW BINARY LOGS").await.map_err(|e| my_err("listing binary logs", e))?;
             let files: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
+            if !files.contains(&pos.file) && my.snapshot == SnapshotMode::WhenNeeded {
+                let at = current_position(&mut conn, &info).await?;
+                tracing::warn!(
+                    purged = %pos.file,
+                    oldest = files.first().map(String::as_str).unwrap_or("none"),
+                    from = %Position::Mysql(at.clone()),
+                    "the binlog file the checkpoint needs was purged from the server; snapshot = \"when_needed\": reading every table again while streaming from the current position (rows deleted meanwhile stay with consumers, as in Debezium)"
+                );
+                emitter.set_identity(identity);
+                // Numbered past the checkpoint's plan: only a later step replaces it.
+                let mut plan = all_tables(|name| TableProgress::pending(name, SnapshotKind::Incremental, None));
+                plan.step = cp.snapshot.as_ref().map_or(0, |s| s.step) + 1;
+                break 'resume (at, plan, true);
+            }
             if !files.contains(&pos.file) {
                 return Err(SourceError::Fatal(format!(
                     "binlog file {} that cdcd needs to resume from offset {} was purged from the server (oldest is {}): changes since then may be lost. {resnapshot} Keep binlogs longer than cdcd can be down (binlog_expire_logs_seconds / expire_logs_days).",
@@ -413,7 +427,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         None => {
             let at = current_position(&mut conn, &info).await?;
             emitter.set_identity(identity);
-            let f = if my.snapshot == SnapshotMode::Initial { initial } else { TableProgress::streamed_only };
+            let f = if my.snapshot.reads_existing_rows() { initial } else { TableProgress::streamed_only };
             (at, all_tables(f), true)
         }
     };

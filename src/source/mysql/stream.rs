@@ -478,7 +478,7 @@ pub async fn run(
                         // known at COMMIT (a snapshot may start in between): keep both.
                         let image = image_of(table, c.before.as_ref(), table);
                         x.bytes += image.as_ref().map_or(0, Vec::len);
-                        let identity = if table.identity == table.key {
+                        let identity = if table.identity == table.key && table.key_is_raw() {
                             record.key_identity().map(<[u8]>::to_vec)
                         } else {
                             identity_of(table, c.after.as_ref().or(c.before.as_ref()))
@@ -505,7 +505,7 @@ pub async fn run(
                             // or removed, whole, in the columns the chunks are read with.
                             let image = image_of(table, c.before.as_ref(), shape);
                             snapshot.record(id, g.start, gtid, image.as_deref());
-                        } else if table.identity == table.key {
+                        } else if table.identity == table.key && table.key_is_raw() {
                             // Snapshot chunks are told apart by identity, which is the message
                             // key unless `key_columns` replaced a primary key.
                             snapshot.record(id, g.start, gtid, emitter.last_key());

@@ -149,6 +149,12 @@ impl Table {
     pub fn has_key(&self) -> bool {
         !self.key.is_empty()
     }
+
+    /// Whether the published key holds the key columns' own values (no mask): only then is it
+    /// the row's identity in the form snapshot chunks compare (they never mask).
+    pub fn key_is_raw(&self) -> bool {
+        self.key.iter().all(|&i| !self.rules.get(i).is_some_and(|r| r.is_masked()))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -196,7 +202,7 @@ fn typed_table(
             f
         })
         .collect();
-    let value_fields = (0..columns.len()).filter(|&i| rules[i] != ColumnRule::Drop).map(field).collect();
+    let value_fields = (0..columns.len()).filter(|&i| !rules[i].dropped).map(field).collect();
     let schema = TableSchema::new(topic, key_fields, value_fields, source_schema(ctx.flavor));
     TypedTable { columns: typed, schema, flavor: ctx.flavor, connector: ctx.connector.clone() }
 }

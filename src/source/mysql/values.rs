@@ -107,7 +107,7 @@ impl<C: Cells> WriteTyped for Row<'_, C> {
 
 /// Whether `[columns]` leaves column `i` out of `before` / `after`.
 fn dropped(rules: &[ColumnRule], i: usize) -> bool {
-    rules.get(i) == Some(&ColumnRule::Drop)
+    rules.get(i).is_some_and(|r| r.dropped)
 }
 
 /// Column `i`'s rule when it masks the value.

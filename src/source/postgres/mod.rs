@@ -359,7 +359,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 }
             }
             if let Some(why) = slot_repair::problem(&names.slot, slot.as_ref(), lsn, *slot_created_at) {
-                if pg.on_slot_lost != OnSlotLost::Resnapshot {
+                if pg.on_slot_lost != OnSlotLost::Resnapshot && pg.snapshot != SnapshotMode::WhenNeeded {
                     return Err(SourceError::Fatal(format!("{why}. {resnapshot}")).into());
                 }
                 if let Some(s) = &slot {
@@ -393,7 +393,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
                 (lsn, cp.snapshot.clone().unwrap_or_else(|| all_tables(TableProgress::streamed_only)))
             }
         }
-        (None, Some(s)) if pg.snapshot == SnapshotMode::Initial => {
+        (None, Some(s)) if pg.snapshot.reads_existing_rows() => {
             check_slot_owner(s, &names.slot, &system.database)?;
             tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier start did not get to its first checkpoint; dropping the slot and starting again");
             repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
@@ -411,7 +411,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         (None, None) => {
             let at = create_slot(&mut repl, &names.slot, slot_kind).await?;
             emitter.set_identity(identity(Some(at)));
-            let f = if pg.snapshot == SnapshotMode::Initial { initial } else { TableProgress::streamed_only };
+            let f = if pg.snapshot.reads_existing_rows() { initial } else { TableProgress::streamed_only };
             (at, all_tables(f))
         }
     };

@@ -131,7 +131,7 @@ impl Relation {
             for f in &mut key_fields {
                 f.schema.optional = false;
             }
-            let value_fields = columns.iter().filter(|c| c.rule != ColumnRule::Drop).map(field).collect();
+            let value_fields = columns.iter().filter(|c| !c.rule.dropped).map(field).collect();
             TableSchema::new(&topic, key_fields, value_fields, source_schema().clone())
         });
         Ok(Relation {
@@ -152,6 +152,12 @@ impl Relation {
     pub fn has_key(&self) -> bool {
         !self.key.is_empty()
     }
+
+    /// Whether the published key holds the key columns' own values (no mask): only then is it
+    /// the row's identity in the form snapshot chunks compare (they never mask).
+    pub fn key_is_raw(&self) -> bool {
+        self.key.iter().all(|&i| !self.columns[i].rule.is_masked())
+    }
 }
 
 /// A whole row as a JSON object. Cells past the end of the tuple render as null.
@@ -166,7 +172,7 @@ impl WriteJson for Row<'_> {
         out.push(b'{');
         let mut first = true;
         for (i, col) in self.rel.columns.iter().enumerate() {
-            if col.rule == ColumnRule::Drop {
+            if col.rule.dropped {
                 continue;
             }
             if !first {
@@ -242,7 +248,7 @@ impl WriteTyped for Row<'_> {
     fn write_typed(&self, w: &mut dyn ValueWriter) {
         let mut scratch = Vec::new();
         w.begin();
-        for (i, col) in self.rel.columns.iter().enumerate().filter(|(_, c)| c.rule != ColumnRule::Drop) {
+        for (i, col) in self.rel.columns.iter().enumerate().filter(|(_, c)| !c.rule.dropped) {
             write_typed_cell(w, col, self.cells.get(i).copied().unwrap_or(Cell::Null), self.data, &mut scratch);
         }
         w.end();
@@ -262,7 +268,11 @@ impl WriteTyped for Key<'_> {
 }
 
 fn write_typed_cell(w: &mut dyn ValueWriter, col: &Column, cell: Cell, data: &[u8], scratch: &mut Vec<u8>) {
-    if col.rule.is_masked() && cell != Cell::Unchanged {
+    if col.rule.is_masked() {
+        if cell == Cell::Unchanged {
+            // The column's type is now a string: the placeholder as one.
+            return w.string(UNAVAILABLE_VALUE);
+        }
         scratch.clear();
         write_cell(scratch, col, cell, data);
         return col.rule.write_typed(scratch, &col.schema, w);

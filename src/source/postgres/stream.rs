@@ -456,7 +456,7 @@ impl<'a> Streamer<'a> {
                         Identity(Row { rel, cells: pick(old), data }).write_json(scratch);
                         old_identity = Some(scratch.clone());
                     }
-                    let identity = if rel.identity == rel.key {
+                    let identity = if rel.identity == rel.key && rel.key_is_raw() {
                         self.emitter.last_key()
                     } else {
                         scratch.clear();
