@@ -197,6 +197,7 @@ async fn check(path: PathBuf) -> Result<(), Error> {
                 say!("        {fix_label}: {fix}");
             }
         }
+        say!("  ok    {}", cfg.snapshot_mode().describe());
         say!("  ok    {}", cfg.events.describe());
         say!("  ok    {}", cfg.columns.describe());
         match &cfg.sink {

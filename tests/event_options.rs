@@ -129,6 +129,7 @@ async fn postgres_skipped_operations_no_tombstones_and_an_excluded_table() {
     let (code, out, err) = cdcd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("events: skipped operations u,t; tombstones none"), "{out}");
+    assert!(out.contains("snapshot = initial: without a checkpoint"), "{out}");
     assert!(out.contains(r#"1 table(s) match source.tables (tables_exclude ["public.audit_*"] left out)"#), "{out}");
 
     let run = StdoutRun::start(&cfg);
@@ -598,4 +599,108 @@ async fn a_hashed_key_keeps_snapshot_deduplication_exact_under_concurrent_writes
         recs.iter().any(|r| r["value"]["after"]["blob"] == "__debezium_unavailable_value"),
         "an update left a TOASTed masked value unchanged"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_initial_only_reads_every_row_then_stops_and_drops_its_slot() {
+    let db = TestDb::create("snap_only_pg").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 500) i;",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "snaponly",
+        &db.url,
+        r#"["public.t"]"#,
+        STDOUT_SINK,
+        "snapshot = \"initial_only\"\nsnapshot_chunk_rows = 100",
+    );
+    let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let ids: std::collections::BTreeSet<i64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["value"]["op"] == "r")
+        .map(|r| r["value"]["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=500).collect(), "every row read once the session stops: {err}");
+    assert!(err.contains("every table was read and checkpointed; dropped the replication slot"), "{err}");
+    let slots = c.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cdcd_snaponly'", &[]).await.unwrap();
+    assert!(slots.is_empty(), "the slot would hold WAL forever");
+
+    // Started again: nothing to read, nothing published, and no new slot.
+    c.batch_execute("INSERT INTO t VALUES (501, 'later')").await.unwrap();
+    let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().is_empty(), "{out}");
+    assert!(err.contains("nothing to do"), "{err}");
+    let slots = c.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cdcd_snaponly'", &[]).await.unwrap();
+    assert!(slots.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_initial_only_reads_every_row_then_stops() {
+    let mut c = mysql_db("snap_only_my").await;
+    c.query_drop("CREATE TABLE t (id int PRIMARY KEY, v varchar(10))").await.unwrap();
+    c.query_drop("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_500").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config(
+        dir.path(),
+        "snaponlymy",
+        r#"["snap_only_my.t"]"#,
+        7313,
+        STDOUT_SINK,
+        "snapshot = \"initial_only\"\nsnapshot_chunk_rows = 100",
+    );
+    let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let ids: std::collections::BTreeSet<i64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["value"]["op"] == "r")
+        .map(|r| r["value"]["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=500).collect(), "{err}");
+    assert!(err.contains("every table was read and checkpointed; stopping"), "{err}");
+    c.query_drop("INSERT INTO t VALUES (501, 'later')").await.unwrap();
+    let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().is_empty(), "a second start publishes nothing: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_when_needed_reads_every_table_again_after_the_slot_is_lost() {
+    let db = TestDb::create("snap_needed_pg").await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        write_config(dir.path(), "snapneeded", &db.url, r#"["public.t"]"#, STDOUT_SINK, "snapshot = \"when_needed\"");
+    let run = StdoutRun::start(&cfg);
+    run.wait_for("the snapshot", |r| r.len() >= 2);
+    run.stop();
+    // The slot is lost while cdcd is down; changes made meanwhile were never decoded.
+    let admin = connect(&format!("{}/postgres", pg_url())).await;
+    admin.execute("SELECT pg_drop_replication_slot('cdcd_snapneeded')", &[]).await.unwrap();
+    c.batch_execute("DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (3, 'c');").await.unwrap();
+    let run = StdoutRun::start(&cfg);
+    run.wait_for("the tables read again", |r| {
+        r.iter().any(|r| r["value"]["op"] == "t")
+            && r.iter().any(|r| r["value"]["op"] == "r" && r["value"]["after"]["id"] == 3)
+    });
+    let log = run.logs();
+    let recs = run.stop();
+    let after_truncate: Vec<i64> = recs
+        .iter()
+        .skip_while(|r| r["value"]["op"] != "t")
+        .filter(|r| r["value"]["op"] == "r")
+        .map(|r| r["value"]["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(after_truncate, [2, 3], "a TRUNCATE, then the rows as they are now: {recs:#?}\n{log}");
 }

@@ -90,4 +90,48 @@ async fn bad_server_settings_and_purged_binlogs_are_clear_errors() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("was purged") && err.contains("may be lost") && err.contains("fresh snapshot"), "{err}");
     assert!(!err.contains("panicked"));
+
+    when_needed_reads_every_table_again_after_the_binlog_was_purged().await;
+}
+
+/// `snapshot = "when_needed"`: the binlog the checkpoint points into is purged while cdcd is
+/// down; the next start reads every table again (rows as they are now) and streams on, instead
+/// of stopping.
+async fn when_needed_reads_every_table_again_after_the_binlog_was_purged() {
+    let mut c = mysql_db("my_when_needed").await;
+    c.query_drop("CREATE TABLE t (id int PRIMARY KEY, v varchar(10))").await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b')").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config(
+        dir.path(),
+        "whenneeded",
+        r#"["my_when_needed.t"]"#,
+        5202,
+        "[sink]\ntype = \"stdout\"\n",
+        "snapshot = \"when_needed\"",
+    );
+    let daemon = Daemon::start(&cfg);
+    let ck = checkpoint_path(dir.path(), "whenneeded");
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("snapshot finished") && ck.exists()),
+        "{}",
+        daemon.logs()
+    );
+    assert_eq!(daemon.stop(), Some(0));
+    c.query_drop("DELETE FROM t WHERE id = 1").await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 'c')").await.unwrap();
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let (current, logs) = purge_to_current(&mut c, "SHOW MASTER STATUS").await;
+    assert_eq!(logs, [current.as_str()], "the purge must really remove the older binlogs");
+    let daemon = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(30), || daemon.logs().contains("reading every table again")
+            && daemon.logs().contains("snapshot finished")),
+        "{}",
+        daemon.logs()
+    );
+    let cp: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ck).unwrap()).unwrap();
+    assert_eq!(daemon.stop(), Some(0), "streaming went on");
+    let text = cp.to_string();
+    assert!(text.contains(&current), "the checkpoint moved to the current binlog {current}: {text}");
 }

@@ -170,6 +170,30 @@ impl SnapshotMode {
     pub fn reads_existing_rows(self) -> bool {
         self != SnapshotMode::Never
     }
+
+    /// What `cdcd check` says about the mode.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SnapshotMode::Initial => "snapshot = initial: without a checkpoint, existing rows are read while streaming",
+            SnapshotMode::InitialOnly => {
+                "snapshot = initial_only: existing rows are read, then the connector stops (exit 0; a PostgreSQL slot is dropped)"
+            }
+            SnapshotMode::WhenNeeded => {
+                "snapshot = when_needed: as initial, and every table is read again if the checkpoint's position is gone from the server"
+            }
+            SnapshotMode::Never => "snapshot = never (no_data): only changes from the start position on",
+        }
+    }
+}
+
+impl ConnectorConfig {
+    /// The source's `snapshot` mode.
+    pub fn snapshot_mode(&self) -> SnapshotMode {
+        match &self.source {
+            SourceConfig::Postgres(pg) => pg.snapshot,
+            SourceConfig::Mysql(my) => my.snapshot,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

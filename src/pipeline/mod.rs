@@ -311,6 +311,11 @@ impl Run<'_> {
             let checkpoint = tokio::task::block_in_place(|| ck.store.load()).map_err(|e| store_error(&name, e))?;
             // What a session that failed handed to a commit that did not finish is read again.
             ck.snapshot = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
+            // The store holds that step: a source waiting for its snapshot to be checkpointed
+            // (snapshot = "initial_only") need not wait for a new write.
+            if let Some(s) = &ck.snapshot {
+                tracker.set_durable_step(s.step);
+            }
             let started = tokio::time::Instant::now();
             let result = {
                 let session = source.run_session(Session {

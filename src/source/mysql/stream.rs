@@ -22,7 +22,7 @@ use super::values::{Identity, Key, Reshaped, Row};
 use super::xa::{self, Held, PreparedSet, XaStatement, Xid};
 use super::{connect, included, my_err, ServerInfo, TableName};
 use super::{guard, rows};
-use crate::config::MysqlSourceConfig;
+use crate::config::{MysqlSourceConfig, SnapshotMode};
 use crate::core::envelope::{now_us, write_times, Change, Op, WriteJson};
 use crate::core::json;
 use crate::core::position::{binlog_u64, event_position, BinlogPosition, Lsn, Position};
@@ -299,7 +299,12 @@ pub async fn run(
     let mut schemas: HashMap<TableName, Table> = HashMap::new();
     let mut schema_conn: Option<mysql_async::Conn> = None;
     let mut prepared = PreparedSet::new((my.xa_max_prepared_mb as usize) << 20);
+    let initial_only = my.snapshot == SnapshotMode::InitialOnly;
     loop {
+        if initial_only && group.is_none() && snapshot.taken_and_checkpointed(emitter) {
+            tracing::info!("snapshot = \"initial_only\": every table was read and checkpointed; stopping");
+            return Ok(());
+        }
         if group.is_none() && snapshot.is_running() {
             // Between event groups: a chunk the stream has passed goes out here.
             // By GTID, the server skips the transactions the start set holds without sending
@@ -313,7 +318,7 @@ pub async fn run(
             biased;
             _ = shutdown.changed() => return Ok(()),
             // Waiting for the next event is cancel-safe (the stream keeps its state).
-            _ = snapshot_tick.tick(), if snapshot.is_running() => continue,
+            _ = snapshot_tick.tick(), if snapshot.is_running() || initial_only => continue,
             ev = tokio::time::timeout(timeout, guard::decode_async(|| format!("the event after {file}:{last_end}"), stream.next())) => ev.map_err(|_| SourceError::Transient(format!(
                 "the server sent nothing for {} s, not even a replication heartbeat: the connection or the server is unresponsive (source.timeout_secs); reconnecting",
                 timeout.as_secs()

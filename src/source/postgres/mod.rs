@@ -312,6 +312,19 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         tables: tables.iter().map(|t| f(t.to_string())).collect(),
     };
     let initial = |name: String| TableProgress::pending(name, SnapshotKind::Initial, None);
+    if pg.snapshot == SnapshotMode::InitialOnly
+        && checkpoint.as_ref().is_some_and(|cp| cp.snapshot.as_ref().is_none_or(|s| s.unfinished().next().is_none()))
+    {
+        // A stop between the last checkpoint and dropping the slot left it behind.
+        if slot.is_some() {
+            repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
+            tracing::info!(slot = %names.slot, "dropped the replication slot the initial-only snapshot left");
+        }
+        tracing::info!(
+            "snapshot = \"initial_only\": the checkpoint says every table was read; nothing to do, stopping"
+        );
+        return Ok(());
+    }
     let (start, mut progress): (Lsn, SnapshotProgress) = match (&checkpoint, &slot) {
         (Some(cp), _) => {
             let Position::Postgres { lsn } = cp.position else {
@@ -507,9 +520,17 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     let streamer = stream::Streamer::new(&mut catalog, ctx, emitter, start)
         .with_snapshot(snapshotter)
         .with_live_tables(live)
-        .with_read_only_watermarks(pg.read_only);
+        .with_read_only_watermarks(pg.read_only)
+        .with_initial_only(pg.snapshot == SnapshotMode::InitialOnly);
     let status_interval = Duration::from_secs(pg.status_interval_secs).min(timeout / 3);
-    streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await
+    let end = streamer.run(reader, writer, start, durable, status_interval, timeout, shutdown).await?;
+    if end == stream::StreamEnd::SnapshotTaken {
+        // Nothing streams from the slot again: kept, it would hold WAL on the server forever.
+        let mut repl = ReplicationConn::connect(&params, &names.application).await?;
+        repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
+        tracing::info!(slot = %names.slot, "snapshot = \"initial_only\": every table was read and checkpointed; dropped the replication slot; stopping");
+    }
+    Ok(())
 }
 
 fn check_slot_owner(s: &catalog::SlotInfo, name: &str, db: &str) -> Result<(), SourceError> {

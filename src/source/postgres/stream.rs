@@ -65,6 +65,16 @@ pub struct Streamer<'a> {
     /// on a quiet database only a keepalive moves the stream past them, so while a snapshot
     /// runs the server is asked for one every [`PROBE_INTERVAL`] (when it was last asked).
     probe: Option<Instant>,
+    /// `snapshot = "initial_only"`: end the session once the snapshot is taken.
+    initial_only: bool,
+}
+
+/// Why a stream ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    Shutdown,
+    /// `snapshot = "initial_only"`: every table was read and checkpointed.
+    SnapshotTaken,
 }
 
 /// How often a read-only snapshot asks the server where its stream is.
@@ -91,6 +101,7 @@ impl<'a> Streamer<'a> {
             snapshot: None,
             live: None,
             probe: None,
+            initial_only: false,
         }
     }
 
@@ -114,6 +125,21 @@ impl<'a> Streamer<'a> {
 
     fn snapshot_running(&self) -> bool {
         self.snapshot.as_ref().is_some_and(Snapshotter::is_running)
+    }
+
+    /// `snapshot = "initial_only"`: every table is read and checkpointed, and no transaction is
+    /// open, so the session may end.
+    fn initial_snapshot_taken(&self) -> bool {
+        self.initial_only
+            && !self.emitter.in_transaction()
+            && !self.skipping
+            && self.snapshot.as_ref().is_none_or(|s| s.taken_and_checkpointed(self.emitter))
+    }
+
+    /// Ends the session once the initial snapshot is taken (`snapshot = "initial_only"`).
+    pub fn with_initial_only(mut self, initial_only: bool) -> Self {
+        self.initial_only = initial_only;
+        self
     }
 
     /// Between transactions: takes new tables and signals, and emits the snapshot chunks the
@@ -144,7 +170,7 @@ impl<'a> Streamer<'a> {
         status_interval: Duration,
         timeout: Duration,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<StreamEnd, SessionError> {
         self.timeout = timeout;
         let (reply_tx, reply_rx) = mpsc::channel(4);
         let mut status = tokio::spawn(status_writer(writer, durable, start, reply_rx, status_interval));
@@ -155,7 +181,10 @@ impl<'a> Streamer<'a> {
         let result = async {
             loop {
                 if *shutdown.borrow() {
-                    return Ok(());
+                    return Ok(StreamEnd::Shutdown);
+                }
+                if self.initial_snapshot_taken() {
+                    return Ok(StreamEnd::SnapshotTaken);
                 }
                 if let Some(data) = reader.buffered_copy_data()? {
                     self.on_message(data, &reply_tx).await?;
@@ -171,9 +200,9 @@ impl<'a> Streamer<'a> {
                 let discovery_due = tokio::time::sleep_until(discovery.unwrap_or_else(Instant::now).into());
                 let data = tokio::select! {
                     biased;
-                    _ = shutdown.changed() => return Ok(()),
+                    _ = shutdown.changed() => return Ok(StreamEnd::Shutdown),
                     // Reading a message is cancel-safe (a partial frame stays in the buffer).
-                    _ = snapshot_tick.tick(), if self.snapshot_running() => {
+                    _ = snapshot_tick.tick(), if self.snapshot_running() || self.initial_only => {
                         if !self.emitter.in_transaction() && !self.skipping {
                             self.between_transactions().await?;
                         }

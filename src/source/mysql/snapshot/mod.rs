@@ -128,6 +128,12 @@ impl Snapshotter {
         self.engine.is_running()
     }
 
+    /// Whether every table is read and the checkpoint store holds that (`snapshot =
+    /// "initial_only"` then stops), as far as `emitter` knows.
+    pub fn taken_and_checkpointed(&self, emitter: &Emitter) -> bool {
+        !self.is_running() && emitter.durable_snapshot_step() >= self.engine.ledger().progress().step
+    }
+
     pub fn estimated_rows(&self) -> u64 {
         self.engine.ledger().estimated_rows()
     }
