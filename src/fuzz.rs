@@ -81,6 +81,7 @@ pub fn pgoutput(input: &[u8]) -> Vec<Vec<u8>> {
         keys: KeyColumns::default(),
         typed: Some(Default::default()),
         columns: Default::default(),
+        routes: Default::default(),
     };
     let mut docs = Vec::new();
     let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -171,6 +172,7 @@ pub fn binlog(input: &[u8]) -> Vec<Vec<u8>> {
         keys: KeyColumns::default(),
         typed: Some(Default::default()),
         columns: Default::default(),
+        routes: Default::default(),
     };
     let mut docs = Vec::new();
     let mut reader = EventStreamReader::new(BinlogVersion::Version4);

@@ -200,6 +200,12 @@ async fn check(path: PathBuf) -> Result<(), Error> {
         say!("  ok    {}", cfg.snapshot_mode().describe());
         say!("  ok    {}", cfg.events.describe());
         say!("  ok    {}", cfg.columns.describe());
+        for r in &cfg.routes {
+            let key = r.key_field().map_or("the key as it is (key_field = \"\")".to_string(), |f| {
+                format!("key field {f} naming each table")
+            });
+            say!("  ok    route: {:?} -> topic {}, {key}", r.tables, r.topic);
+        }
         match &cfg.sink {
             SinkConfig::Kafka(k) => {
                 say!(

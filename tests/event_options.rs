@@ -704,3 +704,111 @@ async fn postgres_when_needed_reads_every_table_again_after_the_slot_is_lost() {
         .collect();
     assert_eq!(after_truncate, [2, 3], "a TRUNCATE, then the rows as they are now: {recs:#?}\n{log}");
 }
+
+const ROUTES: &str = r#"
+[[routes]]
+tables = ["public.orders_*"]
+topic = "shop.orders"
+[[routes]]
+tables = ["public.audit"]
+topic = "shop.audit_all"
+key_field = ""
+"#;
+
+/// `[[routes]]`: two shards of one logical table into one topic, their keys told apart by the
+/// field Debezium's ByLogicalTableRouter adds (in both encodings, the Debezium key schema
+/// included); a route without a key field keeps the key as it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_merge_tables_into_one_topic_with_the_table_in_the_key() {
+    let db = TestDb::create("routes_pg").await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE orders_a (id int PRIMARY KEY, qty int); INSERT INTO orders_a VALUES (1, 10);
+         CREATE TABLE orders_b (id int PRIMARY KEY, qty int); INSERT INTO orders_b VALUES (1, 20);
+         CREATE TABLE audit (id int PRIMARY KEY, what text);",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tables = r#"["public.*"]"#;
+    let friendly = write_config(dir.path(), "rtf", &db.url, tables, STDOUT_SINK, "");
+    append(&friendly, ROUTES);
+    let debezium =
+        write_config(dir.path(), "rtd", &db.url, tables, "[sink]\ntype = \"stdout\"\nencoding = \"debezium\"\n", "");
+    append(&debezium, ROUTES);
+    let (code, out, err) = cdcd(&["check", "--config", friendly.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(r#"route: ["public.orders_*"] -> topic shop.orders, key field __dbz__physicalTableIdentifier naming each table"#), "{out}");
+    let runs = [StdoutRun::start(&friendly), StdoutRun::start(&debezium)];
+    for run in &runs {
+        run.wait_for("the snapshot", |r| r.len() >= 2);
+    }
+    c.batch_execute("UPDATE orders_b SET qty = 21 WHERE id = 1; INSERT INTO audit VALUES (7, 'x');").await.unwrap();
+    for run in &runs {
+        run.wait_for("the audit row", |r| r.iter().any(|r| r["topic"] == "shop.audit_all"));
+    }
+    let [f, d] = runs;
+    let (frecs, drecs) = (f.stop(), d.stop());
+    for (prefix, recs, payload) in [("rtf", frecs, false), ("rtd", drecs, true)] {
+        let key = |r: &Value| if payload { r["key"]["payload"].clone() } else { r["key"].clone() };
+        let value = |r: &Value| if payload { r["value"]["payload"].clone() } else { r["value"].clone() };
+        assert_eq!(topics(&recs), ["shop.audit_all".to_string(), "shop.orders".to_string()].into(), "{recs:#?}");
+        // Snapshot readers run in parallel: the order of the two tables' reads is not fixed.
+        let mut orders: Vec<(Value, String, i64)> = recs
+            .iter()
+            .filter(|r| r["topic"] == "shop.orders")
+            .map(|r| (key(r), value(r)["op"].as_str().unwrap().to_string(), value(r)["after"]["qty"].as_i64().unwrap()))
+            .collect();
+        orders.sort_by_key(|(k, op, _)| (k.to_string(), op.clone()));
+        let table = |t: &str| format!("{prefix}.public.{t}");
+        assert_eq!(
+            orders,
+            [
+                (json!({"id": 1, "__dbz__physicalTableIdentifier": table("orders_a")}), "r".to_string(), 10),
+                (json!({"id": 1, "__dbz__physicalTableIdentifier": table("orders_b")}), "r".to_string(), 20),
+                (json!({"id": 1, "__dbz__physicalTableIdentifier": table("orders_b")}), "u".to_string(), 21),
+            ],
+            "{prefix}"
+        );
+        let audit = recs.iter().find(|r| r["topic"] == "shop.audit_all").unwrap();
+        assert_eq!(key(audit), json!({"id": 7}), "no key field on this route");
+        assert_eq!(value(audit)["source"]["table"], "audit");
+        if payload {
+            let order = recs.iter().find(|r| r["topic"] == "shop.orders").unwrap();
+            let fields: Vec<&str> = order["key"]["schema"]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["field"].as_str().unwrap())
+                .collect();
+            assert_eq!(fields, ["id", "__dbz__physicalTableIdentifier"]);
+            assert_eq!(order["key"]["schema"]["name"], "shop.orders.Key");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_routes_merge_tables_into_one_topic_with_the_table_in_the_key() {
+    let mut c = mysql_db("routes_my").await;
+    for t in ["orders_a", "orders_b"] {
+        c.query_drop(format!("CREATE TABLE {t} (id int PRIMARY KEY, qty int)")).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_mysql_config(dir.path(), "rtmy", r#"["routes_my.*"]"#, 7314, STDOUT_SINK, "");
+    append(&cfg, "[[routes]]\ntables = [\"routes_my.orders_*\"]\ntopic = \"shop.orders\"\n");
+    let run = StdoutRun::start(&cfg);
+    assert!(wait_until(Duration::from_secs(60), || run.logs().contains("snapshot finished")), "{}", run.logs());
+    c.query_drop("INSERT INTO orders_a VALUES (1, 10)").await.unwrap();
+    c.query_drop("INSERT INTO orders_b VALUES (1, 20)").await.unwrap();
+    run.wait_for("both inserts", |r| r.len() >= 2);
+    let recs = run.stop();
+    let keys: Vec<Value> = recs.iter().filter(|r| r["topic"] == "shop.orders").map(|r| r["key"].clone()).collect();
+    assert_eq!(
+        keys,
+        [
+            json!({"id": 1, "__dbz__physicalTableIdentifier": "rtmy.routes_my.orders_a"}),
+            json!({"id": 1, "__dbz__physicalTableIdentifier": "rtmy.routes_my.orders_b"})
+        ],
+        "{recs:#?}"
+    );
+}

@@ -13,6 +13,7 @@ use crate::source::tables::TableSelection;
 pub mod columns;
 mod delivery;
 mod events;
+pub mod routes;
 mod snapshot;
 mod unique;
 
@@ -56,6 +57,9 @@ pub struct ConnectorConfig {
     /// Which columns are published, and which masked.
     #[serde(default)]
     pub columns: ColumnsConfig,
+    /// Several tables into one topic.
+    #[serde(default)]
+    pub routes: Vec<routes::RouteConfig>,
     /// The file this connector came from; set by the loader.
     #[serde(skip)]
     pub file: PathBuf,
@@ -698,6 +702,7 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
     }
     cfg.events.skipped().map_err(|m| ConfigError::invalid(path, "events.skipped_operations", m))?;
     cfg.columns.validate().map_err(|(key, m)| ConfigError::invalid(path, &key, m))?;
+    routes::validate(&cfg.routes).map_err(|(key, m)| ConfigError::invalid(path, &key, m))?;
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));

@@ -7,6 +7,7 @@ mod fixed_schemas;
 pub mod mysql;
 pub mod postgres;
 pub mod request;
+pub mod routes;
 pub mod tables;
 pub mod tls_errors;
 

@@ -355,6 +355,7 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
         keys: crate::source::tables::KeyColumns::new(&my.key_columns),
         typed: cfg.typed_options(),
         columns: std::sync::Arc::new(crate::source::columns::ColumnRules::new(&cfg.columns)),
+        routes: std::sync::Arc::new(crate::source::routes::Routes::new(&cfg.routes)),
     };
     let identity = info.identity();
     let use_gtid = match my.position {

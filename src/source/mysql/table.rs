@@ -16,6 +16,7 @@ use crate::core::connect::{Field, Schema, TableSchema, TypedOptions};
 use crate::core::json;
 use crate::error::SourceError;
 use crate::source::columns::{ColumnRule, ColumnRules};
+use crate::source::routes::Routes;
 use crate::source::tables::KeyColumns;
 
 /// How a column's values are rendered (see the README's value table).
@@ -102,6 +103,8 @@ pub struct Table {
     pub source_prefix: Vec<u8>,
     /// Per column: published as it is, left out, or masked (`[columns]`).
     pub rules: Vec<ColumnRule>,
+    /// `[[routes]]`: the key's extra field, `,"name":"<own topic>"` pre-rendered, and its value.
+    pub key_route: Option<(Vec<u8>, String)>,
     /// Present when the sink uses a typed encoding.
     pub typed: Option<Arc<TypedTable>>,
 }
@@ -120,9 +123,12 @@ impl Table {
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, name);
         let collection = format!("{db}.{name}");
-        let topic = format!("{}.{collection}", ctx.topic_prefix);
+        let route = ctx.routes.route(db, name, &format!("{}.{collection}", ctx.topic_prefix));
+        let key_route = route.key_suffix().zip(route.key_field.as_ref().map(|(_, own)| own.clone()));
+        let topic = route.topic.clone();
         let rules: Vec<ColumnRule> = columns.iter().map(|c| ctx.columns.rule(db, name, &c.name)).collect();
-        let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &rules, &key, &opts, ctx)));
+        let key_field = route.key_field.as_ref().map(|(f, _)| f.as_str());
+        let typed = ctx.typed.map(|opts| Arc::new(typed_table(&topic, &columns, &rules, &key, key_field, &opts, ctx)));
         let identity = key.clone();
         Table {
             db: db.to_string(),
@@ -134,6 +140,7 @@ impl Table {
             identity,
             source_prefix: p,
             rules,
+            key_route,
             typed,
         }
     }
@@ -153,7 +160,7 @@ impl Table {
     /// Whether the published key holds the key columns' own values (no mask): only then is it
     /// the row's identity in the form snapshot chunks compare (they never mask).
     pub fn key_is_raw(&self) -> bool {
-        self.key.iter().all(|&i| !self.rules.get(i).is_some_and(|r| r.is_masked()))
+        self.key_route.is_none() && self.key.iter().all(|&i| !self.rules.get(i).is_some_and(|r| r.is_masked()))
     }
 }
 
@@ -169,6 +176,8 @@ pub struct Context {
     pub typed: Option<TypedOptions>,
     /// `[columns]`: columns left out or masked.
     pub columns: Arc<ColumnRules>,
+    /// `[[routes]]`: tables published to another topic.
+    pub routes: Arc<Routes>,
 }
 
 fn typed_table(
@@ -176,6 +185,7 @@ fn typed_table(
     columns: &[Column],
     rules: &[ColumnRule],
     key: &[usize],
+    key_field: Option<&str>,
     opts: &TypedOptions,
     ctx: &Context,
 ) -> TypedTable {
@@ -194,7 +204,7 @@ fn typed_table(
         })
         .collect();
     let field = |i: usize| Field::new(columns[i].name.clone(), typed[i].1.clone());
-    let key_fields = key
+    let mut key_fields: Vec<Field> = key
         .iter()
         .map(|&i| {
             let mut f = field(i);
@@ -202,6 +212,9 @@ fn typed_table(
             f
         })
         .collect();
+    if let Some(name) = key_field {
+        key_fields.push(Field::new(name, Schema::string()));
+    }
     let value_fields = (0..columns.len()).filter(|&i| !rules[i].dropped).map(field).collect();
     let schema = TableSchema::new(topic, key_fields, value_fields, source_schema(ctx.flavor));
     TypedTable { columns: typed, schema, flavor: ctx.flavor, connector: ctx.connector.clone() }

@@ -101,7 +101,7 @@ pub struct Row<'a, C: Cells> {
 impl<C: Cells> WriteTyped for Row<'_, C> {
     fn write_typed(&self, w: &mut dyn ValueWriter) {
         let rules = &self.table.rules;
-        write_typed_columns(self, (0..self.table.columns.len()).filter(|&i| !dropped(rules, i)), w);
+        write_typed_columns(self, (0..self.table.columns.len()).filter(|&i| !dropped(rules, i)), None, w);
     }
 }
 
@@ -117,14 +117,21 @@ fn mask_of(table: &Table, i: usize) -> Option<&ColumnRule> {
 
 impl<C: Cells> WriteTyped for Key<'_, C> {
     fn write_typed(&self, w: &mut dyn ValueWriter) {
-        write_typed_columns(&self.0, self.0.table.key.iter().copied(), w);
+        let own_topic = self.0.table.key_route.as_ref().map(|(_, t)| t.as_str());
+        write_typed_columns(&self.0, self.0.table.key.iter().copied(), own_topic, w);
     }
 }
 
 /// The struct of `columns` of `row` in Debezium's types. Each value is converted from cdcd's
 /// own rendering of it, which is lossless for every kind, so the two encodings cannot disagree
 /// about what a cell holds.
-fn write_typed_columns<C: Cells>(row: &Row<'_, C>, columns: impl Iterator<Item = usize>, w: &mut dyn ValueWriter) {
+/// `extra`: a last string field (the routed key's table topic).
+fn write_typed_columns<C: Cells>(
+    row: &Row<'_, C>,
+    columns: impl Iterator<Item = usize>,
+    extra: Option<&str>,
+    w: &mut dyn ValueWriter,
+) {
     let Some(typed) = &row.table.typed else {
         return w.fail("the table has no Debezium schema (the sink's encoding is cdcd's JSON)");
     };
@@ -143,6 +150,9 @@ fn write_typed_columns<C: Cells>(row: &Row<'_, C>, columns: impl Iterator<Item =
             Ok(v) => write_typed(mapped, &v, col.detail.nullable, w, &mut scratch),
             Err(e) => w.fail(&format!("column {}: {e}", col.name)),
         }
+    }
+    if let Some(s) = extra {
+        w.string(s);
     }
     w.end();
 }
@@ -212,6 +222,11 @@ pub struct Key<'a, C: Cells>(pub Row<'a, C>);
 impl<C: Cells> WriteJson for Key<'_, C> {
     fn write_json(&self, out: &mut Vec<u8>) {
         write_json_columns(&self.0, &self.0.table.key, true, out);
+        if let Some((suffix, _)) = &self.0.table.key_route {
+            out.pop();
+            out.extend_from_slice(suffix);
+            out.push(b'}');
+        }
     }
 }
 

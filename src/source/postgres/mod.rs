@@ -298,6 +298,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         keys: KeyColumns::new(&pg.key_columns),
         typed: cfg.typed_options(),
         columns: std::sync::Arc::new(crate::source::columns::ColumnRules::new(&cfg.columns)),
+        routes: std::sync::Arc::new(crate::source::routes::Routes::new(&cfg.routes)),
     };
     let identity = |created: Option<Lsn>| SourceIdentity::Postgres {
         system_identifier: system.system_identifier.clone(),

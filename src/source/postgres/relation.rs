@@ -15,6 +15,7 @@ use crate::core::position::{event_position, Lsn};
 use crate::core::snapshot::SnapshotMarker;
 use crate::error::SourceError;
 use crate::source::columns::{ColumnRule, ColumnRules};
+use crate::source::routes::Routes;
 use crate::source::tables::KeyColumns;
 
 /// What Debezium writes for an unchanged TOASTed column the server did not send.
@@ -32,6 +33,8 @@ pub struct SourceContext {
     pub typed: Option<TypedOptions>,
     /// `[columns]`: columns left out or masked.
     pub columns: Arc<ColumnRules>,
+    /// `[[routes]]`: tables published to another topic.
+    pub routes: Arc<Routes>,
 }
 
 /// A column as the catalog or pgoutput describes it.
@@ -75,6 +78,8 @@ pub struct Relation {
     db: String,
     /// Key and envelope schemas for the typed encodings (when the sink uses one).
     pub schema: Option<TableSchema>,
+    /// `[[routes]]`: the key's extra field, `,"name":"<own topic>"` pre-rendered, and its value.
+    key_route: Option<(Vec<u8>, String)>,
 }
 
 impl Relation {
@@ -124,12 +129,17 @@ impl Relation {
         p.extend_from_slice(b",\"table\":");
         json::write_str(&mut p, &table.name);
         let collection = format!("{}.{}", table.schema, table.name);
-        let topic = format!("{}.{collection}", ctx.topic_prefix);
+        let route = ctx.routes.route(&table.schema, &table.name, &format!("{}.{collection}", ctx.topic_prefix));
+        let key_route = route.key_suffix().zip(route.key_field.as_ref().map(|(_, own)| own.clone()));
+        let topic = route.topic.clone();
         let schema = ctx.typed.map(|_| {
             let field = |c: &Column| Field::new(c.name.clone(), c.schema.clone());
             let mut key_fields: Vec<Field> = key.iter().map(|&i| field(&columns[i])).collect();
             for f in &mut key_fields {
                 f.schema.optional = false;
+            }
+            if let Some((name, _)) = &route.key_field {
+                key_fields.push(Field::new(name.clone(), Schema::string()));
             }
             let value_fields = columns.iter().filter(|c| !c.rule.dropped).map(field).collect();
             TableSchema::new(&topic, key_fields, value_fields, source_schema().clone())
@@ -146,6 +156,7 @@ impl Relation {
             connector: ctx.connector.clone(),
             db: ctx.db.clone(),
             schema,
+            key_route,
         })
     }
 
@@ -156,7 +167,7 @@ impl Relation {
     /// Whether the published key holds the key columns' own values (no mask): only then is it
     /// the row's identity in the form snapshot chunks compare (they never mask).
     pub fn key_is_raw(&self) -> bool {
-        self.key.iter().all(|&i| !self.columns[i].rule.is_masked())
+        self.key_route.is_none() && self.key.iter().all(|&i| !self.columns[i].rule.is_masked())
     }
 }
 
@@ -217,6 +228,11 @@ pub struct Key<'a>(pub Row<'a>);
 impl WriteJson for Key<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         write_columns(out, &self.0, &self.0.rel.key, write_published_cell);
+        if let Some((suffix, _)) = &self.0.rel.key_route {
+            out.pop();
+            out.extend_from_slice(suffix);
+            out.push(b'}');
+        }
     }
 }
 
@@ -262,6 +278,9 @@ impl WriteTyped for Key<'_> {
         w.begin();
         for &i in &r.rel.key {
             write_typed_cell(w, &r.rel.columns[i], r.cells.get(i).copied().unwrap_or(Cell::Null), r.data, &mut scratch);
+        }
+        if let Some((_, own_topic)) = &r.rel.key_route {
+            w.string(own_topic);
         }
         w.end();
     }

@@ -528,6 +528,7 @@ mod tests {
             keys: crate::source::tables::KeyColumns::new(&Default::default()),
             typed: None,
             columns: Default::default(),
+            routes: Default::default(),
         };
         let columns: Vec<Column> =
             key_kinds.iter().enumerate().map(|(i, k)| Column::new(format!("k{i}"), k.clone())).collect();
