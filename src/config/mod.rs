@@ -702,7 +702,11 @@ fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigError> {
     }
     cfg.events.skipped().map_err(|m| ConfigError::invalid(path, "events.skipped_operations", m))?;
     cfg.columns.validate().map_err(|(key, m)| ConfigError::invalid(path, &key, m))?;
-    routes::validate(&cfg.routes).map_err(|(key, m)| ConfigError::invalid(path, &key, m))?;
+    let mut reserved = vec![cfg.checkpoint_topic(), crate::core::txn_meta::topic(cfg.topic_prefix())];
+    if let SinkConfig::Kafka(k) = &cfg.sink {
+        reserved.extend(k.dead_letter_topic.clone());
+    }
+    routes::validate(&cfg.routes, &reserved).map_err(|(key, m)| ConfigError::invalid(path, &key, m))?;
     if let SinkConfig::Kafka(k) = &cfg.sink {
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(path, "sink.brokers", "list at least one host:port"));

@@ -28,9 +28,16 @@ impl RouteConfig {
     }
 }
 
-/// Checks every route; the error names the key.
-pub fn validate(routes: &[RouteConfig]) -> Result<(), (String, String)> {
+/// Checks every route; `reserved`: topics cdcd writes for itself (checkpoints, transaction
+/// metadata, dead letters), which no route may take. The error names the key.
+pub fn validate(routes: &[RouteConfig], reserved: &[String]) -> Result<(), (String, String)> {
     for (n, r) in routes.iter().enumerate() {
+        if reserved.contains(&r.topic) {
+            return Err((
+                format!("routes[{n}].topic"),
+                format!("`{}` is a topic cdcd writes for itself; choose another", r.topic),
+            ));
+        }
         if r.tables.is_empty() || r.tables.iter().any(|t| t.split('.').count() != 2 || t.split('.').any(str::is_empty))
         {
             return Err((

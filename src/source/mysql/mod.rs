@@ -397,8 +397,14 @@ async fn run_session(cfg: &ConnectorConfig, my: &MysqlSourceConfig, session: Ses
             let logs: Vec<mysql_async::Row> =
                 conn.query("SHOW BINARY LOGS").await.map_err(|e| my_err("listing binary logs", e))?;
             let files: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
-            if !files.contains(&pos.file) && my.snapshot == SnapshotMode::WhenNeeded {
-                let at = current_position(&mut conn, &info).await?;
+            let now = if !files.contains(&pos.file) && my.snapshot == SnapshotMode::WhenNeeded {
+                Some(current_position(&mut conn, &info).await?)
+            } else {
+                None
+            };
+            // Positions only move forward: a binlog that restarted behind the checkpoint (RESET
+            // MASTER) is no place to resume, even with a new snapshot.
+            if let Some(at) = now.filter(|at| Position::Mysql(at.clone()) > Position::Mysql(pos.clone())) {
                 tracing::warn!(
                     purged = %pos.file,
                     oldest = files.first().map(String::as_str).unwrap_or("none"),

@@ -212,7 +212,8 @@ fn typed_table(
             f
         })
         .collect();
-    if let Some(name) = key_field {
+    // A keyless table's (and a TRUNCATE's) records have a null key: no key schema field.
+    if let Some(name) = key_field.filter(|_| !key.is_empty()) {
         key_fields.push(Field::new(name, Schema::string()));
     }
     let value_fields = (0..columns.len()).filter(|&i| !rules[i].dropped).map(field).collect();
@@ -245,6 +246,13 @@ impl Context {
         let key = self.keys.resolve(db, name, &names, pk)?;
         let key_names: Vec<&str> = key.iter().map(|&i| names[i]).collect();
         self.columns.check_key(db, name, &key_names)?;
+        if let Some((field, _)) =
+            self.routes.route(db, name, "").key_field.filter(|(f, _)| key_names.contains(&f.as_str()))
+        {
+            return Err(format!(
+                "routes: key_field `{field}` is also a key column of {db}.{name}; choose another key_field"
+            ));
+        }
         Ok(key)
     }
 }
@@ -706,5 +714,38 @@ mod tests {
         assert_eq!(string_max_len(&[0xfe ^ 0x10, 144]), 400);
         assert_eq!(kind_from_information_schema("bit", "bit(5)", None), Kind::Bit { bits: 5 });
         assert_eq!(kind_from_information_schema("longtext", "longtext", Some("utf8mb4")), Kind::Text { latin1: false });
+    }
+
+    fn routed(key_field: Option<&str>) -> Context {
+        let route = crate::config::routes::RouteConfig {
+            tables: vec!["shop.orders_*".into()],
+            topic: "shop.orders".into(),
+            key_field: key_field.map(String::from),
+        };
+        Context {
+            connector: "c".into(),
+            topic_prefix: "p".into(),
+            flavor: "mysql",
+            keys: KeyColumns::default(),
+            typed: Some(Default::default()),
+            columns: Default::default(),
+            routes: Arc::new(Routes::new(&[route])),
+        }
+    }
+
+    #[test]
+    fn a_routed_key_gains_the_table_field_and_a_keyless_table_no_key_schema() {
+        let ctx = routed(None);
+        let columns = vec![Column::new("id".into(), Kind::Int { unsigned: false, bits: 32 })];
+        let keyed = Table::new("shop", "orders_1", columns.clone(), vec![0], &ctx);
+        assert_eq!(keyed.topic, "shop.orders");
+        let key = keyed.typed.as_ref().unwrap().schema.key.clone().unwrap();
+        let names: Vec<&str> = key.fields().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["id", "__dbz__physicalTableIdentifier"]);
+        assert_eq!(key.name.as_deref(), Some("shop.orders.Key"));
+        let keyless = Table::new("shop", "orders_2", columns.clone(), vec![], &ctx);
+        assert!(keyless.typed.as_ref().unwrap().schema.key.is_none(), "null keys have no key schema");
+        let clash = routed(Some("id")).key_indexes("shop", "orders_1", &columns, vec![0]).unwrap_err();
+        assert!(clash.contains("key_field `id` is also a key column"), "{clash}");
     }
 }

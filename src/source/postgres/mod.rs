@@ -313,8 +313,15 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         tables: tables.iter().map(|t| f(t.to_string())).collect(),
     };
     let initial = |name: String| TableProgress::pending(name, SnapshotKind::Initial, None);
+    // Only for this system's checkpoint of this slot: anything else takes the checks below.
+    let ours = |cp: &crate::core::checkpoint::Checkpoint| {
+        matches!(&cp.source, SourceIdentity::Postgres { system_identifier, slot, .. }
+            if system_identifier == &system.system_identifier && slot == &names.slot)
+    };
     if pg.snapshot == SnapshotMode::InitialOnly
-        && checkpoint.as_ref().is_some_and(|cp| cp.snapshot.as_ref().is_none_or(|s| s.unfinished().next().is_none()))
+        && checkpoint
+            .as_ref()
+            .is_some_and(|cp| ours(cp) && cp.snapshot.as_ref().is_none_or(|s| s.unfinished().next().is_none()))
     {
         // A stop between the last checkpoint and dropping the slot left it behind.
         if slot.is_some() {

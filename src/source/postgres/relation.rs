@@ -99,6 +99,14 @@ impl Relation {
         let identity = if own_key.is_empty() { key.clone() } else { own_key };
         let key_names: Vec<&str> = key.iter().map(|&i| names[i]).collect();
         ctx.columns.check_key(&table.schema, &table.name, &key_names).map_err(SourceError::Fatal)?;
+        if let Some((field, _)) = ctx.routes.route(&table.schema, &table.name, "").key_field {
+            if key_names.contains(&field.as_str()) {
+                return Err(SourceError::Fatal(format!(
+                    "routes: key_field `{field}` is also a key column of {}.{}; choose another key_field",
+                    table.schema, table.name
+                )));
+            }
+        }
         let columns: Vec<Column> = columns
             .into_iter()
             .enumerate()
@@ -138,7 +146,8 @@ impl Relation {
             for f in &mut key_fields {
                 f.schema.optional = false;
             }
-            if let Some((name, _)) = &route.key_field {
+            // A keyless table's records have a null key: no key schema field for them.
+            if let Some((name, _)) = route.key_field.as_ref().filter(|_| !key.is_empty()) {
                 key_fields.push(Field::new(name.clone(), Schema::string()));
             }
             let value_fields = columns.iter().filter(|c| !c.rule.dropped).map(field).collect();
