@@ -101,6 +101,15 @@ fn topics(recs: &[Value]) -> std::collections::BTreeSet<String> {
     recs.iter().filter_map(|r| r["topic"].as_str().map(String::from)).collect()
 }
 
+/// The ids of the snapshot reads (`r`) in the stdout sink's output `out`.
+fn snapshot_ids(out: &str) -> std::collections::BTreeSet<i64> {
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["value"]["op"] == "r")
+        .map(|r| r["value"]["after"]["id"].as_i64().unwrap())
+        .collect()
+}
+
 fn pairs(list: &[(&str, i64)]) -> Vec<(String, i64)> {
     list.iter().map(|(op, id)| (op.to_string(), *id)).collect()
 }
@@ -621,12 +630,7 @@ async fn postgres_initial_only_reads_every_row_then_stops_and_drops_its_slot() {
     );
     let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let ids: std::collections::BTreeSet<i64> = out
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["value"]["op"] == "r")
-        .map(|r| r["value"]["after"]["id"].as_i64().unwrap())
-        .collect();
+    let ids = snapshot_ids(&out);
     assert_eq!(ids, (1..=500).collect(), "every row read once the session stops: {err}");
     assert!(err.contains("every table was read and checkpointed; dropped the replication slot"), "{err}");
     let slots = c.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cdcd_snaponly'", &[]).await.unwrap();
@@ -658,12 +662,7 @@ async fn mariadb_initial_only_reads_every_row_then_stops() {
     );
     let (code, out, err) = cdcd(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let ids: std::collections::BTreeSet<i64> = out
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["value"]["op"] == "r")
-        .map(|r| r["value"]["after"]["id"].as_i64().unwrap())
-        .collect();
+    let ids = snapshot_ids(&out);
     assert_eq!(ids, (1..=500).collect(), "{err}");
     assert!(err.contains("every table was read and checkpointed; stopping"), "{err}");
     c.query_drop("INSERT INTO t VALUES (501, 'later')").await.unwrap();

@@ -35,6 +35,17 @@ impl Routes {
         Routes(routes.to_vec())
     }
 
+    /// Refuses a route whose key field is also one of `schema.table`'s key columns (the key
+    /// would hold the name twice).
+    pub fn check_key(&self, schema: &str, table: &str, key: &[&str]) -> Result<(), String> {
+        match self.route(schema, table, "").key_field {
+            Some((field, _)) if key.contains(&field.as_str()) => Err(format!(
+                "routes: key_field `{field}` is also a key column of {schema}.{table}; choose another key_field"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The route of `schema.table`, whose own topic is `own_topic`: the first entry that names
     /// it, else its own topic.
     pub fn route(&self, schema: &str, table: &str, own_topic: &str) -> Route {

@@ -246,13 +246,7 @@ impl Context {
         let key = self.keys.resolve(db, name, &names, pk)?;
         let key_names: Vec<&str> = key.iter().map(|&i| names[i]).collect();
         self.columns.check_key(db, name, &key_names)?;
-        if let Some((field, _)) =
-            self.routes.route(db, name, "").key_field.filter(|(f, _)| key_names.contains(&f.as_str()))
-        {
-            return Err(format!(
-                "routes: key_field `{field}` is also a key column of {db}.{name}; choose another key_field"
-            ));
-        }
+        self.routes.check_key(db, name, &key_names)?;
         Ok(key)
     }
 }

@@ -99,14 +99,7 @@ impl Relation {
         let identity = if own_key.is_empty() { key.clone() } else { own_key };
         let key_names: Vec<&str> = key.iter().map(|&i| names[i]).collect();
         ctx.columns.check_key(&table.schema, &table.name, &key_names).map_err(SourceError::Fatal)?;
-        if let Some((field, _)) = ctx.routes.route(&table.schema, &table.name, "").key_field {
-            if key_names.contains(&field.as_str()) {
-                return Err(SourceError::Fatal(format!(
-                    "routes: key_field `{field}` is also a key column of {}.{}; choose another key_field",
-                    table.schema, table.name
-                )));
-            }
-        }
+        ctx.routes.check_key(&table.schema, &table.name, &key_names).map_err(SourceError::Fatal)?;
         let columns: Vec<Column> = columns
             .into_iter()
             .enumerate()
