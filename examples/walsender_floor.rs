@@ -4,7 +4,7 @@
 //! server's keepalives, and stops after ROWS inserts. Prints the seconds taken.
 //! Usage: walsender_floor URL SLOT PUBLICATION ROWS
 //! With PAUSE_US set, the client sleeps that long each time its buffer runs dry, to show how
-//! the reader's pace changes the walsender's (see the README's Benchmarks).
+//! the reader's pace changes the walsender's (see the benchmarks in docs/testing.md).
 //!
 //! pg_recvlogical is not this floor: it writes every message to its output file with a
 //! system call of its own, which on 2 cores takes CPU from the walsender.

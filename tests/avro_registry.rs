@@ -94,7 +94,7 @@ async fn postgres_avro_decodes_to_debeziums_values_and_evolves_through_the_regis
 
 /// MariaDB's row values in Debezium's types, as its documented MySQL type mapping gives them
 /// (Debezium's MySQL connector refuses MariaDB here, so there is no captured output to compare
-/// with), for a row with every type of the README's MySQL value table.
+/// with), for a row with every type of the MySQL value table in docs/mysql.md.
 fn documented_mariadb_row(id: i64) -> serde_json::Value {
     json!({
         "id": id, "ti": -128, "tu": 255, "si": -32768, "mi": 16777215, "bi": i64::MIN,

@@ -1,7 +1,7 @@
 //! Envelope compatibility with real Debezium 3.6.3. `tests/debezium/postgres-3.6.3.json` is
 //! what Debezium's PostgreSQL connector emitted (captured with tests/debezium/capture_postgres.py)
 //! for the table and statements below; cdcd must produce the same keys, the same envelope and
-//! `source` fields, and the same values, except where the README documents a difference:
+//! `source` fields, and the same values, except where docs/envelope.md documents a difference:
 //! - `numeric` is an exact decimal string (Debezium's default is base64 of the unscaled bytes);
 //! - `source.sequence`, `source.origin`, `source.origin_lsn`: cdcd has `position` / `commit_lsn`;
 

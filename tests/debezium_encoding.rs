@@ -1,9 +1,9 @@
 //! `encoding = "debezium"` against real Debezium 3.6.3. The fixtures `tests/debezium/types-*.json`
 //! are what Debezium's PostgreSQL connector emitted (captured with
-//! tests/debezium/capture_types.py) for a table with every type of the README's value table
+//! tests/debezium/capture_types.py) for a table with every type of the value table in docs/envelope.md
 //! (tests/debezium/all_types_postgres.sql): snapshot rows, then the same rows as streamed
 //! inserts. cdcd runs the same statements and must emit the same keys and, field by field, the
-//! same schemas and values, except where the README lists a difference:
+//! same schemas and values, except where docs/envelope.md lists a difference:
 //! - `c_name` streamed: Debezium emits null (its pgoutput decoder drops `name` values);
 //! - a multi-dimensional array: Debezium's output is unusable (Java object names); cdcd flattens;
 //! - `source`: `version` (cdcd's), `txId` and `sequence` of snapshot rows, and positions.

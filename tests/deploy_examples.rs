@@ -1,4 +1,4 @@
-//! The Kubernetes example (`deploy/kubernetes/cdcd-ha.yaml`) is what the README says it is:
+//! The Kubernetes example (`deploy/kubernetes/cdcd-ha.yaml`) is what docs/operations.md says it is:
 //! two replicas, no volume, probes on `/health` and `/ready`, the stop grace the drain needs,
 //! and a connector file that cdcd loads with the Kafka store and exactly-once delivery.
 //! Kubernetes itself does not run here; the manifest is read with PyYAML (an independent

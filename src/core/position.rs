@@ -121,7 +121,7 @@ impl fmt::Display for Position {
     }
 }
 
-/// The per-event dedupe position documented in the README: a fixed-width string that sorts
+/// The per-event dedupe position documented in docs/envelope.md: a fixed-width string that sorts
 /// (as a plain string) in source order. `<16 hex digits of the transaction's commit LSN>-<phase>-<10-digit index>`;
 /// phase 0 is the initial snapshot (LSN = the slot's consistent point), phase 1 streamed changes.
 /// MySQL sources pass [`BinlogPosition::as_u64`] of the transaction's start as the "LSN".

@@ -1,4 +1,4 @@
--- Every MySQL type of the README's value table, for tests/debezium_encoding.rs and
+-- Every MySQL type of the value table in docs/mysql.md, for tests/debezium_encoding.rs and
 -- tests/debezium/capture_mysql_types.py (database `dbzm`). Rows 1-3 are snapshot rows; the test
 -- streams them again as ids 11-13 (INSERT ... SELECT id + 10).
 SET SESSION sql_mode = '';

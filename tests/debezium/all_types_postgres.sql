@@ -1,4 +1,4 @@
--- Every PostgreSQL type of the README's value table, for the Debezium-encoding comparison
+-- Every PostgreSQL type of the value table in docs/envelope.md, for the Debezium-encoding comparison
 -- (tests/debezium_encoding.rs; fixtures captured with tests/debezium/capture_types.py).
 -- Row 1 typical values, row 2 NULLs, row 3 edge values; rows 11-13 repeat them as streamed
 -- inserts after the snapshot, because Debezium reads snapshot rows over JDBC and streamed rows

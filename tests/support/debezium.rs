@@ -81,7 +81,7 @@ fn postgres_difference(_variant: &str, id: i64, column: &str) -> bool {
     (id > 10 && column == "c_name") || ((id == 3 || id == 13) && column == "c_text_array")
 }
 
-/// MySQL (each in the README's list of differences):
+/// MySQL (each in docs/envelope.md's list of differences):
 /// - streamed JSON: Debezium re-serializes the binlog's binary JSON compactly
 ///   (`{"k":[1,null]}`) while its snapshot keeps the server's text (`{"k": [1, null]}`); cdcd
 ///   renders both like the server's text, so a row reads the same snapshot or streamed;

@@ -19,7 +19,7 @@ use crate::source::columns::{ColumnRule, ColumnRules};
 use crate::source::routes::Routes;
 use crate::source::tables::KeyColumns;
 
-/// How a column's values are rendered (see the README's value table).
+/// How a column's values are rendered (see the value table in docs/mysql.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Int {

@@ -3,7 +3,7 @@
 //! (precision, scale, fractional seconds, nullability), and each value converted from the
 //! lossless form cdcd's JSON gives it. The mapping follows Debezium's documented MySQL type
 //! mapping (default `time.precision.mode = adaptive_time_microseconds`,
-//! `bigint.unsigned.handling.mode = long`); the README's value table lists it.
+//! `bigint.unsigned.handling.mode = long`); docs/envelope.md (Encodings) lists it.
 
 use base64::Engine;
 

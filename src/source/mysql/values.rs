@@ -1,5 +1,5 @@
 //! MySQL / MariaDB values to JSON, losslessly, in the same representation PostgreSQL values get
-//! for the same logical value (README value table). Binlog values (from `mysql_common`) and
+//! for the same logical value (the value table in docs/mysql.md). Binlog values (from `mysql_common`) and
 //! snapshot values (text protocol) go through the same per-kind rules.
 
 use base64::Engine;

@@ -1,7 +1,7 @@
 //! PostgreSQL columns in Debezium's types, for the typed encodings (Debezium JSON, Avro): the
 //! Connect schema of each column, decided once per column from its type and modifier, and each
 //! value converted from the text output format (see [`super::conn::SESSION_OPTIONS`]) into it.
-//! The mapping follows Debezium's PostgreSQL connector; the README's value table lists it.
+//! The mapping follows Debezium's PostgreSQL connector; docs/envelope.md (Encodings) lists it.
 
 use base64::Engine;
 

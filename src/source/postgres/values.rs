@@ -1,4 +1,4 @@
-//! PostgreSQL values (text output format) to JSON, losslessly. The README's value table is the
+//! PostgreSQL values (text output format) to JSON, losslessly. The value table in docs/envelope.md is the
 //! contract; this is its implementation. The session settings in [`super::conn::SESSION_OPTIONS`]
 //! (ISO dates, UTC, ISO-8601 intervals, hex bytea) make the text forms predictable.
 
