@@ -5,7 +5,8 @@
 # and integration tests. Then the PostgreSQL conformance subset on every other major
 # (CDCD_TEST_PG_MATRIX, default "14 16 17 18"; empty skips it): streaming of every type, snapshots
 # and incremental snapshots, keyless tables, TRUNCATE, kill loops, slot errors, TLS, failover slots,
-# exactly-once takeover of a frozen leader and the file-to-Kafka store switch.
+# exactly-once takeover of a frozen leader, the file-to-Kafka store switch, and the event and
+# column options.
 # Other Kafka-protocol brokers are started by the tests themselves (cdcd-mock-broker, built from
 # this repo; tansu).
 set -euo pipefail
@@ -37,7 +38,7 @@ cargo test --no-fail-fast -- --test-threads=4 "$@"
 # servers use that version too). Ports below the ephemeral range.
 subset=(--test postgres_stream --test debezium_encoding --test keyless_tables --test incremental_snapshots
   --test crash_loops --test postgres_resilience --test postgres_tls --test postgres_versions --test postgres_standby
-  --test exactly_once)
+  --test exactly_once --test event_options)
 # The exactly-once kill loops take minutes each; their frozen-leader and store-switch tests run.
 skip=(--skip mariadb --skip mysql97 --skip json_logs --skip wal_level_not_logical --skip broker_outage
   --skip two_processes_kill_9)

@@ -18,7 +18,7 @@ use crate::core::position::Position;
 use crate::core::snapshot::SnapshotProgress;
 use crate::core::status::{ConnectorStatus, State};
 use crate::core::txn::TxnFrame;
-use crate::core::txn_meta::{self, MetaFormat, OpenTxn};
+use crate::core::txn_meta::{self, AvroIds, MetaFormat, OpenTxn};
 use crate::encode::registry::RegistryError;
 use crate::encode::subjects::SchemaIdCache;
 use crate::error::{SessionError, SinkError, SourceError};
@@ -283,10 +283,18 @@ impl Emitter {
     /// tracker slot (so it is delivered, or the transaction is read again).
     async fn send_begin(&mut self, txn: TxnId) -> Result<(), SessionError> {
         let (Some((format, topic)), Some(open)) = (&self.meta, &self.open) else { return Ok(()) };
+        if let (MetaFormat::Avro(ids), Encoding::Avro(cache)) = (format, &mut self.encoding) {
+            if ids.get().is_none() {
+                let (key, value) = (&txn_meta::schemas().key, &txn_meta::schemas().value);
+                let got = cache.ids_of(topic, key, value).await.map_err(registry_error)?;
+                let _ = ids.set(AvroIds { key: got.key.unwrap_or_default(), value: got.value });
+            }
+        }
         self.tracker.collect_offsets(txn);
         let (key, value) = &mut self.meta_buf;
-        txn_meta::write_key(key, *format, &open.id);
-        txn_meta::write_begin(value, *format, &open.id, open.ts_us);
+        txn_meta::write_begin(key, value, format, &open.id, open.ts_us).map_err(|e| {
+            SourceError::Fatal(format!("cannot encode the BEGIN record of transaction {}: {e}", open.id))
+        })?;
         let record = Record { topic, key: Some(key), value: Some(value), partition: Some(txn_meta::PARTITION) };
         self.sink.send(record, txn).await?;
         Ok(())

@@ -1,5 +1,5 @@
 //! The Debezium options that decide which changes become records, end to end against the real
-//! PostgreSQL 15 and MariaDB 10.11 of scripts/test.sh: `[events] skipped_operations`,
+//! PostgreSQL 15, MariaDB 10.11 and Oracle MySQL 9.7 of scripts/test.sh: `[events] skipped_operations`,
 //! `tombstones_on_delete`, and `source.tables_exclude` beside the include patterns; and the
 //! lines `cdcd check` prints for them. Records are read from the stdout sink, which shows every
 //! topic the connector writes, so "nothing else was published" is checked, not assumed.
@@ -174,15 +174,25 @@ async fn postgres_skipped_operations_no_tombstones_and_an_excluded_table() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_skipped_deletes_and_an_excluded_table() {
-    let mut c = mysql_db("ev_my").await;
+    mysql_skipped_deletes_and_an_excluded_table(&mysql_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_skipped_deletes_and_an_excluded_table() {
+    mysql_skipped_deletes_and_an_excluded_table(&mysql97_url()).await;
+}
+
+async fn mysql_skipped_deletes_and_an_excluded_table(url: &str) {
+    let mut c = mysql_db_at(url, "ev_my").await;
     c.query_drop("CREATE TABLE items (id int PRIMARY KEY, v varchar(10))").await.unwrap();
     c.query_drop("INSERT INTO items VALUES (1, 'a'), (2, 'b')").await.unwrap();
     c.query_drop("CREATE TABLE skip_me (id int PRIMARY KEY)").await.unwrap();
     c.query_drop("INSERT INTO skip_me VALUES (1)").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_mysql_config(
+    let cfg = write_mysql_config_at(
         dir.path(),
         "evmy",
+        url,
         r#"["ev_my.*"]"#,
         7311,
         STDOUT_SINK,
@@ -408,14 +418,23 @@ async fn postgres_excluded_and_masked_columns_reach_no_topic_key_or_log_in_eithe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_excluded_and_masked_columns_reach_no_topic_key_or_log() {
-    let mut c = mysql_db("cols_my").await;
+    mysql_excluded_and_masked_columns_reach_no_topic_key_or_log(&mysql_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_excluded_and_masked_columns_reach_no_topic_key_or_log() {
+    mysql_excluded_and_masked_columns_reach_no_topic_key_or_log(&mysql97_url()).await;
+}
+
+async fn mysql_excluded_and_masked_columns_reach_no_topic_key_or_log(url: &str) {
+    let mut c = mysql_db_at(url, "cols_my").await;
     c.query_drop("CREATE TABLE users (id int PRIMARY KEY, name varchar(20), email varchar(40), ssn varchar(11), password varchar(20))").await.unwrap();
     c.query_drop("INSERT INTO users VALUES (1, 'Ann', 'ann@example.com', '123-45-6789', 'hunter2')").await.unwrap();
     c.query_drop("CREATE TABLE orders (user_email varchar(40) PRIMARY KEY, qty int, secret_code varchar(20))")
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_mysql_config(dir.path(), "colsmy", r#"["cols_my.*"]"#, 7312, STDOUT_SINK, "");
+    let cfg = write_mysql_config_at(dir.path(), "colsmy", url, r#"["cols_my.*"]"#, 7312, STDOUT_SINK, "");
     append(&cfg, &COLUMNS_PG.replace("public.", "cols_my."));
     let run = StdoutRun::start_with_log_level(&cfg, "debug");
     run.wait_for("the snapshot", |r| !r.is_empty());
@@ -648,13 +667,28 @@ async fn postgres_initial_only_reads_every_row_then_stops_and_drops_its_slot() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_initial_only_reads_every_row_then_stops() {
-    let mut c = mysql_db("snap_only_my").await;
+    mysql_initial_only_reads_every_row_then_stops(&mysql_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_initial_only_reads_every_row_then_stops() {
+    mysql_initial_only_reads_every_row_then_stops(&mysql97_url()).await;
+}
+
+async fn mysql_initial_only_reads_every_row_then_stops(url: &str) {
+    let mut c = mysql_db_at(url, "snap_only_my").await;
     c.query_drop("CREATE TABLE t (id int PRIMARY KEY, v varchar(10))").await.unwrap();
-    c.query_drop("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_500").await.unwrap();
+    c.query_drop(
+        "INSERT INTO t WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 500) \
+         SELECT n, CONCAT('v', n) FROM s",
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_mysql_config(
+    let cfg = write_mysql_config_at(
         dir.path(),
         "snaponlymy",
+        url,
         r#"["snap_only_my.t"]"#,
         7313,
         STDOUT_SINK,
@@ -788,12 +822,21 @@ async fn routes_merge_tables_into_one_topic_with_the_table_in_the_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_routes_merge_tables_into_one_topic_with_the_table_in_the_key() {
-    let mut c = mysql_db("routes_my").await;
+    mysql_routes_merge_tables_into_one_topic_with_the_table_in_the_key(&mysql_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_routes_merge_tables_into_one_topic_with_the_table_in_the_key() {
+    mysql_routes_merge_tables_into_one_topic_with_the_table_in_the_key(&mysql97_url()).await;
+}
+
+async fn mysql_routes_merge_tables_into_one_topic_with_the_table_in_the_key(url: &str) {
+    let mut c = mysql_db_at(url, "routes_my").await;
     for t in ["orders_a", "orders_b"] {
         c.query_drop(format!("CREATE TABLE {t} (id int PRIMARY KEY, qty int)")).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_mysql_config(dir.path(), "rtmy", r#"["routes_my.*"]"#, 7314, STDOUT_SINK, "");
+    let cfg = write_mysql_config_at(dir.path(), "rtmy", url, r#"["routes_my.*"]"#, 7314, STDOUT_SINK, "");
     append(&cfg, "[[routes]]\ntables = [\"routes_my.orders_*\"]\ntopic = \"shop.orders\"\n");
     let run = StdoutRun::start(&cfg);
     assert!(wait_until(Duration::from_secs(60), || run.logs().contains("snapshot finished")), "{}", run.logs());

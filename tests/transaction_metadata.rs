@@ -321,11 +321,17 @@ fn unwrap_payload(v: &Value) -> Value {
     v.get("payload").cloned().unwrap_or_else(|| v.clone())
 }
 
-/// The transactions in END order, each with its changes in `total_order`, grouped by the xid
-/// of `transaction.id` (Debezium's PostgreSQL ids differ between BEGIN, changes and END; the
-/// xid does not). Transactions with no change (Debezium writes those) are left out.
-fn transactions(records: &[(String, Option<Value>)], txn_topic: &str) -> Vec<(String, Seen)> {
-    let xid = |id: &str| id.split(':').next().unwrap_or_default().to_string();
+/// The transactions in END order, each with its changes in `total_order`, grouped by
+/// `group(transaction.id)` (Debezium's PostgreSQL ids differ between BEGIN, changes and END;
+/// their xid does not). Tables are named without their schema or database, so that Debezium's
+/// capture and this run compare. Transactions with no change (Debezium writes those) are left
+/// out.
+fn transactions(
+    records: &[(String, Option<Value>)],
+    txn_topic: &str,
+    group: fn(&str) -> String,
+) -> Vec<(String, Seen)> {
+    let table = |collection: &str| collection.rsplit('.').next().unwrap_or_default().to_string();
     let mut events: BTreeMap<String, Vec<(String, String, i64, i64)>> = BTreeMap::new();
     for (topic, value) in records.iter().filter(|(t, _)| t != txn_topic) {
         let Some(v) = value.as_ref().map(unwrap_payload) else { continue };
@@ -333,9 +339,8 @@ fn transactions(records: &[(String, Option<Value>)], txn_topic: &str) -> Vec<(St
             assert_eq!(v["op"], "r", "{topic}: a streamed change without its transaction block: {v}");
             continue;
         };
-        let s = &v["source"];
-        events.entry(xid(block["id"].as_str().unwrap())).or_default().push((
-            format!("{}.{}", s["schema"].as_str().unwrap(), s["table"].as_str().unwrap()),
+        events.entry(group(block["id"].as_str().unwrap())).or_default().push((
+            v["source"]["table"].as_str().unwrap().to_string(),
             v["op"].as_str().unwrap().to_string(),
             block["total_order"].as_i64().unwrap(),
             block["data_collection_order"].as_i64().unwrap(),
@@ -351,80 +356,175 @@ fn transactions(records: &[(String, Option<Value>)], txn_topic: &str) -> Vec<(St
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["data_collection"].as_str().unwrap().to_string(), c["event_count"].as_i64().unwrap()))
+            .map(|c| (table(c["data_collection"].as_str().unwrap()), c["event_count"].as_i64().unwrap()))
             .collect();
         let id = v["id"].as_str().unwrap().to_string();
-        let mut evs = events.remove(&xid(&id)).unwrap_or_default();
+        let mut evs = events.remove(&group(&id)).unwrap_or_default();
         evs.sort_by_key(|e| e.2);
         out.push((id, Seen { event_count: v["event_count"].as_i64().unwrap(), collections, events: evs }));
     }
     out
 }
 
-/// The same workload as tests/debezium/capture_txn_metadata.py gave real Debezium 3.6.3
-/// (`provide.transaction.metadata`, JSON with schemas): the same transactions with the same
-/// counts, tables and orders; the same key and value schemas (cdcd's value schema adds
-/// `last_offsets`); snapshot reads without a block; one id in BEGIN, changes and END, made of
-/// the xid the changes' `source.txId` carries; `ts_ms` the commit time, as Debezium's.
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_transaction_metadata_equals_debeziums_for_the_same_workload() {
-    let fixture: Vec<Value> =
-        serde_json::from_str(include_str!("debezium/txn-postgres-3.6.3-schemas.json")).expect("fixture");
+/// A source of the comparison with Debezium: where tests/debezium/txn_workload.sql runs, and how
+/// its transaction ids are told apart and checked.
+enum Compared {
+    Postgres(TestDb),
+    /// Oracle MySQL 9.7 (GTIDs on, as the capture's server) and the database.
+    Mysql97(String),
+}
+
+impl Compared {
+    async fn connect(&self) -> Conn {
+        match self {
+            Compared::Postgres(db) => Conn::Postgres(db.client().await),
+            Compared::Mysql97(db) => Conn::Mysql(mysql_db_at(&mysql97_url(), db).await),
+        }
+    }
+
+    fn config(&self, dir: &Path, name: &str, sink: &str) -> PathBuf {
+        match self {
+            Compared::Postgres(db) => {
+                write_config(dir, name, &db.url, "[\"public.accounts\", \"public.transfers\"]", sink, "")
+            }
+            Compared::Mysql97(db) => write_mysql_config_at(
+                dir,
+                name,
+                &mysql97_url(),
+                &format!("[\"{db}.accounts\", \"{db}.transfers\"]"),
+                7311,
+                sink,
+                "",
+            ),
+        }
+    }
+
+    /// `<prefix>.<schema or database>.`, and the same in the capture (prefix and database `dbz`).
+    fn topic_stem(&self, prefix: &str) -> (String, &'static str) {
+        match self {
+            Compared::Postgres(_) => (format!("{prefix}.public."), "dbz.public."),
+            Compared::Mysql97(db) => (format!("{prefix}.{db}."), "dbz.dbz."),
+        }
+    }
+
+    /// What a transaction's id is grouped by: its xid on PostgreSQL, the whole GTID on MySQL.
+    fn group(&self) -> fn(&str) -> String {
+        match self {
+            Compared::Postgres(_) => |id| id.split(':').next().unwrap_or_default().to_string(),
+            Compared::Mysql97(_) => |id| id.to_string(),
+        }
+    }
+
+    /// A change's id is the transaction's as the source names it: PostgreSQL's `xid:lsn` with
+    /// the `source.txId` xid; MySQL's `source.gtid`.
+    fn check_id(&self, id: &str, source: &Value) {
+        match self {
+            Compared::Postgres(_) => {
+                let (xid, lsn) = id.split_once(':').expect("xid:lsn");
+                assert!(lsn.parse::<u64>().is_ok(), "id {id}");
+                assert_eq!(xid, source["txId"].to_string(), "{source}");
+            }
+            Compared::Mysql97(_) => assert_eq!(Some(id), source["gtid"].as_str(), "{source}"),
+        }
+    }
+}
+
+/// Where the comparison's records go and how they are read back.
+enum Wire {
+    /// Debezium's JSON with schemas, on the mock cluster.
+    Json(Broker),
+    /// Avro through Karapace, on tansu, read by confluent-kafka's AvroDeserializer.
+    Avro(Tansu, support::registry::SchemaRegistry),
+}
+
+impl Wire {
+    fn json(prefix: &str) -> Wire {
+        // One partition for the transaction topic, as docs/transactions.md asks.
+        Wire::Json(Broker::with_topics(&[(&format!("{prefix}.transaction"), 1)]))
+    }
+
+    fn avro() -> Wire {
+        let broker = Tansu::start();
+        let registry = support::registry::SchemaRegistry::start(&broker.bootstrap);
+        Wire::Avro(broker, registry)
+    }
+
+    fn sink(&self) -> String {
+        match self {
+            Wire::Json(b) => format!(
+                "{}transaction_metadata = true\nencoding = \"debezium\"\n[sink.debezium]\nschemas_enable = true\n",
+                kafka_sink(&b.bootstrap)
+            ),
+            Wire::Avro(b, r) => format!(
+                "{}transaction_metadata = true\nformat = \"avro\"\n[sink.schema_registry]\nurl = \"{}\"\n",
+                kafka_sink(&b.bootstrap),
+                r.url
+            ),
+        }
+    }
+
+    fn read(&self, topics: &[&str], min: usize) -> Vec<Rec> {
+        match self {
+            Wire::Json(b) => read_topics(&b.bootstrap, topics, min, 60),
+            Wire::Avro(b, r) => r.read_topics(&b.bootstrap, topics, min, 90),
+        }
+    }
+}
+
+/// Runs tests/debezium/txn_workload.sql, the workload tests/debezium/capture_txn_metadata.py
+/// gave real Debezium 3.6.3 (`provide.transaction.metadata`), through cdcd, and checks it
+/// against the capture `fixture`: the same transactions with the same counts, tables and
+/// orders; snapshot reads without a block; one id in BEGIN, changes and END, named as the source
+/// names the transaction; `ts_ms` the commit time, as Debezium's. Returns cdcd's records.
+async fn compare_with_debezium(source: Compared, wire: &Wire, name: &str, fixture: &[Value]) -> Vec<Rec> {
+    let mut c = source.connect().await;
+    for ddl in [
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint)",
+        "CREATE TABLE transfers (id int PRIMARY KEY, amount bigint)",
+        "CREATE TABLE other (id int PRIMARY KEY)",
+        "INSERT INTO accounts VALUES (1,100),(2,200),(3,300),(4,400)",
+    ] {
+        c.run(ddl).await;
+    }
+    let (stem, dbz_stem) = source.topic_stem(name);
     let dbz: Vec<(String, Option<Value>)> = fixture
         .iter()
         .map(|r| {
-            let value = r["value"].as_str().map(|v| serde_json::from_str(v).unwrap());
-            (r["topic"].as_str().unwrap().replace("dbz.", "txdbz."), value)
+            let topic = r["topic"].as_str().unwrap().replace(dbz_stem, &stem).replace("dbz.", &format!("{name}."));
+            (topic, r["value"].as_str().map(|v| serde_json::from_str(v).unwrap()))
         })
         .collect();
-    let db = TestDb::create("txdbz").await;
-    let c = db.client().await;
-    c.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint);
-         CREATE TABLE transfers (id int PRIMARY KEY, amount bigint);
-         CREATE TABLE other (id int PRIMARY KEY);
-         INSERT INTO accounts VALUES (1,100),(2,200),(3,300),(4,400);",
-    )
-    .await
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // One partition for the transaction topic, as docs/transactions.md asks: ENDs in commit order.
-    let broker = Broker::with_topics(&[("txdbz.transaction", 1)]);
-    let sink = format!(
-        "{}transaction_metadata = true\nencoding = \"debezium\"\n[sink.debezium]\nschemas_enable = true\n",
-        kafka_sink(&broker.bootstrap)
-    );
-    let cfg = write_config(dir.path(), "txdbz", &db.url, "[\"public.accounts\", \"public.transfers\"]", &sink, "");
-    let daemon = Daemon::start(&cfg);
-    let topics = ["txdbz.transaction", "txdbz.public.accounts", "txdbz.public.transfers"];
-    assert_eq!(read_topics(&broker.bootstrap, &topics[1..2], 4, 30).len(), 4, "snapshot; log:\n{}", daemon.logs());
+    let daemon = Daemon::start(&source.config(dir.path(), name, &wire.sink()));
+    let (txn_topic, accounts, transfers) =
+        (format!("{name}.transaction"), format!("{stem}accounts"), format!("{stem}transfers"));
+    let topics = [txn_topic.as_str(), accounts.as_str(), transfers.as_str()];
+    assert_eq!(wire.read(&topics[1..2], 4).len(), 4, "snapshot; log:\n{}", daemon.logs());
     let workload = include_str!("debezium/txn_workload.sql");
     for sql in workload.lines().filter(|l| !l.is_empty() && !l.starts_with("--")) {
-        c.batch_execute(sql).await.unwrap();
+        c.run(sql).await;
     }
     // Snapshot 4 + changes 8 + a tombstone + BEGIN and END of 5 transactions.
-    let recs = read_topics(&broker.bootstrap, &topics, 23, 60);
-    let ours: Vec<(String, Option<Value>)> = recs.iter().map(|r| (r.topic.clone(), r.value.clone())).collect();
+    let recs = wire.read(&topics, 23);
+    let logs = daemon.logs();
     daemon.stop();
+    let ours: Vec<(String, Option<Value>)> = recs.iter().map(|r| (r.topic.clone(), r.value.clone())).collect();
 
-    let (want, got) = (transactions(&dbz, "txdbz.transaction"), transactions(&ours, "txdbz.transaction"));
+    let group = source.group();
+    let (want, got) = (transactions(&dbz, &txn_topic, group), transactions(&ours, &txn_topic, group));
     let strip = |t: Vec<(String, Seen)>| t.into_iter().map(|(_, s)| s).collect::<Vec<_>>();
-    assert_eq!(got.len(), 5, "five transactions changed captured tables: {got:?}");
-    for (id, _) in &got {
-        let (xid, lsn) = id.split_once(':').expect("xid:lsn");
-        assert!(xid.parse::<u32>().is_ok() && lsn.parse::<u64>().is_ok(), "id {id}");
-    }
+    assert_eq!(got.len(), 5, "five transactions changed captured tables: {got:?}\nlog:\n{logs}");
     assert_eq!(strip(got), strip(want), "cdcd's transactions differ from Debezium's");
 
-    // One id per transaction, in BEGIN, the changes and END, with the xid of source.txId, and
-    // END's ts_ms the changes' source.ts_ms.
+    // One id per transaction, in BEGIN, the changes and END, and END's ts_ms the changes'
+    // source.ts_ms.
     let mut ids: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut times: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for r in &recs {
         let (Some(key), Some(v)) = (r.key.as_ref().map(unwrap_payload), r.value.as_ref().map(unwrap_payload)) else {
             continue;
         };
-        if r.topic == topics[0] {
+        if r.topic == txn_topic {
             assert_eq!(key["id"], v["id"]);
             ids.entry(v["id"].as_str().unwrap().to_string()).or_default().push(if v["status"] == "END" {
                 "END"
@@ -433,7 +533,7 @@ async fn postgres_transaction_metadata_equals_debeziums_for_the_same_workload() 
             });
             times.entry(v["id"].as_str().unwrap().to_string()).or_default().insert(v["ts_ms"].as_i64().unwrap());
         } else if let Some(id) = v["transaction"]["id"].as_str() {
-            assert_eq!(id.split(':').next().unwrap(), v["source"]["txId"].to_string(), "{v}");
+            source.check_id(id, &v["source"]);
             ids.entry(id.to_string()).or_default().push("change");
             times.entry(id.to_string()).or_default().insert(v["source"]["ts_ms"].as_i64().unwrap());
         } else {
@@ -447,29 +547,86 @@ async fn postgres_transaction_metadata_equals_debeziums_for_the_same_workload() 
         seen.dedup();
         assert_eq!(seen, &["BEGIN", "END", "change"], "{id} is not one id in BEGIN, changes and END");
     }
+    recs
+}
 
-    // Schemas: the key's is Debezium's; the value's is Debezium's plus `last_offsets`; the
-    // envelope's `transaction` field is Debezium's.
+fn fixture(text: &str) -> Vec<Value> {
+    serde_json::from_str(text).expect("fixture")
+}
+
+/// With schemas, the key's schema is Debezium's; the value's is Debezium's plus `last_offsets`;
+/// the envelope's `transaction` field is Debezium's.
+fn schemas_equal_debeziums(recs: &[Rec], fixture: &[Value], name: &str, stem: &str, dbz_stem: &str) {
     let schema_of = |records: &[Value], topic: &str, field: &str| -> Value {
         let r = records.iter().find(|r| r["topic"] == topic).expect(topic);
         serde_json::from_str::<Value>(r[field].as_str().unwrap()).unwrap()["schema"].clone()
     };
-    let ours_raw: Vec<Value> = recs
+    let ours: Vec<Value> = recs
         .iter()
-        .map(|r| json!({"topic": r.topic.replace("txdbz.", "dbz."), "key": r.key.as_ref().map(|k| k.to_string()), "value": r.value.as_ref().map(|v| v.to_string())}))
+        .map(|r| {
+            let topic = r.topic.replace(stem, dbz_stem).replace(&format!("{name}."), "dbz.");
+            json!({"topic": topic, "key": r.key.as_ref().map(|k| k.to_string()), "value": r.value.as_ref().map(|v| v.to_string())})
+        })
         .collect();
-    assert_eq!(schema_of(&ours_raw, "dbz.transaction", "key"), schema_of(&fixture, "dbz.transaction", "key"));
-    let mut value_schema = schema_of(&ours_raw, "dbz.transaction", "value");
+    assert_eq!(schema_of(&ours, "dbz.transaction", "key"), schema_of(fixture, "dbz.transaction", "key"));
+    let mut value_schema = schema_of(&ours, "dbz.transaction", "value");
     let fields = value_schema["fields"].as_array_mut().unwrap();
     assert_eq!(fields.pop().map(|f| f["field"].clone()), Some(json!("last_offsets")));
-    assert_eq!(value_schema, schema_of(&fixture, "dbz.transaction", "value"));
+    assert_eq!(value_schema, schema_of(fixture, "dbz.transaction", "value"));
+    let transfers = format!("{dbz_stem}transfers");
     let block = |records: &[Value]| {
-        schema_of(records, "dbz.public.transfers", "value")["fields"]
+        schema_of(records, &transfers, "value")["fields"]
             .as_array()
             .unwrap()
             .iter()
             .find(|f| f["field"] == "transaction")
             .cloned()
     };
-    assert_eq!(block(&ours_raw), block(&fixture));
+    assert_eq!(block(&ours), block(fixture));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_transaction_metadata_equals_debeziums_for_the_same_workload() {
+    let fixture = fixture(include_str!("debezium/txn-postgres-3.6.3-schemas.json"));
+    let db = TestDb::create("txdbz").await;
+    let recs = compare_with_debezium(Compared::Postgres(db), &Wire::json("txdbz"), "txdbz", &fixture).await;
+    schemas_equal_debeziums(&recs, &fixture, "txdbz", "txdbz.public.", "dbz.public.");
+}
+
+/// The same against Oracle MySQL 9.7 with GTIDs on, as real Debezium's MySQL connector captured
+/// it (it refuses MariaDB): ids are the GTIDs.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql97_transaction_metadata_equals_debeziums_for_the_same_workload() {
+    let fixture = fixture(include_str!("debezium/txn-mysql97-3.6.3-schemas.json"));
+    let db = "txdbz97";
+    mysql_db_at(&mysql97_url(), db).await;
+    let recs = compare_with_debezium(Compared::Mysql97(db.into()), &Wire::json(db), db, &fixture).await;
+    schemas_equal_debeziums(&recs, &fixture, db, "txdbz97.txdbz97.", "dbz.dbz.");
+}
+
+/// Avro (Karapace, read by an independent Avro reader with the registry's schemas): the same
+/// transactions, BEGIN and END decoded with the values Debezium's JSON has, registered under
+/// `<prefix>.transaction-key` / `-value` as Debezium's `TransactionMetadataKey` / `Value`.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_avro_transaction_metadata_equals_debeziums() {
+    let fixture = fixture(include_str!("debezium/txn-postgres-3.6.3.json"));
+    let db = TestDb::create("txavro").await;
+    let wire = Wire::avro();
+    let recs = compare_with_debezium(Compared::Postgres(db), &wire, "txavro", &fixture).await;
+    let Wire::Avro(_, registry) = &wire else { unreachable!() };
+    for (part, record) in [("key", "TransactionMetadataKey"), ("value", "TransactionMetadataValue")] {
+        let (status, latest) = registry.get(&format!("/subjects/txavro.transaction-{part}/versions/latest"));
+        assert_eq!(status, 200, "{latest}");
+        let schema: Value = serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (schema["namespace"].as_str(), schema["name"].as_str()),
+            (Some("io.debezium.connector.common"), Some(record))
+        );
+        let ids: std::collections::BTreeSet<_> = recs
+            .iter()
+            .filter(|r| r.topic == "txavro.transaction")
+            .map(|r| if part == "key" { r.key_schema_id } else { r.value_schema_id })
+            .collect();
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), [latest["id"].as_u64().map(|i| i as u32)], "{part}");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, ConnectorConfig, FormatName, KafkaSinkConfig, SinkConfig};
+use super::{ConfigError, ConnectorConfig, KafkaSinkConfig, SinkConfig};
 use crate::core::txn_meta::{self, MetaFormat};
 
 /// `[checkpoint]`.
@@ -117,8 +117,12 @@ impl ConnectorConfig {
     pub fn transaction_metadata(&self) -> Option<(MetaFormat, String)> {
         match &self.sink {
             SinkConfig::Kafka(k) if k.transaction_metadata => {
-                let schemas = self.encode() == crate::core::envelope::Encode::DebeziumJson { schemas: true };
-                Some((MetaFormat { schemas }, txn_meta::topic(self.topic_prefix())))
+                let format = match self.encode() {
+                    crate::core::envelope::Encode::DebeziumJson { schemas: true } => MetaFormat::Json { schemas: true },
+                    crate::core::envelope::Encode::Avro { .. } => MetaFormat::avro(),
+                    _ => MetaFormat::Json { schemas: false },
+                };
+                Some((format, txn_meta::topic(self.topic_prefix())))
             }
             _ => None,
         }
@@ -161,12 +165,6 @@ pub(super) fn validate(cfg: &ConnectorConfig, path: &Path) -> Result<(), ConfigE
         }
     }
     let Some(k) = kafka else { return Ok(()) };
-    if k.transaction_metadata && k.format == FormatName::Avro {
-        return Err(invalid(
-            "sink.transaction_metadata",
-            "is not supported with format = \"avro\" yet (BEGIN and END records are JSON only); use format = \"json\", or remove it",
-        ));
-    }
     if k.transaction_metadata && k.dead_letter_topic.is_some() {
         return Err(invalid(
             "sink.transaction_metadata",

@@ -261,7 +261,7 @@ fn write_envelope(w: &mut dyn ValueWriter, change: &Change<'_>, txn: Option<TxnB
 
 /// A JsonConverter record: the payload, wrapped as `{"schema":..,"payload":..}` when schemas
 /// are on.
-fn json_record(
+pub(crate) fn json_record(
     out: &mut Vec<u8>,
     schema: Option<&[u8]>,
     payload: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
@@ -279,7 +279,7 @@ fn json_record(
 }
 
 /// Confluent's wire format: magic byte 0, then the schema id, big-endian.
-fn confluent_header(out: &mut Vec<u8>, id: u32) {
+pub(crate) fn confluent_header(out: &mut Vec<u8>, id: u32) {
     out.push(0);
     out.extend_from_slice(&id.to_be_bytes());
 }

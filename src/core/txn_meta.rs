@@ -7,7 +7,13 @@
 //! acknowledged by the broker (see `AckTracker::take_ready_end`), so a consumer that has read END
 //! can read the whole transaction up to those offsets, without counting events.
 
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use crate::core::connect::{Field, Schema, ValueWriter};
+use crate::core::envelope::{confluent_header, json_record};
 use crate::core::json;
+use crate::encode::avro::AvroWriter;
+use crate::encode::dbz_json::JsonWriter;
 
 /// The open source transaction's metadata, kept by the emitter while it runs.
 #[derive(Debug, Default)]
@@ -114,11 +120,29 @@ pub fn note_offset(offsets: &mut Vec<LastOffset>, topic: &str, partition: i32, o
     }
 }
 
-/// How the transaction topic's records are written: cdcd's JSON and Debezium's JSON without
-/// schemas are the same payload; with schemas it is wrapped as JsonConverter does.
+/// How the transaction topic's records are encoded: as the change events are.
+#[derive(Debug, Clone)]
+pub enum MetaFormat {
+    /// JSON: cdcd's JSON and Debezium's without schemas are the same payload; with `schemas`
+    /// it is wrapped as JsonConverter does.
+    Json { schemas: bool },
+    /// Avro in Confluent's wire format. The registry ids of the topic's key and value schemas
+    /// are learnt when the first BEGIN is sent (the emitter registers them) and shared with
+    /// what sends END, which only ever follows its BEGIN.
+    Avro(Arc<OnceLock<AvroIds>>),
+}
+
+impl MetaFormat {
+    pub fn avro() -> Self {
+        MetaFormat::Avro(Arc::new(OnceLock::new()))
+    }
+}
+
+/// The registry ids of the transaction topic's key and value schemas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetaFormat {
-    pub schemas: bool,
+pub struct AvroIds {
+    pub key: u32,
+    pub value: u32,
 }
 
 /// The transaction topic's name: Debezium's default `topic.transaction`.
@@ -126,125 +150,165 @@ pub fn topic(prefix: &str) -> String {
     format!("{prefix}.transaction")
 }
 
-/// The key of a BEGIN or END record: `{"id": ...}`.
-pub fn write_key(out: &mut Vec<u8>, format: MetaFormat, id: &str) {
-    wrapped(out, format, KEY_SCHEMA, |out| {
-        out.extend_from_slice(b"{\"id\":");
-        json::write_str(out, id);
-        out.push(b'}');
+/// The Connect schemas of the transaction topic's records (Debezium's
+/// `TransactionMetadataKey` and `TransactionMetadataValue`, the value with cdcd's optional
+/// `last_offsets` after Debezium's fields), with JsonConverter's schema JSON rendered once.
+pub struct MetaSchemas {
+    pub key: Schema,
+    pub value: Schema,
+    key_json: Vec<u8>,
+    value_json: Vec<u8>,
+}
+
+/// The transaction topic's schemas, built on first use.
+pub fn schemas() -> &'static MetaSchemas {
+    static SCHEMAS: LazyLock<MetaSchemas> = LazyLock::new(|| {
+        let key = Schema::structure(vec![Field::new("id", Schema::string())])
+            .named("io.debezium.connector.common.TransactionMetadataKey")
+            .version(1);
+        let collection = Schema::structure(vec![
+            Field::new("data_collection", Schema::string()),
+            Field::new("event_count", Schema::int64()),
+        ])
+        .named("event.collection")
+        .version(1)
+        .optional();
+        let offset = Schema::structure(vec![
+            Field::new("topic", Schema::string()),
+            Field::new("partition", Schema::int32()),
+            Field::new("offset", Schema::int64()),
+        ])
+        .named("cdcd.partition.offset")
+        .version(1);
+        let value = Schema::structure(vec![
+            Field::new("status", Schema::string()),
+            Field::new("id", Schema::string()),
+            Field::new("event_count", Schema::int64().optional()),
+            Field::new("data_collections", Schema::array(collection).optional()),
+            Field::new("ts_ms", Schema::int64()),
+            Field::new("last_offsets", Schema::array(offset).optional()),
+        ])
+        .named("io.debezium.connector.common.TransactionMetadataValue")
+        .version(1);
+        let (mut key_json, mut value_json) = (Vec::new(), Vec::new());
+        key.write_json(&mut key_json, None);
+        value.write_json(&mut value_json, None);
+        MetaSchemas { key, value, key_json, value_json }
     });
+    &SCHEMAS
 }
 
-/// `payload` alone, or as JsonConverter with schemas writes it (`schema` ends in `"payload":`).
-fn wrapped(out: &mut Vec<u8>, format: MetaFormat, schema: &str, payload: impl FnOnce(&mut Vec<u8>)) {
-    out.clear();
-    if format.schemas {
-        out.extend_from_slice(schema.as_bytes());
+/// A BEGIN record's key and value.
+pub fn write_begin(
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+    format: &MetaFormat,
+    id: &str,
+    ts_us: i64,
+) -> Result<(), String> {
+    write_record(key, value, format, id, |w| write_value(w, "BEGIN", id, ts_us, None, None))
+}
+
+/// An END record's key and value, naming where the transaction's records landed.
+pub fn write_end(
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+    format: &MetaFormat,
+    end: &PendingEnd,
+    offsets: &[LastOffset],
+) -> Result<(), String> {
+    write_record(key, value, format, &end.id, |w| write_value(w, "END", &end.id, end.ts_us, Some(end), Some(offsets)))
+}
+
+/// The key `{"id": ...}` and the value `write` gives, in `format`.
+fn write_record(
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+    format: &MetaFormat,
+    id: &str,
+    write: impl Fn(&mut dyn ValueWriter),
+) -> Result<(), String> {
+    let s = schemas();
+    let write_key = |w: &mut dyn ValueWriter| {
+        w.begin();
+        w.string(id);
+        w.end();
+    };
+    key.clear();
+    value.clear();
+    match format {
+        MetaFormat::Json { schemas } => {
+            json_record(key, schemas.then_some(s.key_json.as_slice()), |out| {
+                let mut w = JsonWriter::new(&s.key, out);
+                write_key(&mut w);
+                w.finish()
+            })?;
+            json_record(value, schemas.then_some(s.value_json.as_slice()), |out| {
+                let mut w = JsonWriter::new(&s.value, out);
+                write(&mut w);
+                w.finish()
+            })
+        }
+        MetaFormat::Avro(ids) => {
+            let ids = ids.get().ok_or("the transaction topic's Avro schemas are not registered yet")?;
+            confluent_header(key, ids.key);
+            let mut w = AvroWriter::new(&s.key, key);
+            write_key(&mut w);
+            w.finish()?;
+            confluent_header(value, ids.value);
+            let mut w = AvroWriter::new(&s.value, value);
+            write(&mut w);
+            w.finish()
+        }
     }
-    payload(out);
-    if format.schemas {
-        out.push(b'}');
-    }
 }
 
-/// A BEGIN record's value.
-pub fn write_begin(out: &mut Vec<u8>, format: MetaFormat, id: &str, ts_us: i64) {
-    write_value(out, format, "BEGIN", id, ts_us, None, None);
-}
-
-/// An END record's value, naming where the transaction's records landed.
-pub fn write_end(out: &mut Vec<u8>, format: MetaFormat, end: &PendingEnd, offsets: &[LastOffset]) {
-    write_value(out, format, "END", &end.id, end.ts_us, Some(end), Some(offsets));
-}
-
+/// A BEGIN (`end` and `offsets` none) or END value's fields, in the value schema's order.
 fn write_value(
-    out: &mut Vec<u8>,
-    format: MetaFormat,
+    w: &mut dyn ValueWriter,
     status: &str,
     id: &str,
     ts_us: i64,
     end: Option<&PendingEnd>,
     offsets: Option<&[LastOffset]>,
 ) {
-    wrapped(out, format, VALUE_SCHEMA, |out| write_payload(out, status, id, ts_us, end, offsets));
-}
-
-fn write_payload(
-    out: &mut Vec<u8>,
-    status: &str,
-    id: &str,
-    ts_us: i64,
-    end: Option<&PendingEnd>,
-    offsets: Option<&[LastOffset]>,
-) {
-    out.extend_from_slice(b"{\"status\":");
-    json::write_str(out, status);
-    out.extend_from_slice(b",\"id\":");
-    json::write_str(out, id);
-    out.extend_from_slice(b",\"event_count\":");
-    match end {
-        Some(e) => json::write_i64(out, e.events as i64),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"data_collections\":");
+    w.begin();
+    w.string(status);
+    w.string(id);
     match end {
         Some(e) => {
-            out.push(b'[');
-            for (i, (collection, n)) in e.collections.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"data_collection\":");
-                json::write_str(out, collection);
-                out.extend_from_slice(b",\"event_count\":");
-                json::write_i64(out, *n as i64);
-                out.push(b'}');
+            w.int(e.events as i64);
+            w.begin();
+            for (collection, n) in &e.collections {
+                w.begin();
+                w.string(collection);
+                w.int(*n as i64);
+                w.end();
             }
-            out.push(b']');
+            w.end();
         }
-        None => out.extend_from_slice(b"null"),
+        None => {
+            w.null();
+            w.null();
+        }
     }
-    out.extend_from_slice(b",\"ts_ms\":");
-    json::write_i64(out, ts_us.div_euclid(1000));
-    out.extend_from_slice(b",\"last_offsets\":");
+    w.int(ts_us.div_euclid(1000));
     match offsets {
         Some(offsets) => {
-            out.push(b'[');
-            for (i, o) in offsets.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"topic\":");
-                json::write_str(out, &o.topic);
-                out.extend_from_slice(b",\"partition\":");
-                json::write_i64(out, i64::from(o.partition));
-                out.extend_from_slice(b",\"offset\":");
-                json::write_i64(out, o.offset);
-                out.push(b'}');
+            w.begin();
+            for o in offsets {
+                w.begin();
+                w.string(&o.topic);
+                w.int(i64::from(o.partition));
+                w.int(o.offset);
+                w.end();
             }
-            out.push(b']');
+            w.end();
         }
-        None => out.extend_from_slice(b"null"),
+        None => w.null(),
     }
-    out.push(b'}');
+    w.end();
 }
-
-/// JsonConverter's envelope for the key, up to the payload (Debezium's
-/// `TransactionMetadataKey`).
-const KEY_SCHEMA: &str = r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1},"payload":"#;
-
-/// The same for the value (Debezium's `TransactionMetadataValue`, with cdcd's optional
-/// `last_offsets` after Debezium's fields).
-const VALUE_SCHEMA: &str = concat!(
-    r#"{"schema":{"type":"struct","fields":["#,
-    r#"{"type":"string","optional":false,"field":"status"},"#,
-    r#"{"type":"string","optional":false,"field":"id"},"#,
-    r#"{"type":"int64","optional":true,"field":"event_count"},"#,
-    r#"{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"data_collection"},{"type":"int64","optional":false,"field":"event_count"}],"optional":true,"name":"event.collection","version":1},"optional":true,"field":"data_collections"},"#,
-    r#"{"type":"int64","optional":false,"field":"ts_ms"},"#,
-    r#"{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"topic"},{"type":"int32","optional":false,"field":"partition"},{"type":"int64","optional":false,"field":"offset"}],"optional":false,"name":"cdcd.partition.offset","version":1},"optional":true,"field":"last_offsets"}"#,
-    r#"],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1},"payload":"#
-);
 
 #[cfg(test)]
 mod tests {
@@ -270,29 +334,72 @@ mod tests {
         assert_eq!(end.collections, [("a".to_string(), 3), ("b".to_string(), 2), ("c".to_string(), 1)]);
     }
 
+    /// The record decoded to JSON: parsed, or read as Avro with the schema's Avro form (the
+    /// Confluent header checked), as an Avro reader with the registry's schemas would.
+    fn decode(bytes: &[u8], format: &MetaFormat, schema: &Schema, id: u32) -> serde_json::Value {
+        match format {
+            MetaFormat::Json { schemas: false } => parse(bytes),
+            MetaFormat::Json { schemas: true } => parse(bytes)["payload"].clone(),
+            MetaFormat::Avro(_) => {
+                assert_eq!(bytes[0], 0, "magic byte");
+                assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), id);
+                let avro = apache_avro::Schema::parse(&crate::encode::avro::avro_schema(schema).unwrap()).unwrap();
+                let v = apache_avro::from_avro_datum(&avro, &mut &bytes[5..], None).unwrap();
+                serde_json::Value::try_from(v).unwrap()
+            }
+        }
+    }
+
     #[test]
-    fn begin_and_end_records_parse_with_and_without_schemas() {
+    fn begin_and_end_records_read_back_in_every_encoding() {
         let end = PendingEnd { id: "x\"1".into(), ts_us: 1_234_567, events: 3, collections: vec![("s.t".into(), 3)] };
         let offsets = vec![LastOffset { topic: "p.s.t".into(), partition: 2, offset: 41 }];
-        for schemas in [false, true] {
-            let f = MetaFormat { schemas };
-            let (mut k, mut b, mut e) = (Vec::new(), Vec::new(), Vec::new());
-            write_key(&mut k, f, &end.id);
-            write_begin(&mut b, f, &end.id, end.ts_us);
-            write_end(&mut e, f, &end, &offsets);
-            let (k, b, e) = (parse(&k), parse(&b), parse(&e));
-            let payload = |v: &serde_json::Value| if schemas { v["payload"].clone() } else { v.clone() };
-            assert_eq!(payload(&k)["id"], "x\"1");
-            let (b, e) = (payload(&b), payload(&e));
-            assert_eq!(
-                (b["status"].as_str(), b["event_count"].is_null(), b["ts_ms"].as_i64()),
-                (Some("BEGIN"), true, Some(1234))
-            );
-            assert_eq!((e["status"].as_str(), e["event_count"].as_i64()), (Some("END"), Some(3)));
-            assert_eq!(e["data_collections"][0]["data_collection"], "s.t");
-            assert_eq!(e["last_offsets"][0]["offset"], 41);
-            assert_eq!(e["last_offsets"][0]["partition"], 2);
+        let avro = MetaFormat::avro();
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        let err = write_begin(&mut k, &mut v, &avro, &end.id, end.ts_us).unwrap_err();
+        assert!(err.contains("not registered"), "{err}");
+        if let MetaFormat::Avro(ids) = &avro {
+            ids.set(AvroIds { key: 7, value: 8 }).unwrap();
         }
+        let s = schemas();
+        for format in [MetaFormat::Json { schemas: false }, MetaFormat::Json { schemas: true }, avro] {
+            write_begin(&mut k, &mut v, &format, &end.id, end.ts_us).unwrap();
+            let (bk, b) = (decode(&k, &format, &s.key, 7), decode(&v, &format, &s.value, 8));
+            write_end(&mut k, &mut v, &format, &end, &offsets).unwrap();
+            let (ek, e) = (decode(&k, &format, &s.key, 7), decode(&v, &format, &s.value, 8));
+            let f = format!("{format:?}");
+            assert_eq!((&bk["id"], &ek["id"]), (&serde_json::json!("x\"1"), &serde_json::json!("x\"1")), "{f}");
+            assert_eq!(
+                b,
+                serde_json::json!({"status": "BEGIN", "id": "x\"1", "event_count": null, "data_collections": null,
+                    "ts_ms": 1234, "last_offsets": null}),
+                "{f}"
+            );
+            assert_eq!(
+                e,
+                serde_json::json!({"status": "END", "id": "x\"1", "event_count": 3,
+                    "data_collections": [{"data_collection": "s.t", "event_count": 3}], "ts_ms": 1234,
+                    "last_offsets": [{"topic": "p.s.t", "partition": 2, "offset": 41}]}),
+                "{f}"
+            );
+        }
+    }
+
+    /// What real Debezium 3.6.3 writes (tests/debezium/txn-postgres-3.6.3-schemas.json): the
+    /// JSON schemas, and so the Avro schemas made from the same Connect schemas, are Debezium's.
+    #[test]
+    fn schemas_are_debeziums_with_last_offsets_added() {
+        let debezium_key = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1}"#;
+        let debezium_value = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"status"},{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":true,"field":"event_count"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"data_collection"},{"type":"int64","optional":false,"field":"event_count"}],"optional":true,"name":"event.collection","version":1},"optional":true,"field":"data_collections"},{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1}"#;
+        let s = schemas();
+        assert_eq!(parse(&s.key_json), parse(debezium_key.as_bytes()));
+        let mut ours = parse(&s.value_json);
+        let last = ours["fields"].as_array_mut().unwrap().pop().unwrap();
+        assert_eq!(last["field"], "last_offsets");
+        assert_eq!(ours, parse(debezium_value.as_bytes()));
+        let avro = crate::encode::avro::avro_schema(&s.value).unwrap();
+        assert_eq!(avro["name"], "TransactionMetadataValue");
+        assert_eq!(avro["namespace"], "io.debezium.connector.common");
     }
 
     #[test]

@@ -70,6 +70,14 @@ impl SchemaIdCache {
         Ok(ids)
     }
 
+    /// The ids of a fixed key and value schema on `topic` (the transaction topic's), registered
+    /// each time it is called: the caller keeps them.
+    pub async fn ids_of(&mut self, topic: &str, key: &Schema, value: &Schema) -> Result<SchemaIds, RegistryError> {
+        let key = self.register(topic, "key", key).await?;
+        let value = self.register(topic, "value", value).await?;
+        Ok(SchemaIds { key: Some(key), value })
+    }
+
     fn remember(&mut self, topic: &str, schema: &TableSchema, ids: SchemaIds) {
         match &mut self.last {
             Some((t, f, i)) => {

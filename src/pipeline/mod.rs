@@ -219,7 +219,7 @@ impl Run<'_> {
             Sink::build(cfg, tracker.clone()).map_err(|source| Error::Sink { connector: name.clone(), source })?;
         let gate = sink.transactions().map(|_| Arc::new(CommitGate::new()));
         let metadata = cfg.transaction_metadata();
-        let ends = metadata.as_ref().and_then(|(format, topic)| sink.end_sender(*format, topic.clone()));
+        let ends = metadata.as_ref().and_then(|(format, topic)| sink.end_sender(format.clone(), topic.clone()));
         let mut store = self.open_store(&sink).await?;
         let initial = tokio::task::block_in_place(|| store.load()).map_err(|e| store_error(&name, e))?;
         if let Some(cp) = &initial {

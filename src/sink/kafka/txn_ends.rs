@@ -43,8 +43,11 @@ impl EndSender {
         while let Some((txn, end, mut offsets)) = self.tracker.take_ready_end() {
             // BEGIN's own offset is noted with the records; END names the data's only.
             offsets.retain(|o| o.topic != self.topic);
-            txn_meta::write_key(&mut self.key, self.format, &end.id);
-            txn_meta::write_end(&mut self.value, self.format, &end, &offsets);
+            if let Err(e) = txn_meta::write_end(&mut self.key, &mut self.value, &self.format, &end, &offsets) {
+                let reason = format!("cannot encode the END record of transaction {}: {e}", end.id);
+                self.tracker.failed(txn, reason.clone());
+                return Err(SinkError::Delivery(reason));
+            }
             let record = BaseRecord::with_opaque_to(&self.topic, txn.0 as usize)
                 .key(&self.key)
                 .payload(&self.value)
