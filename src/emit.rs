@@ -267,6 +267,8 @@ impl Emitter {
                 gate.wait_if_wanted().await;
             }
             self.wait_for_room().await?;
+            // Before the transaction takes a tracker slot: a registry that fails leaves none.
+            self.register_meta_schemas().await?;
         }
         let (txn, index) = self.frame.event(&self.tracker).map_err(SourceError::from)?;
         if index == 0 {
@@ -283,13 +285,6 @@ impl Emitter {
     /// tracker slot (so it is delivered, or the transaction is read again).
     async fn send_begin(&mut self, txn: TxnId) -> Result<(), SessionError> {
         let (Some((format, topic)), Some(open)) = (&self.meta, &self.open) else { return Ok(()) };
-        if let (MetaFormat::Avro(ids), Encoding::Avro(cache)) = (format, &mut self.encoding) {
-            if ids.get().is_none() {
-                let (key, value) = (&txn_meta::schemas().key, &txn_meta::schemas().value);
-                let got = cache.ids_of(topic, key, value).await.map_err(registry_error)?;
-                let _ = ids.set(AvroIds { key: got.key.unwrap_or_default(), value: got.value });
-            }
-        }
         self.tracker.collect_offsets(txn);
         let (key, value) = &mut self.meta_buf;
         txn_meta::write_begin(key, value, format, &open.id, open.ts_us).map_err(|e| {
@@ -297,6 +292,19 @@ impl Emitter {
         })?;
         let record = Record { topic, key: Some(key), value: Some(value), partition: Some(txn_meta::PARTITION) };
         self.sink.send(record, txn).await?;
+        Ok(())
+    }
+
+    /// Transaction metadata in Avro: registers the transaction topic's schemas once, before the
+    /// first BEGIN; the END sender shares the ids.
+    async fn register_meta_schemas(&mut self) -> Result<(), SourceError> {
+        if let (Some((MetaFormat::Avro(ids), topic)), Encoding::Avro(cache)) = (&self.meta, &mut self.encoding) {
+            if ids.get().is_none() {
+                let schemas = txn_meta::schemas();
+                let got = cache.ids_of(topic, &schemas.key, &schemas.value).await.map_err(registry_error)?;
+                let _ = ids.set(AvroIds { key: got.key.unwrap_or_default(), value: got.value });
+            }
+        }
         Ok(())
     }
 

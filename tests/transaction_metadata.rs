@@ -323,15 +323,14 @@ fn unwrap_payload(v: &Value) -> Value {
 
 /// The transactions in END order, each with its changes in `total_order`, grouped by
 /// `group(transaction.id)` (Debezium's PostgreSQL ids differ between BEGIN, changes and END;
-/// their xid does not). Tables are named without their schema or database, so that Debezium's
-/// capture and this run compare. Transactions with no change (Debezium writes those) are left
-/// out.
+/// their xid does not). A change's table is `schema.table` (PostgreSQL) or `database.table`
+/// (MySQL), as END's `data_collections` names it. Transactions with no change (Debezium writes
+/// those) are left out.
 fn transactions(
     records: &[(String, Option<Value>)],
     txn_topic: &str,
     group: fn(&str) -> String,
 ) -> Vec<(String, Seen)> {
-    let table = |collection: &str| collection.rsplit('.').next().unwrap_or_default().to_string();
     let mut events: BTreeMap<String, Vec<(String, String, i64, i64)>> = BTreeMap::new();
     for (topic, value) in records.iter().filter(|(t, _)| t != txn_topic) {
         let Some(v) = value.as_ref().map(unwrap_payload) else { continue };
@@ -339,8 +338,10 @@ fn transactions(
             assert_eq!(v["op"], "r", "{topic}: a streamed change without its transaction block: {v}");
             continue;
         };
+        let s = &v["source"];
+        let schema = s.get("schema").unwrap_or(&s["db"]).as_str().unwrap();
         events.entry(group(block["id"].as_str().unwrap())).or_default().push((
-            v["source"]["table"].as_str().unwrap().to_string(),
+            format!("{schema}.{}", s["table"].as_str().unwrap()),
             v["op"].as_str().unwrap().to_string(),
             block["total_order"].as_i64().unwrap(),
             block["data_collection_order"].as_i64().unwrap(),
@@ -356,7 +357,7 @@ fn transactions(
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (table(c["data_collection"].as_str().unwrap()), c["event_count"].as_i64().unwrap()))
+            .map(|c| (c["data_collection"].as_str().unwrap().to_string(), c["event_count"].as_i64().unwrap()))
             .collect();
         let id = v["id"].as_str().unwrap().to_string();
         let mut evs = events.remove(&group(&id)).unwrap_or_default();
@@ -407,6 +408,24 @@ impl Compared {
         }
     }
 
+    /// A record of the capture as this run names things: its topic under `prefix`, and on MySQL
+    /// the database in the value (`source.db`, `data_collection`) ours.
+    fn renamed_capture(&self, prefix: &str, record: &Value) -> (String, Option<Value>) {
+        let (stem, dbz_stem) = self.topic_stem(prefix);
+        let topic = record["topic"].as_str().unwrap();
+        let topic = match topic.strip_prefix(dbz_stem) {
+            Some(table) => format!("{stem}{table}"),
+            None => format!("{prefix}.{}", topic.strip_prefix("dbz.").expect("a capture topic")),
+        };
+        let value = record["value"].as_str().map(|v| match self {
+            Compared::Postgres(_) => v.to_string(),
+            Compared::Mysql97(db) => v
+                .replace("\"data_collection\":\"dbz.", &format!("\"data_collection\":\"{db}."))
+                .replace("\"db\":\"dbz\"", &format!("\"db\":\"{db}\"")),
+        });
+        (topic, value.map(|v| serde_json::from_str(&v).unwrap()))
+    }
+
     /// What a transaction's id is grouped by: its xid on PostgreSQL, the whole GTID on MySQL.
     fn group(&self) -> fn(&str) -> String {
         match self {
@@ -421,7 +440,7 @@ impl Compared {
         match self {
             Compared::Postgres(_) => {
                 let (xid, lsn) = id.split_once(':').expect("xid:lsn");
-                assert!(lsn.parse::<u64>().is_ok(), "id {id}");
+                assert!(xid.parse::<u32>().is_ok() && lsn.parse::<u64>().is_ok(), "id {id}");
                 assert_eq!(xid, source["txId"].to_string(), "{source}");
             }
             Compared::Mysql97(_) => assert_eq!(Some(id), source["gtid"].as_str(), "{source}"),
@@ -486,14 +505,8 @@ async fn compare_with_debezium(source: Compared, wire: &Wire, name: &str, fixtur
     ] {
         c.run(ddl).await;
     }
-    let (stem, dbz_stem) = source.topic_stem(name);
-    let dbz: Vec<(String, Option<Value>)> = fixture
-        .iter()
-        .map(|r| {
-            let topic = r["topic"].as_str().unwrap().replace(dbz_stem, &stem).replace("dbz.", &format!("{name}."));
-            (topic, r["value"].as_str().map(|v| serde_json::from_str(v).unwrap()))
-        })
-        .collect();
+    let (stem, _) = source.topic_stem(name);
+    let dbz: Vec<(String, Option<Value>)> = fixture.iter().map(|r| source.renamed_capture(name, r)).collect();
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&source.config(dir.path(), name, &wire.sink()));
     let (txn_topic, accounts, transfers) =
@@ -564,7 +577,11 @@ fn schemas_equal_debeziums(recs: &[Rec], fixture: &[Value], name: &str, stem: &s
     let ours: Vec<Value> = recs
         .iter()
         .map(|r| {
-            let topic = r.topic.replace(stem, dbz_stem).replace(&format!("{name}."), "dbz.");
+            let topic = match (r.topic.strip_prefix(stem), r.topic.strip_prefix(&format!("{name}."))) {
+                (Some(table), _) => format!("{dbz_stem}{table}"),
+                (None, Some(rest)) => format!("dbz.{rest}"),
+                (None, None) => panic!("a topic of another connector: {}", r.topic),
+            };
             json!({"topic": topic, "key": r.key.as_ref().map(|k| k.to_string()), "value": r.value.as_ref().map(|v| v.to_string())})
         })
         .collect();
@@ -599,7 +616,6 @@ async fn postgres_transaction_metadata_equals_debeziums_for_the_same_workload() 
 async fn mysql97_transaction_metadata_equals_debeziums_for_the_same_workload() {
     let fixture = fixture(include_str!("debezium/txn-mysql97-3.6.3-schemas.json"));
     let db = "txdbz97";
-    mysql_db_at(&mysql97_url(), db).await;
     let recs = compare_with_debezium(Compared::Mysql97(db.into()), &Wire::json(db), db, &fixture).await;
     schemas_equal_debeziums(&recs, &fixture, db, "txdbz97.txdbz97.", "dbz.dbz.");
 }

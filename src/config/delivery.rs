@@ -113,7 +113,9 @@ impl ConnectorConfig {
         .unwrap_or_else(|| format!("cdcd-{}", self.name))
     }
 
-    /// Transaction metadata's record format and topic, when it is on.
+    /// Transaction metadata's record format and topic, when it is on. Called once per run: with
+    /// Avro, the format carries the registry ids the emitter learns for the END sender, so both
+    /// must get clones of the same one.
     pub fn transaction_metadata(&self) -> Option<(MetaFormat, String)> {
         match &self.sink {
             SinkConfig::Kafka(k) if k.transaction_metadata => {

@@ -397,9 +397,28 @@ mod tests {
         let last = ours["fields"].as_array_mut().unwrap().pop().unwrap();
         assert_eq!(last["field"], "last_offsets");
         assert_eq!(ours, parse(debezium_value.as_bytes()));
-        let avro = crate::encode::avro::avro_schema(&s.value).unwrap();
-        assert_eq!(avro["name"], "TransactionMetadataValue");
-        assert_eq!(avro["namespace"], "io.debezium.connector.common");
+        // Debezium's schema as Confluent's AvroConverter (AvroData) writes it: records named after
+        // the Connect names, optional fields a union with null first and default null.
+        let mut avro = crate::encode::avro::avro_schema(&s.value).unwrap();
+        let last = avro["fields"].as_array_mut().unwrap().pop().unwrap();
+        assert_eq!(last["name"], "last_offsets");
+        assert_eq!(
+            avro,
+            serde_json::json!({
+                "type": "record", "name": "TransactionMetadataValue", "namespace": "io.debezium.connector.common",
+                "fields": [
+                    {"name": "status", "type": "string"},
+                    {"name": "id", "type": "string"},
+                    {"name": "event_count", "type": ["null", "long"], "default": null},
+                    {"name": "data_collections", "type": ["null", {"type": "array", "items": ["null", {
+                        "type": "record", "name": "collection", "namespace": "event",
+                        "fields": [{"name": "data_collection", "type": "string"}, {"name": "event_count", "type": "long"}],
+                        "connect.version": 1, "connect.name": "event.collection"}]}], "default": null},
+                    {"name": "ts_ms", "type": "long"}
+                ],
+                "connect.version": 1, "connect.name": "io.debezium.connector.common.TransactionMetadataValue"
+            })
+        );
     }
 
     #[test]

@@ -8,10 +8,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 use super::AckContext;
 use crate::core::acks::AckTracker;
@@ -83,11 +82,7 @@ impl EndSender {
     /// transactions, so they commit together. False when an END is still owed (the commit must
     /// wait: committing the checkpoint without it would lose it).
     pub fn send_before_commit(&mut self) -> Result<bool, SinkError> {
-        let producer = self.producer();
-        let _ = producer.flush(Duration::ZERO);
-        while producer.in_flight_count() > 0 {
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        super::transactions::TxnProducer::await_acks(self.producer());
         self.send_ready()?;
         Ok(!self.tracker.ends_owed())
     }

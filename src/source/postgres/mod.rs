@@ -325,7 +325,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     {
         // A stop between the last checkpoint and dropping the slot left it behind.
         if slot.is_some() {
-            repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
+            drop_slot(&mut repl, &names.slot).await?;
             tracing::info!(slot = %names.slot, "dropped the replication slot the initial-only snapshot left");
         }
         tracing::info!(
@@ -417,7 +417,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
         (None, Some(s)) if pg.snapshot.reads_existing_rows() => {
             check_slot_owner(s, &names.slot, &system.database)?;
             tracing::warn!(slot = %names.slot, "slot exists but there is no checkpoint: an earlier start did not get to its first checkpoint; dropping the slot and starting again");
-            repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
+            drop_slot(&mut repl, &names.slot).await?;
             let at = create_slot(&mut repl, &names.slot, slot_kind).await?;
             emitter.set_identity(identity(Some(at)));
             (at, all_tables(initial))
@@ -535,7 +535,7 @@ async fn run_session(src: &PostgresSource, session: Session<'_>) -> Result<(), S
     if end == stream::StreamEnd::SnapshotTaken {
         // Nothing streams from the slot again: kept, it would hold WAL on the server forever.
         let mut repl = ReplicationConn::connect(&params, &names.application).await?;
-        repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(&names.slot))).await?;
+        drop_slot(&mut repl, &names.slot).await?;
         tracing::info!(slot = %names.slot, "snapshot = \"initial_only\": every table was read and checkpointed; dropped the replication slot; stopping");
     }
     Ok(())
@@ -591,6 +591,12 @@ async fn create_slot(repl: &mut ReplicationConn, slot: &str, kind: SlotKind) -> 
         .ok_or_else(|| SourceError::Transient("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
     tracing::info!(slot, consistent_point = %at, failover = kind.failover, on_standby = kind.on_standby, "created replication slot");
     Ok(at)
+}
+
+/// Drops the slot, waiting for a walsender still using it (a previous session's) to let go.
+async fn drop_slot(repl: &mut ReplicationConn, slot: &str) -> Result<(), SourceError> {
+    repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(slot))).await?;
+    Ok(())
 }
 
 /// Makes an existing slot's `failover` flag what the configuration says (PostgreSQL 17+): a

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::catalog::{quote_ident, Catalog, SlotInfo, TableRef};
+use super::catalog::{Catalog, SlotInfo, TableRef};
 use super::conn::ReplicationConn;
 use super::relation::{SourceBlock, SourceContext};
 use crate::core::envelope::{now_us, Change, Op};
@@ -72,13 +72,13 @@ impl Repair<'_> {
             self.why
         );
         if self.existing.is_some() {
-            repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(slot_name))).await?;
+            super::drop_slot(repl, slot_name).await?;
         }
         let at = super::create_slot(repl, slot_name, self.kind).await?;
         if at <= self.checkpoint {
             // Positions only move forward: the repair could never be checkpointed, and the old
             // checkpoint would skip this server's commits up to it.
-            repl.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote_ident(slot_name))).await?;
+            super::drop_slot(repl, slot_name).await?;
             return Err(SourceError::Fatal(format!(
                 "{}; and the server's log ends at {at}, behind cdcd's checkpoint {}: the database went back in time (a failover to a standby that had not received everything cdcd delivered, or a restore), so consumers hold changes it no longer has, which a repair cannot undo. {resnapshot_by_hand}",
                 self.why, self.checkpoint
