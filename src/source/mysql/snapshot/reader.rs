@@ -82,7 +82,15 @@ impl TablePlan {
     /// collation, which is also the order `ORDER BY` walks.
     fn literal(&self, key_pos: usize, text: &str, no_backslash_escapes: bool) -> Result<String, SourceError> {
         let col = &self.table.columns[self.chunk_key[key_pos]];
-        let bad = || SourceError::Fatal(format!("snapshot of {}: cannot resume at key value {text:?}", self.name));
+        // A masked column's value stays out of the log, as it stays out of every record.
+        let masked = self.table.rules.get(self.chunk_key[key_pos]).is_some_and(|r| r.is_masked());
+        let bad = || {
+            let value = if masked { "(masked)".to_string() } else { format!("{text:?}") };
+            SourceError::Fatal(format!(
+                "snapshot of {}: cannot resume at the checkpoint's value {value} of key column {}: it is not a value of the column's type (was the column's type changed while the snapshot ran? Then drop the table from `tables`, restart, and add it back: it is read again from the start)",
+                self.name, col.name
+            ))
+        };
         Ok(match col.kind {
             Kind::Int { unsigned: true, .. } => {
                 Value::UInt(text.parse().map_err(|_| bad())?).as_sql(no_backslash_escapes)
