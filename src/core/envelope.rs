@@ -146,35 +146,17 @@ impl RecordBuf {
         }
         self.key.clear();
         self.value.clear();
-        match avro_ids {
-            None => {
-                if let (Some(k), Some(ks)) = (change.key, &schema.key) {
-                    json_record(&mut self.key, schemas.then(|| schema.key_json()), |out| {
-                        let mut w = JsonWriter::new(ks, out);
-                        k.write_typed(&mut w);
-                        w.finish().map_err(|e| format!("key: {e}"))
-                    })?;
-                }
-                json_record(&mut self.value, schemas.then(|| schema.envelope_json()), |out| {
-                    let mut w = JsonWriter::new(&schema.envelope, out);
-                    write_envelope(&mut w, change, txn);
-                    w.finish()
-                })?;
-            }
-            Some((key_id, value_id)) => {
-                if let (Some(k), Some(ks), Some(id)) = (change.key, &schema.key, key_id) {
-                    confluent_header(&mut self.key, id);
-                    let mut w = AvroWriter::new(ks, &mut self.key);
-                    k.write_typed(&mut w);
-                    w.finish().map_err(|e| format!("key: {e}"))?;
-                }
-                confluent_header(&mut self.value, value_id);
-                let mut w = AvroWriter::new(&schema.envelope, &mut self.value);
-                write_envelope(&mut w, change, txn);
-                w.finish()?;
-            }
+        let (key_framing, value_framing) = match avro_ids {
+            None => (
+                Some(Framing::Json(schemas.then(|| schema.key_json()))),
+                Framing::Json(schemas.then(|| schema.envelope_json())),
+            ),
+            Some((key_id, value_id)) => (key_id.map(Framing::Avro), Framing::Avro(value_id)),
+        };
+        if let (Some(k), Some(ks), Some(framing)) = (change.key, &schema.key, key_framing) {
+            write_typed(&mut self.key, ks, framing, |w| k.write_typed(w)).map_err(|e| format!("key: {e}"))?;
         }
-        Ok(())
+        write_typed(&mut self.value, &schema.envelope, value_framing, |w| write_envelope(w, change, txn))
     }
 
     /// Fills the buffers with `change`'s key and envelope in cdcd's JSON.
@@ -259,9 +241,41 @@ fn write_envelope(w: &mut dyn ValueWriter, change: &Change<'_>, txn: Option<TxnB
     w.end();
 }
 
+/// How a typed key or value is framed in its record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Framing<'a> {
+    /// JsonConverter's payload, wrapped with this schema JSON when schemas are on.
+    Json(Option<&'a [u8]>),
+    /// Avro in Confluent's wire format, with this registry id.
+    Avro(u32),
+}
+
+/// Writes the value of `schema` that `write` gives into `out` (cleared first by the caller),
+/// framed as `framing` says: the one place a typed key or value becomes record bytes.
+pub(crate) fn write_typed(
+    out: &mut Vec<u8>,
+    schema: &crate::core::connect::Schema,
+    framing: Framing<'_>,
+    write: impl FnOnce(&mut dyn ValueWriter),
+) -> Result<(), String> {
+    match framing {
+        Framing::Json(schema_json) => json_record(out, schema_json, |out| {
+            let mut w = JsonWriter::new(schema, out);
+            write(&mut w);
+            w.finish()
+        }),
+        Framing::Avro(id) => {
+            confluent_header(out, id);
+            let mut w = AvroWriter::new(schema, out);
+            write(&mut w);
+            w.finish()
+        }
+    }
+}
+
 /// A JsonConverter record: the payload, wrapped as `{"schema":..,"payload":..}` when schemas
 /// are on.
-pub(crate) fn json_record(
+fn json_record(
     out: &mut Vec<u8>,
     schema: Option<&[u8]>,
     payload: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
@@ -279,7 +293,7 @@ pub(crate) fn json_record(
 }
 
 /// Confluent's wire format: magic byte 0, then the schema id, big-endian.
-pub(crate) fn confluent_header(out: &mut Vec<u8>, id: u32) {
+fn confluent_header(out: &mut Vec<u8>, id: u32) {
     out.push(0);
     out.extend_from_slice(&id.to_be_bytes());
 }

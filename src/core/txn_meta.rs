@@ -10,10 +10,8 @@
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use crate::core::connect::{Field, Schema, ValueWriter};
-use crate::core::envelope::{confluent_header, json_record};
+use crate::core::envelope::{write_typed, Framing};
 use crate::core::json;
-use crate::encode::avro::AvroWriter;
-use crate::encode::dbz_json::JsonWriter;
 
 /// The open source transaction's metadata, kept by the emitter while it runs.
 #[derive(Debug, Default)]
@@ -226,41 +224,27 @@ fn write_record(
     value: &mut Vec<u8>,
     format: &MetaFormat,
     id: &str,
-    write: impl Fn(&mut dyn ValueWriter),
+    write: impl FnOnce(&mut dyn ValueWriter),
 ) -> Result<(), String> {
     let s = schemas();
-    let write_key = |w: &mut dyn ValueWriter| {
-        w.begin();
-        w.string(id);
-        w.end();
+    let (key_framing, value_framing) = match format {
+        MetaFormat::Json { schemas } => (
+            Framing::Json(schemas.then_some(s.key_json.as_slice())),
+            Framing::Json(schemas.then_some(s.value_json.as_slice())),
+        ),
+        MetaFormat::Avro(ids) => {
+            let ids = ids.get().ok_or("the transaction topic's Avro schemas are not registered yet")?;
+            (Framing::Avro(ids.key), Framing::Avro(ids.value))
+        }
     };
     key.clear();
     value.clear();
-    match format {
-        MetaFormat::Json { schemas } => {
-            json_record(key, schemas.then_some(s.key_json.as_slice()), |out| {
-                let mut w = JsonWriter::new(&s.key, out);
-                write_key(&mut w);
-                w.finish()
-            })?;
-            json_record(value, schemas.then_some(s.value_json.as_slice()), |out| {
-                let mut w = JsonWriter::new(&s.value, out);
-                write(&mut w);
-                w.finish()
-            })
-        }
-        MetaFormat::Avro(ids) => {
-            let ids = ids.get().ok_or("the transaction topic's Avro schemas are not registered yet")?;
-            confluent_header(key, ids.key);
-            let mut w = AvroWriter::new(&s.key, key);
-            write_key(&mut w);
-            w.finish()?;
-            confluent_header(value, ids.value);
-            let mut w = AvroWriter::new(&s.value, value);
-            write(&mut w);
-            w.finish()
-        }
-    }
+    write_typed(key, &s.key, key_framing, |w| {
+        w.begin();
+        w.string(id);
+        w.end();
+    })?;
+    write_typed(value, &s.value, value_framing, write)
 }
 
 /// A BEGIN (`end` and `offsets` none) or END value's fields, in the value schema's order.

@@ -160,7 +160,12 @@ impl Table {
     /// Whether the published key holds the key columns' own values (no mask): only then is it
     /// the row's identity in the form snapshot chunks compare (they never mask).
     pub fn key_is_raw(&self) -> bool {
-        self.key_route.is_none() && self.key.iter().all(|&i| !self.rules.get(i).is_some_and(|r| r.is_masked()))
+        self.key_route.is_none() && self.key.iter().all(|&i| self.mask(i).is_none())
+    }
+
+    /// Column `i`'s rule when `[columns]` masks its values.
+    pub fn mask(&self, i: usize) -> Option<&ColumnRule> {
+        self.rules.get(i).filter(|r| r.is_masked())
     }
 }
 

@@ -110,11 +110,6 @@ fn dropped(rules: &[ColumnRule], i: usize) -> bool {
     rules.get(i).is_some_and(|r| r.dropped)
 }
 
-/// Column `i`'s rule when it masks the value.
-fn mask_of(table: &Table, i: usize) -> Option<&ColumnRule> {
-    table.rules.get(i).filter(|r| r.is_masked())
-}
-
 impl<C: Cells> WriteTyped for Key<'_, C> {
     fn write_typed(&self, w: &mut dyn ValueWriter) {
         let own_topic = self.0.table.key_route.as_ref().map(|(_, t)| t.as_str());
@@ -141,7 +136,7 @@ fn write_typed_columns<C: Cells>(
         let (col, (mapped, schema)) = (&row.table.columns[i], &typed.columns[i]);
         text.clear();
         row.cells.write_cell(i, &col.kind, &mut text);
-        if let Some(rule) = mask_of(row.table, i) {
+        if let Some(rule) = row.table.mask(i) {
             rule.write_typed(&text, schema, w);
             continue;
         }
@@ -206,7 +201,7 @@ impl<C: Cells> WriteJson for Row<'_, C> {
 /// A cell as records carry it: masked when `[columns]` says so.
 fn write_published_cell<C: Cells>(row: &Row<'_, C>, i: usize, out: &mut Vec<u8>) {
     let col = &row.table.columns[i];
-    match mask_of(row.table, i) {
+    match row.table.mask(i) {
         Some(rule) => {
             let mut text = Vec::new();
             row.cells.write_cell(i, &col.kind, &mut text);

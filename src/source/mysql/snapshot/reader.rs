@@ -83,7 +83,7 @@ impl TablePlan {
     fn literal(&self, key_pos: usize, text: &str, no_backslash_escapes: bool) -> Result<String, SourceError> {
         let col = &self.table.columns[self.chunk_key[key_pos]];
         // A masked column's value stays out of the log, as it stays out of every record.
-        let masked = self.table.rules.get(self.chunk_key[key_pos]).is_some_and(|r| r.is_masked());
+        let masked = self.table.mask(self.chunk_key[key_pos]).is_some();
         let bad = || {
             let value = if masked { "(masked)".to_string() } else { format!("{text:?}") };
             SourceError::Fatal(format!(
